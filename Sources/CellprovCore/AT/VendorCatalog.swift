@@ -1,0 +1,69 @@
+/// What cellprov knows about each module vendor's AT dialect, as data.
+///
+/// The ICCID commands are those of the vendors' AT manuals (Quectel EC2x AT Commands Manual: AT+QCCID; Huawei
+/// ME909s AT Command Interface Specification: AT^ICCID?; Telit AT Commands Reference Guide: AT#CCID; SIMCom
+/// SIM7500/7600 AT Command Manual: AT+CICCID; Cinterion/Thales PLS8 AT Command Set: AT^SCID; Sierra Wireless
+/// MC/EM74xx AT Command Reference: AT!ICCID?), the same ones ModemManager's vendor plugins use.
+public struct VendorDialect: Sendable, Equatable {
+    public var name: String
+    /// Lower-cased substrings of the `AT+CGMI` answer that identify the vendor.
+    public var manufacturerMatches: [String]
+    /// The vendor's own ICCID command, tried after AT+CCID.
+    public var iccidCommand: String?
+    /// True if the vendor's ICCID answer is nibble-swapped BCD (Huawei's ^ICCID answers in EF_ICCID order).
+    public var iccidSwapped: Bool
+    /// URCs that mean the SIM changed state (used by the daemon to re-read identities).
+    public var simURCPrefixes: [String]
+
+    public init(
+        name: String, manufacturerMatches: [String], iccidCommand: String?, iccidSwapped: Bool = false,
+        simURCPrefixes: [String] = []
+    ) {
+        self.name = name
+        self.manufacturerMatches = manufacturerMatches
+        self.iccidCommand = iccidCommand
+        self.iccidSwapped = iccidSwapped
+        self.simURCPrefixes = simURCPrefixes
+    }
+}
+
+public enum VendorCatalog {
+    public static let dialects: [VendorDialect] = [
+        VendorDialect(
+            name: "quectel", manufacturerMatches: ["quectel"], iccidCommand: "AT+QCCID",
+            simURCPrefixes: ["+QUSIM:", "+QSIMSTAT:", "+QIND: SMS DONE"]),
+        VendorDialect(
+            name: "huawei", manufacturerMatches: ["huawei"], iccidCommand: "AT^ICCID?", iccidSwapped: false,
+            simURCPrefixes: ["^SIMST:"]),
+        VendorDialect(name: "telit", manufacturerMatches: ["telit"], iccidCommand: "AT#CCID", simURCPrefixes: ["#QSS:"]),
+        VendorDialect(
+            name: "simcom", manufacturerMatches: ["simcom"], iccidCommand: "AT+CICCID", simURCPrefixes: ["+SIMCARD:"]),
+        VendorDialect(
+            name: "cinterion", manufacturerMatches: ["cinterion", "thales", "gemalto", "siemens"],
+            iccidCommand: "AT^SCID", simURCPrefixes: ["+CIEV: simstatus", "^SIMSTATUS"]),
+        VendorDialect(name: "sierra", manufacturerMatches: ["sierra"], iccidCommand: "AT!ICCID?"),
+        VendorDialect(
+            name: "ublox", manufacturerMatches: ["u-blox", "ublox"], iccidCommand: nil, simURCPrefixes: ["+UUSIMSTAT:"]),
+        VendorDialect(name: "fibocom", manufacturerMatches: ["fibocom"], iccidCommand: "AT+ICCID"),
+        VendorDialect(name: "zte", manufacturerMatches: ["zte"], iccidCommand: "AT+ZGETICCID"),
+    ]
+
+    /// The dialect whose manufacturer string matches the `AT+CGMI` answer, if any.
+    public static func dialect(forManufacturer manufacturer: String?) -> VendorDialect? {
+        guard let m = manufacturer?.lowercased() else { return nil }
+        return dialects.first { d in d.manufacturerMatches.contains { m.contains($0) } }
+    }
+
+    /// URCs every vendor may send when the SIM changes state (3GPP TS 27.007 +CPIN and common vendor forms).
+    public static let genericSIMURCPrefixes = ["+CPIN:", "+QUSIM:", "^SIMST:", "+SIMCARD:", "#QSS:", "+UUSIMSTAT:"]
+
+    /// True if a URC suggests the SIM (and so the IMSI/ICCID) may have changed.
+    public static func isSIMEvent(_ urc: String) -> Bool {
+        genericSIMURCPrefixes.contains { urc.hasPrefix($0) }
+            || dialects.contains { d in d.simURCPrefixes.contains { urc.hasPrefix($0) } }
+    }
+}
+
+/// The generic read of EF_ICCID (file id 0x2FE2 = 12258, 10 bytes) through restricted SIM access, 3GPP TS 27.007
+/// §8.18 and TS 31.102 §4.1.1 / TS 51.011 §10.1.1; answered as nibble-swapped BCD.
+public let crsmReadICCIDCommand = "AT+CRSM=176,12258,0,0,10"

@@ -1,0 +1,140 @@
+import ArgumentParser
+import CellprovSimulator
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `cellprov simulate`: serve a simulated module on a PTY. Prints the slave path as its first stdout line, serves
+/// until SIGINT/SIGTERM, re-reads `--identity-file` on SIGHUP and swaps the SIM to it.
+struct SimulateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Serve a simulated modem on a PTY.",
+        discussion: """
+            Prints the PTY's slave path on the first line of stdout, then serves until SIGINT or SIGTERM.
+            On SIGHUP, re-reads --identity-file and swaps the SIM to it (the profile's SIM URCs are sent).
+            Profiles: \(VendorProfile.allCases.map(\.rawValue).joined(separator: ", ")).
+            """
+    )
+
+    @Option(help: "Vendor profile (answer formats, vendor commands, URCs).")
+    var profile: String = VendorProfile.quectel.rawValue
+
+    @Option(name: .customLong("link"), help: "Also make a symlink at this path (replaces a symlink; removed on exit).")
+    var linkPath: String?
+
+    @Option(help: "JSON file with a SimulatedIdentity; re-read on SIGHUP.")
+    var identityFile: String?
+
+    @Option(help: "IMEI served (verbatim, not validated).") var imei: String?
+    @Option(help: "IMSI served (verbatim).") var imsi: String?
+    @Option(help: "ICCID served (verbatim).") var iccid: String?
+    @Option(help: "Manufacturer (default: the profile's).") var manufacturer: String?
+    @Option(help: "Model (default: the profile's).") var model: String?
+    @Option(help: "Revision (default: the profile's).") var revision: String?
+
+    @Flag(help: "Echo even after ATE0.") var echoAlways = false
+    @Flag(help: "Send a URC before every answer.") var urcNoise = false
+    @Option(name: .customLong("delay-ms"), help: "Delay each answer by this many milliseconds.") var delayMs = 0
+    @Option(name: .customLong("sim-busy"), help: "The first N SIM commands answer SIM busy.") var simBusy = 0
+    @Flag(help: "No SIM inserted.") var simAbsent = false
+    @Flag(name: .customLong("sim-pin"), help: "The SIM asks for its PIN.") var simPIN = false
+    @Flag(name: .customLong("sim-puk"), help: "The SIM asks for its PUK.") var simPUK = false
+    @Option(help: "The first N command lines get no answer.") var swallowFirst = 0
+    @Flag(help: "Never answer.") var silent = false
+    @Flag(help: "Binary junk and a ~70 kB line before the first answer.") var garbage = false
+    @Option(name: .customLong("unplug-after"), help: "Close the PTY on receiving command N.") var unplugAfter: Int?
+    @Flag(name: .customLong("no-ccid"), help: "AT+CCID answers ERROR.") var noCCID = false
+    @Flag(name: .customLong("no-vendor-iccid"), help: "The vendor ICCID command answers ERROR.")
+    var noVendorICCID = false
+
+    func validate() throws {
+        guard VendorProfile(rawValue: profile.lowercased()) != nil else {
+            throw ValidationError(
+                "Unknown profile '\(profile)'; one of: \(VendorProfile.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        for (name, value) in [("--delay-ms", delayMs), ("--sim-busy", simBusy), ("--swallow-first", swallowFirst)]
+        where value < 0 {
+            throw ValidationError("\(name) must not be negative")
+        }
+        if let n = unplugAfter, n < 1 { throw ValidationError("--unplug-after must be at least 1") }
+    }
+
+    func run() async throws {
+        var identity = SimulatedIdentity()
+        if let file = identityFile { identity = try Self.loadIdentity(file) }
+        if let v = imei { identity.imei = v }
+        if let v = imsi { identity.imsi = v }
+        if let v = iccid { identity.iccid = v }
+        if let v = manufacturer { identity.manufacturer = v }
+        if let v = model { identity.model = v }
+        if let v = revision { identity.revision = v }
+
+        var quirks = SimulatorQuirks()
+        quirks.echoAlways = echoAlways
+        quirks.urcNoise = urcNoise
+        quirks.responseDelayMilliseconds = delayMs
+        quirks.simBusyTries = simBusy
+        quirks.simAbsent = simAbsent
+        quirks.simPIN = simPIN
+        quirks.simPUK = simPUK
+        quirks.swallowFirst = swallowFirst
+        quirks.silent = silent
+        quirks.garbageBeforeAnswers = garbage
+        quirks.unplugAfterCommands = unplugAfter
+        quirks.ccidUnsupported = noCCID
+        quirks.vendorICCIDUnsupported = noVendorICCID
+
+        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
+
+        let simulator = try ModemSimulator(
+            SimulatorOptions(
+                profile: VendorProfile(rawValue: profile.lowercased()) ?? .quectel, identity: identity,
+                quirks: quirks, linkPath: linkPath))
+        // Unbuffered write: scripts read this line while we keep running.
+        FileHandle.standardOutput.write(Data((simulator.path + "\n").utf8))
+
+        let identityFile = self.identityFile
+        let signalQueue = DispatchQueue(label: "cellprov.simulate.signals")
+        let finished = Mutex(false)
+        var sources: [any DispatchSourceSignal] = []
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            for sig in [SIGINT, SIGTERM] {
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+                source.setEventHandler {
+                    let first = finished.withLock { done in
+                        defer { done = true }
+                        return !done
+                    }
+                    if first { continuation.resume() }
+                }
+                source.activate()
+                sources.append(source)
+            }
+            let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+            hup.setEventHandler {
+                guard let file = identityFile else { return }
+                do {
+                    simulator.swapSIM(try Self.loadIdentity(file))
+                } catch {
+                    FileHandle.standardError.write(Data("simulate: cannot reload \(file): \(error)\n".utf8))
+                }
+            }
+            hup.activate()
+            sources.append(hup)
+        }
+        for source in sources { source.cancel() }
+        simulator.stop()
+    }
+
+    static func loadIdentity(_ file: String) throws -> SimulatedIdentity {
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
+        return try JSONDecoder().decode(SimulatedIdentity.self, from: data)
+    }
+}

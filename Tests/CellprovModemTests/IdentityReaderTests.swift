@@ -1,0 +1,231 @@
+import CellprovCore
+import CellprovModem
+import CellprovSerial
+import CellprovSimulator
+import Foundation
+import Logging
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Identity reads over real PTYs served by the simulator: every vendor profile, every quirk, the SIM states, an
+/// unplug mid-command, a silent port and a port another process holds.
+@Suite struct IdentityReaderTests {
+    static let identity = SimulatedIdentity(
+        imei: TestIdentities.imei(tac: "86695404", serial: "123456"),
+        imsi: "310260123456789",
+        iccid: TestIdentities.iccid("891004234814455936"),
+        manufacturer: nil, model: nil, revision: nil)
+
+    static func reader(timeout: Duration = .seconds(10)) -> IdentityReader {
+        var options = IdentityReadOptions()
+        options.timeout = timeout
+        options.wakeTimeouts = [.milliseconds(200), .milliseconds(400)]
+        options.commandTimeout = .seconds(1)
+        options.simBusyLimit = .seconds(3)
+        return IdentityReader(options: options, logger: Logger(label: "test"))
+    }
+
+    static func read(_ options: SimulatorOptions, timeout: Duration = .seconds(10)) async throws
+        -> (IdentityReport, [String])
+    {
+        let sim = try ModemSimulator(options)
+        defer { sim.stop() }
+        let report = await reader(timeout: timeout).read(port: sim.path)
+        return (report, sim.commandLog)
+    }
+
+    @Test(arguments: VendorProfile.allCases)
+    func everyVendorProfileYieldsAllThreeIdentities(profile: VendorProfile) async throws {
+        let (report, log) = try await Self.read(SimulatorOptions(profile: profile, identity: Self.identity))
+        #expect(report.isValid, "\(profile): \(report.problems)")
+        #expect(report.imei?.unredacted == Self.identity.imei)
+        #expect(report.imsi?.unredacted == Self.identity.imsi)
+        #expect(report.iccid?.unredacted == Self.identity.iccid)
+        #expect(report.manufacturer != nil)
+        #expect(report.model != nil)
+        #expect(report.revision != nil)
+        #expect(log.count < 10, "\(profile) took \(log.count) commands: \(log)")
+    }
+
+    @Test func healthyQuectelReadTakesEightCommands() async throws {
+        let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity))
+        #expect(report.isValid)
+        #expect(log.map { $0.uppercased() } == [
+            "ATE0", "AT+CMEE=2", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CGSN", "AT+CIMI", "AT+CCID",
+        ])
+        #expect(report.commandCount == 8)
+    }
+
+    struct QuirkCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var quirks: SimulatorQuirks
+        var testDescription: String { name }
+    }
+
+    static let tolerableQuirks: [QuirkCase] = {
+        var cases: [QuirkCase] = []
+        func add(_ name: String, _ change: (inout SimulatorQuirks) -> Void) {
+            var q = SimulatorQuirks()
+            change(&q)
+            cases.append(QuirkCase(name: name, quirks: q))
+        }
+        add("echo on") { $0.echoAlways = true }
+        add("URC noise") { $0.urcNoise = true }
+        add("50 ms answers") { $0.responseDelayMilliseconds = 50 }
+        add("SIM busy 3 tries") { $0.simBusyTries = 3 }
+        add("first command swallowed") { $0.swallowFirst = 1 }
+        add("garbage and an overlong line") { $0.garbageBeforeAnswers = true }
+        add("no AT+CCID") { $0.ccidUnsupported = true }
+        add("no AT+CCID, no vendor command") {
+            $0.ccidUnsupported = true
+            $0.vendorICCIDUnsupported = true
+        }
+        add("everything at once") {
+            $0.echoAlways = true
+            $0.urcNoise = true
+            $0.simBusyTries = 2
+            $0.swallowFirst = 1
+            $0.ccidUnsupported = true
+        }
+        return cases
+    }()
+
+    @Test(arguments: tolerableQuirks, VendorProfile.allCases)
+    func quirksStillYieldTheIdentities(quirk: QuirkCase, profile: VendorProfile) async throws {
+        let (report, log) = try await Self.read(
+            SimulatorOptions(profile: profile, identity: Self.identity, quirks: quirk.quirks))
+        #expect(report.isValid, "\(quirk.name)/\(profile): \(report.problems) after \(log)")
+        #expect(report.imei?.unredacted == Self.identity.imei)
+        #expect(report.imsi?.unredacted == Self.identity.imsi)
+        #expect(report.iccid?.unredacted == Self.identity.iccid)
+    }
+
+    @Test func fallsBackToCRSMAndUnswapsIt() async throws {
+        var q = SimulatorQuirks()
+        q.ccidUnsupported = true
+        q.vendorICCIDUnsupported = true
+        let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.iccid?.unredacted == Self.identity.iccid)
+        #expect(log.last?.uppercased() == "AT+CRSM=176,12258,0,0,10")
+    }
+
+    @Test func simAbsentStillReportsTheIMEI() async throws {
+        var q = SimulatorQuirks()
+        q.simAbsent = true
+        let (report, _) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.imei?.unredacted == Self.identity.imei)
+        #expect(report.imsi == nil)
+        #expect(report.iccid == nil)
+        #expect(report.problems.map(\.code) == [.simNotInserted])
+        #expect(!report.isValid)
+        #expect(!report.portUnusable)
+    }
+
+    @Test(arguments: [VendorProfile.quectel, .huawei, .telit])
+    func pinLockedSIMYieldsIMEIAndICCID(profile: VendorProfile) async throws {
+        var q = SimulatorQuirks()
+        q.simPIN = true
+        let (report, _) = try await Self.read(SimulatorOptions(profile: profile, identity: Self.identity, quirks: q))
+        #expect(report.imei?.unredacted == Self.identity.imei)
+        #expect(report.iccid?.unredacted == Self.identity.iccid)
+        #expect(report.imsi == nil)
+        #expect(report.problems.map(\.code) == [.simPINRequired])
+    }
+
+    @Test func pukLockedSIM() async throws {
+        var q = SimulatorQuirks()
+        q.simPUK = true
+        let (report, _) = try await Self.read(SimulatorOptions(profile: .sierra, identity: Self.identity, quirks: q))
+        #expect(report.imei != nil)
+        #expect(report.problems.contains { $0.code == .simPUKRequired })
+    }
+
+    @Test func simBusyBeyondTheLimitIsAProblem() async throws {
+        var q = SimulatorQuirks()
+        q.simBusyTries = 1000
+        let (report, _) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.imei != nil)
+        #expect(report.problems.contains { $0.code == .simBusy })
+        #expect(!report.isValid)
+    }
+
+    @Test func silentPortIsNoResponse() async throws {
+        var q = SimulatorQuirks()
+        q.silent = true
+        let clock = ContinuousClock()
+        let start = clock.now
+        let (report, _) = try await Self.read(SimulatorOptions(identity: Self.identity, quirks: q))
+        #expect(report.problems.map(\.code) == [.noResponse])
+        #expect(report.portUnusable)
+        #expect(clock.now - start < .seconds(5))
+    }
+
+    @Test func unplugMidCommandEndsTheReadWithAnError() async throws {
+        var q = SimulatorQuirks()
+        q.unplugAfterCommands = 6  // AT+CGSN
+        let (report, log) = try await Self.read(SimulatorOptions(identity: Self.identity, quirks: q))
+        #expect(report.problems.contains { $0.code == .portClosed }, "\(report.problems) \(log)")
+        #expect(report.imei == nil)
+        #expect(report.portUnusable)
+    }
+
+    @Test func portHeldByAnotherProcessIsBusy() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(identity: Self.identity))
+        defer { sim.stop() }
+        let holder = try SerialPort.open(sim.path)
+        defer { holder.close() }
+        let report = await Self.reader().read(port: sim.path)
+        #expect(report.problems.map(\.code) == [.portBusy])
+        #expect(sim.commandLog.isEmpty)
+    }
+
+    @Test func missingPortIsUnavailable() async {
+        let report = await Self.reader().read(port: "/dev/cellprov-test-does-not-exist")
+        #expect(report.problems.map(\.code) == [.portUnavailable])
+    }
+
+    @Test func placeholderIMEIIsFlaggedNotAccepted() async throws {
+        var id = Self.identity
+        id.imei = "000000000000000"
+        let (report, _) = try await Self.read(SimulatorOptions(identity: id))
+        #expect(report.problems.contains { $0.code == .imeiPlaceholder && $0.severity == .error })
+        #expect(!report.isValid)
+    }
+
+    @Test func badIMEIChecksumIsFlagged() async throws {
+        var id = Self.identity
+        let good = id.imei!
+        let last = Int(String(good.last!))!
+        id.imei = String(good.dropLast()) + String((last + 1) % 10)
+        let (report, _) = try await Self.read(SimulatorOptions(identity: id))
+        #expect(report.problems.contains { $0.code == .imeiChecksum })
+        #expect(!report.isValid)
+    }
+
+    @Test func duplicateIMEIsAreReadIndependently() async throws {
+        // Batches ship with one IMEI: two modems with the same IMEI are read as they are, each on its own.
+        let a = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.identity))
+        let b = try ModemSimulator(SimulatorOptions(profile: .simcom, identity: Self.identity))
+        defer { a.stop(); b.stop() }
+        async let ra = Self.reader().read(port: a.path)
+        async let rb = Self.reader().read(port: b.path)
+        let (x, y) = await (ra, rb)
+        #expect(x.isValid && y.isValid)
+        #expect(x.imei == y.imei)
+    }
+}
+
+/// Valid test identities, built with the project's own Luhn.
+enum TestIdentities {
+    static func imei(tac: String, serial: String) -> String {
+        let payload = tac + serial
+        return payload + String(Luhn.checkDigit(for: payload)!)
+    }
+
+    static func iccid(_ payload: String) -> String {
+        payload + String(Luhn.checkDigit(for: payload)!)
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make demo`: simulated modems of several vendors, probed in parallel by `cellprov probe`.
+# Uses the debug build `make demo` just made; needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CELLPROV_BIN:-.build/debug}
+work=$(mktemp -d /tmp/cellprov-demo.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_sim() { # name profile [flags...]
+    local name=$1 profile=$2; shift 2
+    "$BIN/cellprov" simulate --profile "$profile" --link "$work/$name" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    pids+=($!)
+}
+
+echo "== Starting simulated modems (PTYs) in $work"
+start_sim quectel-ec25   quectel   --urc-noise
+start_sim sierra-em7455  sierra
+start_sim telit-le910    telit     --echo-always
+start_sim ublox-sara     ublox     --delay-ms 20
+start_sim simcom-sim7600 simcom    --sim-busy 2
+start_sim huawei-me909s  huawei    --no-ccid
+start_sim cinterion-pls8 cinterion --no-ccid --no-vendor-iccid
+start_sim quectel-nosim  quectel   --sim-absent
+start_sim quectel-pin    quectel   --sim-pin
+
+for n in quectel-ec25 sierra-em7455 telit-le910 ublox-sara simcom-sim7600 huawei-me909s cinterion-pls8 \
+         quectel-nosim quectel-pin; do
+    for _ in $(seq 100); do [ -e "$work/$n" ] && break; sleep 0.05; done
+    [ -e "$work/$n" ] || { echo "simulator $n did not start:"; cat "$work/$n.err"; exit 1; }
+done
+ports=("$work"/quectel-ec25 "$work"/sierra-em7455 "$work"/telit-le910 "$work"/ublox-sara "$work"/simcom-sim7600
+       "$work"/huawei-me909s "$work"/cinterion-pls8 "$work"/quectel-nosim "$work"/quectel-pin)
+
+echo
+echo "== cellprov probe (identifiers redacted; add --reveal to show them)"
+status=0
+"$BIN/cellprov" probe "${ports[@]}" || status=$?
+echo
+echo "exit status $status (0 all valid, 1 identity missing or invalid, 2 port unusable): the two SIM-less"
+echo "modems are expected to make it 1."
+echo
+echo "== cellprov probe --json (the data channel for factory stations: full identifiers)"
+"$BIN/cellprov" probe --json "${ports[@]:0:3}" || true
