@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "cellprov",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "cellprov", targets: ["cellprov"]),
         .executable(name: "cellprovd", targets: ["cellprovd"]),
@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
@@ -37,20 +39,46 @@ let package = Package(
         .executableTarget(
             name: "cellprov",
             dependencies: [
-                "CellprovCore", "CellprovModem", "CellprovSimulator",
+                "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Thin C shims: the only places libudev and libsystemd are imported.
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Edge: udev enumeration and monitoring of tty devices.
+        .target(name: "CellprovUdev", dependencies: ["CUdev"]),
+        // Edge: sd_notify, watchdog, and the journald log handler.
+        .target(
+            name: "CellprovSystemd",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The daemon's parts: configuration, discovery pipeline, slot sessions, the service.
+        .target(
+            name: "CellprovDaemon",
+            dependencies: [
+                "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "cellprovd",
             dependencies: [
-                "CellprovCore",
+                "CellprovCore", "CellprovDaemon", "CellprovSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"]),
         .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"]),
+        .testTarget(
+            name: "CellprovDaemonTests",
+            dependencies: ["CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator"]
+        ),
     ]
 )

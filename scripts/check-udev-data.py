@@ -126,7 +126,8 @@ def main():
         if (hits[0][1], hits[0][2]) != (table_keys[key][0][1], table_keys[key][0][2]):
             problems.append(
                 f"rules:{hits[0][0]} vs table:{table_keys[key][0][0]}: {name} is "
-                f"{hits[0][1]}/{hits[0][2]} in the rules but {table_keys[key][0][1]}/{table_keys[key][0][2]} in the table"
+                f"{hits[0][1]}/{hits[0][2]} in the rules but "
+                f"{table_keys[key][0][1]}/{table_keys[key][0][2]} in the table"
             )
     for key, hits in sorted(table_keys.items()):
         name = ":".join(key)

@@ -73,6 +73,22 @@ public struct IdentityRecord: Sendable, Codable, Equatable {
         case elapsedMilliseconds = "elapsed_ms"
     }
 
+    /// Absent identities are written as `null`, never left out: consumers rely on every key being there.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(port, forKey: .port)
+        try c.encode(imei, forKey: .imei)
+        try c.encode(imsi, forKey: .imsi)
+        try c.encode(iccid, forKey: .iccid)
+        try c.encode(manufacturer, forKey: .manufacturer)
+        try c.encode(model, forKey: .model)
+        try c.encode(revision, forKey: .revision)
+        try c.encode(valid, forKey: .valid)
+        try c.encode(problems, forKey: .problems)
+        try c.encode(commands, forKey: .commands)
+        try c.encode(elapsedMilliseconds, forKey: .elapsedMilliseconds)
+    }
+
     public init(_ report: IdentityReport) {
         port = report.port
         imei = report.imei?.unredacted

@@ -96,7 +96,7 @@ struct ProbeCommand: AsyncParsableCommand {
 
     private func printJSON(_ reports: [IdentityReport]) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var out = ""
         for report in reports {
             let data = try encoder.encode(IdentityRecord(report))

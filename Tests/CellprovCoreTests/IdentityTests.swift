@@ -114,13 +114,15 @@ struct LuhnTests {
         #expect(Luhn.isValid(c.digits) == c.valid)
     }
 
-    @Test("check digits", arguments: [
-        ("7992739871", 3, "Wikipedia 'Luhn algorithm' worked example"),
-        ("49015420323751", 8, "Wikipedia 'IMEI' check digit computation"),
-        ("35209900176148", 1, "Wikipedia 'IMEI' example"),
-        ("8901410321111851072", 0, "Android emulator default ICCID"),
-        ("0", 0, "constructed"),
-    ])
+    @Test(
+        "check digits",
+        arguments: [
+            ("7992739871", 3, "Wikipedia 'Luhn algorithm' worked example"),
+            ("49015420323751", 8, "Wikipedia 'IMEI' check digit computation"),
+            ("35209900176148", 1, "Wikipedia 'IMEI' example"),
+            ("8901410321111851072", 0, "Android emulator default ICCID"),
+            ("0", 0, "constructed"),
+        ])
     func checkDigit(_ payload: String, _ expected: Int, _ source: String) {
         #expect(Luhn.checkDigit(for: payload) == expected, "\(source)")
         #expect(Luhn.isValid(payload + String(expected)))
@@ -146,44 +148,60 @@ struct IMEICase: Sendable, CustomTestStringConvertible {
 @Suite("IMEI")
 struct IMEITests {
     static let cases: [IMEICase] = [
-        IMEICase(raw: "490154203237518", value: "490154203237518", codes: [],
-                 source: "Wikipedia 'IMEI' / 'Luhn algorithm' example"),
-        IMEICase(raw: "\"490154203237518\"", value: "490154203237518", codes: [],
-                 source: "constructed: quoted answer (some modems quote +CGSN)"),
-        IMEICase(raw: "  490154203237518\r\n", value: "490154203237518", codes: [],
-                 source: "constructed: whitespace and CRLF left by a framer"),
-        IMEICase(raw: "490154203237519", value: "490154203237519", codes: [.imeiChecksum],
-                 source: "Wikipedia example, last digit changed: value kept, checksum error"),
-        IMEICase(raw: "3520990017614823", value: nil, codes: [.imeiIsIMEISV],
-                 source: "Wikipedia 'IMEI' IMEISV example 35-209900-176148-23"),
-        IMEICase(raw: "49015420323751", value: nil, codes: [.imeiLength],
-                 source: "Wikipedia example without its check digit (14 digits)"),
+        IMEICase(
+            raw: "490154203237518", value: "490154203237518", codes: [],
+            source: "Wikipedia 'IMEI' / 'Luhn algorithm' example"),
+        IMEICase(
+            raw: "\"490154203237518\"", value: "490154203237518", codes: [],
+            source: "constructed: quoted answer (some modems quote +CGSN)"),
+        IMEICase(
+            raw: "  490154203237518\r\n", value: "490154203237518", codes: [],
+            source: "constructed: whitespace and CRLF left by a framer"),
+        IMEICase(
+            raw: "490154203237519", value: "490154203237519", codes: [.imeiChecksum],
+            source: "Wikipedia example, last digit changed: value kept, checksum error"),
+        IMEICase(
+            raw: "3520990017614823", value: nil, codes: [.imeiIsIMEISV],
+            source: "Wikipedia 'IMEI' IMEISV example 35-209900-176148-23"),
+        IMEICase(
+            raw: "49015420323751", value: nil, codes: [.imeiLength],
+            source: "Wikipedia example without its check digit (14 digits)"),
         IMEICase(raw: "49015420323751800", value: nil, codes: [.imeiLength], source: "constructed: 17 digits"),
         IMEICase(raw: "", value: nil, codes: [.imeiMissing], source: "constructed: empty answer"),
         IMEICase(raw: "\"\"", value: nil, codes: [.imeiMissing], source: "constructed: empty quoted answer"),
         IMEICase(raw: " \r\n", value: nil, codes: [.imeiMissing], source: "constructed: blank line"),
         IMEICase(raw: "49015420323751A", value: nil, codes: [.imeiFormat], source: "constructed: a letter"),
-        IMEICase(raw: "35-209900-176148-1", value: nil, codes: [.imeiFormat],
-                 source: "Wikipedia's dashed presentation is not what +CGSN answers"),
+        IMEICase(
+            raw: "35-209900-176148-1", value: nil, codes: [.imeiFormat],
+            source: "Wikipedia's dashed presentation is not what +CGSN answers"),
         IMEICase(raw: "ERROR", value: nil, codes: [.imeiFormat], source: "constructed: final result passed as value"),
-        IMEICase(raw: "000000000000000", value: "000000000000000", codes: [.imeiPlaceholder],
-                 source: "Android emulator android_modem.c (+CGSN all zeros), mozilla-central B2G tests"),
-        IMEICase(raw: "358240051111110", value: "358240051111110", codes: [.imeiPlaceholder],
-                 source: "Android Studio emulator default IMEI"),
-        IMEICase(raw: "004999010640000", value: "004999010640000", codes: [.imeiPlaceholder],
-                 source: "3GPP test IMEI; CyanogenMod aries Sanity.java BAD_IMEI"),
-        IMEICase(raw: "352099001761481", value: "352099001761481", codes: [.imeiPlaceholder],
-                 source: "Wikipedia IMEI example, Genymotion emulator default"),
-        IMEICase(raw: "111111111111111", value: "111111111111111", codes: [.imeiChecksum, .imeiPlaceholder],
-                 source: "constructed: all ones (fails Luhn too)"),
-        IMEICase(raw: "123456789012347", value: "123456789012347", codes: [.imeiPlaceholder],
-                 source: "constructed: ascending digits with a valid check digit"),
-        IMEICase(raw: "012345678901237", value: "012345678901237", codes: [.imeiPlaceholder],
-                 source: "Android apps' invalid-IMEI lists: ascending from zero"),
-        IMEICase(raw: "001013001234568", value: "001013001234568", codes: [.imeiPlaceholder],
-                 source: "Alvearie/de-identification IMEIIdentifierTest (TAC 00 test range)"),
-        IMEICase(raw: "001013001234567", value: "001013001234567", codes: [.imeiChecksum, .imeiPlaceholder],
-                 source: "Alvearie/de-identification IMEIIdentifierTest 'invalid check digit'"),
+        IMEICase(
+            raw: "000000000000000", value: "000000000000000", codes: [.imeiPlaceholder],
+            source: "Android emulator android_modem.c (+CGSN all zeros), mozilla-central B2G tests"),
+        IMEICase(
+            raw: "358240051111110", value: "358240051111110", codes: [.imeiPlaceholder],
+            source: "Android Studio emulator default IMEI"),
+        IMEICase(
+            raw: "004999010640000", value: "004999010640000", codes: [.imeiPlaceholder],
+            source: "3GPP test IMEI; CyanogenMod aries Sanity.java BAD_IMEI"),
+        IMEICase(
+            raw: "352099001761481", value: "352099001761481", codes: [.imeiPlaceholder],
+            source: "Wikipedia IMEI example, Genymotion emulator default"),
+        IMEICase(
+            raw: "111111111111111", value: "111111111111111", codes: [.imeiChecksum, .imeiPlaceholder],
+            source: "constructed: all ones (fails Luhn too)"),
+        IMEICase(
+            raw: "123456789012347", value: "123456789012347", codes: [.imeiPlaceholder],
+            source: "constructed: ascending digits with a valid check digit"),
+        IMEICase(
+            raw: "012345678901237", value: "012345678901237", codes: [.imeiPlaceholder],
+            source: "Android apps' invalid-IMEI lists: ascending from zero"),
+        IMEICase(
+            raw: "001013001234568", value: "001013001234568", codes: [.imeiPlaceholder],
+            source: "Alvearie/de-identification IMEIIdentifierTest (TAC 00 test range)"),
+        IMEICase(
+            raw: "001013001234567", value: "001013001234567", codes: [.imeiChecksum, .imeiPlaceholder],
+            source: "Alvearie/de-identification IMEIIdentifierTest 'invalid check digit'"),
     ]
 
     @Test(arguments: cases)
@@ -223,52 +241,74 @@ struct IMSICase: Sendable, CustomTestStringConvertible {
 @Suite("IMSI")
 struct IMSITests {
     static let cases: [IMSICase] = [
-        IMSICase(raw: "310150123456789", value: "310150123456789", mcc: "310", mnc: "150", codes: [],
-                 source: "Wikipedia 'IMSI' example (AT&T, MNC 150)"),
-        IMSICase(raw: "460001357924680", value: "460001357924680", mcc: "460", mnc: "00", codes: [],
-                 source: "Wikipedia 'IMSI' example (China Mobile, MNC 00)"),
-        IMSICase(raw: "\"310260000000000\"\r\n", value: "310260000000000", mcc: "310", mnc: "260", codes: [],
-                 source: "Android emulator (goldfish) IMSI, quoted"),
-        IMSICase(raw: "001010123456063", value: "001010123456063", mcc: "001", mnc: "01",
-                 codes: [.imsiTestNetwork], source: "R&S CMW default test USIM IMSI (3GPP test network 001-01)"),
-        IMSICase(raw: "999990123456789", value: "999990123456789", mcc: "999", mnc: "99",
-                 codes: [.imsiTestNetwork], source: "constructed: E.212 MCC 999 private network"),
-        IMSICase(raw: "405025123456789", value: "405025123456789", mcc: "405", mnc: "025", codes: [],
-                 source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (India 405 025)"),
-        IMSICase(raw: "405854123456789", value: "405854123456789", mcc: "405", mnc: "854", codes: [],
-                 source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (India 405 854, Jio)"),
-        IMSICase(raw: "405011234567890", value: "405011234567890", mcc: "405", mnc: "01", codes: [],
-                 source: "E.212 list: India 405 01 is 2-digit"),
-        IMSICase(raw: "404451234567890", value: "404451234567890", mcc: "404", mnc: "45", codes: [],
-                 source: "E.212 list: India 404 45 (2-digit)"),
-        IMSICase(raw: "502142123456789", value: "502142123456789", mcc: "502", mnc: "142", codes: [],
-                 source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (Malaysia 502 142)"),
-        IMSICase(raw: "502121234567890", value: "502121234567890", mcc: "502", mnc: "12", codes: [],
-                 source: "E.212 list: Malaysia 502 12 (2-digit)"),
-        IMSICase(raw: "302720123456789", value: "302720123456789", mcc: "302", mnc: "720", codes: [],
-                 source: "Android MccTable/SIMRecords: Canada 302 720 (Rogers)"),
-        IMSICase(raw: "334020123456789", value: "334020123456789", mcc: "334", mnc: "020", codes: [],
-                 source: "E.212 list: Mexico 334 020 (Telcel)"),
-        IMSICase(raw: "338050123456789", value: "338050123456789", mcc: "338", mnc: "050", codes: [],
-                 source: "Android MccTable (338 three digits): Jamaica Digicel"),
-        IMSICase(raw: "374130123456789", value: "374130123456789", mcc: "374", mnc: "130", codes: [],
-                 source: "E.212 list: Trinidad and Tobago 374 130 (Digicel)"),
-        IMSICase(raw: "374121234567890", value: "374121234567890", mcc: "374", mnc: "12", codes: [],
-                 source: "E.212 list: Trinidad and Tobago 374 12 (bmobile)"),
-        IMSICase(raw: "262011234567890", value: "262011234567890", mcc: "262", mnc: "01", codes: [],
-                 source: "E.212 list: Germany 262 01"),
-        IMSICase(raw: "234150123456789", value: "234150123456789", mcc: "234", mnc: "15", codes: [],
-                 source: "E.212 list: United Kingdom 234 15 (Vodafone)"),
-        IMSICase(raw: "310150", value: "310150", mcc: "310", mnc: "150", codes: [],
-                 source: "constructed: shortest accepted (6 digits)"),
+        IMSICase(
+            raw: "310150123456789", value: "310150123456789", mcc: "310", mnc: "150", codes: [],
+            source: "Wikipedia 'IMSI' example (AT&T, MNC 150)"),
+        IMSICase(
+            raw: "460001357924680", value: "460001357924680", mcc: "460", mnc: "00", codes: [],
+            source: "Wikipedia 'IMSI' example (China Mobile, MNC 00)"),
+        IMSICase(
+            raw: "\"310260000000000\"\r\n", value: "310260000000000", mcc: "310", mnc: "260", codes: [],
+            source: "Android emulator (goldfish) IMSI, quoted"),
+        IMSICase(
+            raw: "001010123456063", value: "001010123456063", mcc: "001", mnc: "01",
+            codes: [.imsiTestNetwork], source: "R&S CMW default test USIM IMSI (3GPP test network 001-01)"),
+        IMSICase(
+            raw: "999990123456789", value: "999990123456789", mcc: "999", mnc: "99",
+            codes: [.imsiTestNetwork], source: "constructed: E.212 MCC 999 private network"),
+        IMSICase(
+            raw: "405025123456789", value: "405025123456789", mcc: "405", mnc: "025", codes: [],
+            source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (India 405 025)"),
+        IMSICase(
+            raw: "405854123456789", value: "405854123456789", mcc: "405", mnc: "854", codes: [],
+            source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (India 405 854, Jio)"),
+        IMSICase(
+            raw: "405011234567890", value: "405011234567890", mcc: "405", mnc: "01", codes: [],
+            source: "E.212 list: India 405 01 is 2-digit"),
+        IMSICase(
+            raw: "404451234567890", value: "404451234567890", mcc: "404", mnc: "45", codes: [],
+            source: "E.212 list: India 404 45 (2-digit)"),
+        IMSICase(
+            raw: "502142123456789", value: "502142123456789", mcc: "502", mnc: "142", codes: [],
+            source: "Android SIMRecords MCCMNC_CODES_HAVING_3DIGITS_MNC (Malaysia 502 142)"),
+        IMSICase(
+            raw: "502121234567890", value: "502121234567890", mcc: "502", mnc: "12", codes: [],
+            source: "E.212 list: Malaysia 502 12 (2-digit)"),
+        IMSICase(
+            raw: "302720123456789", value: "302720123456789", mcc: "302", mnc: "720", codes: [],
+            source: "Android MccTable/SIMRecords: Canada 302 720 (Rogers)"),
+        IMSICase(
+            raw: "334020123456789", value: "334020123456789", mcc: "334", mnc: "020", codes: [],
+            source: "E.212 list: Mexico 334 020 (Telcel)"),
+        IMSICase(
+            raw: "338050123456789", value: "338050123456789", mcc: "338", mnc: "050", codes: [],
+            source: "Android MccTable (338 three digits): Jamaica Digicel"),
+        IMSICase(
+            raw: "374130123456789", value: "374130123456789", mcc: "374", mnc: "130", codes: [],
+            source: "E.212 list: Trinidad and Tobago 374 130 (Digicel)"),
+        IMSICase(
+            raw: "374121234567890", value: "374121234567890", mcc: "374", mnc: "12", codes: [],
+            source: "E.212 list: Trinidad and Tobago 374 12 (bmobile)"),
+        IMSICase(
+            raw: "262011234567890", value: "262011234567890", mcc: "262", mnc: "01", codes: [],
+            source: "E.212 list: Germany 262 01"),
+        IMSICase(
+            raw: "234150123456789", value: "234150123456789", mcc: "234", mnc: "15", codes: [],
+            source: "E.212 list: United Kingdom 234 15 (Vodafone)"),
+        IMSICase(
+            raw: "310150", value: "310150", mcc: "310", mnc: "150", codes: [],
+            source: "constructed: shortest accepted (6 digits)"),
         IMSICase(raw: "31015", value: nil, mcc: nil, mnc: nil, codes: [.imsiLength], source: "constructed: 5 digits"),
-        IMSICase(raw: "3101501234567890", value: nil, mcc: nil, mnc: nil, codes: [.imsiLength],
-                 source: "constructed: 16 digits"),
+        IMSICase(
+            raw: "3101501234567890", value: nil, mcc: nil, mnc: nil, codes: [.imsiLength],
+            source: "constructed: 16 digits"),
         IMSICase(raw: "", value: nil, mcc: nil, mnc: nil, codes: [.imsiMissing], source: "constructed: empty"),
-        IMSICase(raw: "31015012345678X", value: nil, mcc: nil, mnc: nil, codes: [.imsiFormat],
-                 source: "constructed: a letter"),
-        IMSICase(raw: "+CME ERROR: 10", value: nil, mcc: nil, mnc: nil, codes: [.imsiFormat],
-                 source: "3GPP TS 27.007 'SIM not inserted' passed as a value"),
+        IMSICase(
+            raw: "31015012345678X", value: nil, mcc: nil, mnc: nil, codes: [.imsiFormat],
+            source: "constructed: a letter"),
+        IMSICase(
+            raw: "+CME ERROR: 10", value: nil, mcc: nil, mnc: nil, codes: [.imsiFormat],
+            source: "3GPP TS 27.007 'SIM not inserted' passed as a value"),
     ]
 
     @Test(arguments: cases)
@@ -311,37 +351,50 @@ struct ICCIDCase: Sendable, CustomTestStringConvertible {
 @Suite("ICCID")
 struct ICCIDTests {
     static let cases: [ICCIDCase] = [
-        ICCIDCase(raw: "89014103211118510720", value: "89014103211118510720", codes: [],
-                  source: "Android emulator default ICCID (mozilla-central B2G icc tests), Luhn valid over 20"),
-        ICCIDCase(raw: "98101430121181157002", value: "89014103211118510720", codes: [],
-                  source: "constructed: the emulator ICCID as EF_ICCID BCD (nibble-swapped)"),
-        ICCIDCase(raw: "89000123456789012341", value: "89000123456789012341", codes: [],
-                  source: "pySim / sysmocom test profile ICCID, Luhn valid over 20"),
-        ICCIDCase(raw: "8944100000000000000", value: "8944100000000000000", codes: [],
-                  source: "constructed: 19 digits, Luhn valid"),
-        ICCIDCase(raw: "894410000000000000", value: "894410000000000000", codes: [],
-                  source: "constructed: 18 digits, Luhn valid"),
-        ICCIDCase(raw: "8944100000000000000FF", value: "8944100000000000000", codes: [],
-                  source: "constructed: two F padding characters"),
-        ICCIDCase(raw: "8944 1000 0000 0000 000", value: "8944100000000000000", codes: [],
-                  source: "constructed: printed in groups"),
-        ICCIDCase(raw: "8944100000000000001", value: "8944100000000000001", codes: [.iccidChecksum],
-                  source: "constructed: wrong check digit → warning, value kept"),
-        ICCIDCase(raw: "\"898602c0123456789012\"", value: "898602C0123456789012", hex: true, codes: [],
-                  source: "ModemManager hex-account vector, lower-cased"),
-        ICCIDCase(raw: "9868200C214365870921", value: "898602C0123456789012", hex: true, codes: [],
-                  source: "constructed: ModemManager hex-account vector nibble-swapped"),
+        ICCIDCase(
+            raw: "89014103211118510720", value: "89014103211118510720", codes: [],
+            source: "Android emulator default ICCID (mozilla-central B2G icc tests), Luhn valid over 20"),
+        ICCIDCase(
+            raw: "98101430121181157002", value: "89014103211118510720", codes: [],
+            source: "constructed: the emulator ICCID as EF_ICCID BCD (nibble-swapped)"),
+        ICCIDCase(
+            raw: "89000123456789012341", value: "89000123456789012341", codes: [],
+            source: "pySim / sysmocom test profile ICCID, Luhn valid over 20"),
+        ICCIDCase(
+            raw: "8944100000000000000", value: "8944100000000000000", codes: [],
+            source: "constructed: 19 digits, Luhn valid"),
+        ICCIDCase(
+            raw: "894410000000000000", value: "894410000000000000", codes: [],
+            source: "constructed: 18 digits, Luhn valid"),
+        ICCIDCase(
+            raw: "8944100000000000000FF", value: "8944100000000000000", codes: [],
+            source: "constructed: two F padding characters"),
+        ICCIDCase(
+            raw: "8944 1000 0000 0000 000", value: "8944100000000000000", codes: [],
+            source: "constructed: printed in groups"),
+        ICCIDCase(
+            raw: "8944100000000000001", value: "8944100000000000001", codes: [.iccidChecksum],
+            source: "constructed: wrong check digit → warning, value kept"),
+        ICCIDCase(
+            raw: "\"898602c0123456789012\"", value: "898602C0123456789012", hex: true, codes: [],
+            source: "ModemManager hex-account vector, lower-cased"),
+        ICCIDCase(
+            raw: "9868200C214365870921", value: "898602C0123456789012", hex: true, codes: [],
+            source: "constructed: ModemManager hex-account vector nibble-swapped"),
         ICCIDCase(raw: "", value: nil, codes: [.iccidMissing], source: "constructed: empty"),
         ICCIDCase(raw: "\"\"", value: nil, codes: [.iccidMissing], source: "constructed: empty quoted"),
         ICCIDCase(raw: "894410000000000000000", value: nil, codes: [.iccidLength], source: "constructed: 21 digits"),
         ICCIDCase(raw: "89441000000000000", value: nil, codes: [.iccidLength], source: "constructed: 17 digits"),
         ICCIDCase(raw: "8944G00000000000000", value: nil, codes: [.iccidFormat], source: "constructed: a G"),
-        ICCIDCase(raw: "89A410000000000000", value: nil, codes: [.iccidFormat],
-                  source: "constructed: hex digit inside the issuer prefix"),
-        ICCIDCase(raw: "1944100000000000000", value: nil, codes: [.iccidPrefix],
-                  source: "constructed: major industry identifier 19"),
-        ICCIDCase(raw: "+CME ERROR: 10", value: nil, codes: [.iccidFormat],
-                  source: "3GPP TS 27.007 'SIM not inserted' passed as a value"),
+        ICCIDCase(
+            raw: "89A410000000000000", value: nil, codes: [.iccidFormat],
+            source: "constructed: hex digit inside the issuer prefix"),
+        ICCIDCase(
+            raw: "1944100000000000000", value: nil, codes: [.iccidPrefix],
+            source: "constructed: major industry identifier 19"),
+        ICCIDCase(
+            raw: "+CME ERROR: 10", value: nil, codes: [.iccidFormat],
+            source: "3GPP TS 27.007 'SIM not inserted' passed as a value"),
     ]
 
     @Test(arguments: cases)
@@ -507,11 +560,13 @@ struct PseudonymizerTests {
 
     // Expected values computed independently with Python's hmac/hashlib:
     // hmac.new(bytes(range(32)), b"imei:490154203237518", hashlib.sha256).hexdigest()[:10]
-    @Test("known answers: HMAC-SHA256(key, kind:value), first 10 hex", arguments: [
-        ("imei", "490154203237518", "268b291a9b"),
-        ("iccid", "8944200053671052499", "9d7e2c5c08"),
-        ("imsi", "310150123456789", "48badffc94"),
-    ])
+    @Test(
+        "known answers: HMAC-SHA256(key, kind:value), first 10 hex",
+        arguments: [
+            ("imei", "490154203237518", "268b291a9b"),
+            ("iccid", "8944200053671052499", "9d7e2c5c08"),
+            ("imsi", "310150123456789", "48badffc94"),
+        ])
     func knownAnswers(_ kind: String, _ value: String, _ expected: String) {
         #expect(Pseudonymizer(key: Self.keyA).reference(kind: kind, value: value) == expected)
     }
@@ -531,7 +586,8 @@ struct PseudonymizerTests {
         #expect(r1.reference(kind: "imei", value: value) != r2.reference(kind: "imei", value: value))
     }
 
-    @Test("references are 10 lowercase hex characters", arguments: ["", "1", "490154203237518", "898602F9091830030220"])
+    @Test(
+        "references are 10 lowercase hex characters", arguments: ["", "1", "490154203237518", "898602F9091830030220"])
     func shape(_ value: String) {
         let ref = Pseudonymizer.random().reference(kind: "imei", value: value)
         #expect(ref.count == 10)
@@ -571,7 +627,8 @@ struct ScrubTests {
 
     @Test("every identifier in the tables is scrubbed out of free text")
     func scrubsAllSamples() {
-        let texts = Samples.imeis.map(\.unredacted) + Samples.imsis.map(\.unredacted)
+        let texts =
+            Samples.imeis.map(\.unredacted) + Samples.imsis.map(\.unredacted)
             + Samples.iccids.map(\.unredacted)
         for value in texts {
             let out = Redaction.scrub("value: \(value) end")

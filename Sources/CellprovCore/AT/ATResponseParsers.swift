@@ -30,7 +30,7 @@ public enum ATResponse {
     /// ICCID from AT+CCID and the vendor commands: `+CCID:`, `+ICCID:`, `^ICCID:`, `+QCCID:`, `#CCID:`, `^SCID:`,
     /// `ICCID:`, `+CICCID:` or bare.
     public static func iccid(in lines: [String]) -> String? {
-        value(in: lines, tags: ["+CCID:", "+ICCID:", "^ICCID:", "+QCCID:", "#CCID:", "^SCID:", "+CICCID:", "ICCID:"])
+        value(in: lines, tags: ["+CCID:", "+ICCID:", "^ICCID:", "+QCCID:", "#CCID:", "^SCID:", "+CICCID:", "!ICCID:", "ICCID:"])
     }
 
     /// The data of a successful `+CRSM: <sw1>,<sw2>[,"<hex>"]` answer (SW 0x90 0x00 or 0x91 xx), or nil.

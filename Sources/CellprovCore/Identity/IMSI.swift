@@ -70,7 +70,8 @@ public struct IMSI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
         case "001":
             problems.append(problem(.imsiTestNetwork, .warning, "the SIM belongs to a test network (test MCC)"))
         case "999":
-            problems.append(problem(.imsiTestNetwork, .warning, "the SIM belongs to a private network (MCC for internal use)"))
+            problems.append(
+                problem(.imsiTestNetwork, .warning, "the SIM belongs to a private network (MCC for internal use)"))
         default:
             break
         }

@@ -47,7 +47,10 @@ public enum Redaction {
         // Words (maximal ASCII alphanumeric runs) made only of hex characters, 10+ long, with a digit.
         var i = 0
         while i < n {
-            guard isWordChar(chars[i]) else { i += 1; continue }
+            guard isWordChar(chars[i]) else {
+                i += 1
+                continue
+            }
             var j = i
             var allHex = true
             var hasDigit = false
@@ -65,7 +68,10 @@ public enum Redaction {
         // Digit runs of 6+, and chains of digit groups joined by one space or hyphen with 12+ digits.
         i = 0
         while i < n {
-            guard isDigit(chars[i]) else { i += 1; continue }
+            guard isDigit(chars[i]) else {
+                i += 1
+                continue
+            }
             let chainStart = i
             var totalDigits = 0
             var groups = 0

@@ -1,0 +1,91 @@
+#!/bin/sh
+# Check systemd/cellprovd.service, cellprov.sysusers and cellprov.tmpfiles without installing them.
+#
+#   1. systemd-analyze verify: in a throw-away root holding a copy of the host's unit directory,
+#      the unit and a stub /usr/bin/cellprovd (verify refuses a unit whose ExecStart= binary is
+#      missing). Any message at all counts as a failure: verify exits 0 on unknown keys and bad
+#      values, it only prints them.
+#   2. systemd-analyze security --offline=yes: prints the exposure; fails above MAX_EXPOSURE (1.5).
+#   3. systemd-sysusers and systemd-tmpfiles --create, applied to the same throw-away root.
+#
+# Works without systemd as PID 1 (containers, CI) and does not touch the host's /etc or /usr.
+# Needs, on Debian 12: the "systemd" package (systemd-analyze, systemd-sysusers, systemd-tmpfiles;
+# `apt-get install -y systemd`) and coreutils, grep, sed, awk (all Essential). Run as any user;
+# root is not required. Called by `make test`.
+#
+# Usage: scripts/check-systemd-unit.sh [MAX_EXPOSURE]
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+unit="$here/systemd/cellprovd.service"
+sysusers="$here/systemd/cellprov.sysusers"
+tmpfiles="$here/systemd/cellprov.tmpfiles"
+max="${1:-1.5}"
+
+for tool in systemd-analyze systemd-sysusers systemd-tmpfiles; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "check-systemd-unit: $tool not found; install it: apt-get install -y systemd" >&2
+        exit 2
+    }
+done
+
+root=$(mktemp -d "${TMPDIR:-/tmp}/cellprov-unit.XXXXXX")
+trap 'rm -rf "$root"' EXIT INT TERM
+mkdir -p "$root/usr/bin" "$root/usr/lib/systemd" "$root/etc"
+# verify resolves the unit's dependencies (sysinit.target, ...) inside --root.
+cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/system"
+cp "$unit" "$root/usr/lib/systemd/system/cellprovd.service"
+printf '#!/bin/sh\nexit 0\n' >"$root/usr/bin/cellprovd"
+chmod 0755 "$root/usr/bin/cellprovd"
+
+status=0
+
+echo "== systemd-analyze verify --root=<tmp> --man=no --generators=no cellprovd.service"
+out=$(systemd-analyze verify --root="$root" --man=no --generators=no cellprovd.service 2>&1) || status=1
+if [ -n "$out" ]; then
+    printf '%s\n' "$out"
+    status=1
+fi
+[ "$status" -eq 0 ] && echo "verify: clean"
+
+echo "== systemd-analyze security --offline=yes systemd/cellprovd.service"
+sec=$(systemd-analyze security --offline=yes --no-pager "$unit" 2>&1) || true
+printf '%s\n' "$sec" | grep -E '^✗' || true
+exposure=$(printf '%s\n' "$sec" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+if [ -z "$exposure" ]; then
+    printf '%s\n' "$sec"
+    echo "security: could not read the exposure level" >&2
+    status=1
+else
+    echo "exposure: $exposure (limit $max)"
+    if awk -v e="$exposure" -v m="$max" 'BEGIN { exit !(e > m) }'; then
+        echo "security: exposure $exposure is above $max" >&2
+        status=1
+    fi
+fi
+
+echo "== systemd-sysusers --root=<tmp> systemd/cellprov.sysusers"
+if ! out=$(systemd-sysusers --root="$root" "$sysusers" 2>&1); then status=1; fi
+[ -n "$out" ] && printf '%s\n' "$out"
+grep -q '^cellprov:' "$root/etc/passwd" || { echo "sysusers: user cellprov not created" >&2; status=1; }
+grep -Eq '^dialout:[^:]*:[0-9]+:(.*,)?cellprov(,|$)' "$root/etc/group" || {
+    echo "sysusers: cellprov is not in dialout" >&2
+    status=1
+}
+
+echo "== systemd-tmpfiles --root=<tmp> --create systemd/cellprov.tmpfiles"
+if ! out=$(systemd-tmpfiles --root="$root" --create "$tmpfiles" 2>&1); then status=1; fi
+[ -n "$out" ] && { printf '%s\n' "$out"; status=1; }
+for d in etc/cellprov:750 var/lib/cellprov:700; do
+    path=${d%%:*}
+    mode=${d##*:}
+    got=$(stat -c %a "$root/$path" 2>/dev/null || echo missing)
+    [ "$got" = "$mode" ] || { echo "tmpfiles: /$path is $got, want $mode" >&2; status=1; }
+done
+
+if [ "$status" -eq 0 ]; then
+    echo "check-systemd-unit: ok (exposure $exposure)"
+else
+    echo "check-systemd-unit: FAILED" >&2
+fi
+exit "$status"
