@@ -1,1 +1,279 @@
 import CellprovCore
+import Foundation
+import TOMLKit
+
+/// cellprovd's configuration (`--config FILE`, TOML). Keys and defaults: config/cellprovd.toml.example.
+public struct DaemonConfig: Sendable, Equatable {
+    public struct Backend: Sendable, Equatable {
+        public var url: URL
+        public var tokenFile: String?
+        public var caFile: String?
+        public var clientCertificate: String?
+        public var clientKey: String?
+    }
+
+    public var stateDirectory: String
+    public var udev = true
+    /// Static ports; each one's slot key is the path exactly as written.
+    public var staticPorts: [String] = []
+    public var probeUnknown = false
+    public var reprobeInterval: Duration = .seconds(900)
+    public var baudRate = 115_200
+    /// The vendor port table (udev/ports.tsv); nil: look in the installed locations.
+    public var portsTable: String?
+    public var logLevel = "info"
+    public var backend: Backend?
+    public var deviceSerial: String?
+
+    /// The defaults: a gateway with udev, no static ports, no backend (events stay in the local outbox).
+    public init(stateDirectory: String = DaemonConfig.defaultStateDirectory) {
+        self.stateDirectory = stateDirectory
+    }
+
+    /// systemd's `$STATE_DIRECTORY` when set (StateDirectory=), else /var/lib/cellprov.
+    public static var defaultStateDirectory: String {
+        if let dir = ProcessInfo.processInfo.environment["STATE_DIRECTORY"], !dir.isEmpty {
+            return String(dir.split(separator: ":").first ?? Substring(dir))
+        }
+        return "/var/lib/cellprov"
+    }
+}
+
+/// A configuration problem, naming the key (and the line, when known). Exits the daemon before anything starts.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var key: String?
+    public var line: Int?
+    public var message: String
+
+    public var description: String {
+        var where_ = file
+        if let line { where_ += ":\(line)" }
+        if let key { return "\(where_): \(key): \(message)" }
+        return "\(where_): \(message)"
+    }
+}
+
+extension DaemonConfig {
+    /// The schema: every table and key cellprovd knows, with its expected type.
+    enum Kind: String { case string, bool, int, stringArray = "array of strings" }
+
+    static let schema: [String: [String: Kind]] = [
+        "daemon": ["state_directory": .string, "log_level": .string],
+        "discovery": [
+            "udev": .bool, "static_ports": .stringArray, "probe_unknown": .bool, "reprobe_interval_seconds": .int,
+            "baud_rate": .int, "ports_table": .string,
+        ],
+        "backend": [
+            "url": .string, "token_file": .string, "ca_file": .string, "client_certificate": .string,
+            "client_key": .string,
+        ],
+        "device": ["serial": .string, "serial_file": .string],
+    ]
+
+    /// Loads and checks `path`: syntax, unknown keys, types, values, and that every file it names exists.
+    public static func load(path: String) throws(ConfigError) -> DaemonConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, message: "cannot read the configuration file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: path, message: "the configuration file is not UTF-8 text")
+        }
+        var config = try parse(text, file: path)
+        try config.checkFiles(file: path, text: text)
+        return config
+    }
+
+    /// Parses configuration text: syntax, unknown keys, types and values. No file-system checks.
+    public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> DaemonConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, line: error.source.begin.line, message: "syntax error: \(error.description)")
+        } catch {
+            throw ConfigError(file: file, message: "syntax error: \(error)")
+        }
+        let lines = KeyLines(text)
+        func fail(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: file, key: key, line: lines.line(of: key), message: message)
+        }
+
+        var config = DaemonConfig()
+        for section in root.keys {
+            guard let table = root[section]?.table else {
+                throw fail(section, "expected a table ([\(section)]); known tables: \(schema.keys.sorted().joined(separator: ", "))")
+            }
+            guard let keys = schema[section] else {
+                throw fail(section, "unknown table; known tables: \(schema.keys.sorted().joined(separator: ", "))")
+            }
+            for key in table.keys {
+                let name = "\(section).\(key)"
+                guard let kind = keys[key] else {
+                    throw fail(name, "unknown key; known keys in [\(section)]: \(keys.keys.sorted().joined(separator: ", "))")
+                }
+                let value = table[key]!
+                let ok: Bool = switch kind {
+                case .string: value.string != nil
+                case .bool: value.bool != nil
+                case .int: value.int != nil
+                case .stringArray: value.array.map { a in a.allSatisfy { $0.string != nil } } ?? false
+                }
+                guard ok else { throw fail(name, "expected \(kind.rawValue), found \(value.type)") }
+            }
+        }
+
+        let daemon = root["daemon"]?.table
+        let discovery = root["discovery"]?.table
+        let backend = root["backend"]?.table
+        let device = root["device"]?.table
+
+        if let dir = daemon?["state_directory"]?.string {
+            guard dir.hasPrefix("/") else { throw fail("daemon.state_directory", "must be an absolute path") }
+            config.stateDirectory = dir
+        }
+        if let level = daemon?["log_level"]?.string {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(level) else {
+                throw fail("daemon.log_level", "must be one of \(levels.joined(separator: ", "))")
+            }
+            config.logLevel = level
+        }
+        if let udev = discovery?["udev"]?.bool { config.udev = udev }
+        if let unknown = discovery?["probe_unknown"]?.bool { config.probeUnknown = unknown }
+        if let ports = discovery?["static_ports"]?.array {
+            config.staticPorts = ports.compactMap(\.string)
+            for port in config.staticPorts where !port.hasPrefix("/") {
+                throw fail("discovery.static_ports", "\"\(port)\" is not an absolute path")
+            }
+            if Set(config.staticPorts).count != config.staticPorts.count {
+                throw fail("discovery.static_ports", "lists a port twice")
+            }
+        }
+        if let seconds = discovery?["reprobe_interval_seconds"]?.int {
+            guard (10...604_800).contains(seconds) else {
+                throw fail("discovery.reprobe_interval_seconds", "must be between 10 and 604800 seconds")
+            }
+            config.reprobeInterval = .seconds(seconds)
+        }
+        if let baud = discovery?["baud_rate"]?.int {
+            let supported = [9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600, 3_000_000, 4_000_000]
+            guard supported.contains(baud) else { throw fail("discovery.baud_rate", "unsupported baud rate") }
+            config.baudRate = baud
+        }
+        config.portsTable = discovery?["ports_table"]?.string
+        if !config.udev && config.staticPorts.isEmpty {
+            throw fail("discovery.udev", "udev is off and no static_ports are given: there is nothing to watch")
+        }
+
+        if let backend {
+            guard let raw = backend["url"]?.string else {
+                throw fail("backend", "the [backend] table needs a url (leave the table out to keep events local)")
+            }
+            guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), let host = url.host,
+                !host.isEmpty
+            else { throw fail("backend.url", "not a valid URL") }
+            switch scheme {
+            case "https": break
+            case "http":
+                guard isLoopback(host) else {
+                    throw fail("backend.url", "plain http is allowed only to loopback addresses; use https")
+                }
+            default: throw fail("backend.url", "the scheme must be https")
+            }
+            var b = Backend(url: url)
+            b.tokenFile = backend["token_file"]?.string
+            b.caFile = backend["ca_file"]?.string
+            b.clientCertificate = backend["client_certificate"]?.string
+            b.clientKey = backend["client_key"]?.string
+            if (b.clientCertificate == nil) != (b.clientKey == nil) {
+                throw fail(
+                    b.clientCertificate == nil ? "backend.client_key" : "backend.client_certificate",
+                    "client_certificate and client_key go together: give both or neither")
+            }
+            config.backend = b
+        }
+
+        let serial = device?["serial"]?.string
+        let serialFile = device?["serial_file"]?.string
+        if serial != nil && serialFile != nil {
+            throw fail("device.serial_file", "give serial or serial_file, not both")
+        }
+        if let serial {
+            guard !serial.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("device.serial", "is empty") }
+            config.deviceSerial = serial
+        }
+        return config
+    }
+
+    /// Checks that every file the configuration names is there (and the token file is private); reads
+    /// `serial_file`.
+    mutating func checkFiles(file: String, text: String) throws(ConfigError) {
+        let lines = KeyLines(text)
+        func fail(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: file, key: key, line: lines.line(of: key), message: message)
+        }
+        let fm = FileManager.default
+        if let b = backend {
+            let files: [(String, String?)] = [
+                ("backend.token_file", b.tokenFile), ("backend.ca_file", b.caFile),
+                ("backend.client_certificate", b.clientCertificate), ("backend.client_key", b.clientKey),
+            ]
+            for case let (key, path?) in files {
+                guard fm.isReadableFile(atPath: path) else { throw fail(key, "\(path): no such readable file") }
+            }
+            if let token = b.tokenFile {
+                var st = stat()
+                if stat(token, &st) == 0, st.st_mode & 0o077 != 0 {
+                    throw fail(
+                        "backend.token_file",
+                        "\(token) is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+                    )
+                }
+            }
+        }
+        let device = (try? TOMLTable(string: text))?["device"]?.table
+        if let serialFile = device?["serial_file"]?.string {
+            guard let data = fm.contents(atPath: serialFile) else {
+                throw fail("device.serial_file", "\(serialFile): no such readable file")
+            }
+            let first = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first
+            guard let serial = first.map({ $0.trimmingCharacters(in: .whitespaces) }), !serial.isEmpty else {
+                throw fail("device.serial_file", "\(serialFile) is empty")
+            }
+            deviceSerial = serial
+        }
+        if let table = portsTable, !fm.isReadableFile(atPath: table) {
+            throw fail("discovery.ports_table", "\(table): no such readable file")
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
+}
+
+/// Finds the line of `table.key` (or `[table]`) in TOML text, for error messages; TOMLKit gives positions only
+/// for syntax errors.
+struct KeyLines {
+    private var positions: [String: Int] = [:]
+
+    init(_ text: String) {
+        var table = ""
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("["), let end = line.firstIndex(of: "]") {
+                table = line[line.index(after: line.startIndex)..<end].trimmingCharacters(in: .whitespaces)
+                if positions[table] == nil { positions[table] = index + 1 }
+            } else if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
+                let key = line[..<eq].trimmingCharacters(in: .whitespaces).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\"'"))
+                let full = table.isEmpty ? key : "\(table).\(key)"
+                if positions[full] == nil { positions[full] = index + 1 }
+            }
+        }
+    }
+
+    func line(of key: String) -> Int? { positions[key] }
+}

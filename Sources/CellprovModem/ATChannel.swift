@@ -13,6 +13,12 @@ public struct ATAnswer: Sendable, Equatable {
     }
 }
 
+/// An unsolicited result code and when it arrived.
+public struct UnsolicitedLine: Sendable, Equatable {
+    public var text: String
+    public var receivedAt: ContinuousClock.Instant
+}
+
 /// Why a command got no answer.
 public struct ATChannelError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
@@ -40,8 +46,8 @@ public struct ATChannelError: Error, Sendable, Equatable, CustomStringConvertibl
 /// collect until the final result code. Each command has its own timeout; a timeout drops the partial line and
 /// frees the queue for the next command.
 public actor ATChannel {
-    public nonisolated let unsolicited: AsyncStream<String>
-    private let urcContinuation: AsyncStream<String>.Continuation
+    public nonisolated let unsolicited: AsyncStream<UnsolicitedLine>
+    private let urcContinuation: AsyncStream<UnsolicitedLine>.Continuation
     private let transport: any ATTransport
     private let logger: Logger
     private var framer: ATFramer
@@ -72,7 +78,8 @@ public actor ATChannel {
         self.transport = transport
         self.logger = logger
         self.framer = ATFramer(maxLineLength: maxLineLength)
-        (unsolicited, urcContinuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(64))
+        (unsolicited, urcContinuation) = AsyncStream.makeStream(
+            of: UnsolicitedLine.self, bufferingPolicy: .bufferingNewest(64))
     }
 
     /// Starts consuming the transport. Call once.
@@ -194,7 +201,7 @@ public actor ATChannel {
         case .echo:
             break
         case .unsolicited:
-            urcContinuation.yield(line)
+            urcContinuation.yield(UnsolicitedLine(text: line, receivedAt: lastInput))
         case .information:
             pending?.lines.append(line)
         case .final(let result):

@@ -69,7 +69,8 @@ public struct IdentityReader: Sendable {
         return report
     }
 
-    static func problem(for error: SerialError) -> Problem {
+    /// The problem a port that cannot be opened stands for.
+    public static func problem(for error: SerialError) -> Problem {
         switch error.code {
         case .busy:
             Problem(.portBusy, field: .port, message: "the port is held by another process")

@@ -1,1 +1,180 @@
 import CUdev
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// The udev edge: enumeration and monitoring of tty devices through libudev. The only module importing CUdev.
+// Values leave this module as plain Swift structs (`UdevDevice`), read eagerly while the libudev
+// objects are alive; nothing libudev-owned escapes.
+//
+// libudev objects are not thread-safe: every use of one `udev` context (and of the monitor) happens under a
+// Mutex, so `Udev` and `UdevMonitor` can be shared between tasks.
+
+/// A tty device as udev describes it, with the USB interface and USB device above it (if any).
+public struct UdevDevice: Sendable, Equatable {
+    public var syspath: String
+    public var devnode: String?
+    public var subsystem: String?
+    /// "add", "remove", "change"... for monitor events; nil when enumerated.
+    public var action: String?
+    /// The tty's own udev properties (ID_PATH, ID_MM_*, CELLPROV_*...).
+    public var properties: [String: String]
+    /// The `usb_interface` parent's attributes: bInterfaceNumber, bInterfaceClass, bInterfaceSubClass,
+    /// bInterfaceProtocol (and the driver's name under "driver" when known). Nil for non-USB ttys.
+    public var usbInterface: [String: String]?
+    /// The `usb_device` parent. Nil for non-USB ttys, and for a remove event (the parent may be gone already).
+    public var usbDevice: UsbParent?
+
+    public init(
+        syspath: String, devnode: String? = nil, subsystem: String? = nil, action: String? = nil,
+        properties: [String: String] = [:], usbInterface: [String: String]? = nil, usbDevice: UsbParent? = nil
+    ) {
+        self.syspath = syspath
+        self.devnode = devnode
+        self.subsystem = subsystem
+        self.action = action
+        self.properties = properties
+        self.usbInterface = usbInterface
+        self.usbDevice = usbDevice
+    }
+}
+
+/// The `usb_device` above a tty.
+public struct UsbParent: Sendable, Equatable {
+    public var syspath: String
+    /// Its udev properties (ID_PATH, ID_SERIAL_SHORT, ID_VENDOR_ID...).
+    public var properties: [String: String]
+    /// Its sysfs attributes: idVendor, idProduct, serial, manufacturer, product, bDeviceClass, busnum, devnum.
+    public var attributes: [String: String]
+
+    public init(syspath: String, properties: [String: String] = [:], attributes: [String: String] = [:]) {
+        self.syspath = syspath
+        self.properties = properties
+        self.attributes = attributes
+    }
+}
+
+/// An error of the udev edge. Its description names the failing call, never a device identity.
+public struct UdevError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Owner of the libudev context pointer; only touched under `Udev.context`'s lock.
+struct UdevContext: ~Copyable {
+    let pointer: OpaquePointer
+    deinit { udev_unref(pointer) }
+}
+
+/// A libudev context. Enumerates ttys; `UdevMonitor` listens for their uevents.
+public final class Udev: Sendable {
+    let context: Mutex<UdevContext>
+
+    public init() throws {
+        guard let pointer = udev_new() else {
+            throw UdevError("udev_new failed: \(String(cString: strerror(errno)))")
+        }
+        context = Mutex(UdevContext(pointer: pointer))
+    }
+
+    /// Every device of subsystem "tty" that has a device node, sorted by syspath.
+    public func enumerateTTYs() -> [UdevDevice] {
+        context.withLock { ctx -> [UdevDevice] in
+            guard let enumerate = udev_enumerate_new(ctx.pointer) else { return [] }
+            defer { udev_enumerate_unref(enumerate) }
+            udev_enumerate_add_match_subsystem(enumerate, "tty")
+            udev_enumerate_scan_devices(enumerate)
+            var devices: [UdevDevice] = []
+            var entry = udev_enumerate_get_list_entry(enumerate)
+            while let current = entry {
+                defer { entry = udev_list_entry_get_next(current) }
+                guard let name = udev_list_entry_get_name(current),
+                    let device = udev_device_new_from_syspath(ctx.pointer, name)
+                else { continue }
+                defer { udev_device_unref(device) }
+                let value = UdevReading.read(device, action: nil)
+                if value.devnode != nil { devices.append(value) }
+            }
+            return devices.sorted { $0.syspath < $1.syspath }
+        }
+    }
+
+    /// Re-reads one device by syspath (nil if it is not there).
+    public func device(syspath: String) -> UdevDevice? {
+        context.withLock { ctx -> UdevDevice? in
+            guard let device = udev_device_new_from_syspath(ctx.pointer, syspath) else { return nil }
+            defer { udev_device_unref(device) }
+            return UdevReading.read(device, action: nil)
+        }
+    }
+}
+
+/// Reading libudev devices into values. Callers hold the context's lock.
+enum UdevReading {
+    static let interfaceAttributes = ["bInterfaceNumber", "bInterfaceClass", "bInterfaceSubClass", "bInterfaceProtocol"]
+    static let usbDeviceAttributes = [
+        "idVendor", "idProduct", "serial", "manufacturer", "product", "bDeviceClass", "bDeviceSubClass",
+        "bDeviceProtocol", "bcdDevice", "busnum", "devnum",
+    ]
+
+    static func read(_ device: OpaquePointer, action: String?) -> UdevDevice {
+        var value = UdevDevice(
+            syspath: string(udev_device_get_syspath(device)) ?? "",
+            devnode: string(udev_device_get_devnode(device)),
+            subsystem: string(udev_device_get_subsystem(device)),
+            action: action,
+            properties: properties(udev_device_get_properties_list_entry(device))
+        )
+        if let interface = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_interface") {
+            var attributes = sysattrs(interface, names: interfaceAttributes)
+            if let driver = string(udev_device_get_driver(interface)) { attributes["driver"] = driver }
+            value.usbInterface = attributes
+        }
+        if let usb = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_device") {
+            value.usbDevice = UsbParent(
+                syspath: string(udev_device_get_syspath(usb)) ?? "",
+                properties: properties(udev_device_get_properties_list_entry(usb)),
+                attributes: sysattrs(usb, names: usbDeviceAttributes)
+            )
+        }
+        return value
+    }
+
+    static func string(_ pointer: UnsafePointer<CChar>?) -> String? {
+        pointer.map { String(cString: $0) }
+    }
+
+    static func properties(_ first: OpaquePointer?) -> [String: String] {
+        var result: [String: String] = [:]
+        var entry = first
+        while let current = entry {
+            if let name = udev_list_entry_get_name(current) {
+                result[String(cString: name)] = string(udev_list_entry_get_value(current)) ?? ""
+            }
+            entry = udev_list_entry_get_next(current)
+        }
+        return result
+    }
+
+    /// Named sysfs attributes, trailing whitespace/newline trimmed (sysfs ends values with "\n").
+    static func sysattrs(_ device: OpaquePointer, names: [String]) -> [String: String] {
+        var result: [String: String] = [:]
+        for name in names {
+            guard let raw = string(udev_device_get_sysattr_value(device, name)) else { continue }
+            result[name] = trimmed(raw)
+        }
+        return result
+    }
+
+    static func trimmed(_ text: String) -> String {
+        var scalars = Substring(text)
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        return String(scalars)
+    }
+}

@@ -1,1 +1,72 @@
-print("cellprovd")
+import ArgumentParser
+import CellprovCore
+import CellprovDaemon
+import CellprovSystemd
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// cellprovd: argument parsing and wiring only; the parts live in CellprovDaemon.
+@main
+struct CellprovDaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cellprovd",
+        abstract: "Watch cellular modules' identities (IMEI, IMSI, ICCID) and report changes.",
+        discussion: "Exit status: 0 stopped cleanly; 78 configuration error; 1 failure at start.",
+        version: "0.1.0"
+    )
+
+    static let defaultConfigPath = "/etc/cellprov/cellprovd.toml"
+
+    @Option(help: "Configuration file (TOML). Without it, \(defaultConfigPath) if present, else the defaults.")
+    var config: String?
+
+    @Flag(help: "Check the configuration and exit.")
+    var check = false
+
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); overrides the configuration.")
+    var logLevel: String?
+
+    func run() async throws {
+        let settings: DaemonConfig
+        let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
+        do {
+            settings = try path.map { p throws(ConfigError) in try DaemonConfig.load(path: p) } ?? DaemonConfig()
+        } catch {
+            FileHandle.standardError.write(Data("cellprovd: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        if check {
+            print("\(path ?? "defaults"): configuration is valid")
+            return
+        }
+        let levelName = logLevel ?? settings.logLevel
+        guard let level = Logger.Level(rawValue: levelName) else {
+            FileHandle.standardError.write(Data("cellprovd: unknown log level \(levelName)\n".utf8))
+            throw ExitCode(64)
+        }
+        CellprovLogging.bootstrap(identifier: "cellprovd", level: level)
+        let logger = Logger(label: "cellprovd")
+
+        do {
+            Redaction.configure(try PseudonymKeyFile.loadOrCreate(in: settings.stateDirectory))
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+
+        let discovery: (any SlotDiscovery)? = try makeDiscovery(settings, logger: logger)
+        let service = DaemonService(config: settings, logger: logger, discovery: discovery, sink: nil)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    private func makeDiscovery(_ settings: DaemonConfig, logger: Logger) throws -> (any SlotDiscovery)? {
+        guard settings.udev else { return nil }
+        return try UdevSlotDiscovery(config: settings, logger: logger)
+    }
+}

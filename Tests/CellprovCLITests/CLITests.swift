@@ -25,7 +25,7 @@ import Testing
             try ModemSimulator(SimulatorOptions(profile: VendorProfile.allCases[i], identity: id))
         }
         defer { sims.forEach { $0.stop() } }
-        let run = try CLI.run(["probe", "--json"] + sims.map(\.path))
+        let run = try await CLI.run(["probe", "--json"] + sims.map(\.path))
         #expect(run.status == 0, "\(run.stderr)")
         let lines = run.stdout.split(separator: "\n")
         #expect(lines.count == sims.count)
@@ -50,7 +50,7 @@ import Testing
         let good = try ModemSimulator(SimulatorOptions(identity: Self.identities[0]))
         let noSIM = try ModemSimulator(SimulatorOptions(identity: Self.identities[1], quirks: quirks))
         defer { good.stop(); noSIM.stop() }
-        let run = try CLI.run(["probe", "--json", good.path, noSIM.path])
+        let run = try await CLI.run(["probe", "--json", good.path, noSIM.path])
         #expect(run.status == 1)
         let second = try #require(run.stdout.split(separator: "\n").last)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(second.utf8)) as? [String: Any])
@@ -65,14 +65,14 @@ import Testing
     @Test func unusablePortExitsTwo() async throws {
         let good = try ModemSimulator(SimulatorOptions(identity: Self.identities[0]))
         defer { good.stop() }
-        let run = try CLI.run(["probe", good.path, "/dev/cellprov-no-such-port"])
+        let run = try await CLI.run(["probe", good.path, "/dev/cellprov-no-such-port"])
         #expect(run.status == 2)
         #expect(run.stdout.contains("port_unavailable"))
     }
 
     @Test(arguments: [["probe"], ["probe", "--timeout", "0", "/dev/null"], ["probe", "--bogus", "/dev/null"]])
-    func usageErrorsExit64(arguments: [String]) throws {
-        let run = try CLI.run(arguments)
+    func usageErrorsExit64(arguments: [String]) async throws {
+        let run = try await CLI.run(arguments)
         #expect(run.status == 64, "\(run.stderr)")
     }
 
@@ -91,84 +91,32 @@ import Testing
         ]
         defer { sims.forEach { $0.stop() } }
         let ports = sims.map(\.path)
-        let table = try CLI.run(["probe", "-vvv"] + ports)
-        let json = try CLI.run(["probe", "--json", "-vvv"] + ports)
+        let table = try await CLI.run(["probe", "-vvv"] + ports)
+        let json = try await CLI.run(["probe", "--json", "-vvv"] + ports)
         #expect(table.stdout.contains("IMEI(TAC"))
         #expect(json.stdout.contains(Self.identities[0].imei!), "the JSON data channel carries the digits")
 
         let seen = table.stdout + table.stderr + json.stderr
         #expect(!table.stderr.isEmpty, "trace logging should have produced output to scan")
         for id in Self.identities + [badIMEI] {
-            for secret in LeakScan.secrets(of: id) {
+            for secret in id.leakPatterns {
                 #expect(!seen.contains(secret), "leaked \(secret.count) identifier digits")
             }
         }
     }
 }
 
-enum LeakScan {
-    /// The strings that must never appear: full IMEI, its serial digits, full IMSI, the MSIN, full ICCID.
-    static func secrets(of id: SimulatedIdentity) -> [String] {
-        var out: [String] = []
-        if let imei = id.imei {
-            out.append(imei)
-            out.append(String(imei.dropFirst(8).prefix(6)))
-        }
-        if let imsi = id.imsi {
-            out.append(imsi)
-            out.append(String(imsi.dropFirst(5)))  // MSIN (2- or 3-digit MNC: the shorter one covers both)
-        }
-        if let iccid = id.iccid { out.append(iccid) }
-        return out
-    }
-}
-
-/// Runs the built `cellprov` executable.
+/// Runs the built `cellprov` executable to completion.
 enum CLI {
     struct Result {
-        var status: Int32
+        var status: Int32?
         var stdout: String
         var stderr: String
     }
 
-    static var binary: URL {
-        let fm = FileManager.default
-        var candidates: [URL] = []
-        if let dir = ProcessInfo.processInfo.environment["CELLPROV_BIN_DIR"] {
-            candidates.append(URL(fileURLWithPath: dir))
-        }
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        candidates.append(runner.deletingLastPathComponent())
-        candidates.append(runner.deletingLastPathComponent().deletingLastPathComponent())
-        candidates.append(URL(fileURLWithPath: fm.currentDirectoryPath).appendingPathComponent(".build/debug"))
-        for dir in candidates where fm.isExecutableFile(atPath: dir.appendingPathComponent("cellprov").path) {
-            return dir.appendingPathComponent("cellprov")
-        }
-        return URL(fileURLWithPath: ".build/debug/cellprov")
-    }
-
-    static func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read both pipes concurrently so a chatty stderr cannot block the child.
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+    static func run(_ arguments: [String]) async throws -> Result {
+        let child = try ChildProcess("cellprov", arguments)
+        let status = await child.waitForExit(timeout: .seconds(60))
+        return Result(status: status, stdout: child.stdout, stderr: child.stderr)
     }
 }

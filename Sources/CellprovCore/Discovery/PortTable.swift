@@ -1,0 +1,148 @@
+/// The port table (udev/ports.tsv): port roles by USB VID:PID and interface, the same knowledge as
+/// udev/77-cellprov.rules, as data.
+///
+/// Format: UTF-8, tab-separated; '#' lines and blank lines are skipped; the first other line is the header,
+/// which must name at least `vid`, `pid`, `interface`, `role` and `family` (other columns, such as `mm_role`
+/// and `source`, are kept as they are but not interpreted). `interface` is a bInterfaceNumber ("03") or a
+/// class/subclass/protocol triple ("ff/02/01"). Hex is accepted in either case and stored lower-case.
+public struct PortTable: Sendable, Equatable {
+    public struct Row: Sendable, Equatable {
+        public var vendorID: String
+        public var productID: String
+        /// "03", or "ff/02/01".
+        public var interface: String
+        public var role: PortRole
+        public var family: String
+        /// ModemManager's own view of the port (mm_role column), when present.
+        public var modemManagerRole: String?
+        /// The 1-based line of the row in the table's text.
+        public var line: Int
+
+        public init(
+            vendorID: String, productID: String, interface: String, role: PortRole, family: String,
+            modemManagerRole: String? = nil, line: Int = 0
+        ) {
+            self.vendorID = vendorID
+            self.productID = productID
+            self.interface = interface
+            self.role = role
+            self.family = family
+            self.modemManagerRole = modemManagerRole
+            self.line = line
+        }
+
+        var key: String { "\(vendorID):\(productID):\(interface)" }
+    }
+
+    /// A problem in the table's text. It names the line and the column, never a device.
+    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        public var line: Int
+        public var message: String
+        public var description: String { "ports table line \(line): \(message)" }
+    }
+
+    public private(set) var rows: [Row]
+    private var index: [String: Int]
+
+    /// An empty table.
+    public init() {
+        rows = []
+        index = [:]
+    }
+
+    public init(rows: [Row]) throws {
+        self.init()
+        for row in rows { try add(row) }
+    }
+
+    public init(tsv: String) throws {
+        self.init()
+        var columns: [String: Int]?
+        let required = ["vid", "pid", "interface", "role", "family"]
+        var lineNumber = 0
+        for rawLine in tsv.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = Substring(rawLine)
+            if line.last == "\r" { line.removeLast() }
+            if line.allSatisfy(\.isWhitespace) || line.first == "#" { continue }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map { PortKeys.trim($0) }
+            guard let header = columns else {
+                var map: [String: Int] = [:]
+                for (i, name) in fields.enumerated() { map[name.lowercased()] = i }
+                for name in required where map[name] == nil {
+                    throw ParseError(line: lineNumber, message: "header has no '\(name)' column")
+                }
+                columns = map
+                continue
+            }
+            func field(_ name: String) -> String? {
+                guard let i = header[name], i < fields.count, !fields[i].isEmpty else { return nil }
+                return fields[i]
+            }
+            func need(_ name: String) throws -> String {
+                guard let value = field(name) else {
+                    throw ParseError(line: lineNumber, message: "missing '\(name)'")
+                }
+                return value
+            }
+            let vidText = try need("vid")
+            let pidText = try need("pid")
+            guard vidText.count == 4, let vid = PortKeys.hex4(vidText) else {
+                throw ParseError(line: lineNumber, message: "'vid' is not 4 hex digits")
+            }
+            guard pidText.count == 4, let pid = PortKeys.hex4(pidText) else {
+                throw ParseError(line: lineNumber, message: "'pid' is not 4 hex digits")
+            }
+            guard let interface = Self.interfaceKey(try need("interface")) else {
+                throw ParseError(line: lineNumber, message: "'interface' is neither 2 hex digits nor xx/xx/xx")
+            }
+            let roleText = try need("role")
+            guard let role = PortRole(ruleValue: roleText), role != .unknown else {
+                throw ParseError(line: lineNumber, message: "unknown role '\(roleText)'")
+            }
+            let row = Row(
+                vendorID: vid, productID: pid, interface: interface, role: role, family: try need("family"),
+                modemManagerRole: field("mm_role"), line: lineNumber)
+            try add(row)
+        }
+        if columns == nil { throw ParseError(line: lineNumber, message: "no header line") }
+    }
+
+    private mutating func add(_ row: Row) throws {
+        if let earlier = index[row.key] {
+            throw ParseError(line: row.line, message: "the same port as line \(rows[earlier].line)")
+        }
+        index[row.key] = rows.count
+        rows.append(row)
+    }
+
+    /// The row for a port: by interface number first, then by class/subclass/protocol.
+    public func lookup(vendor: String, product: String, interfaceNumber: String?, classTriple: String?) -> Row? {
+        guard let vendor = PortKeys.hex4(vendor), let product = PortKeys.hex4(product) else { return nil }
+        if let number = interfaceNumber.flatMap(PortKeys.hex2), let i = index["\(vendor):\(product):\(number)"] {
+            return rows[i]
+        }
+        if let triple = classTriple.flatMap(Self.interfaceKey), let i = index["\(vendor):\(product):\(triple)"] {
+            return rows[i]
+        }
+        return nil
+    }
+
+    /// Whether the table has any row for this VID:PID (a known module).
+    public func knows(vendor: String, product: String) -> Bool {
+        guard let vendor = PortKeys.hex4(vendor), let product = PortKeys.hex4(product) else { return false }
+        return rows.contains { $0.vendorID == vendor && $0.productID == product }
+    }
+
+    /// "3" -> "03"; "FF/2/1" -> "ff/02/01"; nil for anything else.
+    static func interfaceKey(_ text: String) -> String? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1: return PortKeys.hex2(text)
+        case 3:
+            let hex = parts.compactMap { PortKeys.hex2(String($0)) }
+            return hex.count == 3 ? hex.joined(separator: "/") : nil
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import CellprovCore
+import CellprovModem
+import CellprovSerial
+import CellprovSystemd
+import Dispatch
+import Foundation
+import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where module slots come from besides the configuration's static ports.
+public protocol SlotDiscovery: Sendable {
+    /// The modules present now.
+    func enumerate() async throws -> [ModuleSlot]
+    /// Modules appearing and disappearing from now on, until the task is cancelled.
+    func events() async throws -> AsyncStream<SlotEvent>
+}
+
+public enum SlotEvent: Sendable, Equatable {
+    case added(ModuleSlot)
+    case removed(key: String)
+}
+
+/// cellprovd's main service: wires discovery, the slot supervisor, systemd notification and the signals.
+public struct DaemonService: Service, CustomStringConvertible {
+    public let config: DaemonConfig
+    public let logger: Logger
+    public let discovery: (any SlotDiscovery)?
+    public let sink: (any ObservationSink)?
+
+    public init(config: DaemonConfig, logger: Logger, discovery: (any SlotDiscovery)?, sink: (any ObservationSink)?) {
+        self.config = config
+        self.logger = logger
+        self.discovery = discovery
+        self.sink = sink
+    }
+
+    public var description: String { "cellprovd" }
+
+    public func run() async throws {
+        var options = IdentityReadOptions()
+        options.serial = SerialSettings(baudRate: config.baudRate)
+        let reader = IdentityReader(options: options, logger: logger)
+        let supervisor = Supervisor(
+            reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
+            onStatus: { line in _ = SystemdNotifier.status(line) })
+
+        logger.notice(
+            "cellprovd starting",
+            metadata: [
+                "static_ports": "\(config.staticPorts.count)", "udev": "\(config.udev)",
+                "MESSAGE_ID": "\(CellprovMessageID.daemonStarted.id)",
+            ])
+
+        for port in config.staticPorts {
+            await supervisor.add(ModuleSlot(key: port, port: port, origin: .static))
+        }
+
+        try await withThrowingDiscardingTaskGroup { group in
+            if let discovery {
+                let events = try await discovery.events()  // subscribe before enumerating: no add is lost
+                for slot in try await discovery.enumerate() { await supervisor.add(slot) }
+                group.addTask {
+                    for await event in events {
+                        switch event {
+                        case .added(let slot): await supervisor.add(slot, trigger: .udevAdd)
+                        case .removed(let key): await supervisor.remove(key: key)
+                        }
+                    }
+                }
+            }
+            _ = SystemdNotifier.ready(status: await supervisor.statusLine())
+
+            if let interval = SystemdNotifier.watchdogInterval {
+                group.addTask {
+                    while !Task.isCancelled {
+                        _ = SystemdNotifier.watchdog()
+                        try? await Task.sleep(for: interval)
+                    }
+                }
+            }
+
+            let hangups = SignalStream(SIGHUP)
+            group.addTask {
+                for await _ in hangups.stream {
+                    logger.notice("SIGHUP: reading every module again")
+                    await supervisor.reloadAll()
+                }
+            }
+
+            try? await gracefulShutdown()
+            _ = SystemdNotifier.stopping()
+            logger.notice("cellprovd stopping", metadata: ["MESSAGE_ID": "\(CellprovMessageID.daemonStopping.id)"])
+            hangups.cancel()
+            await supervisor.stopAll()
+            group.cancelAll()
+        }
+    }
+}
+
+/// A POSIX signal delivered as an async stream (a dispatch signal source; the default action is ignored).
+final class SignalStream: Sendable {
+    let stream: AsyncStream<Void>
+    private nonisolated(unsafe) let source: DispatchSourceSignal
+
+    init(_ signo: Int32) {
+        signal(signo, SIG_IGN)
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.stream = stream
+        source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+        source.setEventHandler { continuation.yield() }
+        source.setCancelHandler { continuation.finish() }
+        source.resume()
+    }
+
+    func cancel() { source.cancel() }
+}

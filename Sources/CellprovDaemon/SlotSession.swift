@@ -1,0 +1,179 @@
+import CellprovCore
+import CellprovModem
+import CellprovSerial
+import Logging
+
+/// What makes a slot read its identities again.
+public enum ReadTrigger: Sendable, Equatable {
+    case start
+    case udevAdd
+    /// A SIM-related URC (+CPIN, +QUSIM, ^SIMST, ...), with its arrival time.
+    case simEvent(String, at: ContinuousClock.Instant)
+    /// SIGHUP.
+    case reload
+    /// The re-probe interval elapsed (or a retry after a port could not be opened).
+    case timer
+    /// The port closed under the session (unplug).
+    case portClosed(generation: Int)
+
+    var reason: String {
+        switch self {
+        case .start: "start"
+        case .udevAdd: "udev add"
+        case .simEvent: "SIM event"
+        case .reload: "SIGHUP"
+        case .timer: "re-probe"
+        case .portClosed: "port closed"
+        }
+    }
+}
+
+/// One module slot's life: open its AT port, read, hand the observation on, then sleep until a trigger (a SIM
+/// URC, SIGHUP, udev add, the re-probe timer). No polling: between triggers the task is parked on a stream and
+/// one timer.
+///
+/// The port stays open between reads (exclusively) so SIM URCs reach us; if it closes (unplug), the session
+/// retries with a capped backoff until the supervisor stops it (udev remove) or the port comes back.
+actor SlotSession {
+    let slot: ModuleSlot
+    private let reader: IdentityReader
+    private let interval: Duration
+    private let logger: Logger
+    private let onObservation: @Sendable (Observation) async -> Void
+    private let triggers: AsyncStream<ReadTrigger>
+    private let continuation: AsyncStream<ReadTrigger>.Continuation
+    private var task: Task<Void, Never>?
+    private var timer: Task<Void, Never>?
+    private var channel: ATChannel?
+    private var urcTask: Task<Void, Never>?
+    private var generation = 0
+    private var lastReadEnd: ContinuousClock.Instant?
+    private var retryDelay: Duration = .seconds(1)
+    private var lastOpenError: SerialError.Code?
+
+    init(
+        slot: ModuleSlot, reader: IdentityReader, interval: Duration, logger: Logger,
+        onObservation: @escaping @Sendable (Observation) async -> Void
+    ) {
+        self.slot = slot
+        self.reader = reader
+        self.interval = interval
+        var logger = logger
+        logger[metadataKey: "slot"] = "\(slot.key)"
+        self.logger = logger
+        self.onObservation = onObservation
+        (triggers, continuation) = AsyncStream.makeStream(of: ReadTrigger.self, bufferingPolicy: .bufferingNewest(16))
+    }
+
+    func start(_ first: ReadTrigger = .start) {
+        guard task == nil else { return }
+        continuation.yield(first)
+        task = Task { await self.loop() }
+    }
+
+    nonisolated func trigger(_ trigger: ReadTrigger) {
+        continuation.yield(trigger)
+    }
+
+    /// Ends the session: closes the port, waits for the task.
+    func stop() async {
+        continuation.finish()
+        timer?.cancel()
+        task?.cancel()
+        await closeChannel()
+        await task?.value
+    }
+
+    private func loop() async {
+        for await trigger in triggers {
+            if Task.isCancelled { break }
+            switch trigger {
+            case .simEvent(_, let at):
+                // URCs that arrived during our own read describe what that read already saw.
+                if let end = lastReadEnd, at < end { continue }
+                // A swap arrives as a burst (+CPIN: NOT READY, +CPIN: READY, +QUSIM: 1 ...): let it settle.
+                try? await Task.sleep(for: .milliseconds(300))
+            case .portClosed(let g):
+                guard g == generation else { continue }
+                logger.warning("modem port closed", metadata: ["port": "\(slot.port)"])
+                await closeChannel()
+                scheduleTimer(after: retryDelay)
+                continue
+            default:
+                break
+            }
+            await read(because: trigger)
+        }
+        timer?.cancel()
+        await closeChannel()
+    }
+
+    private func read(because trigger: ReadTrigger) async {
+        guard let channel = await openChannel() else { return }
+        let report = await reader.read(channel: channel, port: slot.port)
+        lastReadEnd = ContinuousClock().now
+        if Task.isCancelled { return }
+        if report.problems.contains(where: { $0.code == .portClosed }) {
+            await closeChannel()
+            scheduleTimer(after: retryDelay)
+        } else {
+            retryDelay = .seconds(1)
+            scheduleTimer(after: interval)
+        }
+        await onObservation(Observation(slot: slot, report: report, reason: trigger.reason))
+    }
+
+    private func openChannel() async -> ATChannel? {
+        if let channel, await !channel.isClosed { return channel }
+        do {
+            let port = try SerialPort.open(slot.port, settings: reader.options.serial)
+            let channel = ATChannel(transport: port, logger: logger)
+            await channel.start()
+            generation += 1
+            let g = generation
+            let me = continuation
+            urcTask = Task {
+                for await urc in channel.unsolicited where VendorCatalog.isSIMEvent(urc.text) {
+                    me.yield(.simEvent(urc.text, at: urc.receivedAt))
+                }
+                me.yield(.portClosed(generation: g))
+            }
+            self.channel = channel
+            if lastOpenError != nil { logger.notice("port usable again", metadata: ["port": "\(slot.port)"]) }
+            lastOpenError = nil
+            return channel
+        } catch {
+            if lastOpenError != error.code {
+                // Reported once per change of reason, not at every retry.
+                logger.warning(
+                    "cannot open modem port", metadata: ["port": "\(slot.port)", "reason": "\(error.description)"])
+                lastOpenError = error.code
+                await onObservation(Observation(
+                    slot: slot, report: IdentityReport(port: slot.port, problems: [IdentityReader.problem(for: error)]),
+                    reason: "open failed"))
+            }
+            // Busy or absent: try again later, sooner than the re-probe interval but without spinning.
+            scheduleTimer(after: retryDelay)
+            retryDelay = min(retryDelay * 2, min(interval, .seconds(60)))
+            return nil
+        }
+    }
+
+    private func closeChannel() async {
+        urcTask?.cancel()
+        urcTask = nil
+        if let channel {
+            await channel.close()
+            self.channel = nil
+        }
+    }
+
+    private func scheduleTimer(after delay: Duration) {
+        timer?.cancel()
+        let me = continuation
+        timer = Task {
+            try? await Task.sleep(for: delay)
+            if !Task.isCancelled { me.yield(.timer) }
+        }
+    }
+}

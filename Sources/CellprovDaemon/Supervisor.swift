@@ -1,0 +1,122 @@
+import CellprovCore
+import CellprovModem
+import Foundation
+import CellprovSystemd
+import Logging
+
+/// Receives every observation (the change detector and store hook in here).
+public protocol ObservationSink: Sendable {
+    func observe(_ observation: Observation) async
+}
+
+/// The slots the daemon watches: one ``SlotSession`` per module slot, added and removed by discovery.
+public actor Supervisor {
+    private var sessions: [String: SlotSession] = [:]
+    private var latest: [String: Observation] = [:]
+    private var lastEvent: String?
+    private let reader: IdentityReader
+    private let interval: Duration
+    private let logger: Logger
+    private let sink: (any ObservationSink)?
+    private let onStatus: @Sendable (String) -> Void
+
+    public init(
+        reader: IdentityReader, interval: Duration, logger: Logger, sink: (any ObservationSink)?,
+        onStatus: @escaping @Sendable (String) -> Void
+    ) {
+        self.reader = reader
+        self.interval = interval
+        self.logger = logger
+        self.sink = sink
+        self.onStatus = onStatus
+    }
+
+    public var slotKeys: [String] { sessions.keys.sorted() }
+
+    /// Starts watching `slot`, or asks an existing session to read again (udev add of a known module). A slot
+    /// whose AT port changed gets a new session.
+    public func add(_ slot: ModuleSlot, trigger: ReadTrigger = .start) async {
+        if let existing = sessions[slot.key] {
+            if existing.slot == slot {
+                existing.trigger(trigger)
+                return
+            }
+            await existing.stop()
+        }
+        var meta: Logger.Metadata = ["slot": "\(slot.key)", "port": "\(slot.port)", "origin": "\(slot.origin)"]
+        if let serial = slot.usbSerial { meta["usb_serial"] = "\(serial)" }
+        meta["MESSAGE_ID"] = "\(CellprovMessageID.modemAppeared.id)"
+        logger.notice("modem slot appeared", metadata: meta)
+        let session = SlotSession(slot: slot, reader: reader, interval: interval, logger: logger) { [weak self] o in
+            await self?.handle(o)
+        }
+        sessions[slot.key] = session
+        await session.start(trigger)
+        publishStatus()
+    }
+
+    /// Stops watching `key` (udev remove).
+    public func remove(key: String) async {
+        guard let session = sessions.removeValue(forKey: key) else { return }
+        latest[key] = nil
+        await session.stop()
+        lastEvent = "removed \(key)"
+        logger.notice("modem slot removed", metadata: ["slot": "\(key)", "MESSAGE_ID": "\(CellprovMessageID.modemRemoved.id)"])
+        publishStatus()
+    }
+
+    /// SIGHUP: every slot reads again.
+    public func reloadAll() {
+        for session in sessions.values { session.trigger(.reload) }
+    }
+
+    public func stopAll() async {
+        for session in sessions.values { await session.stop() }
+        sessions.removeAll()
+    }
+
+    func handle(_ observation: Observation) async {
+        guard sessions[observation.slot.key] != nil else { return }
+        latest[observation.slot.key] = observation
+        log(observation)
+        lastEvent = observation.report.isValid ? "read \(observation.slot.key)" : "problem on \(observation.slot.key)"
+        await sink?.observe(observation)
+        publishStatus()
+    }
+
+    private func log(_ o: Observation) {
+        let r = o.report
+        var meta: Logger.Metadata = ["slot": "\(o.slot.key)", "port": "\(o.slot.port)", "reason": "\(o.reason)"]
+        if let imei = r.imei {
+            meta["tac"] = "\(imei.tac)"
+            meta["imei_ref"] = "\(imei.reference)"
+        }
+        if let serial = o.slot.usbSerial { meta["usb_serial"] = "\(serial)" }
+        meta["commands"] = "\(r.commandCount)"
+        if r.isValid && r.problems.isEmpty {
+            meta["MESSAGE_ID"] = "\(CellprovMessageID.identityRead.id)"
+            logger.info("identity read: \(r.imei!), \(r.imsi!), \(r.iccid!)", metadata: meta)
+        } else {
+            meta["MESSAGE_ID"] = "\(CellprovMessageID.identityProblem.id)"
+            meta["problems"] = "\(r.problems.map(\.code.rawValue).joined(separator: ","))"
+            let text = r.problems.map { "\($0.code): \($0.message)" }.joined(separator: "; ")
+            logger.warning("identity read with problems: \(r) (\(text))", metadata: meta)
+        }
+    }
+
+    /// One line for systemd's STATUS=: modems, how many read cleanly, the last event.
+    public func statusLine() -> String {
+        let total = sessions.count
+        let valid = latest.values.filter(\.report.isValid).count
+        var line = "\(total) modem\(total == 1 ? "" : "s"), \(valid) with valid identity"
+        if let lastEvent { line += "; last: \(lastEvent)" }
+        return line
+    }
+
+    /// The latest observation per slot (for status views and tests).
+    public func observations() -> [String: Observation] { latest }
+
+    private func publishStatus() {
+        onStatus(statusLine())
+    }
+}
