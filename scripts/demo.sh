@@ -48,3 +48,49 @@ echo "modems are expected to make it 1."
 echo
 echo "== cellprov probe --json (the data channel for factory stations: full identifiers)"
 "$BIN/cellprov" probe --json "${ports[@]:0:3}" || true
+
+echo
+echo "== cellprovd: the daemon watching two modules on static ports"
+cat >"$work/gw1.json" <<'JSON'
+{"imei": "356938035643809", "imsi": "262011234567890", "iccid": "8949200001234567895"}
+JSON
+start_sim gw-slot1 quectel --identity-file "$work/gw1.json"
+slot1_sim=${pids[-1]}
+start_sim gw-slot2 telit --imei 866954041234569 --imsi 310260987654321 --iccid 8901260881234567898
+for n in gw-slot1 gw-slot2; do
+    for _ in $(seq 100); do [ -e "$work/$n" ] && break; sleep 0.05; done
+done
+cat >"$work/cellprovd.toml" <<TOML
+[daemon]
+state_directory = "$work/state"
+[discovery]
+udev = false
+static_ports = ["$work/gw-slot1", "$work/gw-slot2"]
+reprobe_interval_seconds = 600
+[device]
+serial = "GW-DEMO-1"
+TOML
+"$BIN/cellprovd" --config "$work/cellprovd.toml" --check
+"$BIN/cellprovd" --config "$work/cellprovd.toml" 2>"$work/cellprovd.log" &
+daemon=$!
+pids+=("$daemon")
+wait_log() { # pattern count
+    for _ in $(seq 200); do
+        [ "$(grep -c -- "$1" "$work/cellprovd.log" || true)" -ge "$2" ] && return 0
+        sleep 0.05
+    done
+    echo "(timed out waiting for: $1)"
+}
+wait_log "identity read" 2
+echo
+echo "-- swapping the SIM in slot 1 (the simulator sends +CPIN: NOT READY, +CPIN: READY, +QUSIM: 1 ...)"
+cat >"$work/gw1.json" <<'JSON'
+{"imei": "356938035643809", "imsi": "262029876543210", "iccid": "8949200009876543215"}
+JSON
+kill -HUP "$slot1_sim"
+wait_log "reason=\"SIM event\"" 1
+kill -TERM "$daemon"
+wait "$daemon" || true
+echo
+echo "-- the daemon's log (identifiers appear only as TAC / MCC-MNC / issuer prefix and keyed references):"
+sed -e 's/^/   /' "$work/cellprovd.log"

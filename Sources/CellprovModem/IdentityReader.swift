@@ -59,12 +59,13 @@ public struct IdentityReader: Sendable {
     {
         let clock = ContinuousClock()
         let start = startedAt ?? clock.now
+        let commandsBefore = await channel.commandCount
         var session = Session(
             channel: channel, options: options, deadline: start.advanced(by: options.timeout), logger: logger)
         var report = IdentityReport(port: port)
         await session.run(into: &report)
         report.problems = session.problems
-        report.commandCount = await channel.commandCount
+        report.commandCount = await channel.commandCount - commandsBefore
         report.elapsed = clock.now - start
         return report
     }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Dispatch
+import CellprovCore
 import Foundation
 import Synchronization
 
@@ -32,14 +33,14 @@ public struct SimulatedIdentity: Sendable, Codable, Equatable {
         self.revision = revision
     }
 
-    /// A fixed, realistic and valid identity: Luhn-valid IMEI on a per-vendor TAC, a 15-digit IMSI on the test
-    /// network 001/01, a 19-digit Luhn-valid ICCID (MII 89, country code 49).
+    /// A fixed, realistic and valid identity, different per vendor: a Luhn-valid IMEI on the vendor's TAC, a
+    /// 15-digit IMSI on 262-01, a 19-digit Luhn-valid ICCID (MII 89, country code 49).
     public static func defaultIdentity(for profile: VendorProfile) -> SimulatedIdentity {
         let traits = VendorTraits.traits(for: profile)
         return SimulatedIdentity(
             imei: Luhn.completed(traits.tac + "012345"),
-            imsi: "001010123456789",
-            iccid: Luhn.completed("894920000012345678"))
+            imsi: "26201" + traits.tac.suffix(7) + "001",
+            iccid: Luhn.completed("8949200" + traits.tac.suffix(8) + "012"))
     }
 }
 

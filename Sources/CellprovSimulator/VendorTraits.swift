@@ -1,3 +1,4 @@
+import CellprovCore
 // Vendor knowledge for the simulator, kept as data (one table entry per profile).
 //
 // Sources for the answer formats (public material; formats re-typed, nothing copied):
@@ -144,22 +145,9 @@ struct VendorTraits: Sendable {
     }
 }
 
-enum Luhn {
-    /// The check digit for a string of decimal digits.
-    static func checkDigit(_ body: String) -> Character {
-        var sum = 0
-        for (i, ch) in body.reversed().enumerated() {
-            var d = Int(ch.asciiValue! - 48)
-            if i % 2 == 0 {
-                d *= 2
-                if d > 9 { d -= 9 }
-            }
-            sum += d
-        }
-        return Character(String((10 - sum % 10) % 10))
-    }
-
-    static func completed(_ body: String) -> String { body + String(checkDigit(body)) }
+extension Luhn {
+    /// `body` followed by its Luhn check digit (test identities).
+    static func completed(_ body: String) -> String { body + String(checkDigit(for: body)!) }
 }
 
 enum BCD {

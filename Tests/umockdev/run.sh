@@ -1,0 +1,33 @@
+#!/bin/sh
+# umockdev integration tests of port discovery (udev enumeration, classification, hotplug, probe through a
+# simulated modem). Called by `make test`; run alone from the repository root after `swift build`:
+#   Tests/umockdev/run.sh            (UMOCKDEV_TEST_VERBOSE=1 for the children's stderr)
+# Exit status: 0 passed or skipped (with a SKIP line saying why), non-zero on failure.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+python=/usr/bin/python3   # Debian's: the GI bindings (python3-gi) are installed for it, not for a pyenv one
+
+skip() {
+    echo "SKIP: umockdev tests: $*"
+    exit 0
+}
+
+command -v umockdev-wrapper >/dev/null 2>&1 || skip "umockdev-wrapper not found (apt-get install umockdev)"
+[ -x "$python" ] || skip "$python not found"
+"$python" -c 'import gi; gi.require_version("UMockdev", "1.0")' 2>/dev/null ||
+    skip "umockdev GI bindings missing (apt-get install gir1.2-umockdev-1.0 python3-gi)"
+
+export CELLPROV="${CELLPROV:-$repo/.build/debug/cellprov}"
+export PORTS_TABLE="${PORTS_TABLE:-$repo/udev/ports.tsv}"
+[ -x "$CELLPROV" ] || { echo "FAIL: $CELLPROV not built (run swift build)"; exit 1; }
+
+status=0
+timeout 180 umockdev-wrapper "$python" "$here/test_discovery.py" || status=$?
+case $status in
+    0) ;;
+    77) skip "the test reported a missing prerequisite" ;;
+    124) echo "FAIL: umockdev tests timed out"; exit 1 ;;
+    *) echo "FAIL: umockdev tests (status $status)"; exit 1 ;;
+esac
