@@ -96,7 +96,7 @@ struct SystemdNotifierTests {
 
     @Test func statusIsSanitisedToOneLine() throws {
         let socket = try NotifySocket()
-        try withEnvironment(["NOTIFY_SOCKET": socket.path]) {
+        withEnvironment(["NOTIFY_SOCKET": socket.path]) {
             #expect(SystemdNotifier.status("probing\nREADY=1\r\nslot 3\0"))
             #expect(socket.receive() == "STATUS=probing READY=1 slot 3")
         }
@@ -119,7 +119,7 @@ struct SystemdNotifierTests {
 
     @Test func notifyDropsInvalidKeys() throws {
         let socket = try NotifySocket()
-        try withEnvironment(["NOTIFY_SOCKET": socket.path]) {
+        withEnvironment(["NOTIFY_SOCKET": socket.path]) {
             #expect(SystemdNotifier.notify(["STATUS": "ok", "BAD=KEY": "x", "": "y", "NEW\nLINE": "z"]))
             #expect(socket.receive() == "STATUS=ok")
             #expect(!SystemdNotifier.notify(["A=B": "1"]))
@@ -262,9 +262,10 @@ struct JournalFieldTests {
                 "PRIORITY": "0",
             ]
         )
+        // Sorted by the caller's key (MESSAGE_ID, PRIORITY, imei, ports, slot), after the seven fixed fields.
         let extra = Array(record.dropFirst(7))
         #expect(
-            extra.map(\.name) == ["CELLPROV_PRIORITY", "MESSAGE_ID", "CELLPROV_IMEI", "CELLPROV_PORTS", "CELLPROV_SLOT"]
+            extra.map(\.name) == ["MESSAGE_ID", "CELLPROV_PRIORITY", "CELLPROV_IMEI", "CELLPROV_PORTS", "CELLPROV_SLOT"]
         )
         #expect(value("CELLPROV_IMEI", in: record) == "35******1234")
         #expect(value("CELLPROV_SLOT", in: record) == "3")
@@ -337,13 +338,19 @@ struct LoggingBackendTests {
         let stderr = CellprovLogging.makeHandler(label: "t", identifier: "cellprovd", level: .debug, backend: .stderr)
         #expect(stderr is StderrLogHandler)
         #expect(stderr.logLevel == .debug)
-        let journal = CellprovLogging.makeHandler(label: "t", identifier: "cellprovd", level: .notice, backend: .journal)
+        let journal = CellprovLogging.makeHandler(
+            label: "t",
+            identifier: "cellprovd",
+            level: .notice,
+            backend: .journal
+        )
         #expect((journal as? JournalLogHandler)?.identifier == "cellprovd")
         #expect(journal.logLevel == .notice)
     }
 
     @Test func stderrLineFormat() {
-        #expect(StderrLogHandler.format(level: .info, message: "modem appeared", metadata: [:]) == "INFO modem appeared")
+        let plain = StderrLogHandler.format(level: .info, message: "modem appeared", metadata: [:])
+        #expect(plain == "INFO modem appeared")
         let line = StderrLogHandler.format(
             level: .warning,
             message: "identity problem",

@@ -86,7 +86,7 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
     Returns (text, {devnode: tty syspath}, usb device syspath).
     """
     dev = f"{BUS}-{port}"
-    usb_sys = f"{PCI_PATH}/usb{BUS}/{dev}"
+    usb_sys = f"{PCI_PATH}/usb{BUS}/{dev}"  # the devpath; the syspath umockdev's API wants is "/sys" + this
     id_path = f"pci-{PCI}-usb-0:{port}"
     usb_minor = (BUS - 1) * 128 + port
     records = []
@@ -131,8 +131,8 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         props.update(extra)
         body = "".join(f"E: {k}={v}\n" for k, v in props.items())
         records.append(f"P: {tty_sys}\nN: ttyUSB{index}\n{body}A: dev={TTY_MAJOR}:{index}\\n\n")
-        ttys[f"/dev/ttyUSB{index}"] = tty_sys
-    return "\n".join(records), ttys, usb_sys
+        ttys[f"/dev/ttyUSB{index}"] = "/sys" + tty_sys
+    return "\n".join(records), ttys, "/sys" + usb_sys
 
 
 # What ModemManager's 77-mm-quectel-port-types.rules set on an EC25 (by interface number).

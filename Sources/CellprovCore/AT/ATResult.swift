@@ -69,8 +69,10 @@ public struct CMEError: Sendable, Hashable, CustomStringConvertible {
     public var simCondition: SIMCondition? {
         switch code {
         case 10: return .notInserted
-        case 11, 17: return .pinRequired  // 17: SIM PIN2 required
-        case 12, 18: return .pukRequired
+        // 11 SIM PIN, 17 SIM PIN2; 5/6 PH-SIM/PH-FSIM PIN and 40/42/44/46 network personalisation PINs are
+        // device locks that keep the SIM closed the same way (their text forms say "PIN" too).
+        case 11, 17, 5, 6, 40, 42, 44, 46: return .pinRequired
+        case 12, 18, 7, 41, 43, 45, 47: return .pukRequired
         case 13: return .failure
         case 14: return .busy
         case 15: return .wrong

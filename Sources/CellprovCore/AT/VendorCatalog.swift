@@ -3,26 +3,24 @@
 /// The ICCID commands are those of the vendors' AT manuals (Quectel EC2x AT Commands Manual: AT+QCCID; Huawei
 /// ME909s AT Command Interface Specification: AT^ICCID?; Telit AT Commands Reference Guide: AT#CCID; SIMCom
 /// SIM7500/7600 AT Command Manual: AT+CICCID; Cinterion/Thales PLS8 AT Command Set: AT^SCID; Sierra Wireless
-/// MC/EM74xx AT Command Reference: AT!ICCID?), the same ones ModemManager's vendor plugins use.
+/// MC/EM74xx AT Command Reference: AT!ICCID?), the same ones ModemManager's vendor plugins use. Whether an answer is
+/// nibble-swapped (Huawei's ^ICCID is on some firmware, not on other) is decided from the value itself by
+/// ``ICCID/validate(_:)``, not per vendor.
 public struct VendorDialect: Sendable, Equatable {
     public var name: String
     /// Lower-cased substrings of the `AT+CGMI` answer that identify the vendor.
     public var manufacturerMatches: [String]
     /// The vendor's own ICCID command, tried after AT+CCID.
     public var iccidCommand: String?
-    /// True if the vendor's ICCID answer is nibble-swapped BCD (Huawei's ^ICCID answers in EF_ICCID order).
-    public var iccidSwapped: Bool
     /// URCs that mean the SIM changed state (used by the daemon to re-read identities).
     public var simURCPrefixes: [String]
 
     public init(
-        name: String, manufacturerMatches: [String], iccidCommand: String?, iccidSwapped: Bool = false,
-        simURCPrefixes: [String] = []
+        name: String, manufacturerMatches: [String], iccidCommand: String?, simURCPrefixes: [String] = []
     ) {
         self.name = name
         self.manufacturerMatches = manufacturerMatches
         self.iccidCommand = iccidCommand
-        self.iccidSwapped = iccidSwapped
         self.simURCPrefixes = simURCPrefixes
     }
 }
@@ -33,7 +31,7 @@ public enum VendorCatalog {
             name: "quectel", manufacturerMatches: ["quectel"], iccidCommand: "AT+QCCID",
             simURCPrefixes: ["+QUSIM:", "+QSIMSTAT:", "+QIND: SMS DONE"]),
         VendorDialect(
-            name: "huawei", manufacturerMatches: ["huawei"], iccidCommand: "AT^ICCID?", iccidSwapped: false,
+            name: "huawei", manufacturerMatches: ["huawei"], iccidCommand: "AT^ICCID?",
             simURCPrefixes: ["^SIMST:"]),
         VendorDialect(name: "telit", manufacturerMatches: ["telit"], iccidCommand: "AT#CCID", simURCPrefixes: ["#QSS:"]),
         VendorDialect(
