@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
@@ -39,7 +43,8 @@ let package = Package(
         .executableTarget(
             name: "cellprov",
             dependencies: [
-                "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev",
+                "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev", "CellprovStore",
+                "CellprovTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -54,11 +59,38 @@ let package = Package(
             name: "CellprovSystemd",
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
         ),
+        // Edge: the state directory's SQLite database (slot records, event history, outbox), through GRDB.
+        .target(
+            name: "CellprovStore",
+            dependencies: ["CellprovCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // Edge: delivery of outbox events to the fleet backend over HTTPS (async-http-client).
+        .target(
+            name: "CellprovReporter",
+            dependencies: [
+                "CellprovCore", "CellprovStore", "CellprovSystemd",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test kit: a real HTTP(S) enrollment receiver on loopback (swift-nio), for tests, bench and demo.
+        .target(
+            name: "CellprovTestKit",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // The daemon's parts: configuration, discovery pipeline, slot sessions, the service.
         .target(
             name: "CellprovDaemon",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
+                "CellprovStore", "CellprovReporter",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -78,7 +110,10 @@ let package = Package(
         .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"]),
         .testTarget(
             name: "CellprovDaemonTests",
-            dependencies: ["CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator"]
+            dependencies: [
+                "CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator",
+                "CellprovStore", "CellprovReporter", "CellprovTestKit",
+            ]
         ),
     ]
 )

@@ -1,6 +1,8 @@
 import CellprovCore
 import CellprovModem
+import CellprovReporter
 import CellprovSerial
+import CellprovStore
 import CellprovSystemd
 import Dispatch
 import Foundation
@@ -29,13 +31,11 @@ public struct DaemonService: Service, CustomStringConvertible {
     public let config: DaemonConfig
     public let logger: Logger
     public let discovery: (any SlotDiscovery)?
-    public let sink: (any ObservationSink)?
 
-    public init(config: DaemonConfig, logger: Logger, discovery: (any SlotDiscovery)?, sink: (any ObservationSink)?) {
+    public init(config: DaemonConfig, logger: Logger, discovery: (any SlotDiscovery)?) {
         self.config = config
         self.logger = logger
         self.discovery = discovery
-        self.sink = sink
     }
 
     public var description: String { "cellprovd" }
@@ -44,6 +44,17 @@ public struct DaemonService: Service, CustomStringConvertible {
         var options = IdentityReadOptions()
         options.serial = SerialSettings(baudRate: config.baudRate)
         let reader = IdentityReader(options: options, logger: logger)
+        let logger = self.logger
+        let store = try StateStore(directory: config.stateDirectory) { message in
+            logger.critical("\(message)", metadata: ["MESSAGE_ID": "\(CellprovMessageID.configError.id)"])
+        }
+        let reporter = try config.backend.map { backend in
+            try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger)
+        }
+        if reporter == nil {
+            logger.notice("no backend url configured: events stay in the local outbox (cellprov events)")
+        }
+        let sink = StoreSink(store: store, reporter: reporter, logger: logger)
         let supervisor = Supervisor(
             reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
             onStatus: { line in _ = SystemdNotifier.status(line) })
@@ -60,6 +71,10 @@ public struct DaemonService: Service, CustomStringConvertible {
         }
 
         try await withThrowingDiscardingTaskGroup { group in
+            if let reporter {
+                group.addTask { await reporter.run() }
+                reporter.wake()  // deliver what an earlier run left in the outbox
+            }
             if let discovery {
                 let events = try await discovery.events()  // subscribe before enumerating: no add is lost
                 for slot in try await discovery.enumerate() { await supervisor.add(slot) }
@@ -98,6 +113,21 @@ public struct DaemonService: Service, CustomStringConvertible {
             await supervisor.stopAll()
             group.cancelAll()
         }
+    }
+}
+
+extension DaemonService {
+    func reporterConfiguration(_ backend: DaemonConfig.Backend) throws -> ReporterConfiguration {
+        var token: String?
+        if let file = backend.tokenFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ReporterError(description: "\(file): cannot read the token file")
+            }
+            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return ReporterConfiguration(
+            url: backend.url, token: token, caFile: backend.caFile, clientCertificate: backend.clientCertificate,
+            clientKey: backend.clientKey, deviceSerial: config.deviceSerial)
     }
 }
 

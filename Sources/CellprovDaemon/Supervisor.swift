@@ -6,7 +6,10 @@ import Logging
 
 /// Receives every observation (the change detector and store hook in here).
 public protocol ObservationSink: Sendable {
-    func observe(_ observation: Observation) async
+    /// `presentSlots`: the slots present now.
+    func observe(_ observation: Observation, presentSlots: Set<String>) async
+    /// A fragment for systemd's STATUS= line (outbox depth), if any.
+    func statusSummary() async -> String?
 }
 
 /// The slots the daemon watches: one ``SlotSession`` per module slot, added and removed by discovery.
@@ -52,7 +55,7 @@ public actor Supervisor {
         }
         sessions[slot.key] = session
         await session.start(trigger)
-        publishStatus()
+        await publishStatus()
     }
 
     /// Stops watching `key` (udev remove).
@@ -62,7 +65,7 @@ public actor Supervisor {
         await session.stop()
         lastEvent = "removed \(key)"
         logger.notice("modem slot removed", metadata: ["slot": "\(key)", "MESSAGE_ID": "\(CellprovMessageID.modemRemoved.id)"])
-        publishStatus()
+        await publishStatus()
     }
 
     /// SIGHUP: every slot reads again.
@@ -80,8 +83,8 @@ public actor Supervisor {
         latest[observation.slot.key] = observation
         log(observation)
         lastEvent = observation.report.isValid ? "read \(observation.slot.key)" : "problem on \(observation.slot.key)"
-        await sink?.observe(observation)
-        publishStatus()
+        await sink?.observe(observation, presentSlots: Set(sessions.keys))
+        await publishStatus()
     }
 
     private func log(_ o: Observation) {
@@ -104,11 +107,12 @@ public actor Supervisor {
         }
     }
 
-    /// One line for systemd's STATUS=: modems, how many read cleanly, the last event.
-    public func statusLine() -> String {
+    /// One line for systemd's STATUS=: modems, how many read cleanly, the outbox, the last event.
+    public func statusLine() async -> String {
         let total = sessions.count
         let valid = latest.values.filter(\.report.isValid).count
         var line = "\(total) modem\(total == 1 ? "" : "s"), \(valid) with valid identity"
+        if let summary = await sink?.statusSummary() { line += ", \(summary)" }
         if let lastEvent { line += "; last: \(lastEvent)" }
         return line
     }
@@ -116,7 +120,7 @@ public actor Supervisor {
     /// The latest observation per slot (for status views and tests).
     public func observations() -> [String: Observation] { latest }
 
-    private func publishStatus() {
-        onStatus(statusLine())
+    private func publishStatus() async {
+        onStatus(await statusLine())
     }
 }

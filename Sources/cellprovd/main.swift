@@ -56,7 +56,7 @@ struct CellprovDaemonCommand: AsyncParsableCommand {
         }
 
         let discovery: (any SlotDiscovery)? = try makeDiscovery(settings, logger: logger)
-        let service = DaemonService(config: settings, logger: logger, discovery: discovery, sink: nil)
+        let service = DaemonService(config: settings, logger: logger, discovery: discovery)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)],

@@ -83,7 +83,7 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
 
     interfaces: [(number, (class, subclass, protocol), driver, tty_index, {extra tty properties})].
     Records are written parent first so that every parent exists when its child is added.
-    Returns (text, {devnode: tty syspath}, usb device syspath).
+    Returns (text, {devnode: tty syspath}, [every syspath of the module, deepest first]).
     """
     dev = f"{BUS}-{port}"
     usb_sys = f"{PCI_PATH}/usb{BUS}/{dev}"  # the devpath; the syspath umockdev's API wants is "/sys" + this
@@ -102,6 +102,7 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         f"A: devnum={port + 1}\\n\nA: dev={USB_MAJOR}:{usb_minor}\\n\n"
     )
     ttys = {}
+    syspaths = ["/sys" + usb_sys]
     for number, (cls, sub, proto), driver, index, extra in interfaces:
         iface = f"{usb_sys}/{dev}:1.{int(number, 16)}"
         records.append(
@@ -132,7 +133,8 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         body = "".join(f"E: {k}={v}\n" for k, v in props.items())
         records.append(f"P: {tty_sys}\nN: ttyUSB{index}\n{body}A: dev={TTY_MAJOR}:{index}\\n\n")
         ttys[f"/dev/ttyUSB{index}"] = "/sys" + tty_sys
-    return "\n".join(records), ttys, "/sys" + usb_sys
+        syspaths[:0] = ["/sys" + tty_sys, "/sys" + port_dir, "/sys" + iface]
+    return "\n".join(records), ttys, syspaths
 
 
 # What ModemManager's 77-mm-quectel-port-types.rules set on an EC25 (by interface number).
@@ -363,7 +365,7 @@ def test_enumeration():
           "text output: header + 9 ports, ttyUSB3 marked at*", text.stdout)
 
 
-def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_usb):
+def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths):
     env = dict(os.environ)
     child = subprocess.Popen(
         [CELLPROV, "ports", "--monitor", "--json", "--ports-table", PORTS_TABLE],
@@ -371,8 +373,8 @@ def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_usb):
     reader = LineReader(child.stdout)
     try:
         # The monitor is subscribed before the list is printed: once ttyUSB8 (the last) is listed, events count.
-        last, _ = reader.until(lambda r: r["devnode"] == "/dev/ttyUSB8", 15)
-        check(last is not None, "monitor: initial list printed")
+        last, seen = reader.until(lambda r: r["devnode"] == "/dev/ttyUSB8", 15)
+        check(last is not None, "monitor: initial list printed", seen)
 
         # Unplug module A: remove uevents (children first, as the kernel sends them), then the devices go.
         for devnode in sorted(module_a_ttys, reverse=True):
@@ -384,7 +386,9 @@ def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_usb):
         gone = next((r for r in seen if r["devnode"] == "/dev/ttyUSB3"), None)
         check(gone is not None and gone["role"] == "at" and gone["slot"] == f"pci-{PCI}-usb-0:1",
               "monitor: the removed AT port is reported with its role and slot", gone)
-        testbed.remove_device(module_a_usb)
+        # umockdev removes one device's directory and links at a time: children first.
+        for syspath in module_a_syspaths:
+            testbed.remove_device(syspath)
 
         # Re-plug: adding the devices emits their add uevents.
         testbed.add_from_string(module_a_text)
@@ -428,7 +432,7 @@ def main():
         print("FAIL not running under umockdev-wrapper (use Tests/umockdev/run.sh)")
         return 1
     testbed = UMockdev.Testbed.new()
-    module_a_text, module_a_ttys, module_a_usb = ec25(1, "EC25A0000001", 0, with_our_rules=False)
+    module_a_text, module_a_ttys, module_a_syspaths = ec25(1, "EC25A0000001", 0, with_our_rules=False)
     module_b_text, _, _ = ec25(2, "EC25B0000002", 4, with_our_rules=True)
     module_c_text, _, _ = unknown_module(3, "ACME0003", 8)
     for text in (root_hub(), module_a_text, module_b_text, module_c_text):
@@ -437,7 +441,7 @@ def main():
             return 1
 
     test_enumeration()
-    test_hotplug(testbed, module_a_text, module_a_ttys, module_a_usb)
+    test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths)
     test_probe_through_bridge(testbed, "/dev/ttyUSB3")
 
     if failures:

@@ -1,0 +1,274 @@
+import Foundation
+
+/// Turns one observation of a slot into identity events and the slot's next record. Pure: no I/O, no clock
+/// (the time is `now`), no random ids (`makeID`).
+///
+/// The rules, in the order they apply. Throughout, a read never raises an alarm on what it could *not* read:
+/// an event needs a value that was read and differs, or a positive statement by the modem (no SIM).
+///
+/// 1. **Port failure.** A read with a problem on the port field (`port_busy`, `port_unavailable`,
+///    `port_closed`, `no_response`, the read's `timeout`) tells nothing about identity, even if some values
+///    were read before the port went away: no event, nothing stored (`record` nil).
+///
+/// 2. **What was read.** A value refused by a validator with an error other than `*_missing` is *invalid*
+///    (IMEI: `imei_format`, `imei_length`, `imei_is_imeisv`, `imei_checksum`, `imei_placeholder`; ICCID:
+///    `iccid_format`, `iccid_length`, `iccid_prefix`; IMSI: `imsi_format`, `imsi_length`; any future error of
+///    those fields too). A *missing* value (`imei_missing`, a command that timed out, a SIM that is locked,
+///    busy or failed) is only unknown: it never causes an event by itself. The IMEI is usable when read and not
+///    invalid; a SIM value is usable when read (invalid SIM values are not in the report).
+///
+/// 3. **No usable IMEI.** Without it the read cannot be tied to the slot's identity: no event except
+///    `identity_invalid` (rule 9). A slot whose module never answers an IMEI stays unenrolled; its problems are
+///    in the daemon's logs and status, not events. Such a read creates no record for a new slot (unless it
+///    reports an invalid identity).
+///
+/// 4. **Enrollment.** On a slot not yet enrolled, the first read with a full valid identity
+///    (``IdentityReport/isValid``: IMEI, IMSI and ICCID, no error problem; warnings such as `iccid_checksum` or
+///    `imsi_test_network` are carried in the event) gives `enrolled` (info). Until then reads are tracked in the
+///    record silently (IMEI, readable SIM values), with no SIM or IMEI change events: the backend knows nothing
+///    of the slot to compare with. A slot whose SIM stays PIN-locked is therefore not enrolled until unlocked.
+///
+/// 5. **IMEI change** (enrolled slot, usable IMEI differing from the record's): `imei_changed` with `previous`.
+///    `usbSerialChanged` compares the recorded and the observed USB serial: equal → false, severity critical
+///    (the same module reports a new IMEI: tampering or a rewritten NV); different, including present on one
+///    side only → true, warning (a service swap); absent on both (static UART port, or modules without serial)
+///    → nil and critical: the change cannot be attributed to a swap, so it is treated as the worse case. The
+///    event's identity is the new IMEI with the SIM values of the same read; a SIM difference in the same read
+///    is not reported again as `sim_changed`. Module info is then taken as read (nothing kept from the old
+///    module).
+///
+/// 6. **SIM, same IMEI** (enrolled slot):
+///    - `sim_not_inserted` after a SIM was present → `sim_removed` (warning), `previous` = the record's
+///      identity. The record keeps the removed SIM's values, with `simPresent` false.
+///    - A SIM read whose values differ from the record's, comparing only the fields read on both sides (the
+///      ICCID of a PIN/PUK-locked SIM; a missing IMSI is never a difference) → `sim_changed` (warning:
+///      re-enrollment), whether or not the SIM had been removed first. A SIM read where the record has none
+///      (enrolled, then an IMEI change seen without SIM) is also `sim_changed`. The new identity holds only
+///      what was read: an IMSI unreadable because of a PIN is null in the event, and is filled into the record
+///      silently once read (no second event).
+///    - The same SIM read after a removal → `sim_inserted` (info); its identity is the record's, completed.
+///    - The same SIM still in → nothing; values newly readable (IMSI after PIN entry) fill the record silently.
+///    - A SIM state the modem cannot tell (`sim_failure`, `sim_wrong`, `sim_busy`, locked with no ICCID, a
+///      timed-out command) → nothing, record's SIM part unchanged.
+///    - Only IMSI known on one side and only ICCID on the other: nothing comparable → nothing.
+///
+/// 7. **Duplicate IMEI.** When the slot's usable IMEI is new *for this slot* (first IMEI recorded, or an IMEI
+///    change, whether enrolled or not) and equals the recorded IMEI of other slots in `others` (slot keys
+///    differing from this one): `duplicate_imei` (critical: the fleet cannot tell these modules apart, the
+///    network may refuse them, and a human must act) with `otherSlots`, after the `enrolled` or `imei_changed`
+///    event of the same read. Emitted once when it starts, by the slot whose IMEI became the duplicate: a slot
+///    whose IMEI is unchanged never emits it, so restarts and re-reads do not repeat it. The caller passes the
+///    records of slots currently present.
+///
+/// 8. **Nothing new.** The same identity read again gives no event. Module info (manufacturer, model,
+///    revision: a firmware update) updates the record without an event; a value missing from a read keeps the
+///    recorded one when the module is the same (same USB serial and IMEI not changed).
+///
+/// 9. **Invalid identity.** A read with invalid values (rule 2) gives `identity_invalid`, after any event of
+///    rules 5 to 7 (a usable IMEI is still compared: a module swap with a bad SIM still reports the swap),
+///    carrying all the read's problems and, as `identity`, the values as read (an IMEI with a bad check digit
+///    or a placeholder is there; values refused outright are null). `previous` is the record's identity when
+///    the slot is enrolled. It is never enrolled. It is not sent again while the same values are read
+///    (``SlotRecord/lastInvalid``, compared as a whole snapshot); a read with a usable IMEI and no invalid value
+///    clears it, so an invalid identity that comes back after a clean read is reported again. Severity:
+///    critical when the IMEI is invalid on an enrolled slot whose module is the same (same USB serial, or none
+///    on both): a module that had a good IMEI reports a bad one; warning otherwise (a new board with a
+///    placeholder IMEI, a bad ICCID).
+///
+/// 10. **Numbering and time.** The events of one observation get the record's sequence + 1, + 2, ... in order;
+///    the record keeps the last. Every event's `occurredAt` and the record's `updatedAt` are `now` (pass the
+///    observation's time to date events by the read). The record is returned (with `updatedAt` = `now`) only
+///    when it differs from `previous` other than by `updatedAt`; otherwise `record` is nil.
+public enum ChangeDetector {
+    /// "Not read" codes: an unknown value, not a wrong one.
+    static let missingCodes: Set<Problem.Code> = [.imeiMissing, .imsiMissing, .iccidMissing]
+    static let identityFields: Set<ProblemField> = [.imei, .imsi, .iccid]
+
+    /// True when the read failed at the port: it says nothing about identity (rule 1).
+    public static func isPortFailure(_ report: IdentityReport) -> Bool {
+        report.problems.contains { $0.field == .port }
+    }
+
+    /// The problems that make the read identity invalid (rule 2).
+    public static func invalidProblems(in report: IdentityReport) -> [Problem] {
+        report.problems.filter {
+            $0.severity == .error && identityFields.contains($0.field) && !missingCodes.contains($0.code)
+        }
+    }
+
+    /// What a read says about the SIM.
+    enum SIMReading: Equatable {
+        /// The modem says no SIM is inserted.
+        case absent
+        /// At least one SIM value was read.
+        case present(imsi: String?, iccid: String?)
+        /// Cannot tell (locked with nothing readable, failed, busy, timed out).
+        case unknown
+
+        init(_ report: IdentityReport) {
+            if report.problems.contains(where: { $0.code == .simNotInserted }) {
+                self = .absent
+            } else if report.imsi != nil || report.iccid != nil {
+                self = .present(imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted)
+            } else {
+                self = .unknown
+            }
+        }
+    }
+
+    /// An event before numbering.
+    struct Draft {
+        var type: IdentityEventType
+        var severity: EventSeverity
+        var identity: IdentitySnapshot
+        var previous: IdentitySnapshot? = nil
+        var usbSerialChanged: Bool? = nil
+        var otherSlots: [String]? = nil
+    }
+
+    /// `others`: the current records of the device's other slots (for duplicate_imei). `makeID` gives each new
+    /// event its UUID, in event order.
+    public static func evaluate(
+        previous: SlotRecord?, observation: Observation, others: [SlotRecord], now: Date, makeID: () -> UUID
+    ) -> ChangeResult {
+        let report = observation.report
+        // Rule 1.
+        if isPortFailure(report) { return ChangeResult() }
+
+        let key = observation.slot.key
+        let invalid = invalidProblems(in: report)
+        let imeiInvalid = invalid.contains { $0.field == .imei }
+        let imei = imeiInvalid ? nil : report.imei?.unredacted
+
+        // Rule 3: nothing learned and nothing to remember.
+        if previous == nil && imei == nil && invalid.isEmpty { return ChangeResult() }
+
+        let observedModule = ModuleInfo(slot: observation.slot, report: report)
+        var record = previous ?? SlotRecord(slot: key, module: observedModule, updatedAt: now)
+        record.slot = key
+        let recordedIMEI = previous?.identity.imei
+        let imeiIsNew = imei != nil && imei != recordedIMEI
+        let sameModule = previous.map { $0.module.usbSerial == observation.slot.usbSerial } ?? false
+
+        // Rule 8 (module info): fill gaps from the record only for the same module.
+        if let previous, sameModule, !(imeiIsNew && recordedIMEI != nil) {
+            record.module = ModuleInfo(
+                usbSerial: observedModule.usbSerial,
+                manufacturer: observedModule.manufacturer ?? previous.module.manufacturer,
+                model: observedModule.model ?? previous.module.model,
+                revision: observedModule.revision ?? previous.module.revision)
+        } else {
+            record.module = observedModule
+        }
+
+        var drafts: [Draft] = []
+        if let imei {
+            let sim = SIMReading(report)
+            var readSIM: (imsi: String?, iccid: String?) = (nil, nil)
+            if case .present(let imsi, let iccid) = sim { readSIM = (imsi, iccid) }
+            let current = IdentitySnapshot(imei: imei, imsi: readSIM.imsi, iccid: readSIM.iccid)
+
+            if let previous, previous.enrolled, let known = previous.identity.imei {
+                if known != imei {
+                    // Rule 5.
+                    let before = previous.module.usbSerial
+                    let after = observation.slot.usbSerial
+                    let serialChanged: Bool? = (before == nil && after == nil) ? nil : before != after
+                    drafts.append(Draft(
+                        type: .imeiChanged, severity: serialChanged == true ? .warning : .critical,
+                        identity: current, previous: previous.identity, usbSerialChanged: serialChanged))
+                    record.identity = current
+                    record.simPresent = sim != .absent && sim != .unknown
+                } else {
+                    // Rule 6.
+                    compareSIM(sim, imei: imei, previous: previous, record: &record, drafts: &drafts)
+                }
+            } else if report.isValid {
+                // Rule 4.
+                drafts.append(Draft(type: .enrolled, severity: .info, identity: current))
+                record.identity = current
+                record.simPresent = true
+                record.enrolled = true
+            } else {
+                // Rule 4: tracked silently before enrollment.
+                record.identity = current
+                record.simPresent = sim != .absent && sim != .unknown
+            }
+
+            // Rule 7.
+            if imeiIsNew {
+                let duplicates = Set(others.filter { $0.slot != key && $0.identity.imei == imei }.map(\.slot))
+                if !duplicates.isEmpty {
+                    drafts.append(Draft(
+                        type: .duplicateIMEI, severity: .critical, identity: current,
+                        otherSlots: duplicates.sorted()))
+                }
+            }
+        }
+
+        // Rule 9.
+        if !invalid.isEmpty {
+            let read = IdentitySnapshot(report)
+            if read != previous?.lastInvalid {
+                let enrolled = previous?.enrolled ?? false
+                drafts.append(Draft(
+                    type: .identityInvalid,
+                    severity: imeiInvalid && enrolled && sameModule ? .critical : .warning,
+                    identity: read, previous: enrolled ? previous?.identity : nil))
+            }
+            record.lastInvalid = read
+        } else if imei != nil {
+            record.lastInvalid = nil
+        }
+
+        // Rule 10.
+        let base = previous?.sequence ?? 0
+        let events = drafts.enumerated().map { index, d in
+            IdentityEvent(
+                id: makeID(), type: d.type, slot: key, sequence: base + index + 1, occurredAt: now,
+                severity: d.severity, module: record.module, identity: d.identity, previous: d.previous,
+                usbSerialChanged: d.usbSerialChanged, otherSlots: d.otherSlots, problems: report.problems)
+        }
+        record.sequence = base + events.count
+        if let previous {
+            record.updatedAt = previous.updatedAt
+            if record == previous { return ChangeResult(events: events, record: nil) }
+        }
+        record.updatedAt = now
+        return ChangeResult(events: events, record: record)
+    }
+
+    /// Rule 6: the SIM of an enrolled slot whose IMEI is unchanged.
+    static func compareSIM(
+        _ sim: SIMReading, imei: String, previous: SlotRecord, record: inout SlotRecord, drafts: inout [Draft]
+    ) {
+        let known = previous.identity
+        switch sim {
+        case .unknown:
+            return
+        case .absent:
+            if previous.simPresent {
+                drafts.append(Draft(
+                    type: .simRemoved, severity: .warning, identity: IdentitySnapshot(imei: imei), previous: known))
+                record.simPresent = false
+            }
+        case .present(let imsi, let iccid):
+            let iccidComparable = iccid != nil && known.iccid != nil
+            let imsiComparable = imsi != nil && known.imsi != nil
+            let differs = (iccidComparable && iccid != known.iccid) || (imsiComparable && imsi != known.imsi)
+            if differs || !known.hasSIM {
+                let identity = IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid)
+                drafts.append(Draft(type: .simChanged, severity: .warning, identity: identity, previous: known))
+                record.identity = identity
+                record.simPresent = true
+            } else if iccidComparable || imsiComparable {
+                let identity = IdentitySnapshot(imei: imei, imsi: imsi ?? known.imsi, iccid: iccid ?? known.iccid)
+                if !previous.simPresent {
+                    drafts.append(Draft(type: .simInserted, severity: .info, identity: identity, previous: known))
+                }
+                record.identity = identity
+                record.simPresent = true
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+
+// The change detector's data types. They are the data channel: they hold raw digits (IMEI, IMSI, ICCID) and
+// go only to the store and the backend payload, never to a log. Their JSON form is fixed here (snake_case keys,
+// absent values written as `null`, never left out), so that the store and the reporter agree on it: encode and
+// decode them with the default key strategies (`.convertFromSnakeCase` would not match these keys).
+
+/// A slot's identity as digit strings: the IMEI of its module and the IMSI and ICCID of its SIM.
+///
+/// Printing a snapshot (or a record or event holding one) shows only keyed pseudonyms, the same references as
+/// the identifier types print: `IdentitySnapshot(imei ref 1a2b3c4d5e, imsi ref -, iccid ref 9f8e7d6c5b)`. The
+/// digits leave only through the properties (the store and the backend payload).
+public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomStringConvertible,
+    CustomDebugStringConvertible, CustomReflectable
+{
+    public var imei: String?
+    public var imsi: String?
+    public var iccid: String?
+
+    public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+        self.imei = imei
+        self.imsi = imsi
+        self.iccid = iccid
+    }
+
+    /// The values a report holds, as read. Values a validator refused outright (wrong length, wrong characters)
+    /// are not in a report and so are nil here; values kept with an error (an IMEI with a bad check digit, a
+    /// placeholder IMEI) are here.
+    public init(_ report: IdentityReport) {
+        self.init(imei: report.imei?.unredacted, imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted)
+    }
+
+    /// True when a SIM identity (IMSI or ICCID) is known.
+    public var hasSIM: Bool { imsi != nil || iccid != nil }
+
+    /// IMEI, IMSI and ICCID are all known.
+    public var isComplete: Bool { imei != nil && imsi != nil && iccid != nil }
+
+    public var description: String {
+        func ref(_ kind: String, _ value: String?) -> String {
+            value.map { Redaction.pseudonymizer.reference(kind: kind, value: $0) } ?? "-"
+        }
+        return "IdentitySnapshot(imei ref \(ref("imei", imei)), imsi ref \(ref("imsi", imsi)), "
+            + "iccid ref \(ref("iccid", iccid)))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["redacted": description], displayStyle: .struct) }
+
+    enum CodingKeys: String, CodingKey { case imei, imsi, iccid }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(imei, forKey: .imei)
+        try c.encode(imsi, forKey: .imsi)
+        try c.encode(iccid, forKey: .iccid)
+    }
+}
+
+/// What is known of the module in a slot: its USB serial number (nil on a static UART port or a module without
+/// one) and what it answers to AT+CGMI, AT+CGMM and AT+CGMR.
+public struct ModuleInfo: Sendable, Codable, Equatable {
+    public var usbSerial: String?
+    public var manufacturer: String?
+    public var model: String?
+    public var revision: String?
+
+    public init(usbSerial: String? = nil, manufacturer: String? = nil, model: String? = nil, revision: String? = nil) {
+        self.usbSerial = usbSerial
+        self.manufacturer = manufacturer
+        self.model = model
+        self.revision = revision
+    }
+
+    /// The module as one read saw it.
+    public init(slot: ModuleSlot, report: IdentityReport) {
+        self.init(
+            usbSerial: slot.usbSerial, manufacturer: report.manufacturer, model: report.model,
+            revision: report.revision)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case usbSerial = "usb_serial"
+        case manufacturer, model, revision
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(usbSerial, forKey: .usbSerial)
+        try c.encode(manufacturer, forKey: .manufacturer)
+        try c.encode(model, forKey: .model)
+        try c.encode(revision, forKey: .revision)
+    }
+}
+
+/// A slot's remembered state, stored per slot: what the next observation of the slot is compared with.
+public struct SlotRecord: Sendable, Codable, Equatable {
+    /// The slot key (``ModuleSlot/key``).
+    public var slot: String
+    /// The module last seen in the slot.
+    public var module: ModuleInfo
+    /// The last known good identity (IMEI and SIM): what events compare against. After a SIM removal it keeps
+    /// the removed SIM's IMSI and ICCID (``simPresent`` is false), so that a SIM put back can be recognised.
+    /// Before enrollment it holds what has been read so far (an IMEI, maybe part of a SIM identity).
+    public var identity: IdentitySnapshot
+    /// Whether a SIM was in the slot at the last read that could tell.
+    public var simPresent: Bool
+    /// A full valid identity has been seen on this slot (and the `enrolled` event sent). Stays true.
+    public var enrolled: Bool
+    /// The sequence number of the slot's last event (0: none yet).
+    public var sequence: Int
+    /// The invalid identity last reported, so that it is not reported again while it is read again. Cleared by
+    /// a read with a valid IMEI and no invalid value.
+    public var lastInvalid: IdentitySnapshot?
+    /// When the record last changed (not when the slot was last read: re-reading an unchanged slot stores
+    /// nothing).
+    public var updatedAt: Date
+
+    public init(
+        slot: String, module: ModuleInfo = ModuleInfo(), identity: IdentitySnapshot = IdentitySnapshot(),
+        simPresent: Bool = false, enrolled: Bool = false, sequence: Int = 0, lastInvalid: IdentitySnapshot? = nil,
+        updatedAt: Date
+    ) {
+        self.slot = slot
+        self.module = module
+        self.identity = identity
+        self.simPresent = simPresent
+        self.enrolled = enrolled
+        self.sequence = sequence
+        self.lastInvalid = lastInvalid
+        self.updatedAt = updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case slot, module, identity, enrolled, sequence
+        case simPresent = "sim_present"
+        case lastInvalid = "last_invalid"
+        case updatedAt = "updated_at"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(slot, forKey: .slot)
+        try c.encode(module, forKey: .module)
+        try c.encode(identity, forKey: .identity)
+        try c.encode(simPresent, forKey: .simPresent)
+        try c.encode(enrolled, forKey: .enrolled)
+        try c.encode(sequence, forKey: .sequence)
+        try c.encode(lastInvalid, forKey: .lastInvalid)
+        try c.encode(updatedAt, forKey: .updatedAt)
+    }
+}
+
+/// What happened to a slot's identity. The raw values are the backend's event type names.
+public enum IdentityEventType: String, Sendable, Codable, CaseIterable {
+    /// The first full valid identity (IMEI, IMSI, ICCID) seen on the slot.
+    case enrolled
+    /// Same IMEI, another SIM (ICCID or IMSI differs): the slot must be re-enrolled.
+    case simChanged = "sim_changed"
+    /// Another IMEI in the slot: a module swap (USB serial changed) or a module reporting a new IMEI.
+    case imeiChanged = "imei_changed"
+    /// The SIM was taken out.
+    case simRemoved = "sim_removed"
+    /// The SIM taken out was put back (same ICCID).
+    case simInserted = "sim_inserted"
+    /// The module or SIM reports an identity that cannot be right (bad check digit, placeholder, malformed).
+    case identityInvalid = "identity_invalid"
+    /// The slot's IMEI is also another slot's current IMEI.
+    case duplicateIMEI = "duplicate_imei"
+}
+
+/// How urgently a human must look at an event.
+public enum EventSeverity: String, Sendable, Codable {
+    /// Expected lifecycle (enrollment, a SIM put back).
+    case info
+    /// Needs follow-up (re-enrollment after a SIM change, a service swap, a bad identity read).
+    case warning
+    /// Possible tampering or an identity the fleet cannot trust (a module reporting a new IMEI, duplicates).
+    case critical
+}
+
+/// One identity change of one slot, as sent to the backend.
+public struct IdentityEvent: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var type: IdentityEventType
+    public var slot: String
+    /// The slot's event counter: 1 for its first event, +1 for each next one.
+    public var sequence: Int
+    public var occurredAt: Date
+    public var severity: EventSeverity
+    /// The module in the slot at this read.
+    public var module: ModuleInfo
+    /// The slot's identity after the change (for `identity_invalid`: the values read, as read).
+    public var identity: IdentitySnapshot
+    /// The identity compared against (the slot's last known good identity); nil for `enrolled`,
+    /// `duplicate_imei`, and `identity_invalid` on a slot never enrolled.
+    public var previous: IdentitySnapshot?
+    /// `imei_changed` only: false = the same module reports a new IMEI (tampering, critical); true = a different
+    /// module (service swap, warning); nil = neither read had a USB serial (static port: cannot tell, critical).
+    public var usbSerialChanged: Bool?
+    /// `duplicate_imei` only: the other slots reporting the same IMEI, sorted.
+    public var otherSlots: [String]?
+    /// All problems of the read that produced the event.
+    public var problems: [Problem]
+
+    public init(
+        id: UUID, type: IdentityEventType, slot: String, sequence: Int, occurredAt: Date, severity: EventSeverity,
+        module: ModuleInfo, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil,
+        usbSerialChanged: Bool? = nil, otherSlots: [String]? = nil, problems: [Problem] = []
+    ) {
+        self.id = id
+        self.type = type
+        self.slot = slot
+        self.sequence = sequence
+        self.occurredAt = occurredAt
+        self.severity = severity
+        self.module = module
+        self.identity = identity
+        self.previous = previous
+        self.usbSerialChanged = usbSerialChanged
+        self.otherSlots = otherSlots
+        self.problems = problems
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, slot, sequence, severity, module, identity, previous, problems
+        case occurredAt = "occurred_at"
+        case usbSerialChanged = "usb_serial_changed"
+        case otherSlots = "other_slots"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(type, forKey: .type)
+        try c.encode(slot, forKey: .slot)
+        try c.encode(sequence, forKey: .sequence)
+        try c.encode(occurredAt, forKey: .occurredAt)
+        try c.encode(severity, forKey: .severity)
+        try c.encode(module, forKey: .module)
+        try c.encode(identity, forKey: .identity)
+        try c.encode(previous, forKey: .previous)
+        try c.encode(usbSerialChanged, forKey: .usbSerialChanged)
+        try c.encode(otherSlots, forKey: .otherSlots)
+        try c.encode(problems, forKey: .problems)
+    }
+}
+
+/// What one observation changes: the events to send, in order, and the record to store.
+public struct ChangeResult: Sendable, Equatable {
+    /// The events, numbered in order after the previous record's sequence.
+    public var events: [IdentityEvent]
+    /// The slot's new record, or nil when there is nothing to store: the stored record (or its absence) is
+    /// still right. Never nil when ``events`` is not empty. Returning nil for unchanged slots keeps periodic
+    /// re-reads from rewriting the store (flash wear on gateways).
+    public var record: SlotRecord?
+
+    public init(events: [IdentityEvent] = [], record: SlotRecord? = nil) {
+        self.events = events
+        self.record = record
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// Test kit: a real HTTP(S) server on loopback that plays the fleet backend's enrollment endpoint.
+///
+/// It records every request (headers and JSON body), counts each Idempotency-Key, and answers as told: a status,
+/// or not at all (`.hang`). With TLS it can require a client certificate (mTLS). Used by the tests, the benchmark
+/// and `make demo` (through `cellprov receive`).
+public final class EnrollmentReceiver: Sendable {
+    public enum Behaviour: Sendable, Equatable {
+        case status(Int)
+        /// Accept the request and never answer.
+        case hang
+    }
+
+    public struct Request: Sendable {
+        public var method: String
+        public var path: String
+        public var headers: [String: String]
+        public var body: Data
+        public var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        }
+    }
+
+    public struct TLS: Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        /// When set, clients must present a certificate signed by this CA.
+        public var clientCAFile: String?
+
+        public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.clientCAFile = clientCAFile
+        }
+    }
+
+    struct State {
+        var behaviour: Behaviour = .status(201)
+        var requests: [Request] = []
+        var handshakeFailures = 0
+    }
+
+    private let box = StateBox()
+    private let channel: any Channel
+    public let port: Int
+
+    /// Starts listening on 127.0.0.1 (port 0: any free port).
+    public init(port: Int = 0, tls: TLS? = nil, behaviour: Behaviour = .status(201)) throws {
+        var sslContext: NIOSSLContext?
+        if let tls {
+            var config = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyFile, format: .pem)))
+            if let ca = tls.clientCAFile {
+                config.certificateVerification = .noHostnameVerification
+                config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
+            }
+            sslContext = try NIOSSLContext(configuration: config)
+        }
+        let box = self.box
+        box.state.withLock { $0.behaviour = behaviour }
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorCounter(box: box))
+                    }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(box: box))
+                }
+            }
+        channel = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
+        self.port = channel.localAddress?.port ?? port
+    }
+
+    public var url: String { "127.0.0.1:\(port)" }
+
+    public func setBehaviour(_ behaviour: Behaviour) {
+        box.state.withLock { $0.behaviour = behaviour }
+    }
+
+    public var requests: [Request] { box.state.withLock { $0.requests } }
+
+    /// TLS handshakes that failed (e.g. a client without the required certificate).
+    public var handshakeFailures: Int { box.state.withLock { $0.handshakeFailures } }
+
+    /// How many requests carried each Idempotency-Key.
+    public var idempotencyKeyCounts: [String: Int] {
+        var counts: [String: Int] = [:]
+        for r in requests { counts[r.headers["idempotency-key"] ?? "", default: 0] += 1 }
+        return counts
+    }
+
+    /// Distinct event ids the receiver answered with a 2xx or 409 (what a deduplicating backend would keep).
+    public var acceptedEventIDs: Set<String> {
+        box.state.withLock { s in Set(s.requests.compactMap { $0.headers["x-accepted"] == "1" ? $0.headers["idempotency-key"] : nil }) }
+    }
+
+    public func stop() {
+        try? channel.close().wait()
+    }
+
+    deinit { try? channel.close().wait() }
+
+    // MARK: - Pipeline
+
+    final class StateBox: Sendable {
+        let state = Mutex(State())
+    }
+
+    private final class TLSErrorCounter: ChannelInboundHandler, Sendable {
+        typealias InboundIn = NIOAny
+        let box: StateBox
+        init(box: StateBox) { self.box = box }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            if error is NIOSSLError || error is BoringSSLError {
+                box.state.withLock { $0.handshakeFailures += 1 }
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    private final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let box: StateBox
+        var head: HTTPRequestHead?
+        var body = Data()
+
+        init(box: StateBox) { self.box = box }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                head = h
+                body = Data()
+            case .body(var buffer):
+                if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
+            case .end:
+                guard let head else { return }
+                var headers: [String: String] = [:]
+                for (name, value) in head.headers { headers[name.lowercased()] = value }
+                let behaviour = box.state.withLock { $0.behaviour }
+                var request = Request(method: "\(head.method)", path: head.uri, headers: headers, body: body)
+                if case .status(let code) = behaviour, (200..<300).contains(code) || code == 409 {
+                    request.headers["x-accepted"] = "1"
+                }
+                box.state.withLock { $0.requests.append(request) }
+                guard case .status(let code) = behaviour else { return }  // .hang: never answer
+                let text = code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}"
+                var responseHeaders = HTTPHeaders()
+                responseHeaders.add(name: "Content-Type", value: "application/json")
+                responseHeaders.add(name: "Content-Length", value: "\(text.utf8.count)")
+                let responseHead = HTTPResponseHead(
+                    version: head.version, status: HTTPResponseStatus(statusCode: code), headers: responseHeaders)
+                context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
