@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "cellprovd",
             dependencies: [
-                "CellprovCore", "CellprovDaemon", "CellprovSystemd",
+                "CellprovCore", "CellprovDaemon", "CellprovSystemd", "CellprovStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

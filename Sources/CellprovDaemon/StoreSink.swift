@@ -28,6 +28,8 @@ public final class StoreSink: ObservationSink {
             logger.error("cannot record the observation: \(error)", metadata: ["slot": "\(observation.slot.key)"])
             return
         }
+        logger.debug(
+            "observation committed", metadata: ["slot": "\(observation.slot.key)", "events": "\(events.count)"])
         for event in events { log(event, observation: observation) }
         if !events.isEmpty { reporter?.wake() }
     }

@@ -11,7 +11,7 @@ struct ProbeCommand: AsyncParsableCommand {
         abstract: "Read IMEI, IMSI and ICCID from AT ports, in parallel, once.",
         discussion: """
             Exit status: 0 every port valid; 1 a modem answered but an identity is missing or invalid; \
-            2 a port could not be used (absent, busy, silent, unplugged); 64 usage error; 78 bad key file.
+            2 a port could not be used (absent, busy, silent, unplugged); 64 usage error; 78 bad pseudonym key in the state directory.
             Identifiers are redacted in the table and in logs; --json prints full digits (a data channel).
             """
     )
@@ -31,8 +31,8 @@ struct ProbeCommand: AsyncParsableCommand {
     @Flag(help: "Show full identifiers in the table (they are redacted by default).")
     var reveal = false
 
-    @Option(help: "Pseudonym key file (32 bytes) so references match the daemon's logs.")
-    var keyFile: String = "/var/lib/cellprov/pseudonym.key"
+    @Option(help: "The daemon's state directory, whose pseudonym key makes references match its logs.")
+    var stateDirectory: String = "/var/lib/cellprov"
 
     @Flag(name: .shortAndLong, help: "More log output on stderr (repeat for debug).")
     var verbose: Int
@@ -54,7 +54,7 @@ struct ProbeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = CLILogging.bootstrap(verbosity: verbose)
         do {
-            try PseudonymKey.configure(fromFileIfPresent: keyFile)
+            try PseudonymKey.configure(stateDirectory: stateDirectory)
         } catch {
             logger.error("\(error)")
             throw ExitCode(Status.keyFile.rawValue)

@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovStore
 import Foundation
 import Logging
 
@@ -20,22 +21,14 @@ enum CLILogging {
     }
 }
 
-/// The per-installation pseudonym key, shared with the daemon so references in both logs match.
+/// Uses the daemon's pseudonym key when this user can read it, so references in the CLI's output match the
+/// daemon's log lines; otherwise the process keeps a random key (references are then only self-consistent).
 enum PseudonymKey {
-    struct Error: Swift.Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Uses the key in `path` if the file exists; otherwise keeps the process's random key.
-    static func configure(fromFileIfPresent path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { return }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            // Present but unreadable (the daemon's key is 0600): references will not match the daemon's.
-            return
+    static func configure(stateDirectory: String) throws {
+        let path = stateDirectory + "/" + PseudonymKeyFile.fileName
+        guard FileManager.default.isReadableFile(atPath: path) else { return }
+        if let key = try PseudonymKeyFile.load(path: path) {
+            Redaction.configure(Pseudonymizer(key: key))
         }
-        guard data.count == Pseudonymizer.keyLength else {
-            throw Error(description: "\(path): a pseudonym key must be \(Pseudonymizer.keyLength) bytes")
-        }
-        Redaction.configure(Pseudonymizer(key: [UInt8](data)))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellprovCore
 import CellprovDaemon
+import CellprovStore
 import CellprovSystemd
 import Foundation
 import Logging

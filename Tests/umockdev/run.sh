@@ -23,8 +23,12 @@ export CELLPROV="${CELLPROV:-$repo/.build/debug/cellprov}"
 export PORTS_TABLE="${PORTS_TABLE:-$repo/udev/ports.tsv}"
 [ -x "$CELLPROV" ] || { echo "FAIL: $CELLPROV not built (run swift build)"; exit 1; }
 
+# In a session of its own, so that whatever the test leaves behind (a child of a crashed run) is ended with it.
+setsid timeout 180 umockdev-wrapper "$python" "$here/test_discovery.py" &
+pid=$!
 status=0
-timeout 180 umockdev-wrapper "$python" "$here/test_discovery.py" || status=$?
+wait "$pid" || status=$?
+kill -TERM -- "-$pid" 2>/dev/null || true
 case $status in
     0) ;;
     77) skip "the test reported a missing prerequisite" ;;

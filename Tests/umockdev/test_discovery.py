@@ -365,11 +365,15 @@ def test_enumeration():
           "text output: header + 9 ports, ttyUSB3 marked at*", text.stdout)
 
 
-def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths):
-    env = dict(os.environ)
+def test_hotplug(testbed, module_a_ttys, module_a_syspaths):
+    """Unplugs module A and plugs it in again at the same USB port. The kernel would often give the ttys
+    their old names back; umockdev 0.17 cannot re-create a removed PTY node of the same name (it keeps the
+    old one's fd), so the re-plugged module is ttyUSB9..12: the slot is what must stay the same.
+    Returns the re-plugged module's AT port."""
+    # No env=: Testbed.new() set UMOCKDEV_DIR with setenv(), which Python's os.environ does not see.
     child = subprocess.Popen(
         [CELLPROV, "ports", "--monitor", "--json", "--ports-table", PORTS_TABLE],
-        stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, env=env)
+        stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL)
     reader = LineReader(child.stdout)
     try:
         # The monitor is subscribed before the list is printed: once ttyUSB8 (the last) is listed, events count.
@@ -391,12 +395,13 @@ def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths):
             testbed.remove_device(syspath)
 
         # Re-plug: adding the devices emits their add uevents.
-        testbed.add_from_string(module_a_text)
-        added, seen = reader.until(lambda r: r["event"] == "add" and r["devnode"] == "/dev/ttyUSB3", 10)
-        check(added is not None, "monitor: add event for ttyUSB3", seen)
+        replug_text, _, _ = ec25(1, "EC25A0000001", 9, with_our_rules=False)
+        testbed.add_from_string(replug_text)
+        added, seen = reader.until(lambda r: r["event"] == "add" and r["devnode"] == "/dev/ttyUSB12", 10)
+        check(added is not None, "monitor: add event for the re-plugged AT port", seen)
         if added:
             check(added["role"] == "at" and added["evidence"] == "table" and added["chosen"],
-                  "monitor: re-plugged ttyUSB3 is module A's chosen AT port", added)
+                  "monitor: re-plugged ttyUSB12 is module A's chosen AT port", added)
             check(added["slot"] == f"pci-{PCI}-usb-0:1" and added["usbSerial"] == "EC25A0000001",
                   "monitor: re-plugged slot and serial", added)
 
@@ -404,6 +409,7 @@ def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths):
         child.send_signal(signal.SIGTERM)
         status = child.wait(10)
         check(status == 0, "monitor: exits 0 on SIGTERM", status)
+        return "/dev/ttyUSB12"
     finally:
         if child.poll() is None:
             child.kill()
@@ -413,7 +419,7 @@ def test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths):
 def test_probe_through_bridge(testbed, devnode):
     bridge = serve_with_simulator(testbed, devnode)
     try:
-        result = run_cellprov("probe", "--json", "--timeout", "10", "--key-file", "/nonexistent", devnode)
+        result = run_cellprov("probe", "--json", "--timeout", "10", "--state-directory", "/nonexistent", devnode)
         records = parse_json_lines(result.stdout)
         record = records[0] if records else {}
         check(result.returncode == 0, f"probe {devnode} through umockdev + simulator exits 0",
@@ -441,8 +447,8 @@ def main():
             return 1
 
     test_enumeration()
-    test_hotplug(testbed, module_a_text, module_a_ttys, module_a_syspaths)
-    test_probe_through_bridge(testbed, "/dev/ttyUSB3")
+    at_port = test_hotplug(testbed, module_a_ttys, module_a_syspaths)
+    test_probe_through_bridge(testbed, at_port or "/dev/ttyUSB7")
 
     if failures:
         print(f"{len(failures)} check(s) failed")

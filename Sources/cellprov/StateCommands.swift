@@ -1,0 +1,143 @@
+import ArgumentParser
+import CellprovCore
+import CellprovStore
+import Foundation
+
+/// Renders remembered identities redacted, the way the daemon logs them (same references when the daemon's key is
+/// readable).
+enum RedactedSnapshot {
+    static func imei(_ raw: String?) -> String {
+        guard let raw else { return "-" }
+        return IMEI.validate(raw).value.map { "\($0)" } ?? "IMEI(invalid)"
+    }
+
+    static func imsi(_ raw: String?) -> String {
+        guard let raw else { return "-" }
+        return IMSI.validate(raw).value.map { "\($0)" } ?? "IMSI(invalid)"
+    }
+
+    static func iccid(_ raw: String?) -> String {
+        guard let raw else { return "-" }
+        return ICCID.validate(raw).value.map { "\($0)" } ?? "ICCID(invalid)"
+    }
+
+    static func text(_ s: IdentitySnapshot) -> String {
+        [imei(s.imei), imsi(s.imsi), iccid(s.iccid)].joined(separator: " ")
+    }
+}
+
+struct StateOptions: ParsableArguments {
+    @Option(help: "The daemon's state directory.")
+    var stateDirectory: String = DaemonDefaults.stateDirectory
+
+    func openStore() throws -> StateStore {
+        do {
+            try PseudonymKey.configure(stateDirectory: stateDirectory)
+            return try StateStore(readOnlyDirectory: stateDirectory)
+        } catch {
+            FileHandle.standardError.write(Data("cellprov: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+enum DaemonDefaults {
+    static var stateDirectory: String {
+        ProcessInfo.processInfo.environment["CELLPROV_STATE_DIRECTORY"] ?? "/var/lib/cellprov"
+    }
+}
+
+/// `cellprov status`: the slots the daemon remembers, their identities (redacted), the outbox.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the daemon's modules, their identities (redacted), the last event and the outbox.",
+        discussion: "Reads the state database read-only; safe while cellprovd runs. Exit status 2: no state.")
+
+    @OptionGroup var state: StateOptions
+
+    func run() throws {
+        let store = try state.openStore()
+        let records = try store.slotRecords()
+        let history = try store.events()
+        let depth = try store.outboxDepth()
+        var lastEvent: [String: StoredEvent] = [:]
+        for e in history where lastEvent[e.event.slot] == nil { lastEvent[e.event.slot] = e }  // newest first
+
+        print("state:  \(store.path)")
+        var outbox = "outbox: \(depth) event\(depth == 1 ? "" : "s") waiting for delivery"
+        if let error = try store.lastDeliveryError() { outbox += "; last delivery error: \(error)" }
+        print(outbox)
+        print("slots:  \(records.count)")
+        let f = ISO8601DateFormatter()
+        for r in records {
+            print("")
+            print("slot \(r.slot)")
+            let module = [r.module.manufacturer, r.module.model, r.module.revision].compactMap { $0 }
+                .joined(separator: " ")
+            print("  module:    \(module.isEmpty ? "-" : module)\(r.module.usbSerial.map { " (USB serial \($0))" } ?? "")")
+            print("  IMEI:      \(RedactedSnapshot.imei(r.identity.imei))")
+            print("  IMSI:      \(RedactedSnapshot.imsi(r.identity.imsi))")
+            print("  ICCID:     \(RedactedSnapshot.iccid(r.identity.iccid))")
+            print("  SIM:       \(r.simPresent ? "present" : "absent")   enrolled: \(r.enrolled ? "yes" : "no")")
+            print("  changed:   \(f.string(from: r.updatedAt))")
+            if let e = lastEvent[r.slot] {
+                print("  last event: #\(e.event.sequence) \(e.event.type.rawValue) at \(f.string(from: e.event.occurredAt)) (\(e.state.rawValue))")
+            }
+        }
+    }
+}
+
+/// `cellprov events`: the event history, oldest first; `--json` is a data channel with full identifiers.
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "Show the event history (enrolled, sim_changed, imei_changed, ...) and each event's delivery.",
+        discussion: "Identifiers are redacted in the table; --json prints full digits (a data channel).")
+
+    @OptionGroup var state: StateOptions
+
+    @Flag(help: "One JSON object per event per line, full identifiers.")
+    var json = false
+
+    @Option(help: "Only the most recent N events.")
+    var limit: Int?
+
+    func validate() throws {
+        if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+    }
+
+    func run() throws {
+        let store = try state.openStore()
+        let events = try store.events(limit: limit).reversed()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.dateEncodingStrategy = .iso8601
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            let decoration = ISO8601DateFormatter()
+            for e in events {
+                var object = try JSONSerialization.jsonObject(with: encoder.encode(e.event)) as? [String: Any] ?? [:]
+                var delivery: [String: Any] = ["state": e.state.rawValue, "attempts": e.attempts]
+                delivery["last_error"] = e.lastError ?? NSNull()
+                delivery["delivered_at"] = e.deliveredAt.map { decoration.string(from: $0) } ?? NSNull()
+                object["delivery"] = delivery
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            }
+            return
+        }
+        let f = ISO8601DateFormatter()
+        for e in events {
+            let ev = e.event
+            var line = "\(f.string(from: ev.occurredAt))  \(ev.slot)  #\(ev.sequence)  \(ev.type.rawValue)"
+            line += "  [\(ev.severity.rawValue)]  \(e.state.rawValue)"
+            print(line)
+            print("    now:      \(RedactedSnapshot.text(ev.identity))")
+            if let p = ev.previous { print("    previous: \(RedactedSnapshot.text(p))") }
+            if let changed = ev.usbSerialChanged { print("    usb serial changed: \(changed)") }
+            if let others = ev.otherSlots { print("    also on: \(others.joined(separator: ", "))") }
+            if !ev.problems.isEmpty { print("    problems: \(ev.problems.map(\.code.rawValue).joined(separator: ", "))") }
+            if let err = e.lastError { print("    delivery: \(err)") }
+        }
+    }
+}

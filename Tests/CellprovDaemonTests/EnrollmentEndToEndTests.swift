@@ -1,0 +1,218 @@
+import CellprovCore
+import CellprovSimulator
+import CellprovStore
+import CellprovTestKit
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole chain, as deployed: simulated modems on static ports, cellprovd as a process, its state directory,
+/// and a real HTTP receiver on loopback playing the fleet backend.
+@Suite(.serialized) struct EnrollmentEndToEndTests {
+    static func luhn(_ payload: String) -> String { payload + String(Luhn.checkDigit(for: payload)!) }
+
+    static let original = SimulatedIdentity(
+        imei: luhn("35693803" + "445566"), imsi: "262014455667788", iccid: luhn("894920000445566778"))
+    static let swappedSIM = SimulatedIdentity(imsi: "262029988776655", iccid: luhn("894920000998877665"))
+    static let liveSIM = SimulatedIdentity(imsi: "262037766554433", iccid: luhn("894920000776655443"))
+    static let newIMEI = luhn("86695404" + "778899")
+
+    final class Setup {
+        let dir: URL
+        let config: URL
+        let receiver: EnrollmentReceiver
+        var daemon: ChildProcess?
+
+        init(ports: [String], receiver: EnrollmentReceiver) throws {
+            self.receiver = receiver
+            dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-e2e-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            config = dir.appendingPathComponent("cellprovd.toml")
+            try """
+            [daemon]
+            state_directory = "\(dir.path)/state"
+            [discovery]
+            udev = false
+            static_ports = [\(ports.map { "\"\($0)\"" }.joined(separator: ", "))]
+            reprobe_interval_seconds = 600
+            [backend]
+            url = "http://127.0.0.1:\(receiver.port)"
+            [device]
+            serial = "GW-E2E-7"
+            """.write(to: config, atomically: true, encoding: .utf8)
+        }
+
+        var stateDirectory: String { dir.path + "/state" }
+
+        @discardableResult
+        func start() throws -> ChildProcess {
+            let d = try ChildProcess("cellprovd", ["--config", config.path, "--log-level", "debug"])
+            daemon = d
+            return d
+        }
+
+        /// Waits until the daemon has committed `count` observations in this run.
+        func waitForCommits(_ count: Int) async -> Bool {
+            await daemon!.waitForStderr { $0.components(separatedBy: "observation committed").count - 1 >= count }
+        }
+
+        func stop() async -> Int32? {
+            daemon?.signal(SIGTERM)
+            return await daemon?.waitForExit(timeout: .seconds(5))
+        }
+
+        func events() throws -> [StoredEvent] {
+            try StateStore(readOnlyDirectory: stateDirectory).events().reversed()
+        }
+
+        func requests(ofType type: String) -> [EnrollmentReceiver.Request] {
+            receiver.requests.filter { ($0.json?["type"] as? String) == type }
+        }
+
+        func cleanup() {
+            if let daemon, daemon.process.isRunning { daemon.signal(SIGKILL) }
+            receiver.stop()
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: timeout)
+        while clock.now < end {
+            if try condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return try condition()
+    }
+
+    @Test func enrollRestartSwapLiveSwapIMEIChangeAndOutageWithSIGKILL() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let setup = try Setup(ports: [sim.path], receiver: try EnrollmentReceiver())
+        defer { setup.cleanup() }
+
+        // 1. First run: one `enrolled`, delivered with the documented payload.
+        try setup.start()
+        #expect(await Self.waitUntil { setup.requests(ofType: "enrolled").count == 1 }, "\(setup.daemon!.stderr)")
+        let enrolled = try #require(setup.requests(ofType: "enrolled").first)
+        let body = try #require(enrolled.json)
+        #expect(enrolled.path == "/v1/enrollments")
+        #expect(enrolled.headers["idempotency-key"] == body["event_id"] as? String)
+        #expect((body["device"] as? [String: Any])?["serial"] as? String == "GW-E2E-7")
+        #expect((body["module"] as? [String: Any])?["slot"] as? String == sim.path)
+        #expect((body["module"] as? [String: Any])?["manufacturer"] as? String == "Quectel")
+        #expect((body["identity"] as? [String: Any])?["imei"] as? String == Self.original.imei)
+        #expect((body["identity"] as? [String: Any])?["iccid"] as? String == Self.original.iccid)
+        #expect(body["previous"] is NSNull)
+        #expect(body["sequence"] as? Int == 1)
+        #expect(await setup.stop() == 0)
+
+        // 2. Restart with the same identity: nothing new.
+        try setup.start()
+        #expect(await setup.waitForCommits(1))
+        #expect(try setup.events().count == 1)
+        #expect(await setup.stop() == 0)
+        #expect(setup.receiver.requests.count == 1)
+
+        // 3. SIM swapped while the daemon was down: `sim_changed` on restart, with the previous ICCID.
+        sim.swapSIM(Self.swappedSIM)
+        try setup.start()
+        #expect(await Self.waitUntil { setup.requests(ofType: "sim_changed").count == 1 }, "\(setup.daemon!.stderr)")
+        let changed = try #require(setup.requests(ofType: "sim_changed").first?.json)
+        #expect((changed["previous"] as? [String: Any])?["iccid"] as? String == Self.original.iccid)
+        #expect((changed["identity"] as? [String: Any])?["iccid"] as? String == Self.swappedSIM.iccid)
+        #expect(changed["sequence"] as? Int == 2)
+
+        // 4. SIM swapped live: the modem's URCs make the daemon read again; `sim_changed` without a restart.
+        sim.swapSIM(Self.liveSIM)
+        #expect(await Self.waitUntil { setup.requests(ofType: "sim_changed").count == 2 }, "\(setup.daemon!.stderr)")
+        let live = try #require(setup.requests(ofType: "sim_changed").last?.json)
+        #expect((live["previous"] as? [String: Any])?["iccid"] as? String == Self.swappedSIM.iccid)
+
+        // 5. The module reports another IMEI: `imei_changed`, a red flag.
+        sim.swapSIM(SimulatedIdentity(imei: Self.newIMEI, imsi: Self.liveSIM.imsi, iccid: Self.liveSIM.iccid))
+        #expect(await Self.waitUntil { setup.requests(ofType: "imei_changed").count == 1 }, "\(setup.daemon!.stderr)")
+        let imeiChanged = try #require(setup.requests(ofType: "imei_changed").first?.json)
+        #expect((imeiChanged["previous"] as? [String: Any])?["imei"] as? String == Self.original.imei)
+        #expect((imeiChanged["identity"] as? [String: Any])?["imei"] as? String == Self.newIMEI)
+        #expect(imeiChanged["severity"] as? String == "critical")
+
+        // 6. The backend fails (503) while a swap happens; the daemon is killed; the backend heals; restart:
+        //    the event arrives, and every event id is accepted exactly once.
+        setup.receiver.setBehaviour(.status(503))
+        let before = setup.receiver.requests.count
+        sim.swapSIM(Self.swappedSIM)
+        #expect(await Self.waitUntil { setup.receiver.requests.count > before }, "\(setup.daemon!.stderr)")
+        setup.daemon!.signal(SIGKILL)
+        _ = await setup.daemon!.waitForExit()
+        let pending = try setup.events().filter { $0.state == .pending }
+        #expect(pending.map(\.event.type) == [.simChanged])
+        setup.receiver.setBehaviour(.status(201))
+        try setup.start()
+        #expect(try await Self.waitUntil { try setup.events().allSatisfy { $0.state == .delivered } })
+        #expect(await setup.stop() == 0)
+
+        let stored = try setup.events()
+        #expect(stored.map(\.event.sequence) == Array(1...stored.count))
+        #expect(stored.map(\.event.type) == [.enrolled, .simChanged, .simChanged, .imeiChanged, .simChanged])
+        #expect(setup.receiver.acceptedEventIDs == Set(stored.map { $0.event.id.uuidString.lowercased() }))
+        let accepted = setup.receiver.requests.filter { $0.headers["x-accepted"] == "1" }
+        let perID = Dictionary(grouping: accepted, by: { $0.headers["idempotency-key"] ?? "" })
+        #expect(perID.values.allSatisfy { $0.count == 1 }, "an event was accepted twice")
+
+        // The daemon's log never carried the identifiers.
+        let log = setup.daemon!.stderr
+        for id in [Self.original, Self.swappedSIM, Self.liveSIM] {
+            for secret in id.leakPatterns { #expect(!log.contains(secret)) }
+        }
+        #expect(!log.contains(Self.newIMEI))
+    }
+
+    /// kill -9 at 50 random moments while the SIM keeps changing: the store is never torn (every slot record's
+    /// sequence is its last event's, sequences have no gaps, SQLite's integrity check passes), and a final clean
+    /// run delivers every event.
+    @Test func sigkillAtRandomMomentsNeverTearsTheStateOrLosesAnEvent() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let setup = try Setup(ports: [sim.path], receiver: try EnrollmentReceiver())
+        defer { setup.cleanup() }
+
+        let swapper = Task {
+            var flip = false
+            while !Task.isCancelled {
+                sim.swapSIM(flip ? Self.swappedSIM : Self.liveSIM)
+                flip.toggle()
+                try? await Task.sleep(for: .milliseconds(Int.random(in: 20...120)))
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            let daemon = try setup.start()
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 5...400, using: &generator)))
+            daemon.signal(SIGKILL)
+            _ = await daemon.waitForExit()
+        }
+        swapper.cancel()
+
+        let store = try StateStore(readOnlyDirectory: setup.stateDirectory)
+        let events = try store.events().reversed().map(\.event)
+        #expect(!events.isEmpty)
+        #expect(events.map(\.sequence) == Array(1...events.count), "a gap or a duplicate in the sequence")
+        let records = try store.slotRecords()
+        #expect(records.count == 1)
+        #expect(records.first?.sequence == events.last?.sequence, "a record without its events or the reverse")
+
+        // A clean run delivers everything the killed runs left in the outbox.
+        try setup.start()
+        #expect(try await Self.waitUntil(.seconds(20)) {
+            try StateStore(readOnlyDirectory: setup.stateDirectory).outboxDepth() == 0
+        })
+        _ = await setup.stop()
+        let delivered = try StateStore(readOnlyDirectory: setup.stateDirectory).events().map(\.event)
+        #expect(setup.receiver.acceptedEventIDs == Set(delivered.map { $0.id.uuidString.lowercased() }))
+    }
+}
