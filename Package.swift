@@ -53,7 +53,7 @@ let package = Package(
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // Edge: udev enumeration and monitoring of tty devices.
-        .target(name: "CellprovUdev", dependencies: ["CUdev"]),
+        .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"]),
         // Edge: sd_notify, watchdog, and the journald log handler.
         .target(
             name: "CellprovSystemd",
@@ -103,6 +103,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `make bench`: store + outbox + delivery throughput and latency (release build).
+        .executableTarget(
+            name: "cellprov-bench",
+            dependencies: [
+                "CellprovCore", "CellprovStore", "CellprovReporter", "CellprovTestKit",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")]),

@@ -105,43 +105,17 @@ struct PortsCommand: AsyncParsableCommand {
 
     // MARK: Port table
 
-    static func defaultTablePaths() -> [String] {
-        var paths = ["/usr/share/cellprov/ports.tsv", "/usr/local/share/cellprov/ports.tsv"]
-        // From the build tree: .build/debug/cellprov -> ../../udev. argv[0] keeps the .build/debug symlink;
-        // /proc/self/exe resolves it to .build/<triple>/debug, one level deeper.
-        let argv0 = CommandLine.arguments.first ?? ""
-        if argv0.contains("/") {
-            let dir = (argv0 as NSString).deletingLastPathComponent
-            paths.append(((dir as NSString).appendingPathComponent("../../udev/ports.tsv") as NSString).standardizingPath)
-        }
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            let dir = (exe as NSString).deletingLastPathComponent as NSString
-            paths.append((dir.appendingPathComponent("../../udev/ports.tsv") as NSString).standardizingPath)
-            paths.append((dir.appendingPathComponent("../../../udev/ports.tsv") as NSString).standardizingPath)
-        }
-        var seen = Set<String>()
-        return paths.filter { seen.insert($0).inserted }
-    }
-
     static func loadTable(explicit: String?) throws -> PortTable {
-        let path: String
-        if let explicit {
-            path = explicit
-        } else if let found = defaultTablePaths().first(where: { FileManager.default.isReadableFile(atPath: $0) }) {
-            path = found
-        } else {
-            printError("cellprov ports: no port table found (\(defaultTablePaths().joined(separator: ", "))); using udev properties only")
-            return PortTable()
-        }
         do {
-            let text = try String(contentsOfFile: path, encoding: .utf8)
-            return try PortTable(tsv: text)
-        } catch let error as PortTable.ParseError {
-            printError("cellprov ports: \(path): \(error)")
-            throw ExitCode(78)
+            let (table, path) = try PortTableFile.load(explicit: explicit)
+            if path == nil {
+                printError(
+                    "cellprov ports: no port table found (\(PortTableFile.defaultPaths().joined(separator: ", "))); using udev properties only")
+            }
+            return table
         } catch {
-            printError("cellprov ports: cannot read \(path): \(error.localizedDescription)")
-            throw ExitCode(66)
+            printError("cellprov ports: \(error)")
+            throw ExitCode(error.isInvalid ? 78 : 66)
         }
     }
 
@@ -224,17 +198,3 @@ struct PortsCommand: AsyncParsableCommand {
     }
 }
 
-extension PortCandidate {
-    /// udev's view of a tty, as the classifier's input.
-    init(_ device: UdevDevice) {
-        self.init(
-            devnode: device.devnode ?? device.syspath,
-            properties: device.properties,
-            usbInterface: device.usbInterface,
-            usbParentSyspath: device.usbDevice?.syspath,
-            usbProperties: device.usbDevice?.properties ?? [:],
-            usbAttributes: device.usbDevice?.attributes ?? [:],
-            syspath: device.syspath
-        )
-    }
-}

@@ -19,7 +19,9 @@ Pitfalls handled here (see shared/peers/modemmanager.md):
     executes them on the real PTY;
   - umockdev does not redirect /run/udev: libudev reads the host's udev database for a device number it
     finds there (c188:N for ttyUSB, c189:N for USB devices) and would mix a real device's properties into the
-    fake one. The fake devices therefore use device numbers no host uses (majors 4090/4091) and USB bus 7.
+    fake one. The fake devices therefore use minors a host hardly has (ttyUSB minors from 200, USB devices
+    on bus 7). The tty major is 4, not ttyUSB's 188: umockdev 0.17's isatty() answers 1 for an emulated
+    tty only when its major is 4, and cellprov checks isatty() before it configures a port.
   - an add uevent can come before the device's parents exist: cellprov's monitor waits for them.
 
 Environment: CELLPROV (path to the cellprov binary; default <repo>/.build/debug/cellprov), PORTS_TABLE
@@ -51,16 +53,17 @@ CELLPROV = os.environ.get("CELLPROV", os.path.join(REPO, ".build", "debug", "cel
 PORTS_TABLE = os.environ.get("PORTS_TABLE", os.path.join(REPO, "udev", "ports.tsv"))
 VERBOSE = os.environ.get("UMOCKDEV_TEST_VERBOSE") == "1"
 
-TTY_MAJOR = 4090  # not a real major: keeps the host's /run/udev/data out of the testbed
-USB_MAJOR = 4091
+TTY_MAJOR = 4  # not ttyUSB's 188: umockdev's isatty() answers 0 unless the major is 4
+TTY_MINOR_BASE = 200  # beyond real ttyS minors (64 + nr_uarts), whose udev db entries would leak in
+USB_MAJOR = 189
 BUS = 7
 PCI = "0000:00:14.0"
 PCI_PATH = f"/devices/pci0000:00/{PCI}"
 
-# Identities the simulator serves in the probe check (test values: TAC 35 209900, MCC/MNC 001/01).
-SIM_IMEI = "352099001761481"
-SIM_IMSI = "001010123456789"
-SIM_ICCID = "89001012345678901234"
+# Identities the simulator serves in the probe check: constructed, check digits computed (Luhn), MCC/MNC 262/01.
+SIM_IMEI = "866761041234568"
+SIM_IMSI = "262011234567890"
+SIM_ICCID = "89491012345678901232"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         props = {
             "DEVNAME": f"/dev/ttyUSB{index}",
             "MAJOR": str(TTY_MAJOR),
-            "MINOR": str(index),
+            "MINOR": str(TTY_MINOR_BASE + index),
             "SUBSYSTEM": "tty",
             "ID_BUS": "usb",
             "ID_VENDOR_ID": vid,
@@ -131,7 +134,7 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         }
         props.update(extra)
         body = "".join(f"E: {k}={v}\n" for k, v in props.items())
-        records.append(f"P: {tty_sys}\nN: ttyUSB{index}\n{body}A: dev={TTY_MAJOR}:{index}\\n\n")
+        records.append(f"P: {tty_sys}\nN: ttyUSB{index}\n{body}A: dev={TTY_MAJOR}:{TTY_MINOR_BASE + index}\\n\n")
         ttys[f"/dev/ttyUSB{index}"] = "/sys" + tty_sys
         syspaths[:0] = ["/sys" + tty_sys, "/sys" + port_dir, "/sys" + iface]
     return "\n".join(records), ttys, syspaths
