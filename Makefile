@@ -28,9 +28,12 @@ test: build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) test-scripts
 
+# The unit and rules checks, the OpenAPI check, and the umockdev hotplug tests (they use the debug build).
 test-scripts:
-	@if [ -x scripts/check-systemd-unit.sh ]; then scripts/check-systemd-unit.sh; fi
-	@if [ -f scripts/check-udev-data.py ]; then python3 scripts/check-udev-data.py; fi
+	scripts/check-systemd-unit.sh
+	/usr/bin/python3 scripts/check-udev-data.py
+	@if [ -f scripts/check-openapi.py ]; then /usr/bin/python3 scripts/check-openapi.py; fi
+	@if [ -x Tests/umockdev/run.sh ]; then Tests/umockdev/run.sh; fi
 
 demo: build
 	scripts/demo.sh
@@ -45,11 +48,14 @@ install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/cellprov $(DESTDIR)$(DATADIR)
 	install -m 0755 .build/release/cellprov .build/release/cellprovd $(DESTDIR)$(BINDIR)/
-	install -m 0644 systemd/cellprovd.service $(DESTDIR)$(UNITDIR)/
+	sed 's|/usr/bin/cellprovd|$(BINDIR)/cellprovd|' systemd/cellprovd.service > $(DESTDIR)$(UNITDIR)/cellprovd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cellprovd.service
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/catalog
+	install -m 0644 systemd/cellprov.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/cellprov.catalog
 	install -m 0644 systemd/cellprov.sysusers $(DESTDIR)$(SYSUSERSDIR)/cellprov.conf
 	install -m 0644 systemd/cellprov.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cellprov.conf
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVDIR)/
-	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ 2>/dev/null || true
+	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ports.tsv
 	install -m 0644 config/cellprovd.toml.example $(DESTDIR)$(SYSCONFDIR)/cellprov/cellprovd.toml.example
 
 clean:

@@ -118,8 +118,12 @@ def check_keys(spec, schema, value, where):
 
 
 def load_document(path):
-    with open(path, encoding="utf-8") as f:
-        spec = yaml.safe_load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as error:
+        print(f"{PREFIX}: {path}: {error}", file=sys.stderr)
+        sys.exit(1)
     validate = getattr(osv, "validate", None) or getattr(osv, "validate_spec")
     try:
         validate(spec)

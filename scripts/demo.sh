@@ -50,7 +50,12 @@ echo "== cellprov probe --json (the data channel for factory stations: full iden
 "$BIN/cellprov" probe --json "${ports[@]:0:3}" || true
 
 echo
-echo "== cellprovd: the daemon watching two modules on static ports"
+echo "== cellprovd: the daemon watching two modules on static ports, reporting to a local receiver"
+"$BIN/cellprov" receive >"$work/receiver.out" 2>"$work/receiver.err" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/receiver.out" ] && break; sleep 0.05; done
+receiver_url=$(head -n1 "$work/receiver.out")
+echo "receiver: $receiver_url (plays the fleet backend: POST /v1/enrollments)"
 cat >"$work/gw1.json" <<'JSON'
 {"imei": "356938035643809", "imsi": "262011234567890", "iccid": "8949200001234567895"}
 JSON
@@ -67,6 +72,8 @@ state_directory = "$work/state"
 udev = false
 static_ports = ["$work/gw-slot1", "$work/gw-slot2"]
 reprobe_interval_seconds = 600
+[backend]
+url = "$receiver_url"
 [device]
 serial = "GW-DEMO-1"
 TOML
@@ -74,23 +81,38 @@ TOML
 "$BIN/cellprovd" --config "$work/cellprovd.toml" 2>"$work/cellprovd.log" &
 daemon=$!
 pids+=("$daemon")
-wait_log() { # pattern count
+wait_for() { # file pattern count
     for _ in $(seq 200); do
-        [ "$(grep -c -- "$1" "$work/cellprovd.log" || true)" -ge "$2" ] && return 0
+        [ "$(grep -c -- "$2" "$1" || true)" -ge "$3" ] && return 0
         sleep 0.05
     done
-    echo "(timed out waiting for: $1)"
+    echo "(timed out waiting for: $2)"
 }
-wait_log "identity read" 2
+wait_for "$work/receiver.out" "received enrolled" 2
 echo
-echo "-- swapping the SIM in slot 1 (the simulator sends +CPIN: NOT READY, +CPIN: READY, +QUSIM: 1 ...)"
+echo "-- slot 1: the SIM is swapped (the simulator sends +CPIN: NOT READY, +CPIN: READY, +QUSIM: 1 ...)"
 cat >"$work/gw1.json" <<'JSON'
 {"imei": "356938035643809", "imsi": "262029876543210", "iccid": "8949200009876543215"}
 JSON
 kill -HUP "$slot1_sim"
-wait_log "reason=\"SIM event\"" 1
+wait_for "$work/receiver.out" "received sim_changed" 1
+echo "-- slot 1: the module now reports another IMEI (a red flag: tampering or a swapped module)"
+cat >"$work/gw1.json" <<'JSON'
+{"imei": "866954041111114", "imsi": "262029876543210", "iccid": "8949200009876543215"}
+JSON
+kill -HUP "$slot1_sim"
+wait_for "$work/receiver.out" "received imei_changed" 1
 kill -TERM "$daemon"
 wait "$daemon" || true
+echo
+echo "-- what the receiver got (it prints identities redacted; the payload carries the digits):"
+sed -e 's/^/   /' "$work/receiver.out" | tail -n +2
+echo
+echo "-- cellprov status"
+"$BIN/cellprov" status --state-directory "$work/state" | sed -e 's/^/   /'
+echo
+echo "-- cellprov events"
+"$BIN/cellprov" events --state-directory "$work/state" | sed -e 's/^/   /'
 echo
 echo "-- the daemon's log (identifiers appear only as TAC / MCC-MNC / issuer prefix and keyed references):"
 sed -e 's/^/   /' "$work/cellprovd.log"

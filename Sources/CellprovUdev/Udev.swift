@@ -27,7 +27,8 @@ public struct UdevDevice: Sendable, Equatable {
     /// The `usb_interface` parent's attributes: bInterfaceNumber, bInterfaceClass, bInterfaceSubClass,
     /// bInterfaceProtocol (and the driver's name under "driver" when known). Nil for non-USB ttys.
     public var usbInterface: [String: String]?
-    /// The `usb_device` parent. Nil for non-USB ttys, and for a remove event (the parent may be gone already).
+    /// The `usb_device` the tty's USB interface belongs to. Nil for non-USB ttys, for a remove event (the parent
+    /// may be gone already), and while the interface or device is not there yet.
     public var usbDevice: UsbParent?
 
     public init(
@@ -130,17 +131,21 @@ enum UdevReading {
             action: action,
             properties: properties(udev_device_get_properties_list_entry(device))
         )
+        // The USB device is the interface's parent. Not "the nearest usb_device above the tty": while a device
+        // is being added (its tty announced before its parents exist), that would be the root hub.
         if let interface = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_interface") {
             var attributes = sysattrs(interface, names: interfaceAttributes)
             if let driver = string(udev_device_get_driver(interface)) { attributes["driver"] = driver }
             value.usbInterface = attributes
-        }
-        if let usb = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_device") {
-            value.usbDevice = UsbParent(
-                syspath: string(udev_device_get_syspath(usb)) ?? "",
-                properties: properties(udev_device_get_properties_list_entry(usb)),
-                attributes: sysattrs(usb, names: usbDeviceAttributes)
-            )
+            if let usb = udev_device_get_parent(interface),
+                string(udev_device_get_subsystem(usb)) == "usb", string(udev_device_get_devtype(usb)) == "usb_device"
+            {
+                value.usbDevice = UsbParent(
+                    syspath: string(udev_device_get_syspath(usb)) ?? "",
+                    properties: properties(udev_device_get_properties_list_entry(usb)),
+                    attributes: sysattrs(usb, names: usbDeviceAttributes)
+                )
+            }
         }
         return value
     }

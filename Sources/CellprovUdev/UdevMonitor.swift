@@ -26,7 +26,8 @@ struct SourceBox: @unchecked Sendable {
 /// Driven by a DispatchSource on the monitor's socket: no polling. `events` has one consumer; it finishes
 /// after `stop()`. An "add" event of a USB tty whose USB parents are not readable yet (umockdev, and a kernel
 /// racing udevd, can announce a child first) is re-read for up to `parentSettle` before it is delivered, on the
-/// monitor's own queue so the order of events is kept.
+/// monitor's own queue so the order of events is kept. A tty counts as USB when its syspath runs through a USB
+/// bus ("/usb"), which is how it can be recognised before its parents exist.
 public final class UdevMonitor: Sendable {
     public let events: AsyncStream<UdevDevice>
 

@@ -21,9 +21,7 @@ enum RedactedSnapshot {
         return ICCID.validate(raw).value.map { "\($0)" } ?? "ICCID(invalid)"
     }
 
-    static func text(_ s: IdentitySnapshot) -> String {
-        [imei(s.imei), imsi(s.imsi), iccid(s.iccid)].joined(separator: " ")
-    }
+    static func text(_ s: IdentitySnapshot) -> String { s.description }
 }
 
 struct StateOptions: ParsableArguments {

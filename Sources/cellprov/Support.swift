@@ -26,7 +26,12 @@ enum CLILogging {
 enum PseudonymKey {
     static func configure(stateDirectory: String) throws {
         let path = stateDirectory + "/" + PseudonymKeyFile.fileName
-        guard FileManager.default.isReadableFile(atPath: path) else { return }
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            FileHandle.standardError.write(Data(
+                "cellprov: note: \(path) is not readable by this user; references (ref ...) will not match the daemon's logs (run as root or the cellprov user)\n".utf8))
+            return
+        }
         if let key = try PseudonymKeyFile.load(path: path) {
             Redaction.configure(Pseudonymizer(key: key))
         }

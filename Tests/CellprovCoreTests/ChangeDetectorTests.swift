@@ -625,7 +625,9 @@ struct ChangeDetectorTests {
                 #expect(!text.contains(digits))
             }
         }
-        #expect(result.events[0].identity.description.hasPrefix("IdentitySnapshot(imei ref "))
+        #expect(result.events[0].identity.description.hasPrefix("IMEI(TAC \(CDValue.imeiA.prefix(8)), ref "))
+        // The serial digits of the IMEI never show, only the TAC.
+        for text in texts { #expect(!text.contains(String(CDValue.imeiA.dropFirst(8).prefix(6)))) }
     }
 
     @Test("event type names are the backend's")

@@ -81,11 +81,13 @@ def root_hub():
     )
 
 
-def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", product="EC25"):
+def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", product="EC25", child_first=False):
     """umockdev text for one USB module on bus BUS, port `port`.
 
     interfaces: [(number, (class, subclass, protocol), driver, tty_index, {extra tty properties})].
-    Records are written parent first so that every parent exists when its child is added.
+    Records are written parent first so that every parent exists when its child is added; with
+    child_first, in umockdev-record's order (each tty before its parents), so that the tty's add uevent is
+    sent before its USB parents exist.
     Returns (text, {devnode: tty syspath}, [every syspath of the module, deepest first]).
     """
     dev = f"{BUS}-{port}"
@@ -137,6 +139,10 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
         records.append(f"P: {tty_sys}\nN: ttyUSB{index}\n{body}A: dev={TTY_MAJOR}:{TTY_MINOR_BASE + index}\\n\n")
         ttys[f"/dev/ttyUSB{index}"] = "/sys" + tty_sys
         syspaths[:0] = ["/sys" + tty_sys, "/sys" + port_dir, "/sys" + iface]
+    if child_first:
+        usb_record, rest = records[0], records[1:]
+        groups = [rest[i:i + 3] for i in range(0, len(rest), 3)]  # (interface, port, tty) per interface
+        records = [r for g in groups for r in reversed(g)] + [usb_record]
     return "\n".join(records), ttys, syspaths
 
 
@@ -156,7 +162,7 @@ OURS_EC25 = {
 }
 
 
-def ec25(port, serial, first_tty, with_our_rules):
+def ec25(port, serial, first_tty, with_our_rules, child_first=False):
     interfaces = []
     for i, number in enumerate(["00", "01", "02", "03"]):
         extra = dict(MM_EC25[number])
@@ -164,7 +170,7 @@ def ec25(port, serial, first_tty, with_our_rules):
             extra.update(OURS_EC25[number])
         interfaces.append((number, ("ff", "00", "00") if number != "00" else ("ff", "ff", "ff"), "option",
                            first_tty + i, extra))
-    return usb_module(port, "2c7c", "0125", serial, interfaces)
+    return usb_module(port, "2c7c", "0125", serial, interfaces, child_first=child_first)
 
 
 def unknown_module(port, serial, tty_index):
@@ -397,8 +403,9 @@ def test_hotplug(testbed, module_a_ttys, module_a_syspaths):
         for syspath in module_a_syspaths:
             testbed.remove_device(syspath)
 
-        # Re-plug: adding the devices emits their add uevents.
-        replug_text, _, _ = ec25(1, "EC25A0000001", 9, with_our_rules=False)
+        # Re-plug: adding the devices emits their add uevents. Child first, as umockdev-record writes them:
+        # each tty's add comes before its USB parents exist, and the monitor must wait for them.
+        replug_text, _, _ = ec25(1, "EC25A0000001", 9, with_our_rules=False, child_first=True)
         testbed.add_from_string(replug_text)
         added, seen = reader.until(lambda r: r["event"] == "add" and r["devnode"] == "/dev/ttyUSB12", 10)
         check(added is not None, "monitor: add event for the re-plugged AT port", seen)

@@ -36,13 +36,21 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
     /// IMEI, IMSI and ICCID are all known.
     public var isComplete: Bool { imei != nil && imsi != nil && iccid != nil }
 
+    /// Redacted, as the identity types print: `IMEI(TAC …, ref …) IMSI(MCC-MNC, ref …) ICCID(issuer, ref …)`; a
+    /// value that does not validate prints only its kind and reference.
     public var description: String {
-        func ref(_ kind: String, _ value: String?) -> String {
-            value.map { Redaction.pseudonymizer.reference(kind: kind, value: $0) } ?? "-"
+        func text<T: CustomStringConvertible>(_ kind: String, _ value: String?, _ validate: (String) -> T?) -> String {
+            guard let value else { return "\(kind) -" }
+            if let typed = validate(value) { return typed.description }
+            return "\(kind)(ref \(Redaction.pseudonymizer.reference(kind: kind.lowercased(), value: value)))"
         }
-        return "IdentitySnapshot(imei ref \(ref("imei", imei)), imsi ref \(ref("imsi", imsi)), "
-            + "iccid ref \(ref("iccid", iccid)))"
+        return [
+            text("IMEI", imei) { IMEI.validate($0).value },
+            text("IMSI", imsi) { IMSI.validate($0).value },
+            text("ICCID", iccid) { ICCID.validate($0).value },
+        ].joined(separator: " ")
     }
+
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["redacted": description], displayStyle: .struct) }
 

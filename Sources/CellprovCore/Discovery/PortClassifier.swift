@@ -214,6 +214,15 @@ public enum PortClassifier {
         let interface = decision.interfaceNumber ?? candidate.interfaceClassTriple ?? "?"
         let mmNote = isSet(candidate.properties["ID_MM_PORT_IGNORE"]) ? "; ModemManager ignores it" : ""
 
+        // The table's row, if any: its family names the module whatever the evidence for the role.
+        var row: PortTable.Row?
+        if let vendor = decision.vendorID, let product = decision.productID {
+            row = table.lookup(
+                vendor: vendor, product: product, interfaceNumber: decision.interfaceNumber,
+                classTriple: candidate.interfaceClassTriple)
+        }
+        if decision.family == nil { decision.family = row?.family }
+
         // 1. Our rules.
         if let value = nonEmpty(candidate.properties["CELLPROV_PORT_ROLE"]) {
             if let role = PortRole(ruleValue: value) {
@@ -227,14 +236,9 @@ public enum PortClassifier {
         }
 
         // 2. Our table.
-        if let vendor = decision.vendorID, let product = decision.productID,
-            let row = table.lookup(
-                vendor: vendor, product: product, interfaceNumber: decision.interfaceNumber,
-                classTriple: candidate.interfaceClassTriple)
-        {
+        if let row {
             decision.role = row.role
             decision.evidence = .table
-            decision.family = decision.family ?? row.family
             decision.reason = "port table: \(usbID) interface \(row.interface) is \(row.role.rawValue) (\(row.family))"
                 + mmNote
             return decision
@@ -370,9 +374,11 @@ enum PortKeys {
     static func hex2(_ value: String?) -> String? { hex(value, width: 2) }
 
     static func hex(_ value: String?, width: Int) -> String? {
-        guard let value, case var text = trim(value).lowercased(), !text.isEmpty else { return nil }
-        if text.hasPrefix("0x") { text.removeFirst(2) }
-        guard !text.isEmpty, text.count <= width, text.allSatisfy(\.isHexDigit) else { return nil }
+        guard let value else { return nil }
+        var text = trim(value).lowercased()
+        if text.hasPrefix("0x") { text = String(text.dropFirst(2)) }
+        guard !text.isEmpty, text.count <= width else { return nil }
+        for c in text where !c.isHexDigit { return nil }
         return String(repeating: "0", count: width - text.count) + text
     }
 

@@ -60,10 +60,9 @@ public struct PortTable: Sendable, Equatable {
         var columns: [String: Int]?
         let required = ["vid", "pid", "interface", "role", "family"]
         var lineNumber = 0
-        for rawLine in tsv.split(separator: "\n", omittingEmptySubsequences: false) {
+        // isNewline: "\r\n" is one Character, so splitting on "\n" alone would not split CRLF lines.
+        for line in tsv.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
-            var line = Substring(rawLine)
-            if line.last == "\r" { line.removeLast() }
             if line.allSatisfy(\.isWhitespace) || line.first == "#" { continue }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map { PortKeys.trim($0) }
             guard let header = columns else {

@@ -1,0 +1,716 @@
+import CellprovCore
+import CellprovReporter
+import CellprovStore
+import CellprovTestKit
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+// The state store (outbox), the enrollment payload, and the reporter delivering to the loopback test receiver
+// over plain HTTP, TLS and mTLS. Everything runs against real SQLite files in temp dirs and a real swift-nio
+// server on 127.0.0.1; certificates are made at test time with `openssl`.
+
+// MARK: - Fixtures
+
+private enum RTValue {
+    static func luhn(_ payload: String) -> String { payload + String(Luhn.checkDigit(for: payload)!) }
+
+    static let imeiA = luhn("35693803564380")
+    static let imeiB = luhn("86144205219734")
+    static let imsi1 = "310260123456789"
+    static let imsi2 = "262019876543210"
+    static let iccid1 = luhn("894420005367105249")
+    static let iccid2 = luhn("891004234814455936")
+    static let slotA = "pci-0000:00:14.0-usb-0:1:1.0"
+    static let slotB = "pci-0000:00:14.0-usb-0:2:1.0"
+}
+
+/// One read of a slot, built through the validators (as the identity reader does).
+private func rtObservation(
+    slot: String = RTValue.slotA, usbSerial: String? = "SER-1", imei: String? = RTValue.imeiA,
+    imsi: String? = RTValue.imsi1, iccid: String? = RTValue.iccid1, at date: Date = Date()
+) -> Observation {
+    var report = IdentityReport(port: "/dev/ttyUSB2", manufacturer: "Quectel", model: "EG25", revision: "EG25GR07")
+    var problems: [Problem] = []
+    if let imei {
+        let v = IMEI.validate(imei)
+        report.imei = v.value
+        problems += v.problems
+    }
+    if let imsi {
+        let v = IMSI.validate(imsi)
+        report.imsi = v.value
+        problems += v.problems
+    }
+    if let iccid {
+        let v = ICCID.validate(iccid)
+        report.iccid = v.value
+        problems += v.problems
+    }
+    report.problems = problems
+    return Observation(
+        slot: ModuleSlot(key: slot, port: "/dev/ttyUSB2", usbSerial: usbSerial, origin: .udev), report: report,
+        observedAt: date, reason: "test")
+}
+
+/// A temp dir removed when the value goes away.
+private final class RTTempDir {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "cellprov-reporter-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func file(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Polls `condition` until it holds or the deadline passes; returns whether it held.
+private func rtEventually(
+    within limit: Duration = .seconds(5), _ condition: () throws -> Bool
+) async rethrows -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + limit
+    while clock.now < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try condition()
+}
+
+private func rtKey(_ id: UUID) -> String { id.uuidString.lowercased() }
+
+/// What the reporter told its `onDelivery` callback, in order.
+private final class RTOutcomes: Sendable {
+    private let list = Mutex<[(String, DeliveryOutcome)]>([])
+    func append(_ event: IdentityEvent, _ outcome: DeliveryOutcome) {
+        list.withLock { $0.append((rtKey(event.id), outcome)) }
+    }
+    var all: [(String, DeliveryOutcome)] { list.withLock { $0 } }
+    var retryReasons: [String] {
+        all.compactMap { if case .retry(let r) = $0.1 { return r } else { return nil } }
+    }
+}
+
+/// A reporter running in a task; `stop()` cancels it and waits for `run()` to return (which shuts the HTTP
+/// client down).
+private struct RTRunning {
+    let reporter: Reporter
+    let task: Task<Void, Never>
+    let outcomes: RTOutcomes
+
+    init(
+        store: StateStore, url: String, token: String? = "test-token", caFile: String? = nil,
+        clientCertificate: String? = nil, clientKey: String? = nil,
+        requestTimeout: Duration = .seconds(5), backoffBase: Duration = .milliseconds(50)
+    ) throws {
+        var config = ReporterConfiguration(
+            url: URL(string: url)!, token: token, caFile: caFile, clientCertificate: clientCertificate,
+            clientKey: clientKey, deviceSerial: "GW-TEST-1")
+        config.requestTimeout = requestTimeout
+        config.backoffBase = backoffBase
+        config.backoffCap = .seconds(1)
+        let outcomes = RTOutcomes()
+        let reporter = try Reporter(
+            config: config, store: store, logger: Logger(label: "reporter-tests"),
+            onDelivery: { event, outcome in outcomes.append(event, outcome) })
+        self.reporter = reporter
+        self.outcomes = outcomes
+        task = Task { await reporter.run() }
+    }
+
+    func stop() async {
+        task.cancel()
+        await task.value
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
+private struct RTCertificates {
+    let dir: RTTempDir
+    var caCert: String { dir.file("ca.pem") }
+    var serverCert: String { dir.file("server.pem") }
+    var serverKey: String { dir.file("server.key") }
+    var clientCert: String { dir.file("client.pem") }
+    var clientKey: String { dir.file("client.key") }
+
+    init() throws {
+        dir = try RTTempDir()
+        let d = dir.path
+        try Self.openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "\(d)/ca.key", "-out", "\(d)/ca.pem", "-days", "2", "-subj", "/CN=cellprov test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        try Self.leaf(dir: d, name: "server", cn: "127.0.0.1", ext: "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        try Self.leaf(dir: d, name: "client", cn: "GW-TEST-1", ext: "extendedKeyUsage=clientAuth\n")
+    }
+
+    private static func leaf(dir d: String, name: String, cn: String, ext: String) throws {
+        try ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" + ext)
+            .write(toFile: "\(d)/\(name).ext", atomically: true, encoding: .utf8)
+        try openssl(
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "\(d)/\(name).key", "-out", "\(d)/\(name).csr", "-subj", "/CN=\(cn)")
+        try openssl(
+            "x509", "-req", "-in", "\(d)/\(name).csr", "-CA", "\(d)/ca.pem", "-CAkey", "\(d)/ca.key",
+            "-CAcreateserial", "-out", "\(d)/\(name).pem", "-days", "2", "-extfile", "\(d)/\(name).ext")
+    }
+
+    private static func openssl(_ args: String...) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["openssl"] + args
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let output = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw ReporterError(
+                description: "openssl \(args.first ?? "") failed: \(String(decoding: output, as: UTF8.self))")
+        }
+    }
+}
+
+// MARK: - Tests
+
+@Suite struct ReporterTests {
+
+    // MARK: Store
+
+    @Suite struct Store {
+        @Test func enrolmentThenSameReadThenSIMSwap() throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+
+            let first = try store.commit(rtObservation())
+            #expect(first.map(\.type) == [.enrolled])
+            #expect(try store.outboxDepth() == 1)
+            let pending = try store.pendingEvents()
+            #expect(pending.count == 1)
+            #expect(pending.first?.state == .pending)
+            #expect(pending.first?.attempts == 0)
+            #expect(pending.first?.event == first.first)
+            #expect(pending.first?.event.identity == IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi1, iccid: RTValue.iccid1))
+
+            // The same read again: nothing new.
+            #expect(try store.commit(rtObservation()).isEmpty)
+            #expect(try store.outboxDepth() == 1)
+            #expect(try store.events().count == 1)
+
+            // Another SIM in the same module.
+            let swap = try store.commit(rtObservation(imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            #expect(swap.map(\.type) == [.simChanged])
+            let changed = try #require(swap.first)
+            #expect(changed.previous == IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi1, iccid: RTValue.iccid1))
+            #expect(changed.identity == IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            #expect(try store.outboxDepth() == 2)
+
+            // Outbox oldest first, history newest first, sequences in order.
+            let outbox = try store.pendingEvents()
+            #expect(outbox.map(\.event.type) == [.enrolled, .simChanged])
+            #expect(outbox.map(\.event.sequence) == [1, 2])
+            #expect(outbox[0].position < outbox[1].position)
+            #expect(try store.events().map(\.event.type) == [.simChanged, .enrolled])
+            #expect(try store.events(limit: 1).map(\.event.id) == [changed.id])
+            #expect(try store.slotRecords().map(\.sequence) == [2])
+        }
+
+        @Test func deliveryBookkeeping() throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let a = try #require(try store.commit(rtObservation(slot: RTValue.slotA)).first)
+            let b = try #require(
+                try store.commit(rtObservation(slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB)).first)
+            let c = try #require(try store.commit(rtObservation(slot: RTValue.slotA, imsi: RTValue.imsi2, iccid: RTValue.iccid2)).first)
+            #expect(try store.outboxDepth() == 3)
+            #expect(try store.lastDeliveryError() == nil)
+
+            try store.markAttemptFailed(a.id, error: "HTTP 503")
+            try store.markAttemptFailed(a.id, error: "connection refused")
+            #expect(try store.outboxDepth() == 3)
+            var stored = try #require(try store.pendingEvents().first)
+            #expect(stored.event.id == a.id)
+            #expect(stored.state == .pending)
+            #expect(stored.attempts == 2)
+            #expect(stored.lastError == "connection refused")
+            #expect(try store.lastDeliveryError() == "connection refused")
+
+            let deliveredAt = Date(timeIntervalSince1970: 1_750_000_000)
+            try store.markDelivered(a.id, at: deliveredAt)
+            #expect(try store.outboxDepth() == 2)
+            #expect(try store.lastDeliveryError() == nil)
+            stored = try #require(try store.events().first { $0.event.id == a.id })
+            #expect(stored.state == .delivered)
+            #expect(stored.attempts == 3)
+            #expect(stored.lastError == nil)
+            #expect(stored.deliveredAt == deliveredAt)
+
+            try store.markRejected(b.id, reason: "HTTP 400: bad slot")
+            #expect(try store.outboxDepth() == 1)
+            stored = try #require(try store.events().first { $0.event.id == b.id })
+            #expect(stored.state == .rejected)
+            #expect(stored.lastError == "HTTP 400: bad slot")
+            #expect(stored.deliveredAt == nil)
+            #expect(try store.lastDeliveryError() == "HTTP 400: bad slot")
+            #expect(try store.pendingEvents().map(\.event.id) == [c.id])
+        }
+
+        @Test func reopenKeepsEverything() throws {
+            let dir = try RTTempDir()
+            var ids: [UUID] = []
+            do {
+                let store = try StateStore(directory: dir.path)
+                ids += try store.commit(rtObservation()).map(\.id)
+                ids += try store.commit(rtObservation(imsi: RTValue.imsi2, iccid: RTValue.iccid2)).map(\.id)
+                try store.markDelivered(ids[0])
+                try store.markAttemptFailed(ids[1], error: "HTTP 502")
+            }
+            #expect(ids.count == 2)
+            let store = try StateStore(directory: dir.path)
+            let events = try store.events()
+            #expect(events.map(\.event.id) == ids.reversed())
+            #expect(events.map(\.state) == [.pending, .delivered])
+            #expect(events.first?.attempts == 1)
+            #expect(events.first?.lastError == "HTTP 502")
+            #expect(try store.outboxDepth() == 1)
+            #expect(try store.lastDeliveryError() == "HTTP 502")
+            let record = try #require(try store.slotRecords().first)
+            #expect(record.identity == IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            #expect(record.sequence == 2)
+            // The record is remembered: the same read produces nothing; the next change continues the sequence.
+            #expect(try store.commit(rtObservation(imsi: RTValue.imsi2, iccid: RTValue.iccid2)).isEmpty)
+            let back = try store.commit(rtObservation())
+            #expect(back.map(\.sequence) == [3])
+        }
+
+        @Test func corruptDatabaseIsMovedAside() throws {
+            let dir = try RTTempDir()
+            do {
+                let store = try StateStore(directory: dir.path)
+                try store.commit(rtObservation())
+            }
+            // Garbage over the database (and no WAL to recover from).
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dir.file("state.db" + suffix)) }
+            var garbage = [UInt8](repeating: 0, count: 8192)
+            for i in garbage.indices { garbage[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
+            try Data(garbage).write(to: URL(fileURLWithPath: dir.file("state.db")))
+
+            var reports: [String] = []
+            let store = try StateStore(directory: dir.path, onCorrupt: { reports.append($0) })
+            #expect(reports.count == 1)
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            let aside = files.filter { $0.hasPrefix("state.db.corrupt-") && !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") }
+            #expect(aside.count == 1)
+            if let name = aside.first {
+                #expect(reports.first?.contains(name) == true)
+                #expect(FileManager.default.contents(atPath: dir.file(name)) == Data(garbage))
+            }
+            // The new store is empty and works.
+            #expect(try store.events().isEmpty)
+            #expect(try store.commit(rtObservation()).map(\.type) == [.enrolled])
+            #expect(try store.outboxDepth() == 1)
+        }
+
+        @Test func healthyDatabaseIsNotReportedCorrupt() throws {
+            let dir = try RTTempDir()
+            do { _ = try StateStore(directory: dir.path) }
+            var reports: [String] = []
+            _ = try StateStore(directory: dir.path, onCorrupt: { reports.append($0) })
+            #expect(reports.isEmpty)
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            #expect(!files.contains { $0.contains("corrupt") })
+        }
+
+        @Test func readOnlySeesWhatTheWriterCommitted() throws {
+            let dir = try RTTempDir()
+            #expect(throws: StoreError.self) { try StateStore(readOnlyDirectory: dir.path) }
+            let writer = try StateStore(directory: dir.path)
+            let first = try writer.commit(rtObservation())
+            let reader = try StateStore(readOnlyDirectory: dir.path)
+            #expect(try reader.events().map(\.event.id) == first.map(\.id))
+            #expect(try reader.outboxDepth() == 1)
+            // Later commits and outbox changes are seen by the open reader.
+            let second = try writer.commit(rtObservation(imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            try writer.markDelivered(first[0].id)
+            #expect(try reader.events().map(\.event.id) == (second + first).map(\.id))
+            #expect(try reader.outboxDepth() == 1)
+            #expect(try reader.slotRecords().first?.sequence == 2)
+        }
+    }
+
+    // MARK: Payload
+
+    @Suite struct Payload {
+        static let id = UUID(uuidString: "3F2504E0-4F89-41D3-9A0C-0305E82C3301")!
+
+        func json(_ event: IdentityEvent, deviceSerial: String?) throws -> [String: Any] {
+            let bytes = try EnrollmentPayload.encode(event, deviceSerial: deviceSerial)
+            return try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        }
+
+        @Test func simChangedPayload() throws {
+            let event = IdentityEvent(
+                id: Self.id, type: .simChanged, slot: RTValue.slotA, sequence: 2,
+                occurredAt: Date(timeIntervalSince1970: 1_750_000_000.25), severity: .warning,
+                module: ModuleInfo(usbSerial: "SER-1", manufacturer: "Quectel", model: "EG25", revision: "R07"),
+                identity: IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi2, iccid: RTValue.iccid2),
+                previous: IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi1, iccid: RTValue.iccid1),
+                problems: [Problem(.imsiTestNetwork, field: .imsi, severity: .warning, message: "test network")])
+            let o = try json(event, deviceSerial: "GW-TEST-1")
+            #expect(
+                Set(o.keys) == [
+                    "event_id", "type", "occurred_at", "sequence", "severity", "device", "module", "identity",
+                    "previous", "problems",
+                ])
+            #expect(o["event_id"] as? String == "3f2504e0-4f89-41d3-9a0c-0305e82c3301")
+            #expect(o["type"] as? String == "sim_changed")
+            #expect(o["occurred_at"] as? String == "2025-06-15T15:06:40Z")
+            #expect(o["sequence"] as? Int == 2)
+            #expect(o["severity"] as? String == "warning")
+            #expect(o["device"] as? [String: String] == ["serial": "GW-TEST-1"])
+            #expect(
+                o["module"] as? [String: String] == [
+                    "slot": RTValue.slotA, "usb_serial": "SER-1", "manufacturer": "Quectel", "model": "EG25",
+                    "revision": "R07",
+                ])
+            #expect(
+                o["identity"] as? [String: String] == [
+                    "imei": RTValue.imeiA, "imsi": RTValue.imsi2, "iccid": RTValue.iccid2,
+                ])
+            #expect(
+                o["previous"] as? [String: String] == [
+                    "imei": RTValue.imeiA, "imsi": RTValue.imsi1, "iccid": RTValue.iccid1,
+                ])
+            let problems = try #require(o["problems"] as? [[String: String]])
+            #expect(
+                problems == [["code": "imsi_test_network", "field": "imsi", "severity": "warning", "message": "test network"]])
+            // Slot keys hold slashes on static ports: written as they are.
+            let text = String(decoding: try EnrollmentPayload.encode(event, deviceSerial: nil), as: UTF8.self)
+            #expect(!text.contains("\\/"))
+        }
+
+        /// Absent values are written as null, never left out (the project's JSON rule: consumers rely on
+        /// every key being there).
+        @Test func absentValuesAreNull() throws {
+            let event = IdentityEvent(
+                id: Self.id, type: .identityInvalid, slot: "/dev/ttyS1", sequence: 1,
+                occurredAt: Date(timeIntervalSince1970: 1_750_000_000), severity: .warning,
+                module: ModuleInfo(), identity: IdentitySnapshot(imei: "000000000000000"),
+                problems: [])
+            let o = try json(event, deviceSerial: nil)
+            #expect(o["previous"] is NSNull)
+            #expect((o["problems"] as? [Any])?.isEmpty == true)
+            #expect(o["occurred_at"] as? String == "2025-06-15T15:06:40Z")
+            let device = try #require(o["device"] as? [String: Any])
+            #expect(Set(device.keys) == ["serial"])
+            #expect(device["serial"] is NSNull)
+            let module = try #require(o["module"] as? [String: Any])
+            #expect(Set(module.keys) == ["slot", "usb_serial", "manufacturer", "model", "revision"])
+            #expect(module["slot"] as? String == "/dev/ttyS1")
+            #expect(module["usb_serial"] is NSNull)
+            let identity = try #require(o["identity"] as? [String: Any])
+            #expect(Set(identity.keys) == ["imei", "imsi", "iccid"])
+            #expect(identity["imei"] as? String == "000000000000000")
+            #expect(identity["imsi"] is NSNull)
+            #expect(identity["iccid"] is NSNull)
+        }
+
+        @Test func storedEventsEncodeAsCommitted() throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let committed = try #require(try store.commit(rtObservation()).first)
+            let stored = try #require(try store.pendingEvents().first)
+            let fromStore = String(decoding: try EnrollmentPayload.encode(stored.event, deviceSerial: "GW"), as: UTF8.self)
+            let fromCommit = String(decoding: try EnrollmentPayload.encode(committed, deviceSerial: "GW"), as: UTF8.self)
+            #expect(fromStore == fromCommit)
+        }
+    }
+
+    // MARK: Delivery over plain HTTP on loopback
+
+    @Suite struct Delivery {
+        @Test func createdIsDeliveredWithHeaders() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(201))
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            let stored = try #require(try store.events().first)
+            #expect(stored.state == .delivered)
+            #expect(stored.attempts == 1)
+            #expect(stored.deliveredAt != nil)
+            let requests = receiver.requests
+            #expect(requests.count == 1)
+            let r = try #require(requests.first)
+            #expect(r.method == "POST")
+            #expect(r.path == "/v1/enrollments")
+            #expect(r.headers["idempotency-key"] == rtKey(event.id))
+            #expect(r.headers["authorization"] == "Bearer test-token")
+            #expect(r.headers["user-agent"]?.contains("cellprovd/") == true)
+            #expect(r.headers["content-type"]?.hasPrefix("application/json") == true)
+            let body = try #require(r.json)
+            #expect(body["event_id"] as? String == rtKey(event.id))
+            #expect(body["type"] as? String == "enrolled")
+            #expect((body["identity"] as? [String: Any])?["imei"] as? String == RTValue.imeiA)
+            #expect((body["device"] as? [String: Any])?["serial"] as? String == "GW-TEST-1")
+            #expect(running.outcomes.all.map(\.1) == [.delivered(status: 201)])
+        }
+
+        @Test func conflictCountsAsDelivered() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(409))
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            #expect(try store.events().first?.state == .delivered)
+            #expect(receiver.idempotencyKeyCounts == [rtKey(event.id): 1])
+            #expect(running.outcomes.all.map(\.1) == [.delivered(status: 409)])
+        }
+
+        @Test func badRequestIsRejectedForGoodAndTheNextEventStillGoes() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(400))
+            defer { receiver.stop() }
+            let first = try #require(try store.commit(rtObservation()).first)
+
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            let rejected = try await rtEventually { try store.events().first?.state == .rejected }
+            #expect(rejected)
+
+            // The backend heals; a new event is committed and the reporter woken.
+            receiver.setBehaviour(.status(201))
+            let second = try #require(try store.commit(rtObservation(imsi: RTValue.imsi2, iccid: RTValue.iccid2)).first)
+            running.reporter.wake()
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            let events = try store.events()
+            let a = try #require(events.first { $0.event.id == first.id })
+            let b = try #require(events.first { $0.event.id == second.id })
+            #expect(a.state == .rejected)
+            #expect(a.attempts == 1)
+            #expect(a.lastError?.hasPrefix("HTTP 400") == true)
+            #expect(a.lastError?.contains("status 400") == true)  // the receiver's body is kept in the reason
+            #expect(b.state == .delivered)
+            // Never retried: one request for the rejected event, one for the next.
+            #expect(receiver.idempotencyKeyCounts == [rtKey(first.id): 1, rtKey(second.id): 1])
+            #expect(receiver.acceptedEventIDs == [rtKey(second.id)])
+            #expect(try store.lastDeliveryError() == nil)
+        }
+
+        @Test func serverErrorsAreRetriedUntilAccepted() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(503))
+            defer { receiver.stop() }
+            let first = try #require(try store.commit(rtObservation()).first)
+            let second = try #require(
+                try store.commit(rtObservation(slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB)).first)
+
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            let retried = await rtEventually { receiver.requests.count >= 3 }
+            #expect(retried)
+            // Oldest first: while the first fails, the second is not tried.
+            #expect(Set(receiver.requests.map { $0.headers["idempotency-key"] }) == [rtKey(first.id)])
+            let pending = try store.pendingEvents()
+            #expect(pending.count == 2)
+            #expect((pending.first?.attempts ?? 0) >= 2)
+            #expect(pending.first?.lastError == "HTTP 503")
+            #expect(try store.lastDeliveryError() == "HTTP 503")
+
+            receiver.setBehaviour(.status(201))
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            #expect(receiver.acceptedEventIDs == [rtKey(first.id), rtKey(second.id)])
+            let accepted = receiver.requests.filter { $0.headers["x-accepted"] == "1" }
+            #expect(accepted.map { $0.headers["idempotency-key"] } == [rtKey(first.id), rtKey(second.id)])
+            #expect(receiver.idempotencyKeyCounts[rtKey(second.id)] == 1)
+            #expect(try store.events().allSatisfy { $0.state == .delivered })
+            #expect(try store.lastDeliveryError() == nil)
+        }
+
+        @Test func hangingBackendTimesOutThenDelivers() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .hang)
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+
+            let clock = ContinuousClock()
+            let start = clock.now
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)", requestTimeout: .seconds(1))
+            let failed = try await rtEventually { (try store.pendingEvents().first?.attempts ?? 0) >= 1 }
+            let firstFailure = clock.now - start
+            #expect(failed)
+            #expect(firstFailure >= .milliseconds(900))  // the timeout, not an immediate failure
+            #expect(try store.outboxDepth() == 1)
+            #expect(running.outcomes.retryReasons.count >= 1)
+
+            receiver.setBehaviour(.status(201))
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
+            #expect(receiver.requests.filter { $0.headers["x-accepted"] == "1" }.count == 1)
+            #expect((try store.events().first?.attempts ?? 0) >= 2)
+        }
+
+        /// A sub-second request timeout is a timeout of that length, not zero.
+        @Test func subSecondRequestTimeoutIsHonoured() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(201))
+            defer { receiver.stop() }
+            try store.commit(rtObservation())
+
+            let running = try RTRunning(
+                store: store, url: "http://\(receiver.url)", requestTimeout: .milliseconds(900))
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            #expect(try store.events().first?.attempts == 1)
+            #expect(running.outcomes.retryReasons.isEmpty)
+        }
+
+        @Test func connectionRefusedIsRetried() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver()
+            let url = "http://\(receiver.url)"
+            receiver.stop()  // nothing listens on the port any more
+            try store.commit(rtObservation())
+
+            let running = try RTRunning(store: store, url: url)
+            let failed = try await rtEventually { (try store.pendingEvents().first?.attempts ?? 0) >= 2 }
+            await running.stop()
+
+            #expect(failed)
+            #expect(try store.outboxDepth() == 1)
+            #expect(try store.pendingEvents().first?.state == .pending)
+        }
+
+        @Test(arguments: [
+            "http://192.0.2.10:8080", "http://backend.example.com", "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example", "ftp://127.0.0.1",
+        ])
+        func plainHTTPToANonLoopbackHostIsRefused(url: String) async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            do {
+                // Accepted by mistake: record it, and still shut the reporter's HTTP client down (through run()).
+                let running = try RTRunning(store: store, url: url)
+                await running.stop()
+                Issue.record("\(url) was accepted")
+            } catch let error as ReporterError {
+                #expect(error.description.contains("https"))
+            }
+        }
+
+        @Test(arguments: ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9", "https://backend.example.com"])
+        func httpsOrLoopbackIsAccepted(url: String) async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let running = try RTRunning(store: store, url: url)
+            await running.stop()
+        }
+    }
+
+    // MARK: TLS and mTLS
+
+    @Suite struct TLS {
+        @Test func tlsWithTheCAFileDelivers() async throws {
+            let certs = try RTCertificates()
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(
+                tls: .init(certificateFile: certs.serverCert, keyFile: certs.serverKey), behaviour: .status(201))
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+
+            let running = try RTRunning(store: store, url: "https://\(receiver.url)", caFile: certs.caCert)
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+
+            #expect(delivered)
+            #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
+            #expect(receiver.requests.first?.headers["authorization"] == "Bearer test-token")
+            #expect(receiver.handshakeFailures == 0)
+        }
+
+        @Test func tlsWithoutTheCAFileFails() async throws {
+            let certs = try RTCertificates()
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(
+                tls: .init(certificateFile: certs.serverCert, keyFile: certs.serverKey), behaviour: .status(201))
+            defer { receiver.stop() }
+            try store.commit(rtObservation())
+
+            let running = try RTRunning(store: store, url: "https://\(receiver.url)", backoffBase: .seconds(5))
+            let failed = try await rtEventually { (try store.pendingEvents().first?.attempts ?? 0) >= 1 }
+            await running.stop()
+
+            #expect(failed)
+            #expect(try store.outboxDepth() == 1)
+            #expect(receiver.requests.isEmpty)
+            let reasons = running.outcomes.retryReasons
+            #expect(reasons.count >= 1)
+            let reason = try #require(try store.pendingEvents().first?.lastError)
+            #expect(reason.contains("TLS") || reason.lowercased().contains("certificate") || reason.contains("handshake"),
+                    "reason: \(reason)")
+        }
+
+        @Test func mutualTLS() async throws {
+            let certs = try RTCertificates()
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(
+                tls: .init(certificateFile: certs.serverCert, keyFile: certs.serverKey, clientCAFile: certs.caCert),
+                behaviour: .status(201))
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+
+            // Without a client certificate: the handshake fails, nothing is accepted.
+            let without = try RTRunning(
+                store: store, url: "https://\(receiver.url)", caFile: certs.caCert, backoffBase: .seconds(5))
+            let failed = try await rtEventually { (try store.pendingEvents().first?.attempts ?? 0) >= 1 }
+            let counted = await rtEventually { receiver.handshakeFailures >= 1 }
+            await without.stop()
+            #expect(failed)
+            #expect(counted)
+            #expect(receiver.acceptedEventIDs.isEmpty)
+            #expect(try store.outboxDepth() == 1)
+            #expect(without.outcomes.retryReasons.count >= 1)
+
+            // With client_certificate / client_key: delivered.
+            let with = try RTRunning(
+                store: store, url: "https://\(receiver.url)", caFile: certs.caCert,
+                clientCertificate: certs.clientCert, clientKey: certs.clientKey)
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await with.stop()
+            #expect(delivered)
+            #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
+            #expect(with.outcomes.all.map(\.1) == [.delivered(status: 201)])
+        }
+    }
+}
