@@ -12,6 +12,7 @@ packages=(
     openssl           # certificates made at test time (TLS, mTLS)
     util-linux        # flock(1) in the port-busy test
     procps            # ps/pgrep in scripts
+    strace            # wake-up counts in `make bench`
 )
 if [ "${CELLPROV_WITH_UMOCKDEV:-1}" = 1 ]; then
     packages+=(umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi)

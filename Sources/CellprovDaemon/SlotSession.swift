@@ -124,11 +124,11 @@ actor SlotSession {
     }
 
     private func openChannel() async -> ATChannel? {
-        if let channel, await !channel.isClosed { return channel }
+        if let channel, !channel.isClosed { return channel }
         do {
             let port = try SerialPort.open(slot.port, settings: reader.options.serial)
             let channel = ATChannel(transport: port, logger: logger)
-            await channel.start()
+            channel.start()
             generation += 1
             let g = generation
             let me = continuation
@@ -163,7 +163,7 @@ actor SlotSession {
         urcTask?.cancel()
         urcTask = nil
         if let channel {
-            await channel.close()
+            channel.close()
             self.channel = nil
         }
     }

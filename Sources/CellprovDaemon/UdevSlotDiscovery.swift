@@ -142,11 +142,11 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         var answered = false
         if let port = try? SerialPort.open(devnode, settings: SerialSettings(baudRate: config.baudRate)) {
             let channel = ATChannel(transport: port, logger: logger)
-            await channel.start()
+            channel.start()
             for _ in 0..<2 where !answered {
                 if let a = try? await channel.send("AT", timeout: .milliseconds(500)), a.result == .ok { answered = true }
             }
-            await channel.close()
+            channel.close()
         }
         logger.info(
             "probed an unknown modem-class port", metadata: ["port": "\(devnode)", "answers_at": "\(answered)"])

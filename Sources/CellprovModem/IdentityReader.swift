@@ -46,9 +46,9 @@ public struct IdentityReader: Sendable {
             return report
         }
         let channel = ATChannel(transport: port, logger: logger)
-        await channel.start()
+        channel.start()
         var report = await read(channel: channel, port: path, startedAt: start)
-        await channel.close()
+        channel.close()
         report.elapsed = clock.now - start
         return report
     }
@@ -59,13 +59,13 @@ public struct IdentityReader: Sendable {
     {
         let clock = ContinuousClock()
         let start = startedAt ?? clock.now
-        let commandsBefore = await channel.commandCount
+        let commandsBefore = channel.commandCount
         var session = Session(
             channel: channel, options: options, deadline: start.advanced(by: options.timeout), logger: logger)
         var report = IdentityReport(port: port)
         await session.run(into: &report)
         report.problems = session.problems
-        report.commandCount = await channel.commandCount - commandsBefore
+        report.commandCount = channel.commandCount - commandsBefore
         report.elapsed = clock.now - start
         return report
     }

@@ -70,19 +70,18 @@ public enum SerialEvent: Sendable, Equatable {
     case closed(SerialError?)
 }
 
-/// A tty opened non-blocking and exclusively, in raw mode, read asynchronously through a dispatch read source.
+/// A tty opened non-blocking and exclusively, in raw mode, read through a dispatch read source: bytes go to the
+/// handler given to ``start(_:)``, in order, on the port's own serial queue (no thread hop in between, so an
+/// answer reaches the AT layer as soon as the kernel has it).
 ///
 /// Exclusivity is both TIOCEXCL (other opens fail with EBUSY, except for CAP_SYS_ADMIN) and an flock(LOCK_EX)
 /// (which binds root too, and is what minicom, picocom and ModemManager's peers honour): a port another process
 /// holds is reported as ``SerialError/Code/busy``, never shared.
 public final class SerialPort: Sendable {
     public let path: String
-    /// Bytes as they arrive, then one `.closed`. Single consumer.
-    public let events: AsyncStream<SerialEvent>
 
     private let fd: Int32
     private let state: Mutex<State>
-    private let continuation: AsyncStream<SerialEvent>.Continuation
     private let queue: DispatchQueue
 
     // Created in init, resumed once, cancelled once (under `state`): safe to share.
@@ -90,13 +89,14 @@ public final class SerialPort: Sendable {
 
     private struct State {
         var closed = false
+        var started = false
+        var handler: (@Sendable (SerialEvent) -> Void)?
     }
 
     private init(path: String, fd: Int32) {
         self.path = path
         self.fd = fd
         self.queue = DispatchQueue(label: "cellprov.serial")
-        (self.events, self.continuation) = AsyncStream.makeStream(of: SerialEvent.self, bufferingPolicy: .unbounded)
         self.state = Mutex(State())
         self.source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
     }
@@ -120,9 +120,7 @@ public final class SerialPort: Sendable {
             Glibc.close(fd)
             throw error
         }
-        let port = SerialPort(path: path, fd: fd)
-        port.startReading()
-        return port
+        return SerialPort(path: path, fd: fd)
     }
 
     private static func configure(fd: Int32, path: String, settings: SerialSettings) throws(SerialError) {
@@ -167,9 +165,21 @@ public final class SerialPort: Sendable {
         tcflush(fd, TCIOFLUSH)
     }
 
-    private func startReading() {
+    /// Starts delivering: bytes as they arrive, then one `.closed`. Call once.
+    public func start(_ handler: @escaping @Sendable (SerialEvent) -> Void) {
+        let first = state.withLock { s -> Bool in
+            guard !s.started, !s.closed else { return false }
+            s.started = true
+            s.handler = handler
+            return true
+        }
+        guard first else { return }
         source.setEventHandler { [weak self] in self?.readAvailable() }
         source.resume()
+    }
+
+    private func deliver(_ event: SerialEvent) {
+        state.withLock { $0.handler }?(event)
     }
 
     private func readAvailable() {
@@ -177,7 +187,7 @@ public final class SerialPort: Sendable {
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                continuation.yield(.data(Array(buffer[0..<n])))
+                deliver(.data(Array(buffer[0..<n])))
                 if n < buffer.count { return }
                 continue
             }
@@ -225,15 +235,18 @@ public final class SerialPort: Sendable {
         }
     }
 
-    /// Closes the port. Idempotent; the event stream ends with `.closed(nil)`.
+    /// Closes the port. Idempotent; the handler gets `.closed(nil)` last.
     public func close() {
         queue.sync { shutdown(nil) }
     }
 
     private func shutdown(_ error: SerialError?) {
-        let first: Bool = state.withLock { s in
-            defer { s.closed = true }
-            return !s.closed
+        let (first, started, handler) = state.withLock { s in
+            defer {
+                s.closed = true
+                s.handler = nil
+            }
+            return (!s.closed, s.started, s.handler)
         }
         guard first else { return }
         let fd = self.fd
@@ -242,20 +255,21 @@ public final class SerialPort: Sendable {
             Glibc.close(fd)
         }
         source.cancel()
-        continuation.yield(.closed(error))
-        continuation.finish()
+        // A dispatch source must not be released suspended: one never started is resumed once, cancelled.
+        if !started { source.resume() }
+        handler?(.closed(error))
     }
 
     deinit {
-        let wasOpen = state.withLock { s -> Bool in
+        let (wasOpen, started) = state.withLock { s -> (Bool, Bool) in
             defer { s.closed = true }
-            return !s.closed
+            return (!s.closed, s.started)
         }
         if wasOpen {
             let fd = self.fd
             source.setCancelHandler { Glibc.close(fd) }
             source.cancel()
-            continuation.finish()
+            if !started { source.resume() }
         }
     }
 }

@@ -191,7 +191,13 @@ private struct RTCertificates {
             #expect(pending.count == 1)
             #expect(pending.first?.state == .pending)
             #expect(pending.first?.attempts == 0)
-            #expect(pending.first?.event == first.first)
+            // The stored event is the committed one (its time kept to the second, as in the payload).
+            let stored = try #require(pending.first?.event)
+            let committed = try #require(first.first)
+            #expect(stored.id == committed.id)
+            #expect(stored.sequence == 1)
+            #expect(stored.module == committed.module)
+            #expect(abs(stored.occurredAt.timeIntervalSince(committed.occurredAt)) < 1)
             #expect(pending.first?.event.identity == IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi1, iccid: RTValue.iccid1))
 
             // The same read again: nothing new.
@@ -391,30 +397,66 @@ private struct RTCertificates {
             #expect(!text.contains("\\/"))
         }
 
-        /// Absent values are written as null, never left out (the project's JSON rule: consumers rely on
-        /// every key being there).
-        @Test func absentValuesAreNull() throws {
+        /// docs/enrollment-api.yaml, "Absent and null": `previous` is always written (null when there is none);
+        /// every other optional property is left out when it has no value.
+        @Test func absentValues() throws {
             let event = IdentityEvent(
                 id: Self.id, type: .identityInvalid, slot: "/dev/ttyS1", sequence: 1,
                 occurredAt: Date(timeIntervalSince1970: 1_750_000_000), severity: .warning,
                 module: ModuleInfo(), identity: IdentitySnapshot(imei: "000000000000000"),
                 problems: [])
             let o = try json(event, deviceSerial: nil)
+            #expect(
+                Set(o.keys) == [
+                    "event_id", "type", "occurred_at", "sequence", "severity", "device", "module", "identity",
+                    "previous", "problems",
+                ])
             #expect(o["previous"] is NSNull)
             #expect((o["problems"] as? [Any])?.isEmpty == true)
             #expect(o["occurred_at"] as? String == "2025-06-15T15:06:40Z")
-            let device = try #require(o["device"] as? [String: Any])
-            #expect(Set(device.keys) == ["serial"])
-            #expect(device["serial"] is NSNull)
-            let module = try #require(o["module"] as? [String: Any])
-            #expect(Set(module.keys) == ["slot", "usb_serial", "manufacturer", "model", "revision"])
-            #expect(module["slot"] as? String == "/dev/ttyS1")
-            #expect(module["usb_serial"] is NSNull)
-            let identity = try #require(o["identity"] as? [String: Any])
-            #expect(Set(identity.keys) == ["imei", "imsi", "iccid"])
-            #expect(identity["imei"] as? String == "000000000000000")
-            #expect(identity["imsi"] is NSNull)
-            #expect(identity["iccid"] is NSNull)
+            #expect((o["device"] as? [String: Any])?.isEmpty == true)
+            #expect(o["module"] as? [String: String] == ["slot": "/dev/ttyS1"])
+            #expect(o["identity"] as? [String: String] == ["imei": "000000000000000"])
+        }
+
+        @Test func typeSpecificFields() throws {
+            var event = IdentityEvent(
+                id: Self.id, type: .imeiChanged, slot: RTValue.slotA, sequence: 3,
+                occurredAt: Date(timeIntervalSince1970: 1_750_000_000), severity: .critical,
+                module: ModuleInfo(usbSerial: "SER-1"), identity: IdentitySnapshot(imei: RTValue.imeiB),
+                previous: IdentitySnapshot(imei: RTValue.imeiA), usbSerialChanged: false)
+            var o = try json(event, deviceSerial: nil)
+            #expect(o["usb_serial_changed"] as? Bool == false)
+            #expect(o["other_slots"] == nil)
+            #expect((o["previous"] as? [String: String]) == ["imei": RTValue.imeiA])
+            event.type = .duplicateIMEI
+            event.usbSerialChanged = nil
+            event.previous = nil
+            event.otherSlots = [RTValue.slotB]
+            o = try json(event, deviceSerial: nil)
+            #expect(o["usb_serial_changed"] == nil)
+            #expect(o["other_slots"] as? [String] == [RTValue.slotB])
+            #expect(o["type"] as? String == "duplicate_imei")
+        }
+
+        /// The outcome table of docs/enrollment-api.yaml.
+        @Test(arguments: [
+            (200, "delivered"), (201, "delivered"), (204, "delivered"), (299, "delivered"), (409, "delivered"),
+            (400, "rejected"), (401, "rejected"), (404, "rejected"), (422, "rejected"), (429, "rejected"),
+            (301, "retry"), (302, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
+        ])
+        func statusClassification(status: Int, expected: String) {
+            switch DeliveryOutcome.classify(status: status, body: "{\"error\":\"no\"}") {
+            case .delivered(let s):
+                #expect(expected == "delivered")
+                #expect(s == status)
+            case .rejected(let reason):
+                #expect(expected == "rejected")
+                #expect(reason == "HTTP \(status): {\"error\":\"no\"}")
+            case .retry(let reason):
+                #expect(expected == "retry")
+                #expect(reason == "HTTP \(status)")
+            }
         }
 
         @Test func storedEventsEncodeAsCommitted() throws {
@@ -422,8 +464,9 @@ private struct RTCertificates {
             let store = try StateStore(directory: dir.path)
             let committed = try #require(try store.commit(rtObservation()).first)
             let stored = try #require(try store.pendingEvents().first)
-            let fromStore = String(decoding: try EnrollmentPayload.encode(stored.event, deviceSerial: "GW"), as: UTF8.self)
-            let fromCommit = String(decoding: try EnrollmentPayload.encode(committed, deviceSerial: "GW"), as: UTF8.self)
+            // Same JSON (key order is not fixed, so compared as objects).
+            let fromStore = try json(stored.event, deviceSerial: "GW") as NSDictionary
+            let fromCommit = try json(committed, deviceSerial: "GW") as NSDictionary
             #expect(fromStore == fromCommit)
         }
     }
@@ -471,13 +514,15 @@ private struct RTCertificates {
             defer { receiver.stop() }
             let event = try #require(try store.commit(rtObservation()).first)
 
-            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            // No token configured: no Authorization header.
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)", token: nil)
             let delivered = try await rtEventually { try store.outboxDepth() == 0 }
             await running.stop()
 
             #expect(delivered)
             #expect(try store.events().first?.state == .delivered)
             #expect(receiver.idempotencyKeyCounts == [rtKey(event.id): 1])
+            #expect(receiver.requests.first.map { $0.headers["authorization"] == nil } == true)
             #expect(running.outcomes.all.map(\.1) == [.delivered(status: 409)])
         }
 
@@ -607,6 +652,7 @@ private struct RTCertificates {
             #expect(failed)
             #expect(try store.outboxDepth() == 1)
             #expect(try store.pendingEvents().first?.state == .pending)
+            #expect(try store.pendingEvents().first?.lastError?.contains("refused") == true)
         }
 
         @Test(arguments: [
@@ -675,9 +721,12 @@ private struct RTCertificates {
             #expect(receiver.requests.isEmpty)
             let reasons = running.outcomes.retryReasons
             #expect(reasons.count >= 1)
+            // The reason names the TLS failure (the server's certificate is not trusted by the system store).
             let reason = try #require(try store.pendingEvents().first?.lastError)
-            #expect(reason.contains("TLS") || reason.lowercased().contains("certificate") || reason.contains("handshake"),
-                    "reason: \(reason)")
+            #expect(reason.hasPrefix("TLS"), "reason: \(reason)")
+            #expect(reason.contains("CERTIFICATE_VERIFY_FAILED"), "reason: \(reason)")
+            #expect(try store.lastDeliveryError() == reason)
+            #expect(await rtEventually { receiver.handshakeFailures >= 1 })
         }
 
         @Test func mutualTLS() async throws {
@@ -701,6 +750,7 @@ private struct RTCertificates {
             #expect(receiver.acceptedEventIDs.isEmpty)
             #expect(try store.outboxDepth() == 1)
             #expect(without.outcomes.retryReasons.count >= 1)
+            #expect(without.outcomes.retryReasons.first?.contains("CERTIFICATE_REQUIRED") == true)
 
             // With client_certificate / client_key: delivered.
             let with = try RTRunning(
