@@ -1,6 +1,7 @@
 import CellprovCore
 import CellprovModem
 import CellprovSerial
+import Dispatch
 import Logging
 
 /// What makes a slot read its identities again.
@@ -43,7 +44,9 @@ actor SlotSession {
     private let triggers: AsyncStream<ReadTrigger>
     private let continuation: AsyncStream<ReadTrigger>.Continuation
     private var task: Task<Void, Never>?
-    private var timer: Task<Void, Never>?
+    /// The one pending re-probe/retry timer. A dispatch timer, not Task.sleep: on Linux a sleeping task keeps
+    /// libdispatch waking every second (measured: 1 wake-up/s per process), a dispatch timer does not.
+    private var timer: DispatchWorkItem?
     private var channel: ATChannel?
     private var urcTask: Task<Void, Never>?
     private var generation = 0
@@ -171,9 +174,10 @@ actor SlotSession {
     private func scheduleTimer(after delay: Duration) {
         timer?.cancel()
         let me = continuation
-        timer = Task {
-            try? await Task.sleep(for: delay)
-            if !Task.isCancelled { me.yield(.timer) }
-        }
+        let item = DispatchWorkItem { me.yield(.timer) }
+        timer = item
+        let (seconds, attoseconds) = delay.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: item)
     }
 }

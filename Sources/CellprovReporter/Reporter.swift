@@ -54,6 +54,8 @@ public enum DeliveryOutcome: Sendable, Equatable {
     public static func classify(status: Int, body: String) -> DeliveryOutcome {
         switch status {
         case 200..<300, 409: return .delivered(status: status)
+        // 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the backend asks to come back later.
+        case 408, 425, 429: return .retry(reason: "HTTP \(status)")
         case 400..<500: return .rejected(reason: "HTTP \(status)" + (body.isEmpty ? "" : ": \(body)"))
         default: return .retry(reason: "HTTP \(status)")
         }
@@ -96,6 +98,10 @@ public actor Reporter {
         var clientConfig = HTTPClient.Configuration(tlsConfiguration: tls)
         clientConfig.timeout = .init(connect: .seconds(10), read: .seconds(30))
         clientConfig.redirectConfiguration = .disallow
+        // A failed connection (refused, TLS handshake) fails the request at once, so that it is classified,
+        // counted and retried by run()'s own backoff; the pool's default is to retry silently until the request
+        // deadline, which hid the reason (and the attempt) for a whole requestTimeout.
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
         (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -124,6 +130,8 @@ public actor Reporter {
             for stored in pending {
                 if Task.isCancelled { break }
                 let outcome = await deliver(stored.event)
+                // Stopped mid-request: the request was cancelled, not failed; leave the outbox as it was.
+                if Task.isCancelled, case .retry = outcome { break }
                 record(stored.event, outcome)
                 if case .retry = outcome {
                     await sleep(backoff())
@@ -146,7 +154,8 @@ public actor Reporter {
         do {
             let body = try EnrollmentPayload.encode(event, deviceSerial: config.deviceSerial)
             request.body = .bytes(ByteBuffer(bytes: body))
-            let timeout = TimeAmount.nanoseconds(Int64(config.requestTimeout.components.seconds) * 1_000_000_000)
+            let (seconds, attoseconds) = config.requestTimeout.components
+            let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             let response = try await client.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 4096)
             let text = Redaction.scrub(String(buffer: bytes).trimmingCharacters(in: .whitespacesAndNewlines))
@@ -200,7 +209,10 @@ public actor Reporter {
 
     static func isLoopback(_ host: String) -> Bool {
         let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
-        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+        if h == "localhost" || h == "::1" { return true }
+        // 127.0.0.0/8, as a dotted quad only ("127.example.com" is a name anyone can register).
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     static func describe(_ error: any Error) -> String {

@@ -83,6 +83,8 @@ public final class SerialPort: Sendable {
     private let fd: Int32
     private let state: Mutex<State>
     private let queue: DispatchQueue
+    /// Signalled by the read source's cancel handler once the fd is closed.
+    private let released = DispatchSemaphore(value: 0)
 
     // Created in init, resumed once, cancelled once (under `state`): safe to share.
     private nonisolated(unsafe) let source: DispatchSourceRead
@@ -235,9 +237,12 @@ public final class SerialPort: Sendable {
         }
     }
 
-    /// Closes the port. Idempotent; the handler gets `.closed(nil)` last.
+    /// Closes the port and returns once it is released (fd closed, flock and TIOCEXCL gone), so whoever opens it
+    /// next does not find it busy. Idempotent; the handler gets `.closed(nil)` last. Do not call from the handler.
     public func close() {
         queue.sync { shutdown(nil) }
+        released.wait()
+        released.signal()  // later callers (idempotent close) pass straight through
     }
 
     private func shutdown(_ error: SerialError?) {
@@ -250,9 +255,11 @@ public final class SerialPort: Sendable {
         }
         guard first else { return }
         let fd = self.fd
+        let released = self.released
         source.setCancelHandler {
             _ = ioctl(fd, UInt(TIOCNXCL))
             Glibc.close(fd)
+            released.signal()
         }
         source.cancel()
         // A dispatch source must not be released suspended: one never started is resumed once, cancelled.

@@ -442,7 +442,7 @@ private struct RTCertificates {
         /// The outcome table of docs/enrollment-api.yaml.
         @Test(arguments: [
             (200, "delivered"), (201, "delivered"), (204, "delivered"), (299, "delivered"), (409, "delivered"),
-            (400, "rejected"), (401, "rejected"), (404, "rejected"), (422, "rejected"), (429, "rejected"),
+            (400, "rejected"), (401, "rejected"), (404, "rejected"), (422, "rejected"), (429, "retry"), (408, "retry"),
             (301, "retry"), (302, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
         ])
         func statusClassification(status: Int, expected: String) {
@@ -617,6 +617,29 @@ private struct RTCertificates {
             #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
             #expect(receiver.requests.filter { $0.headers["x-accepted"] == "1" }.count == 1)
             #expect((try store.events().first?.attempts ?? 0) >= 2)
+        }
+
+        /// Stopping the reporter during a request ends it promptly and does not count as a failed attempt.
+        @Test func stopDuringARequestIsNotAFailure() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .hang)
+            defer { receiver.stop() }
+            try store.commit(rtObservation())
+
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)", requestTimeout: .seconds(10))
+            let sent = await rtEventually { receiver.requests.count == 1 }
+            #expect(sent)
+            let clock = ContinuousClock()
+            let start = clock.now
+            await running.stop()
+            #expect(clock.now - start < .seconds(5))
+
+            let stored = try #require(try store.pendingEvents().first)
+            #expect(stored.attempts == 0)
+            #expect(stored.lastError == nil)
+            #expect(try store.lastDeliveryError() == nil)
+            #expect(running.outcomes.all.isEmpty)
         }
 
         /// A sub-second request timeout is a timeout of that length, not zero.

@@ -22,8 +22,8 @@ import Glibc
     static func reader(timeout: Duration = .seconds(10)) -> IdentityReader {
         var options = IdentityReadOptions()
         options.timeout = timeout
-        options.wakeTimeouts = [.milliseconds(200), .milliseconds(400)]
-        options.commandTimeout = .seconds(1)
+        options.wakeTimeouts = [.seconds(1), .seconds(2)]
+        options.commandTimeout = .seconds(2)
         options.simBusyLimit = .seconds(3)
         return IdentityReader(options: options, logger: Logger(label: "test"))
     }

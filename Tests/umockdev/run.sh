@@ -1,6 +1,8 @@
 #!/bin/sh
-# umockdev integration tests of port discovery (udev enumeration, classification, hotplug, probe through a
-# simulated modem). Called by `make test`; run alone from the repository root after `swift build`:
+# umockdev integration tests: port discovery (test_discovery.py: udev enumeration, classification, hotplug, probe
+# through a simulated modem), then cellprovd (test_daemon.py: slots from udev, identities, unplug/re-plug, unknown
+# ports, SIGTERM, no identifiers in its log). Called by `make test`; run alone from the repository root after
+# `swift build`:
 #   Tests/umockdev/run.sh            (UMOCKDEV_TEST_VERBOSE=1 for the children's stderr)
 # Exit status: 0 passed or skipped (with a SKIP line saying why), non-zero on failure.
 set -eu
@@ -20,18 +22,25 @@ command -v umockdev-wrapper >/dev/null 2>&1 || skip "umockdev-wrapper not found 
     skip "umockdev GI bindings missing (apt-get install gir1.2-umockdev-1.0 python3-gi)"
 
 export CELLPROV="${CELLPROV:-$repo/.build/debug/cellprov}"
+export CELLPROVD="${CELLPROVD:-$repo/.build/debug/cellprovd}"
 export PORTS_TABLE="${PORTS_TABLE:-$repo/udev/ports.tsv}"
 [ -x "$CELLPROV" ] || { echo "FAIL: $CELLPROV not built (run swift build)"; exit 1; }
+[ -x "$CELLPROVD" ] || { echo "FAIL: $CELLPROVD not built (run swift build)"; exit 1; }
 
-# In a session of its own, so that whatever the test leaves behind (a child of a crashed run) is ended with it.
-setsid timeout 180 umockdev-wrapper "$python" "$here/test_discovery.py" &
-pid=$!
-status=0
-wait "$pid" || status=$?
-kill -TERM -- "-$pid" 2>/dev/null || true
-case $status in
-    0) ;;
-    77) skip "the test reported a missing prerequisite" ;;
-    124) echo "FAIL: umockdev tests timed out"; exit 1 ;;
-    *) echo "FAIL: umockdev tests (status $status)"; exit 1 ;;
-esac
+run_test() {
+    # In a session of its own, so that whatever the test leaves behind (a child of a crashed run) is ended with it.
+    setsid timeout 180 umockdev-wrapper "$python" "$here/$1" &
+    pid=$!
+    status=0
+    wait "$pid" || status=$?
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    case $status in
+        0) ;;
+        77) skip "$1 reported a missing prerequisite" ;;
+        124) echo "FAIL: umockdev tests ($1) timed out"; exit 1 ;;
+        *) echo "FAIL: umockdev tests ($1, status $status)"; exit 1 ;;
+    esac
+}
+
+run_test test_discovery.py
+run_test test_daemon.py
