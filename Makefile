@@ -50,7 +50,7 @@ bench: release
 install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/cellprov $(DESTDIR)$(DATADIR)
-	install -m 0755 .build/release/cellprov .build/release/cellprovd $(DESTDIR)$(BINDIR)/
+	install -s -m 0755 .build/release/cellprov .build/release/cellprovd $(DESTDIR)$(BINDIR)/
 	sed 's|/usr/bin/cellprovd|$(BINDIR)/cellprovd|' systemd/cellprovd.service > $(DESTDIR)$(UNITDIR)/cellprovd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cellprovd.service
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/catalog

@@ -2,8 +2,11 @@
 # `make bench`: release-build benchmarks; figures are printed (recorded in docs/performance.md by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=.build/release
-echo "machine: $(uname -m), $(nproc) cores"
+# Stripped copies, as `make install` installs them (install -s).
+BIN=$(mktemp -d /tmp/cellprov-bench-bin.XXXXXX)
+trap 'rm -rf "$BIN"' EXIT
+for b in cellprov cellprovd cellprov-bench; do install -s -m 0755 ".build/release/$b" "$BIN/$b"; done
+echo "machine: $(uname -m), $(nproc) cores; binaries: release, static Swift runtime, stripped"
 echo
 echo "== identity read: cellprov probe vs a pyserial script, same simulator (issue: identity core)"
 /usr/bin/python3 bench/probe_bench.py "$BIN"

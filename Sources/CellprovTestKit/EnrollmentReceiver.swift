@@ -52,8 +52,7 @@ public final class EnrollmentReceiver: Sendable {
 
     /// Starts listening on 127.0.0.1 (port 0: any free port).
     public init(port: Int = 0, tls: TLS? = nil, behaviour: Behaviour = .status(201)) throws {
-        var sslContext: NIOSSLContext?
-        if let tls {
+        let sslContext: NIOSSLContext? = try tls.map { tls in
             var config = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyFile, format: .pem)))
@@ -61,7 +60,7 @@ public final class EnrollmentReceiver: Sendable {
                 config.certificateVerification = .noHostnameVerification
                 config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
             }
-            sslContext = try NIOSSLContext(configuration: config)
+            return try NIOSSLContext(configuration: config)
         }
         let box = self.box
         box.state.withLock { $0.behaviour = behaviour }
