@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovReporter
 import Foundation
 import TOMLKit
 
@@ -248,13 +249,7 @@ extension DaemonConfig {
         }
     }
 
-    static func isLoopback(_ host: String) -> Bool {
-        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
-        if h == "localhost" || h == "::1" { return true }
-        // 127.0.0.0/8 as a dotted quad only: "127.example.com" is a name anyone can register.
-        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
-    }
+    static func isLoopback(_ host: String) -> Bool { Reporter.isLoopback(host) }
 }
 
 /// Finds the line of `table.key` (or `[table]`) in TOML text, for error messages; TOMLKit gives positions only

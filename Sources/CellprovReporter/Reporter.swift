@@ -207,7 +207,8 @@ public actor Reporter {
         try? await Task.sleep(for: d)
     }
 
-    static func isLoopback(_ host: String) -> Bool {
+    /// localhost, ::1, or a dotted quad in 127.0.0.0/8: where plain http is allowed.
+    public static func isLoopback(_ host: String) -> Bool {
         let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
         if h == "localhost" || h == "::1" { return true }
         // 127.0.0.0/8, as a dotted quad only ("127.example.com" is a name anyone can register).
