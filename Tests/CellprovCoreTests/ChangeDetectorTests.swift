@@ -379,9 +379,14 @@ struct ChangeDetectorTests {
             name: "first read PIN-locked: tracked, not enrolled, no event", previous: nil, read: .pinLocked(),
             events: [], stores: true, check: { r in #expect(r.record?.enrolled == false) }),
         Case(
-            name: "IMSI readable after PIN entry: filled in silently",
-            previous: cdRecord(imsi: nil, iccid: CDValue.iccid2), read: CDRead(iccid: CDValue.iccid2), events: [],
-            stores: true, check: { r in #expect(r.record?.identity.imsi == CDValue.imsi1) }),
+            name: "IMSI readable after PIN entry: sim_changed completes the identity",
+            previous: cdRecord(imsi: nil, iccid: CDValue.iccid2), read: CDRead(iccid: CDValue.iccid2),
+            events: [.simChanged], severities: [.warning], stores: true,
+            check: { r in
+                #expect(r.record?.identity.imsi == CDValue.imsi1)
+                #expect(r.events.first?.previous?.imsi == nil)
+                #expect(r.events.first?.identity.imsi == CDValue.imsi1)
+            }),
         Case(
             name: "clean read after an invalid one clears lastInvalid, no event",
             previous: cdRecord(lastInvalid: IdentitySnapshot(imei: CDValue.imeiPlaceholder)), read: .full, events: [],
@@ -468,7 +473,7 @@ struct ChangeDetectorTests {
             Step(read: .full, events: []),
             Step(read: .pinLocked(iccid: CDValue.iccid2), events: [.simChanged]),
             Step(read: .pinLocked(iccid: CDValue.iccid2), events: []),
-            Step(read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2), events: []),
+            Step(read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2), events: [.simChanged]),
             Step(read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2), events: []),
             Step(read: CDRead(imsi: CDValue.imsi3, iccid: CDValue.iccid2), events: [.simChanged]),
         ]),

@@ -44,10 +44,12 @@ import Foundation
 ///      ICCID of a PIN/PUK-locked SIM; a missing IMSI is never a difference) → `sim_changed` (warning:
 ///      re-enrollment), whether or not the SIM had been removed first. A SIM read where the record has none
 ///      (enrolled, then an IMEI change seen without SIM) is also `sim_changed`. The new identity holds only
-///      what was read: an IMSI unreadable because of a PIN is null in the event, and is filled into the record
-///      silently once read (no second event).
+///      what was read: an IMSI unreadable because of a PIN is null in the event; once the IMSI can be read
+///      (PIN entered), a second `sim_changed` carries the completed identity (previous: the one with the null
+///      IMSI), so the backend's re-enrollment gets the subscription.
 ///    - The same SIM read after a removal → `sim_inserted` (info); its identity is the record's, completed.
-///    - The same SIM still in → nothing; values newly readable (IMSI after PIN entry) fill the record silently.
+///    - The same SIM still in → nothing; an IMSI newly readable (PIN entered) where the record has none →
+///      `sim_changed` with the completed identity (see above).
 ///    - A SIM state the modem cannot tell (`sim_failure`, `sim_wrong`, `sim_busy`, locked with no ICCID, a
 ///      timed-out command) → nothing, record's SIM part unchanged.
 ///    - Only IMSI known on one side and only ICCID on the other: nothing comparable → nothing.
@@ -265,6 +267,10 @@ public enum ChangeDetector {
                 let identity = IdentitySnapshot(imei: imei, imsi: imsi ?? known.imsi, iccid: iccid ?? known.iccid)
                 if !previous.simPresent {
                     drafts.append(Draft(type: .simInserted, severity: .info, identity: identity, previous: known))
+                } else if known.imsi == nil, imsi != nil {
+                    // The SIM the backend got with a null IMSI (swapped while PIN-locked) is now unlocked: the
+                    // re-enrollment it asked for needs the subscription, so the completed identity is sent.
+                    drafts.append(Draft(type: .simChanged, severity: .warning, identity: identity, previous: known))
                 }
                 record.identity = identity
                 record.simPresent = true
