@@ -19,6 +19,9 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     private var candidates: [String: PortCandidate] = [:]
     private var announced: [String: ModuleSlot] = [:]  // slot key -> slot
     private var probed: [String: Bool] = [:]  // devnode -> answered AT
+    private var probing: Set<String> = []  // devnodes being probed now
+    private var leftAlone: Set<String> = []  // slots whose unknown ports were reported as left alone
+    private var continuation: AsyncStream<SlotEvent>.Continuation?
 
     public init(config: DaemonConfig, logger: Logger) throws {
         self.config = config
@@ -43,7 +46,10 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
 
     public func enumerate() async throws -> [ModuleSlot] {
         for device in udev.enumerateTTYs() { remember(device) }
-        return await currentSlots()
+        let (known, toProbe) = currentSlots()
+        lock.withLock { for s in known where announced[s.key] == nil { announced[s.key] = s } }
+        probeInBackground(toProbe)
+        return known
     }
 
     public func events() async throws -> AsyncStream<SlotEvent> {
@@ -54,6 +60,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
             throw DiscoveryError(description: "udev monitor: \(error)")
         }
         let (stream, continuation) = AsyncStream.makeStream(of: SlotEvent.self)
+        lock.withLock { self.continuation = continuation }
         let task = Task {
             for await device in monitor.events {
                 for event in await self.handle(device) { continuation.yield(event) }
@@ -96,7 +103,8 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
             return removed
         }
         remember(device)
-        let slots = await currentSlots()
+        let (slots, toProbe) = currentSlots()
+        probeInBackground(toProbe)
         return lock.withLock {
             var events: [SlotEvent] = []
             for slot in slots where announced[slot.key] != slot || device.action == "add" && slot.port == devnode {
@@ -107,33 +115,66 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         }
     }
 
-    /// The slots of the modules known now, probing unknown ports once if the operator opted in.
-    private func currentSlots() async -> [ModuleSlot] {
+    /// A module without a known AT port whose unknown ports may be probed.
+    struct ProbeCandidate {
+        var slot: String
+        var usbSerial: String?
+        var devnodes: [String]
+    }
+
+    /// The slots of the modules whose AT port is known now, and the modules to probe (only with probe_unknown).
+    private func currentSlots() -> (known: [ModuleSlot], toProbe: [ProbeCandidate]) {
         let all = lock.withLock { Array(decisions.values) }
         var slots: [ModuleSlot] = []
+        var toProbe: [ProbeCandidate] = []
         for module in PortClassifier.chooseATPorts(all) {
             if let at = module.atPort {
                 slots.append(ModuleSlot(key: module.slot, port: at.devnode, usbSerial: module.usbSerial, origin: .udev))
                 continue
             }
+            let unknown = module.ports.filter { $0.role == .unknown }.map(\.devnode)
+            guard !unknown.isEmpty else { continue }
             guard config.probeUnknown else {
-                if module.ports.contains(where: { $0.role == .unknown }) {
+                if lock.withLock({ leftAlone.insert(module.slot).inserted }) {
                     logger.debug("unknown serial ports left alone (probe_unknown = false)", metadata: ["slot": "\(module.slot)"])
                 }
                 continue
             }
-            for port in module.ports where port.role == .unknown {
-                guard let candidate = lock.withLock({ candidates[port.devnode] }),
-                    PortClassifier.shouldProbeUnknown(candidate, probeUnknown: true, table: table)
-                else { continue }
-                if await probe(port.devnode) {
-                    slots.append(ModuleSlot(key: module.slot, port: port.devnode, usbSerial: module.usbSerial, origin: .udev))
+            let eligible = unknown.filter { devnode in
+                guard let candidate = lock.withLock({ candidates[devnode] }) else { return false }
+                return PortClassifier.shouldProbeUnknown(candidate, probeUnknown: true, table: table)
+            }
+            if !eligible.isEmpty {
+                toProbe.append(ProbeCandidate(slot: module.slot, usbSerial: module.usbSerial, devnodes: eligible))
+            }
+        }
+        return (slots, toProbe)
+    }
+
+    /// Probes the candidates without holding up the modules already known (a silent port costs a second); a
+    /// port that answers becomes its module's slot, announced as `.added`.
+    private func probeInBackground(_ candidates: [ProbeCandidate]) {
+        guard !candidates.isEmpty else { return }
+        Task {
+            for module in candidates {
+                for devnode in module.devnodes {
+                    let start = lock.withLock { probing.insert(devnode).inserted }
+                    guard start else { continue }
+                    let answered = await probe(devnode)
+                    lock.withLock { _ = probing.remove(devnode) }
+                    guard answered else { continue }
+                    let slot = ModuleSlot(key: module.slot, port: devnode, usbSerial: module.usbSerial, origin: .udev)
+                    let (isNew, continuation) = lock.withLock { () -> (Bool, AsyncStream<SlotEvent>.Continuation?) in
+                        // Still present, and not announced with this port already?
+                        guard decisions[devnode] != nil, announced[slot.key] != slot else { return (false, nil) }
+                        announced[slot.key] = slot
+                        return (true, self.continuation)
+                    }
+                    if isNew { continuation?.yield(.added(slot)) }
                     break
                 }
             }
         }
-        lock.withLock { for s in slots where announced[s.key] == nil { announced[s.key] = s } }
-        return slots
     }
 
     /// A short AT probe: does the port answer `AT` within a second? Remembered per port until it is removed.
