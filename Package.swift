@@ -44,7 +44,6 @@ let package = Package(
             name: "cellprov",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev", "CellprovStore",
-                "CellprovTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -103,6 +102,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Test kit: `cellprov-receiver`, the loopback enrollment endpoint of the demo.
+        .executableTarget(
+            name: "cellprov-receiver",
+            dependencies: [
+                "CellprovCore", "CellprovTestKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // `make bench`: store + outbox + delivery throughput and latency (release build).

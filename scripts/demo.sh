@@ -51,7 +51,7 @@ echo "== cellprov probe --json (the data channel for factory stations: full iden
 
 echo
 echo "== cellprovd: the daemon watching two modules on static ports, reporting to a local receiver"
-"$BIN/cellprov" receive >"$work/receiver.out" 2>"$work/receiver.err" &
+"$BIN/cellprov-receiver" >"$work/receiver.out" 2>"$work/receiver.err" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/receiver.out" ] && break; sleep 0.05; done
 receiver_url=$(head -n1 "$work/receiver.out")

@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// It records every request (headers and JSON body), counts each Idempotency-Key, and answers as told: a status,
 /// or not at all (`.hang`). With TLS it can require a client certificate (mTLS). Used by the tests, the benchmark
-/// and `make demo` (through `cellprov receive`).
+/// and `make demo` (through `cellprov-receiver`).
 public final class EnrollmentReceiver: Sendable {
     public enum Behaviour: Sendable, Equatable {
         case status(Int)
