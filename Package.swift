@@ -1,6 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// Our own targets build with warnings as errors (dependencies keep their own settings).
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
 let package = Package(
     name: "cellprov",
     platforms: [.macOS(.v15)],
@@ -25,10 +28,9 @@ let package = Package(
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
         .target(
             name: "CellprovCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
-        ),
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // Edge: the serial port (termios, exclusive open, async reads).
-        .target(name: "CellprovSerial"),
+        .target(name: "CellprovSerial", swiftSettings: strict),
         // The AT engine over a transport, and the identity reader built on it.
         .target(
             name: "CellprovModem",
@@ -36,33 +38,29 @@ let package = Package(
                 "CellprovCore",
                 "CellprovSerial",
                 .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // Test kit shipped with the product: the modem simulator (PTY), used by tests, bench and demo.
-        .target(name: "CellprovSimulator", dependencies: ["CellprovCore"]),
+        .target(name: "CellprovSimulator", dependencies: ["CellprovCore"], swiftSettings: strict),
         .executableTarget(
             name: "cellprov",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev", "CellprovStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // Thin C shims: the only places libudev and libsystemd are imported.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // Edge: udev enumeration and monitoring of tty devices.
-        .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"]),
+        .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"], swiftSettings: strict),
         // Edge: sd_notify, watchdog, and the journald log handler.
         .target(
             name: "CellprovSystemd",
-            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
-        ),
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through GRDB.
         .target(
             name: "CellprovStore",
-            dependencies: ["CellprovCore", .product(name: "GRDB", package: "GRDB.swift")]
-        ),
+            dependencies: ["CellprovCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
         // Edge: delivery of outbox events to the fleet backend over HTTPS (async-http-client).
         .target(
             name: "CellprovReporter",
@@ -72,8 +70,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // Test kit: a real HTTP(S) enrollment receiver on loopback (swift-nio), for tests, bench and demo.
         .target(
             name: "CellprovTestKit",
@@ -82,8 +79,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // The daemon's parts: configuration, discovery pipeline, slot sessions, the service.
         .target(
             name: "CellprovDaemon",
@@ -93,8 +89,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
-        ),
+            ], swiftSettings: strict),
         .executableTarget(
             name: "cellprovd",
             dependencies: [
@@ -102,33 +97,29 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // Test kit: `cellprov-receiver`, the loopback enrollment endpoint of the demo.
         .executableTarget(
             name: "cellprov-receiver",
             dependencies: [
                 "CellprovCore", "CellprovTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
+            ], swiftSettings: strict),
         // `make bench`: store + outbox + delivery throughput and latency (release build).
         .executableTarget(
             name: "cellprov-bench",
             dependencies: [
                 "CellprovCore", "CellprovStore", "CellprovReporter", "CellprovTestKit",
                 .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"]),
-        .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"]),
+            ], swiftSettings: strict),
+        .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"], swiftSettings: strict),
+        .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"], swiftSettings: strict),
         .testTarget(
             name: "CellprovDaemonTests",
             dependencies: [
                 "CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator",
                 "CellprovStore", "CellprovReporter", "CellprovTestKit",
-            ]
-        ),
+            ], swiftSettings: strict),
     ]
 )
