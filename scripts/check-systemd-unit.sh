@@ -37,6 +37,10 @@ cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/system"
 cp "$unit" "$root/usr/lib/systemd/system/cellprovd.service"
 printf '#!/bin/sh\nexit 0\n' >"$root/usr/bin/cellprovd"
 chmod 0755 "$root/usr/bin/cellprovd"
+# ExecReload= runs /bin/kill (procps): a stub in the throw-away root as well.
+mkdir -p "$root/bin"
+printf '#!/bin/sh\nexit 0\n' >"$root/bin/kill"
+chmod 0755 "$root/bin/kill"
 
 status=0
 
