@@ -40,7 +40,8 @@ actor SlotSession {
     private let reader: IdentityReader
     private let interval: Duration
     private let logger: Logger
-    private let onObservation: @Sendable (Observation) async -> Void
+    /// Hands the observation on; false if it could not be recorded (the store failed: a full disk).
+    private let onObservation: @Sendable (Observation) async -> Bool
     private let triggers: AsyncStream<ReadTrigger>
     private let continuation: AsyncStream<ReadTrigger>.Continuation
     private var task: Task<Void, Never>?
@@ -56,7 +57,7 @@ actor SlotSession {
 
     init(
         slot: ModuleSlot, reader: IdentityReader, interval: Duration, logger: Logger,
-        onObservation: @escaping @Sendable (Observation) async -> Void
+        onObservation: @escaping @Sendable (Observation) async -> Bool
     ) {
         self.slot = slot
         self.reader = reader
@@ -123,8 +124,15 @@ actor SlotSession {
             retryDelay = .seconds(1)
             scheduleTimer(after: interval)
         }
-        await onObservation(Observation(slot: slot, report: report, reason: trigger.reason))
+        let recorded = await onObservation(Observation(slot: slot, report: report, reason: trigger.reason))
+        if !recorded {
+            // Nothing is lost (the store still holds the last committed record, so the change is detected again),
+            // but it must not wait for the re-probe interval: read again soon.
+            scheduleTimer(after: min(interval, Self.unrecordedRetry))
+        }
     }
+
+    static let unrecordedRetry: Duration = .seconds(30)
 
     private func openChannel() async -> ATChannel? {
         if let channel, !channel.isClosed { return channel }
@@ -151,7 +159,7 @@ actor SlotSession {
                 logger.warning(
                     "cannot open modem port", metadata: ["port": "\(slot.port)", "reason": "\(error.description)"])
                 lastOpenError = error.code
-                await onObservation(Observation(
+                _ = await onObservation(Observation(
                     slot: slot, report: IdentityReport(port: slot.port, problems: [IdentityReader.problem(for: error)]),
                     reason: "open failed"))
             }

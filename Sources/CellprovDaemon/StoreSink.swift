@@ -18,20 +18,23 @@ public final class StoreSink: ObservationSink {
         self.logger = logger
     }
 
-    public func observe(_ observation: Observation, presentSlots: Set<String>) async {
+    public func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool {
         let events: [IdentityEvent]
         do {
             events = try store.commit(observation, presentSlots: presentSlots)
         } catch {
             // A full disk or a failing store: the observation is not lost for good, the next read (re-probe,
             // URC, SIGHUP) brings it again and the change detector compares against the last committed record.
-            logger.error("cannot record the observation: \(error)", metadata: ["slot": "\(observation.slot.key)"])
-            return
+            logger.error(
+                "cannot record the observation; reading again in 30 s: \(error)",
+                metadata: ["slot": "\(observation.slot.key)"])
+            return false
         }
         logger.debug(
             "observation committed", metadata: ["slot": "\(observation.slot.key)", "events": "\(events.count)"])
         for event in events { log(event, observation: observation) }
         if !events.isEmpty { reporter?.wake() }
+        return true
     }
 
     public func statusSummary() async -> String? {

@@ -6,8 +6,8 @@ import Logging
 
 /// Receives every observation (the change detector and store hook in here).
 public protocol ObservationSink: Sendable {
-    /// `presentSlots`: the slots present now.
-    func observe(_ observation: Observation, presentSlots: Set<String>) async
+    /// `presentSlots`: the slots present now. Returns false if the observation could not be recorded.
+    func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool
     /// A fragment for systemd's STATUS= line (outbox depth), if any.
     func statusSummary() async -> String?
 }
@@ -51,7 +51,7 @@ public actor Supervisor {
         meta["MESSAGE_ID"] = "\(CellprovMessageID.modemAppeared.id)"
         logger.notice("modem slot appeared", metadata: meta)
         let session = SlotSession(slot: slot, reader: reader, interval: interval, logger: logger) { [weak self] o in
-            await self?.handle(o)
+            await self?.handle(o) ?? true
         }
         sessions[slot.key] = session
         await session.start(trigger)
@@ -78,13 +78,14 @@ public actor Supervisor {
         sessions.removeAll()
     }
 
-    func handle(_ observation: Observation) async {
-        guard sessions[observation.slot.key] != nil else { return }
+    func handle(_ observation: Observation) async -> Bool {
+        guard sessions[observation.slot.key] != nil else { return true }
         latest[observation.slot.key] = observation
         log(observation)
         lastEvent = observation.report.isValid ? "read \(observation.slot.key)" : "problem on \(observation.slot.key)"
-        await sink?.observe(observation, presentSlots: Set(sessions.keys))
+        let recorded = await sink?.observe(observation, presentSlots: Set(sessions.keys)) ?? true
         await publishStatus()
+        return recorded
     }
 
     private func log(_ o: Observation) {

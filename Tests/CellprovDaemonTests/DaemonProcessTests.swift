@@ -1,5 +1,6 @@
 import CellprovCore
 import CellprovSimulator
+import CellprovStore
 import Foundation
 import Testing
 
@@ -235,5 +236,66 @@ final class NotifyListener: @unchecked Sendable {
     deinit {
         thread?.cancel()
         unlink(path)
+    }
+}
+
+/// A full disk under the state directory (a 1 MiB tmpfs, root only): the commit fails with a clear error and
+/// nothing is lost: once there is room again, the next read records the change it could not record before.
+@Suite(.serialized) struct FullDiskTests {
+    static func run(_ tool: String, _ arguments: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    /// Root, and tmpfs mounts allowed here (not in every container).
+    static let canMount: Bool = {
+        guard geteuid() == 0 else { return false }
+        let dir = NSTemporaryDirectory() + "cellprov-mount-probe-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]) == 0 else { return false }
+        return run("/bin/umount", [dir]) == 0
+    }()
+
+    @Test(.enabled(if: canMount)) func fullDiskIsReportedAndTheChangeIsRecordedLater() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: DaemonProcessTests.first))
+        defer { sim.stop() }
+        let fixture = try DaemonProcessTests.Fixture(staticPorts: [sim.path])
+        defer { fixture.remove() }
+        let state = fixture.dir.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        #expect(Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", state.path]) == 0)
+        defer { _ = Self.run("/bin/umount", ["-l", state.path]) }
+
+        let daemon = try ChildProcess("cellprovd", ["--config", fixture.config.path, "--log-level", "debug"])
+        #expect(await daemon.waitForStderr { $0.contains("observation committed events=1") }, "\(daemon.stderr)")
+
+        // Fill the file system to the last byte.
+        let filler = state.appendingPathComponent("filler")
+        #expect(FileManager.default.createFile(atPath: filler.path, contents: nil))
+        let handle = try FileHandle(forWritingTo: filler)
+        let chunk = Data(count: 4096)
+        while (try? handle.write(contentsOf: chunk)) != nil {}
+        try? handle.close()
+
+        sim.swapSIM(DaemonProcessTests.swapped)
+        #expect(await daemon.waitForStderr { $0.contains("cannot record the observation") }, "\(daemon.stderr)")
+        #expect(daemon.stderr.contains("disk is full"))
+        #expect(daemon.process.isRunning)
+
+        // Room again; the next read (SIGHUP here; the daemon also retries on its own after 30 s) records it.
+        try FileManager.default.removeItem(at: filler)
+        daemon.signal(SIGHUP)
+        #expect(await daemon.waitForStderr { $0.contains("SIM changed:") }, "\(daemon.stderr)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit() == 0)
+        let events = try StateStore(readOnlyDirectory: state.path).events().reversed().map(\.event.type)
+        #expect(events == [.enrolled, .simChanged])
     }
 }
