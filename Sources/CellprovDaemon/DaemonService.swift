@@ -19,6 +19,8 @@ public protocol SlotDiscovery: Sendable {
     func enumerate() async throws -> [ModuleSlot]
     /// Modules appearing and disappearing from now on, until the task is cancelled.
     func events() async throws -> AsyncStream<SlotEvent>
+    /// SIGHUP: look again at what could not be used before (ports whose probe found no modem).
+    func rescan() async
 }
 
 public enum SlotEvent: Sendable, Equatable {
@@ -103,6 +105,7 @@ public struct DaemonService: Service, CustomStringConvertible {
                 for await _ in hangups.stream {
                     logger.notice("SIGHUP: reading every module again")
                     await supervisor.reloadAll()
+                    await discovery?.rescan()
                 }
             }
 

@@ -74,6 +74,12 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         return stream
     }
 
+    /// Forgets the ports whose probe found no modem (one may have been slow to boot) and probes them again.
+    public func rescan() async {
+        lock.withLock { probed = probed.filter { $0.value } }
+        probeInBackground(currentSlots().toProbe)
+    }
+
     // MARK: -
 
     private func remember(_ device: UdevDevice) {
