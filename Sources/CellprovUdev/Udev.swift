@@ -1,4 +1,5 @@
 import CUdev
+import Foundation
 import Dispatch
 import Synchronization
 
@@ -137,8 +138,13 @@ enum UdevReading {
             var attributes = sysattrs(interface, names: interfaceAttributes)
             if let driver = string(udev_device_get_driver(interface)) { attributes["driver"] = driver }
             value.usbInterface = attributes
+            // libudev's parent is the nearest existing ancestor: while the module's usb_device is not there yet
+            // that is the root hub. Only the interface's own directory parent counts.
+            let interfacePath = string(udev_device_get_syspath(interface)) ?? ""
+            let expectedParent = (interfacePath as NSString).deletingLastPathComponent
             if let usb = udev_device_get_parent(interface),
-                string(udev_device_get_subsystem(usb)) == "usb", string(udev_device_get_devtype(usb)) == "usb_device"
+                string(udev_device_get_subsystem(usb)) == "usb", string(udev_device_get_devtype(usb)) == "usb_device",
+                string(udev_device_get_syspath(usb)) == expectedParent
             {
                 value.usbDevice = UsbParent(
                     syspath: string(udev_device_get_syspath(usb)) ?? "",
