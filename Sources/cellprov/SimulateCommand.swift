@@ -29,6 +29,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("link"), help: "Also make a symlink at this path (replaces a symlink; removed on exit).")
     var linkPath: String?
 
+    @Option(help: "Serve this many modems (one PTY each, same identity); with --link, links are PATH0, PATH1, ...")
+    var count = 1
+
     @Option(help: "JSON file with a SimulatedIdentity; re-read on SIGHUP.")
     var identityFile: String?
 
@@ -64,6 +67,7 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("\(name) must not be negative")
         }
         if let n = unplugAfter, n < 1 { throw ValidationError("--unplug-after must be at least 1") }
+        guard (1...256).contains(count) else { throw ValidationError("--count must be between 1 and 256") }
     }
 
     func run() async throws {
@@ -93,12 +97,14 @@ struct SimulateCommand: AsyncParsableCommand {
 
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
 
-        let simulator = try ModemSimulator(
-            SimulatorOptions(
-                profile: VendorProfile(rawValue: profile.lowercased()) ?? .quectel, identity: identity,
-                quirks: quirks, linkPath: linkPath))
-        // Unbuffered write: scripts read this line while we keep running.
-        FileHandle.standardOutput.write(Data((simulator.path + "\n").utf8))
+        let simulators = try (0..<count).map { index in
+            try ModemSimulator(
+                SimulatorOptions(
+                    profile: VendorProfile(rawValue: profile.lowercased()) ?? .quectel, identity: identity,
+                    quirks: quirks, linkPath: linkPath.map { count == 1 ? $0 : "\($0)\(index)" }))
+        }
+        // Unbuffered write: scripts read these lines (one PTY path per modem) while we keep running.
+        FileHandle.standardOutput.write(Data(simulators.map { $0.path + "\n" }.joined().utf8))
 
         let identityFile = self.identityFile
         let signalQueue = DispatchQueue(label: "cellprov.simulate.signals")
@@ -121,7 +127,8 @@ struct SimulateCommand: AsyncParsableCommand {
             hup.setEventHandler {
                 guard let file = identityFile else { return }
                 do {
-                    simulator.swapSIM(try Self.loadIdentity(file))
+                    let identity = try Self.loadIdentity(file)
+                    for simulator in simulators { simulator.swapSIM(identity) }
                 } catch {
                     FileHandle.standardError.write(Data("simulate: cannot reload \(file): \(error)\n".utf8))
                 }
@@ -130,7 +137,7 @@ struct SimulateCommand: AsyncParsableCommand {
             sources.append(hup)
         }
         for source in sources { source.cancel() }
-        simulator.stop()
+        for simulator in simulators { simulator.stop() }
     }
 
     static func loadIdentity(_ file: String) throws -> SimulatedIdentity {
