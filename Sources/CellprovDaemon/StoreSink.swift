@@ -16,9 +16,25 @@ public final class StoreSink: ObservationSink {
         self.store = store
         self.reporter = reporter
         self.logger = logger
+        do {
+            try store.clearPresence()
+        } catch {
+            logger.warning("cannot reset the live view: \(error)")
+        }
+    }
+
+    public func presence(_ slot: ModuleSlot, present: Bool) async {
+        do {
+            try store.setPresence(slot: slot.key, port: slot.port, present: present)
+        } catch {
+            logger.warning("cannot record the slot's presence: \(error)", metadata: ["slot": "\(slot.key)"])
+        }
     }
 
     public func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool {
+        try? store.recordRead(
+            slot: observation.slot.key, port: observation.slot.port, valid: observation.report.isValid,
+            problems: observation.report.problems.map(\.code.rawValue), at: observation.observedAt)
         let events: [IdentityEvent]
         do {
             events = try store.commit(observation, presentSlots: presentSlots)

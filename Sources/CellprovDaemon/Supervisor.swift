@@ -10,6 +10,8 @@ public protocol ObservationSink: Sendable {
     func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool
     /// A fragment for systemd's STATUS= line (outbox depth), if any.
     func statusSummary() async -> String?
+    /// A slot appeared or went away (for the live view of `cellprov status`).
+    func presence(_ slot: ModuleSlot, present: Bool) async
 }
 
 /// The slots the daemon watches: one ``SlotSession`` per module slot, added and removed by discovery.
@@ -54,6 +56,7 @@ public actor Supervisor {
             await self?.handle(o) ?? true
         }
         sessions[slot.key] = session
+        await sink?.presence(slot, present: true)
         await session.start(trigger)
         await publishStatus()
     }
@@ -63,6 +66,7 @@ public actor Supervisor {
         guard let session = sessions.removeValue(forKey: key) else { return }
         latest[key] = nil
         await session.stop()
+        await sink?.presence(session.slot, present: false)
         lastEvent = "removed \(key)"
         logger.notice("modem slot removed", metadata: ["slot": "\(key)", "MESSAGE_ID": "\(CellprovMessageID.modemRemoved.id)"])
         await publishStatus()

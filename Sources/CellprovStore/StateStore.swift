@@ -125,6 +125,19 @@ public final class StateStore: Sendable {
                 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
         }
+        m.registerMigration("v2-live") { db in
+            // What the daemon sees now (presence, last read): for `cellprov status`; not part of the history.
+            try db.execute(sql: """
+                CREATE TABLE live (
+                    slot TEXT PRIMARY KEY NOT NULL,
+                    port TEXT NOT NULL,
+                    present INTEGER NOT NULL,
+                    last_read_at DOUBLE,
+                    valid INTEGER,
+                    problems TEXT
+                );
+                """)
+        }
         return m
     }
 
@@ -204,6 +217,62 @@ public final class StateStore: Sendable {
                 sql: "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 arguments: [error, id.uuidString.lowercased()])
             try Self.setMeta(db, "last_delivery_error", error)
+        }
+    }
+
+    // MARK: - Live view
+
+    /// What the daemon sees of a slot now, for `cellprov status`.
+    public struct LiveSlot: Sendable, Equatable {
+        public var slot: String
+        public var port: String
+        public var present: Bool
+        public var lastReadAt: Date?
+        public var valid: Bool?
+        /// Problem codes of the last read.
+        public var problems: [String]
+    }
+
+    /// Records that `slot` is present on `port` (or gone). Every slot is marked absent when the daemon starts.
+    public func setPresence(slot: String, port: String, present: Bool) throws(StoreError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO live (slot, port, present) VALUES (?, ?, ?)
+                    ON CONFLICT(slot) DO UPDATE SET port = excluded.port, present = excluded.present
+                    """,
+                arguments: [slot, port, present])
+        }
+    }
+
+    /// Marks every slot absent (daemon start: presence is rebuilt by discovery).
+    public func clearPresence() throws(StoreError) {
+        try write { db in try db.execute(sql: "UPDATE live SET present = 0") }
+    }
+
+    /// Records the outcome of a read (problem codes only: no identifiers).
+    public func recordRead(slot: String, port: String, valid: Bool, problems: [String], at date: Date) throws(StoreError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO live (slot, port, present, last_read_at, valid, problems) VALUES (?, ?, 1, ?, ?, ?)
+                    ON CONFLICT(slot) DO UPDATE SET port = excluded.port, present = 1,
+                        last_read_at = excluded.last_read_at, valid = excluded.valid, problems = excluded.problems
+                    """,
+                arguments: [slot, port, date.timeIntervalSince1970, valid, problems.joined(separator: ",")])
+        }
+    }
+
+    public func liveSlots() throws(StoreError) -> [LiveSlot] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM live ORDER BY slot").map { row in
+                let problems: String? = row["problems"]
+                return LiveSlot(
+                    slot: row["slot"], port: row["port"], present: row["present"],
+                    lastReadAt: (row["last_read_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
+                    valid: row["valid"],
+                    problems: problems.map { $0.split(separator: ",").map(String.init) } ?? [])
+            }
         }
     }
 

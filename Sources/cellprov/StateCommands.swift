@@ -59,6 +59,7 @@ struct StatusCommand: ParsableCommand {
         let records = try store.slotRecords()
         let history = try store.events()
         let depth = try store.outboxDepth()
+        let live = Dictionary(uniqueKeysWithValues: try store.liveSlots().map { ($0.slot, $0) })
         var lastEvent: [String: StoredEvent] = [:]
         for e in history where lastEvent[e.event.slot] == nil { lastEvent[e.event.slot] = e }  // newest first
 
@@ -66,7 +67,8 @@ struct StatusCommand: ParsableCommand {
         var outbox = "outbox: \(depth) event\(depth == 1 ? "" : "s") waiting for delivery"
         if let error = try store.lastDeliveryError() { outbox += "; last delivery error: \(error)" }
         print(outbox)
-        print("slots:  \(records.count)")
+        let present = live.values.filter(\.present).count
+        print("slots:  \(Set(records.map(\.slot)).union(live.keys).count) known, \(present) modem\(present == 1 ? "" : "s") present at the daemon's last look")
         let f = ISO8601DateFormatter()
         for r in records {
             print("")
@@ -78,10 +80,28 @@ struct StatusCommand: ParsableCommand {
             print("  IMSI:      \(RedactedSnapshot.imsi(r.identity.imsi))")
             print("  ICCID:     \(RedactedSnapshot.iccid(r.identity.iccid))")
             print("  SIM:       \(r.simPresent ? "present" : "absent")   enrolled: \(r.enrolled ? "yes" : "no")")
+            if let l = live[r.slot] {
+                var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"
+                if let at = l.lastReadAt {
+                    now += "; last read \(f.string(from: at)): "
+                    now += l.problems.isEmpty ? "ok" : l.problems.joined(separator: ", ")
+                }
+                print("  now:       \(now)")
+            }
             print("  changed:   \(f.string(from: r.updatedAt))")
             if let e = lastEvent[r.slot] {
                 print("  last event: #\(e.event.sequence) \(e.event.type.rawValue) at \(f.string(from: e.event.occurredAt)) (\(e.state.rawValue))")
             }
+        }
+        let recorded = Set(records.map(\.slot))
+        for l in live.values.sorted(by: { $0.slot < $1.slot }) where !recorded.contains(l.slot) {
+            print("")
+            print("slot \(l.slot)  (no identity recorded yet)")
+            var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"
+            if let at = l.lastReadAt {
+                now += "; last read \(f.string(from: at)): " + (l.problems.isEmpty ? "ok" : l.problems.joined(separator: ", "))
+            }
+            print("  now:       \(now)")
         }
     }
 }

@@ -164,6 +164,24 @@ import Glibc
         let perID = Dictionary(grouping: accepted, by: { $0.headers["idempotency-key"] ?? "" })
         #expect(perID.values.allSatisfy { $0.count == 1 }, "an event was accepted twice")
 
+        // `cellprov status` and `cellprov events` read the state: redacted, with the live view and the history.
+        let status = try ChildProcess("cellprov", ["status", "--state-directory", setup.stateDirectory])
+        #expect(await status.waitForExit() == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("present on \(sim.path)"), "\(status.stdout)")
+        #expect(status.stdout.contains("enrolled: yes"))
+        #expect(status.stdout.contains("last event: #5 sim_changed"), "\(status.stdout)")
+        #expect(status.stdout.contains("outbox: 0 events"))
+        let history = try ChildProcess("cellprov", ["events", "--state-directory", setup.stateDirectory])
+        #expect(await history.waitForExit() == 0)
+        #expect(history.stdout.components(separatedBy: "\n").filter { $0.contains("  #") }.count == 5)
+        let json = try ChildProcess("cellprov", ["events", "--json", "--state-directory", setup.stateDirectory])
+        #expect(await json.waitForExit() == 0)
+        #expect(json.stdout.contains(Self.newIMEI), "the --json data channel carries the digits")
+        for id in [Self.original, Self.swappedSIM, Self.liveSIM] {
+            for secret in id.leakPatterns { #expect(!(status.stdout + history.stdout).contains(secret)) }
+        }
+        #expect(!(status.stdout + history.stdout).contains(Self.newIMEI))
+
         // The daemon's log never carried the identifiers.
         let log = setup.daemon!.stderr
         for id in [Self.original, Self.swappedSIM, Self.liveSIM] {
