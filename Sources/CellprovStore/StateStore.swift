@@ -2,6 +2,10 @@ import CellprovCore
 import Foundation
 import GRDB
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Why the state store could not do what was asked. Descriptions carry paths and SQLite's reason, never identifiers.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var description: String
@@ -71,7 +75,13 @@ public final class StateStore: Sendable {
     public init(readOnlyDirectory directory: String) throws(StoreError) {
         path = directory + "/" + Self.fileName
         guard FileManager.default.fileExists(atPath: path) else {
+            if access(directory, X_OK) != 0 && errno == EACCES {
+                throw StoreError("\(directory): permission denied (run as root or as the cellprov user)")
+            }
             throw StoreError("\(path): no state database (has cellprovd run with this state directory?)")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw StoreError("\(path): permission denied (run as root or as the cellprov user)")
         }
         do {
             pool = try Self.open(path: path, readOnly: true)
