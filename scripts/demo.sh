@@ -116,3 +116,12 @@ echo "-- cellprov events"
 echo
 echo "-- the daemon's log (identifiers appear only as TAC / MCC-MNC / issuer prefix and keyed references):"
 sed -e 's/^/   /' "$work/cellprovd.log"
+
+# udev hotplug, where umockdev can fake it (make demo installs it): the test harness's first daemon run, shown.
+if command -v umockdev-wrapper >/dev/null && [ -x Tests/umockdev/run.sh ]; then
+    echo
+    echo "== cellprovd with udev (umockdev): a fake Quectel EC25 on USB is found through udev (AT port ttyUSB3,"
+    echo "   not its QCDM, GPS or ModemManager ports), read, unplugged, and read again when plugged back"
+    UMOCKDEV_TEST_VERBOSE=1 Tests/umockdev/run.sh 2>&1 \
+        | grep -E '^  \[run1\] (NOTICE|INFO|WARNING)|^udev add' | sed -e 's/^  \[run1\] /   /' || true
+fi
