@@ -3,27 +3,6 @@ import CellprovCore
 import CellprovStore
 import Foundation
 
-/// Renders remembered identities redacted, the way the daemon logs them (same references when the daemon's key is
-/// readable).
-enum RedactedSnapshot {
-    static func imei(_ raw: String?) -> String {
-        guard let raw else { return "-" }
-        return IMEI.validate(raw).value.map { "\($0)" } ?? "IMEI(invalid)"
-    }
-
-    static func imsi(_ raw: String?) -> String {
-        guard let raw else { return "-" }
-        return IMSI.validate(raw).value.map { "\($0)" } ?? "IMSI(invalid)"
-    }
-
-    static func iccid(_ raw: String?) -> String {
-        guard let raw else { return "-" }
-        return ICCID.validate(raw).value.map { "\($0)" } ?? "ICCID(invalid)"
-    }
-
-    static func text(_ s: IdentitySnapshot) -> String { s.description }
-}
-
 struct StateOptions: ParsableArguments {
     @Option(help: "The daemon's state directory.")
     var stateDirectory: String = DaemonDefaults.stateDirectory
@@ -76,9 +55,9 @@ struct StatusCommand: ParsableCommand {
             let module = [r.module.manufacturer, r.module.model, r.module.revision].compactMap { $0 }
                 .joined(separator: " ")
             print("  module:    \(module.isEmpty ? "-" : module)\(r.module.usbSerial.map { " (USB serial \($0))" } ?? "")")
-            print("  IMEI:      \(RedactedSnapshot.imei(r.identity.imei))")
-            print("  IMSI:      \(RedactedSnapshot.imsi(r.identity.imsi))")
-            print("  ICCID:     \(RedactedSnapshot.iccid(r.identity.iccid))")
+            print("  IMEI:      \(r.identity.redactedIMEI)")
+            print("  IMSI:      \(r.identity.redactedIMSI)")
+            print("  ICCID:     \(r.identity.redactedICCID)")
             print("  SIM:       \(r.simPresent ? "present" : "absent")   enrolled: \(r.enrolled ? "yes" : "no")")
             if let l = live[r.slot] {
                 var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"
@@ -150,8 +129,8 @@ struct EventsCommand: ParsableCommand {
             var line = "\(f.string(from: ev.occurredAt))  \(ev.slot)  #\(ev.sequence)  \(ev.type.rawValue)"
             line += "  [\(ev.severity.rawValue)]  \(e.state.rawValue)"
             print(line)
-            print("    now:      \(RedactedSnapshot.text(ev.identity))")
-            if let p = ev.previous { print("    previous: \(RedactedSnapshot.text(p))") }
+            print("    now:      \(ev.identity)")
+            if let p = ev.previous { print("    previous: \(p)") }
             if let changed = ev.usbSerialChanged { print("    usb serial changed: \(changed)") }
             if let others = ev.otherSlots { print("    also on: \(others.joined(separator: ", "))") }
             if !ev.problems.isEmpty { print("    problems: \(ev.problems.map(\.code.rawValue).joined(separator: ", "))") }

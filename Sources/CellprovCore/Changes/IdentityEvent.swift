@@ -38,17 +38,19 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
 
     /// Redacted, as the identity types print: `IMEI(TAC …, ref …) IMSI(MCC-MNC, ref …) ICCID(issuer, ref …)`; a
     /// value that does not validate prints only its kind and reference.
-    public var description: String {
-        func text<T: CustomStringConvertible>(_ kind: String, _ value: String?, _ validate: (String) -> T?) -> String {
-            guard let value else { return "\(kind) -" }
-            if let typed = validate(value) { return typed.description }
-            return "\(kind)(ref \(Redaction.pseudonymizer.reference(kind: kind.lowercased(), value: value)))"
-        }
-        return [
-            text("IMEI", imei) { IMEI.validate($0).value },
-            text("IMSI", imsi) { IMSI.validate($0).value },
-            text("ICCID", iccid) { ICCID.validate($0).value },
-        ].joined(separator: " ")
+    public var description: String { [redactedIMEI, redactedIMSI, redactedICCID].joined(separator: " ") }
+
+    /// Each value as its type prints it (`IMEI(TAC …, ref …)`), `IMEI -` when absent.
+    public var redactedIMEI: String { Self.redacted("IMEI", imei) { IMEI.validate($0).value } }
+    public var redactedIMSI: String { Self.redacted("IMSI", imsi) { IMSI.validate($0).value } }
+    public var redactedICCID: String { Self.redacted("ICCID", iccid) { ICCID.validate($0).value } }
+
+    static func redacted<T: CustomStringConvertible>(_ kind: String, _ value: String?, _ validate: (String) -> T?)
+        -> String
+    {
+        guard let value else { return "\(kind) -" }
+        if let typed = validate(value) { return typed.description }
+        return "\(kind)(ref \(Redaction.pseudonymizer.reference(kind: kind.lowercased(), value: value)))"
     }
 
     public var debugDescription: String { description }
