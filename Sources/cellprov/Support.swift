@@ -1,9 +1,10 @@
 import CellprovCore
 import CellprovStore
+import CellprovSystemd
 import Foundation
 import Logging
 
-/// stderr logging for the CLI: swift-log's stream handler, level from -v.
+/// The CLI logs like the daemon (stderr lines, or journald when run as a service), level from -v.
 enum CLILogging {
     static func bootstrap(verbosity: Int) -> Logger {
         let level: Logger.Level = switch verbosity {
@@ -12,11 +13,7 @@ enum CLILogging {
         case 2: .debug
         default: .trace
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CellprovLogging.bootstrap(identifier: "cellprov", level: level)
         return Logger(label: "cellprov")
     }
 }
