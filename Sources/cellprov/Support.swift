@@ -1,10 +1,9 @@
 import CellprovCore
 import CellprovStore
-import CellprovSystemd
 import Foundation
 import Logging
 
-/// The CLI logs like the daemon (stderr lines, or journald when run as a service), level from -v.
+/// stderr logging for the CLI: swift-log's stream handler, level from -v.
 enum CLILogging {
     static func bootstrap(verbosity: Int) -> Logger {
         let level: Logger.Level = switch verbosity {
@@ -13,7 +12,11 @@ enum CLILogging {
         case 2: .debug
         default: .trace
         }
-        CellprovLogging.bootstrap(identifier: "cellprov", level: level)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         return Logger(label: "cellprov")
     }
 }
