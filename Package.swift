@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "cellprov",
             dependencies: [
-                "CellprovCore", "CellprovModem", "CellprovSimulator", "CellprovUdev", "CellprovStore",
+                "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovSimulator", "CellprovUdev", "CellprovStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),

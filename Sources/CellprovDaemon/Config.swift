@@ -1,5 +1,6 @@
 import CellprovCore
 import CellprovReporter
+import CellprovSerial
 import Foundation
 import TOMLKit
 
@@ -158,8 +159,10 @@ extension DaemonConfig {
             config.reprobeInterval = .seconds(seconds)
         }
         if let baud = discovery?["baud_rate"]?.int {
-            let supported = [9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600, 3_000_000, 4_000_000]
-            guard supported.contains(baud) else { throw fail("discovery.baud_rate", "unsupported baud rate") }
+            guard SerialSettings.supportedBaudRates[baud] != nil else {
+                let supported = SerialSettings.supportedBaudRates.keys.sorted().map(String.init).joined(separator: ", ")
+                throw fail("discovery.baud_rate", "unsupported baud rate; one of \(supported)")
+            }
             config.baudRate = baud
         }
         config.portsTable = discovery?["ports_table"]?.string

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellprovCore
 import CellprovModem
+import CellprovSerial
 import Foundation
 import Logging
 
@@ -48,7 +49,7 @@ struct ProbeCommand: AsyncParsableCommand {
     func validate() throws {
         guard !ports.isEmpty else { throw ValidationError("give at least one port") }
         guard timeout > 0, timeout <= 600 else { throw ValidationError("--timeout must be between 0 and 600 seconds") }
-        guard SerialSettingsCheck.isSupported(baud) else { throw ValidationError("unsupported --baud \(baud)") }
+        guard SerialSettings.supportedBaudRates[baud] != nil else { throw ValidationError("unsupported --baud \(baud)") }
     }
 
     func run() async throws {
@@ -106,8 +107,3 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 }
 
-import CellprovSerial
-
-enum SerialSettingsCheck {
-    static func isSupported(_ baud: Int) -> Bool { SerialSettings.supportedBaudRates[baud] != nil }
-}

@@ -269,11 +269,13 @@ failures = []
 
 
 def check(condition, what, detail=None):
+    """Prints the outcome, records a failure in `failures`; returns the condition (test_daemon.py uses it too)."""
     if condition:
         print(f"ok   {what}")
     else:
         print(f"FAIL {what}" + (f": {detail}" if detail is not None else ""))
         failures.append(what)
+    return condition
 
 
 def run_cellprov(*args, timeout=30):
