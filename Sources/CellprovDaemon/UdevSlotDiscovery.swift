@@ -45,7 +45,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     }
 
     public func enumerate() async throws -> [ModuleSlot] {
-        for device in udev.enumerateTTYs() { remember(device) }
+        for device in udev.enumeratePorts() { remember(device) }
         let (known, toProbe) = currentSlots()
         lock.withLock { for s in known where announced[s.key] == nil { announced[s.key] = s } }
         probeInBackground(toProbe)

@@ -63,7 +63,7 @@ struct PortsCommand: AsyncParsableCommand {
 
         var known: [String: PortDecision] = [:]
         var lines: [(PortDecision, Bool)] = []
-        let decisions = udev.enumerateTTYs().map { PortClassifier.classify(PortCandidate($0), table: table) }
+        let decisions = udev.enumeratePorts().map { PortClassifier.classify(PortCandidate($0), table: table) }
         for decision in decisions { known[decision.devnode] = decision }
         let chosen = Set(PortClassifier.chooseATPorts(decisions).compactMap(\.atPort?.devnode))
         for decision in decisions where all || Self.isInteresting(decision) {
