@@ -138,9 +138,9 @@ public final class SerialPort: Sendable {
             switch Self.kind(of: path) {
             case .tty: kind = .tty
             case .wwan(type: let type):
-                guard type == nil || type == "AT" else {
-                    throw SerialError(
-                        .notATPort, path: path, detail: "WWAN port of type \(type ?? "?") is not an AT port; not opened")
+                guard type == "AT" else {
+                    let detail = "WWAN port of type \(type ?? "?") is not an AT port; not opened"
+                    throw SerialError(.notATPort, path: path, detail: detail)
                 }
                 kind = .wwan
             }

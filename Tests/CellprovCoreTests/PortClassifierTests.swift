@@ -435,7 +435,8 @@ let wwanCases: [ClassifyCase] = [
           evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
     // A rule can never make a non-AT port cellprov's: the kernel's type is final.
     .init(name: "MBIM port a rule calls at",
-          candidate: rm520n("wwan0mbim0", type: "MBIM", tty: ["CELLPROV_PORT_ROLE": "at"]), role: .ignored, evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+          candidate: rm520n("wwan0mbim0", type: "MBIM", tty: ["CELLPROV_PORT_ROLE": "at"]), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
     .init(name: "RM520N wwan0at0 with our rules", candidate: rm520n("wwan0at0", type: "AT",
           tty: ["CELLPROV_PORT_ROLE": "at", "ID_MM_PORT_IGNORE": "1"]), role: .at, evidence: .rules,
           slot: "pci-0000:55:00.0", family: nil),
