@@ -68,6 +68,9 @@ ID_R = tdd.Identity("86810204739218", "262017394021857", "8949107739402185736", 
 ID_T = tdd.Identity("35361811482913", "310260583920174", "8901260583920174918", 3)
 SLOT_R = "pci-0000:55:00.0"
 SLOT_T = "pci-0000:56:00.0"
+# The simulator's dialects for the two modules.
+SIM_R = ["--profile", "quectel", "--model", "RM520N-GL"]
+SIM_T = ["--profile", "telit", "--model", "FN990A28"]
 
 # ioctl requests a WWAN port must never see from cellprov: TIOCEXCL, TIOCNXCL and the termios family.
 FORBIDDEN = {
@@ -147,7 +150,7 @@ class WWANNode:
     """An emulated WWAN AT port: recording ioctl handler (attached before the device exists), sentinel line
     settings on its PTY, and a `cellprov simulate` behind it when an identity is given."""
 
-    def __init__(self, testbed, devnode, identity):
+    def __init__(self, testbed, devnode, identity, profile):
         self.testbed = testbed
         self.devnode = devnode
         self.handler = WWANIoctls()
@@ -158,7 +161,7 @@ class WWANNode:
         self.thread = None
         self.stop_r, self.stop_w = os.pipe()
         self.sim = subprocess.Popen(
-            [CELLPROV, "simulate", *identity.args()],
+            [CELLPROV, "simulate", *profile, *identity.args()],
             stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
         ready, _, _ = select.select([self.sim.stdout], [], [], 10)
         if not ready:
@@ -292,12 +295,16 @@ def test_ports():
     check((r.get("vendorID"), r.get("productID"), r.get("family"), r.get("usbSerial")) ==
           ("17cb", "0308", "telit-fn990", None), "ports: the FN990's PCI IDs and family, no USB serial", r)
     text = td.run_cellprov("ports", "--ports-table", PORTS_TABLE)
+    if VERBOSE:  # scripts/demo.sh shows these lines
+        for line in text.stdout.splitlines():
+            print(f"  [ports] {line}")
     row = next((line for line in text.stdout.splitlines() if line.startswith("/dev/wwan0at0 ")), "")
     check(" at* " in row and SLOT_R in row, "ports (text): wwan0at0 marked at* with its PCI slot", text.stdout)
 
 
 def test_probe(watch, nodes):
-    result = td.run_cellprov("probe", "--json", "--timeout", "10", "--state-directory", "/nonexistent", "/dev/wwan0at0")
+    result = td.run_cellprov("probe", "--json", "--timeout", "10", "--state-directory", "/nonexistent",
+                             "/dev/wwan0at0")
     records = td.parse_json_lines(result.stdout)
     record = records[0] if records else {}
     check(result.returncode == 0, "probe /dev/wwan0at0 exits 0", (result.returncode, result.stderr[-1500:]))
@@ -307,7 +314,12 @@ def test_probe(watch, nodes):
           "probe: no termios applied and no TIOCEXCL/termios ioctl on wwan0at0",
           (nodes["/dev/wwan0at0"].speed(), nodes["/dev/wwan0at0"].all_requests()))
 
-    result = td.run_cellprov("probe", "--json", "--timeout", "5", "--state-directory", "/nonexistent", "/dev/wwan0mbim0")
+    if VERBOSE:  # the table, identifiers redacted (scripts/demo.sh shows it)
+        table = td.run_cellprov("probe", "--state-directory", "/nonexistent", "/dev/wwan0at0", "/dev/wwan0mbim0")
+        for line in table.stdout.splitlines():
+            print(f"  [probe] {line}")
+    result = td.run_cellprov("probe", "--json", "--timeout", "5", "--state-directory", "/nonexistent",
+                             "/dev/wwan0mbim0")
     records = td.parse_json_lines(result.stdout)
     problems = records[0].get("problems", []) if records else []
     check(result.returncode == 2 and any(p["code"] == "port_unavailable" and "not an AT port" in p["message"]
@@ -346,7 +358,7 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
 
         # Re-plug it: parent first, as the kernel announces a PCI device and then its ports.
         text, _, _ = rm520n(2, MINOR_BASE + 10)
-        node = WWANNode(testbed, "/dev/wwan2at0", ID_R)
+        node = WWANNode(testbed, "/dev/wwan2at0", ID_R, SIM_R)
         nodes["/dev/wwan2at0"] = node
         mark = d.mark()
         start = time.monotonic()
@@ -371,8 +383,8 @@ def run(testbed, workdir):
     r_text, r_nodes, r_syspaths = rm520n(0, MINOR_BASE)
     t_text, _, _ = fn990(1, MINOR_BASE + 3)
     nodes = {
-        "/dev/wwan0at0": WWANNode(testbed, "/dev/wwan0at0", ID_R),
-        "/dev/wwan1at1": WWANNode(testbed, "/dev/wwan1at1", ID_T),
+        "/dev/wwan0at0": WWANNode(testbed, "/dev/wwan0at0", ID_R, SIM_R),
+        "/dev/wwan1at1": WWANNode(testbed, "/dev/wwan1at1", ID_T, SIM_T),
     }
     try:
         for text in (bridge(), r_text, t_text):
