@@ -24,7 +24,7 @@ Checks:
   3. cellprovd (udev = true): `modem slot appeared` for both slots with the right ports, identities read;
      unplug module R (remove uevents, then the devices): `modem slot removed`; re-plug it (as wwan2: umockdev
      cannot re-create a removed node's name): identities read again for the same slot; SIGTERM: exit 0; no
-     identifier in its log;
+     identifier in its log; `cellprov ports --monitor --json` reports the remove and add events meanwhile;
   4. over everything: no ioctl on the AT nodes was TIOCEXCL/TIOCNXCL or a termios request, the sentinel settings
      are untouched, the MBIM/QCDM/at0 nodes were never opened; a self-check shows an open is seen.
 
@@ -336,7 +336,13 @@ def appeared(slot, port):
 
 def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
     d = tdd.Daemon(workdir, "wwan", probe_unknown=False)
+    # `cellprov ports --monitor` follows the same unplug and re-plug.
+    monitor = subprocess.Popen([CELLPROV, "ports", "--monitor", "--json", "--ports-table", PORTS_TABLE],
+                               stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL)
+    reader = td.LineReader(monitor.stdout)
     try:
+        last, seen = reader.until(lambda r: r["devnode"] == "/dev/wwan1mbim0", 15)
+        check(last is not None, "monitor: initial list printed", seen)
         for slot, port, identity in ((SLOT_R, "/dev/wwan0at0", ID_R), (SLOT_T, "/dev/wwan1at1", ID_T)):
             hit = d.wait_for(appeared(slot, port), 10)
             check(hit is not None, f"daemon: `modem slot appeared` slot={slot} port={port}", d.tail())
@@ -373,7 +379,22 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
             print(f"     (WWAN re-plug: add -> identities read: {(hit[0] - start) * 1000:.0f} ms)")
         problems = d.find_all(lambda line, m: "cannot open" in line or "with problems" in line)
         check(not problems, "daemon: no open failure or read problem", [p[1] for p in problems])
+
+        added, seen = reader.until(lambda r: r["event"] == "add" and r["devnode"] == "/dev/wwan2at0", 10)
+        events = {(r["event"], r["devnode"]): r for r in seen}
+        gone = events.get(("remove", "/dev/wwan0at0"))
+        check(gone is not None and (gone["role"], gone["slot"]) == ("at", SLOT_R),
+              "monitor: remove of wwan0at0 reported with its role and slot", sorted(events))
+        check(("remove", "/dev/wwan0mbim0") in events and ("remove", "/dev/wwan0qcdm0") in events,
+              "monitor: remove of wwan0mbim0 and wwan0qcdm0", sorted(events))
+        check(added is not None and (added["role"], added["chosen"], added["slot"]) == ("at", True, SLOT_R),
+              "monitor: re-plugged wwan2at0 is the module's chosen AT port in the same slot", added)
+        monitor.send_signal(signal.SIGTERM)
+        check(monitor.wait(10) == 0, "monitor: exits 0 on SIGTERM")
     finally:
+        if monitor.poll() is None:
+            monitor.kill()
+            monitor.wait()
         if d.proc.poll() is None:
             tdd.check_sigterm(d)
         tdd.check_leaks(d, {"module R": ID_R, "module T": ID_T})
