@@ -96,9 +96,11 @@ public enum SerialEvent: Sendable, Equatable {
 ///
 /// A Linux WWAN framework port (``SerialPortKind/wwan``, found out by ``kind(of:)``) is opened the way
 /// ModemManager opens one: no termios and no TIOCEXCL (not a tty: the kernel answers ENOTTY, or a termios stub
-/// since 5.14), flock only for mutual exclusion between cellprov processes; EBUSY at open (ModemManager's
-/// O_EXCL open holds it) is ``SerialError/Code/busy``. A WWAN port of any type but AT is refused before it is
-/// opened.
+/// since 5.14), flock only for mutual exclusion between cellprov processes. The kernel lets several processes open
+/// one WWAN port (wwan_core counts openers; wwan_core does not look at O_EXCL), so ModemManager is kept
+/// off cellprov's port by ID_MM_PORT_IGNORE (udev/77-cellprov.rules), not here; an EBUSY at open (a driver that
+/// refuses a second opener) is ``SerialError/Code/busy`` as for a tty. A WWAN port of any type but AT is refused
+/// before it is opened.
 public final class SerialPort: Sendable {
     public let path: String
     public let kind: SerialPortKind

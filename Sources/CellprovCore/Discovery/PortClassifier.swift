@@ -383,17 +383,19 @@ public enum PortClassifier {
             return decision
         }
         decision.evidence = .kernel
+        // The kernel lets ModemManager open the same WWAN port: only our rules' ID_MM_PORT_IGNORE keeps it off.
+        let hidden = mmNote.isEmpty ? "; not hidden from ModemManager (install udev/77-cellprov.rules)" : mmNote
         switch name?.index {
         case 0?:
             decision.role = .at
-            decision.reason = "WWAN AT port \(portName): the module's first AT port" + mmNote
+            decision.reason = "WWAN AT port \(portName): the module's first AT port" + hidden
         case let index?:
             decision.role = .atSecondary
             decision.reason = "WWAN AT port \(portName): AT port \(index + 1) of the module, left to ModemManager"
                 + mmNote
         case nil:
             decision.role = .at
-            decision.reason = "WWAN AT port \(portName) (Linux 5.13 naming: order unknown)" + mmNote
+            decision.reason = "WWAN AT port \(portName) (Linux 5.13 naming: its only AT port)" + hidden
         }
         return decision
     }
