@@ -1,4 +1,5 @@
 import CUdev
+import CellprovCore
 import Foundation
 import Dispatch
 import Synchronization
@@ -201,11 +202,14 @@ enum UdevReading {
                 )
             }
         } else if value.subsystem == "wwan", action != "remove",
-            let pci = udev_device_get_parent_with_subsystem_devtype(device, "pci", nil)
+            let pci = udev_device_get_parent_with_subsystem_devtype(device, "pci", nil),
+            let pciSyspath = string(udev_device_get_syspath(pci)),
+            let address = PCIAddress.nearest(in: value.syspath), pciSyspath.hasSuffix("/\(address)")
         {
-            // A PCIe module: the nearest PCI device is the module (its address is the slot).
-            value.pciDevice = PciParent(
-                syspath: string(udev_device_get_syspath(pci)) ?? "", attributes: sysattrs(pci, names: pciAttributes))
+            // A PCIe module: the nearest PCI device is the module (its address is the slot). libudev's parent is the
+            // nearest one that exists: while the module's own PCI device is not there yet (its ports announced
+            // first), that is the bridge above it. Only the device whose address is in the port's path counts.
+            value.pciDevice = PciParent(syspath: pciSyspath, attributes: sysattrs(pci, names: pciAttributes))
         }
         return value
     }

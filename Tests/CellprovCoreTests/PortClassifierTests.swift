@@ -515,6 +515,11 @@ struct WWANClassifierTests {
             devnode: "/dev/wwan0at0", syspath: "/sys/devices/platform/soc/remoteproc0/rpmsg/wwan/wwan0/wwan0at0",
             subsystem: "wwan", wwanTypeAttribute: "AT")
         #expect(soc.slot == "/sys/devices/platform/soc/remoteproc0/rpmsg")
+        // While the module's PCI device is not readable yet, the nearest existing PCI parent is the bridge above it:
+        // the port's own path still names the module.
+        var early = rm520n("wwan0at0", type: "AT")
+        early.pciParentSyspath = "/sys/devices/pci0000:00/0000:00:1c.0"
+        #expect(early.slot == "pci-0000:55:00.0")
         #expect(PortClassifier.classify(soc, table: table).role == .at)
     }
 

@@ -23,7 +23,8 @@ Checks:
      port_unavailable "not an AT port", the MBIM node never opened;
   3. cellprovd (udev = true): `modem slot appeared` for both slots with the right ports, identities read;
      unplug module R (remove uevents, then the devices): `modem slot removed`; re-plug it (as wwan2: umockdev
-     cannot re-create a removed node's name): identities read again for the same slot; SIGTERM: exit 0; no
+     cannot re-create a removed node's name): identities read again for the same slot; the FN990 likewise,
+     re-plugged in umockdev-record's order (ports before their PCI device): at1 again, never at0; SIGTERM: exit 0; no
      identifier in its log; `cellprov ports --monitor --json` reports the remove and add events meanwhile;
   4. over everything: no ioctl on the AT nodes was TIOCEXCL/TIOCNXCL or a termios request, the sentinel settings
      are untouched, the MBIM/QCDM/at0 nodes were never opened; a self-check shows an open is seen.
@@ -88,8 +89,9 @@ def bridge():
     return f"P: {BRIDGE}\nE: DRIVER=pcieport\nE: SUBSYSTEM=pci\nA: vendor=0x8086\\n\nA: device=0xa110\\n\n"
 
 
-def pci_module(address, ids, wwan, ports):
-    """umockdev text for a PCIe module: the PCI device, mhi0, wwan/wwanN and its ports, parent first.
+def pci_module(address, ids, wwan, ports, child_first=False):
+    """umockdev text for a PCIe module: the PCI device, mhi0, wwan/wwanN and its ports, parent first (with
+    child_first, in umockdev-record's order: each port's add uevent comes before its PCI device exists).
 
     ids: (vendor, device, subsystem_vendor, subsystem_device); ports: [(name suffix, type, minor)].
     Returns (text, {devnode: syspath}, [every syspath, deepest first])."""
@@ -114,6 +116,8 @@ def pci_module(address, ids, wwan, ports):
         nodes[f"/dev/{name}"] = "/sys" + sys_path
         syspaths.insert(0, "/sys" + sys_path)
     syspaths += ["/sys" + f"{pci}/mhi{wwan}/wwan/wwan{wwan}", "/sys" + f"{pci}/mhi{wwan}", "/sys" + pci]
+    if child_first:
+        records.reverse()
     return "\n".join(records), nodes, syspaths
 
 
@@ -122,9 +126,9 @@ def rm520n(wwan, minor):
                       [("at0", "AT", minor), ("mbim0", "MBIM", minor + 1), ("qcdm0", "QCDM", minor + 2)])
 
 
-def fn990(wwan, minor):
+def fn990(wwan, minor, child_first=False):
     return pci_module("0000:56:00.0", ("17cb", "0308", "1c5d", "2010"), wwan,
-                      [("at0", "AT", minor), ("at1", "AT", minor + 1), ("mbim0", "MBIM", minor + 2)])
+                      [("at0", "AT", minor), ("at1", "AT", minor + 1), ("mbim0", "MBIM", minor + 2)], child_first)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -334,7 +338,7 @@ def appeared(slot, port):
     return tdd.appeared(slot, port)
 
 
-def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
+def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths, t_nodes, t_syspaths):
     d = tdd.Daemon(workdir, "wwan", probe_unknown=False)
     # `cellprov ports --monitor` follows the same unplug and re-plug.
     monitor = subprocess.Popen([CELLPROV, "ports", "--monitor", "--json", "--ports-table", PORTS_TABLE],
@@ -377,6 +381,30 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
               f"daemon: re-plugged module: `identity read:` for {SLOT_R} on /dev/wwan2at0", d.tail())
         if hit:
             print(f"     (WWAN re-plug: add -> identities read: {(hit[0] - start) * 1000:.0f} ms)")
+        # Unplug the FN990 and re-plug it child first: its ports' add uevents come before the PCI device (and its
+        # subsystem IDs, the table's key) can be read; the udev monitor waits for it, or at0 would be taken.
+        mark = d.mark()
+        for devnode in sorted(t_nodes, reverse=True):
+            testbed.uevent(t_nodes[devnode], "remove")
+        hit = d.wait_for(lambda line, m: "modem slot removed" in line and m.get("slot") == SLOT_T, 10, mark)
+        check(hit is not None, f"daemon: `modem slot removed` slot={SLOT_T} (FN990 unplugged)", d.tail())
+        nodes["/dev/wwan1at1"].stop()
+        for syspath in t_syspaths:
+            testbed.remove_device(syspath)
+        text, _, _ = fn990(3, MINOR_BASE + 20, child_first=True)
+        node = WWANNode(testbed, "/dev/wwan3at1", ID_T, SIM_T)
+        nodes["/dev/wwan3at1"] = node
+        mark = d.mark()
+        testbed.add_from_string(text)
+        node.activate()
+        watch.watch("/dev/wwan3at0")
+        watch.watch("/dev/wwan3mbim0")
+        hit = d.wait_for(tdd.identity_read(SLOT_T, ID_T, "/dev/wwan3at1"), 10, mark)
+        check(hit is not None, "daemon: FN990 re-plugged child first: identities read on /dev/wwan3at1 (DUN2)",
+              d.tail())
+        wrong = d.find_all(lambda line, m: m.get("port") == "/dev/wwan3at0", mark)
+        check(not wrong, "daemon: the re-plugged FN990's at0 (ModemManager's) was not taken", [w[1] for w in wrong])
+
         problems = d.find_all(lambda line, m: "cannot open" in line or "with problems" in line)
         check(not problems, "daemon: no open failure or read problem", [p[1] for p in problems])
 
@@ -402,7 +430,7 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths):
 
 def run(testbed, workdir):
     r_text, r_nodes, r_syspaths = rm520n(0, MINOR_BASE)
-    t_text, _, _ = fn990(1, MINOR_BASE + 3)
+    t_text, t_nodes, t_syspaths = fn990(1, MINOR_BASE + 3)
     nodes = {
         "/dev/wwan0at0": WWANNode(testbed, "/dev/wwan0at0", ID_R, SIM_R),
         "/dev/wwan1at1": WWANNode(testbed, "/dev/wwan1at1", ID_T, SIM_T),
@@ -421,7 +449,7 @@ def run(testbed, workdir):
 
         test_ports()
         test_probe(watch, nodes)
-        test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths)
+        test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths, t_nodes, t_syspaths)
 
         # Over everything: the AT nodes saw no tty ioctl and kept their settings; the others were never opened.
         for devnode, node in nodes.items():
@@ -437,10 +465,10 @@ def run(testbed, workdir):
               "the MBIM, QCDM and the FN990's at0 nodes were never opened", opens)
 
         # Self-check: an open of a watched node is seen.
-        subprocess.run([sys.executable, "-c", "import os; os.close(os.open('/dev/wwan1mbim0', os.O_RDWR))"],
+        subprocess.run([sys.executable, "-c", "import os; os.close(os.open('/dev/wwan2mbim0', os.O_RDWR))"],
                        timeout=10)
         time.sleep(0.1)
-        check(watch.poll().get("/dev/wwan1mbim0", 0) >= 1, "self-check: an open of a watched node is seen",
+        check(watch.poll().get("/dev/wwan2mbim0", 0) >= 1, "self-check: an open of a watched node is seen",
               watch.poll())
     finally:
         for node in nodes.values():

@@ -187,8 +187,9 @@ public struct PortCandidate: Sendable, Equatable {
     /// slot as the USB port is for a USB module. Any other non-USB port: the devnode.
     public var slot: String {
         if isWWAN && !isUSB {
-            let address = pciParentSyspath.flatMap { PCIAddress.nearest(in: $0) }
-                ?? syspath.flatMap { PCIAddress.nearest(in: $0) }
+            // The port's own path first: it names the module's PCI device even before that device can be read.
+            let address = syspath.flatMap { PCIAddress.nearest(in: $0) }
+                ?? pciParentSyspath.flatMap { PCIAddress.nearest(in: $0) }
             if let address { return "pci-\(address)" }
             // A WWAN device on no PCI bus (an SoC's rpmsg modem): the device the wwanN sits on.
             if let syspath, let range = syspath.range(of: "/wwan/wwan") { return String(syspath[..<range.lowerBound]) }
