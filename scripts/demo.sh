@@ -127,7 +127,8 @@ if command -v umockdev-wrapper >/dev/null && [ -x Tests/umockdev/run.sh ]; then
     echo
     echo "== PCIe modules over Linux WWAN ports (umockdev): a Quectel RM520N (its only AT port /dev/wwan0at0, never"
     echo "   its MBIM or QCDM port) and a Telit FN990 (wwan1at1, the AT port ModemManager leaves), opened without"
-    echo "   termios or TIOCEXCL; the RM520N is unplugged and read again when plugged back"
+    echo "   termios or TIOCEXCL; both are unplugged and read again when plugged back (the FN990's ports announced"
+    echo "   before its PCI device, as umockdev-record orders them)"
     grep -E '^  \[(ports|probe)\] |^  \[wwan\] (NOTICE|INFO|WARNING)|WWAN re-plug' "$work/umockdev.out" \
         | sed -e 's/^  \[[a-z]*\] /   /' || true
 fi
