@@ -170,10 +170,7 @@ public final class SerialPort: Sendable {
         return SerialPort(path: path, fd: fd, kind: kind)
     }
 
-    /// What a device's path names, from the kernel's own account of its character device: the class of
-    /// /sys/dev/char/MAJOR:MINOR (the same sysfs udev reads), and a WWAN port's `type` attribute (Linux 5.14+) or its
-    /// name's suffix (Linux 5.13: "wwan0p1AT"). Without sysfs, a node named like a WWAN port ("wwan0at0") counts as
-    /// one. stat(2) of the path, not fstat(2) of an open fd: the decision comes before the open.
+    /// What a path names, as ``kind(of:sysfs:)`` finds out.
     public enum DeviceKind: Sendable, Equatable {
         /// Anything that is not a WWAN port (a tty, or something open() and isatty() will judge).
         case tty
@@ -181,6 +178,12 @@ public final class SerialPort: Sendable {
         case wwan(type: String?)
     }
 
+    /// What a device's path names, from the kernel's own account of its character device: the class of
+    /// /sys/dev/char/MAJOR:MINOR (the same sysfs udev reads), and a WWAN port's `type` attribute (Linux 5.14+) or its
+    /// name's suffix (Linux 5.13: "wwan0p1AT"). Without sysfs, a node named like a WWAN port ("wwan0at0") counts as
+    /// one. stat(2) of the path, not fstat(2) of an open fd: the decision comes before the open (and umockdev, which
+    /// the tests use, emulates the device number for stat only). Not tcgetattr() failing with ENOTTY: WWAN AT ports
+    /// answer TCGETS with a stub since 5.14, and every other non-tty fails it too.
     public static func kind(of path: String, sysfs: String = "/sys") -> DeviceKind {
         var st = stat()
         guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFCHR else { return .tty }
