@@ -7,6 +7,9 @@
 #      values, it only prints them.
 #   2. systemd-analyze security --offline=yes: prints the exposure; fails above MAX_EXPOSURE (1.5).
 #   3. systemd-sysusers and systemd-tmpfiles --create, applied to the same throw-away root.
+#   4. The device allow-list: DevicePolicy=closed, and read-write access to every kind of AT port cellprov
+#      opens (ttyUSB, ttyACM, ttyS, and the WWAN framework's wwan_port); nothing else may be allowed; and the
+#      modules registering those majors (wwan, usbserial, cdc_acm) are loaded before the unit (modprobe@).
 #
 # Works without systemd as PID 1 (containers, CI) and does not touch the host's /etc or /usr.
 # Needs, on Debian 12: the "systemd" package (systemd-analyze, systemd-sysusers, systemd-tmpfiles;
@@ -86,6 +89,24 @@ for d in etc/cellprov:750 var/lib/cellprov:700; do
     got=$(stat -c %a "$root/$path" 2>/dev/null || echo missing)
     [ "$got" = "$mode" ] || { echo "tmpfiles: /$path is $got, want $mode" >&2; status=1; }
 done
+
+echo "== device allow-list"
+grep -qx 'DevicePolicy=closed' "$unit" || { echo "unit: DevicePolicy=closed missing" >&2; status=1; }
+for dev in ttyUSB ttyACM ttyS wwan_port; do
+    grep -qx "DeviceAllow=char-$dev rw" "$unit" || { echo "unit: DeviceAllow=char-$dev rw missing" >&2; status=1; }
+done
+others=$(grep '^DeviceAllow=' "$unit" | grep -vxE 'DeviceAllow=char-(ttyUSB|ttyACM|ttyS|wwan_port) rw' || true)
+[ -z "$others" ] || { echo "unit: unexpected device access: $others" >&2; status=1; }
+# Their majors are looked up in /proc/devices at unit start: the modules registering them must be loaded before.
+for mod in wwan usbserial cdc_acm; do
+    for key in Wants After; do
+        grep -Eq "^$key=.*modprobe@$mod\.service" "$unit" || {
+            echo "unit: $key=modprobe@$mod.service missing (DeviceAllow= would miss the device if loaded later)" >&2
+            status=1
+        }
+    done
+done
+[ "$status" -eq 0 ] && echo "devices: ttyUSB ttyACM ttyS wwan_port (rw), nothing else; their modules loaded first"
 
 if [ "$status" -eq 0 ]; then
     echo "check-systemd-unit: ok (exposure $exposure)"

@@ -122,6 +122,13 @@ if command -v umockdev-wrapper >/dev/null && [ -x Tests/umockdev/run.sh ]; then
     echo
     echo "== cellprovd with udev (umockdev): a fake Quectel EC25 on USB is found through udev (AT port ttyUSB3,"
     echo "   not its QCDM, GPS or ModemManager ports), read, unplugged, and read again when plugged back"
-    UMOCKDEV_TEST_VERBOSE=1 Tests/umockdev/run.sh 2>&1 \
-        | grep -E '^  \[run1\] (NOTICE|INFO|WARNING)|^udev add' | sed -e 's/^  \[run1\] /   /' || true
+    UMOCKDEV_TEST_VERBOSE=1 Tests/umockdev/run.sh >"$work/umockdev.out" 2>&1 || true
+    grep -E '^  \[run1\] (NOTICE|INFO|WARNING)|^udev add' "$work/umockdev.out" | sed -e 's/^  \[run1\] /   /' || true
+    echo
+    echo "== PCIe modules over Linux WWAN ports (umockdev): a Quectel RM520N (its only AT port /dev/wwan0at0, never"
+    echo "   its MBIM or QCDM port) and a Telit FN990 (wwan1at1, the AT port ModemManager leaves), opened without"
+    echo "   termios or TIOCEXCL; both are unplugged and read again when plugged back (the FN990's ports announced"
+    echo "   before its PCI device, as umockdev-record orders them)"
+    grep -E '^  \[(ports|probe)\] |^  \[wwan\] (NOTICE|INFO|WARNING)|WWAN re-plug' "$work/umockdev.out" \
+        | sed -e 's/^  \[[a-z]*\] /   /' || true
 fi

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Where a module sits: its slot (the physical position: the USB device's ID_PATH, or a static port's path as
-/// written in the configuration), the AT port used, and the module's USB serial number when it has one.
+/// Where a module sits: its slot (the physical position: the USB device's ID_PATH, a PCIe module's PCI device as
+/// "pci-0000:55:00.0", or a static port's path as written in the configuration), the AT port used, and the
+/// module's USB serial number when it has one.
 public struct ModuleSlot: Sendable, Hashable, CustomStringConvertible {
     public enum Origin: String, Sendable, Codable { case udev, `static` }
 

@@ -5,10 +5,12 @@ import CellprovUdev
 import Foundation
 import Logging
 
-/// Module slots from udev: every tty is classified (our rules' properties, the port table, ModemManager's hints),
-/// ports are grouped by their USB device, and each module's one AT port becomes a slot keyed by the USB device's
-/// ID_PATH. Unknown modem-class ports are AT-probed only when `probe_unknown` is on; QCDM, GPS/NMEA, data and
-/// secondary AT ports are never opened.
+/// Module slots from udev: every tty and WWAN port is classified (our rules' properties, the port table,
+/// ModemManager's hints; a WWAN port's kernel type first), ports are grouped by their USB device (or, for a PCIe
+/// module's WWAN ports, their PCI device), and each module's one AT port becomes a slot keyed by the USB device's
+/// ID_PATH (or "pci-<address>"). Unknown modem-class ports are AT-probed only when `probe_unknown` is on; QCDM,
+/// GPS/NMEA, data, MBIM/QMI and secondary AT ports are never opened. A WWAN AT port is opened like any other:
+/// SerialPort finds out from sysfs that it is not a tty.
 public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     let config: DaemonConfig
     let logger: Logger
@@ -45,7 +47,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     }
 
     public func enumerate() async throws -> [ModuleSlot] {
-        for device in udev.enumerateTTYs() { remember(device) }
+        for device in udev.enumeratePorts() { remember(device) }
         let (known, toProbe) = currentSlots()
         lock.withLock { for s in known where announced[s.key] == nil { announced[s.key] = s } }
         probeInBackground(toProbe)

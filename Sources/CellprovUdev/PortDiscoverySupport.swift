@@ -2,7 +2,7 @@ import CellprovCore
 import Foundation
 
 extension PortCandidate {
-    /// udev's view of a tty, as the pure classifier's input.
+    /// udev's view of a port (a tty or a WWAN port), as the pure classifier's input.
     public init(_ device: UdevDevice) {
         self.init(
             devnode: device.devnode ?? device.syspath,
@@ -11,7 +11,11 @@ extension PortCandidate {
             usbParentSyspath: device.usbDevice?.syspath,
             usbProperties: device.usbDevice?.properties ?? [:],
             usbAttributes: device.usbDevice?.attributes ?? [:],
-            syspath: device.syspath
+            syspath: device.syspath,
+            subsystem: device.subsystem,
+            wwanTypeAttribute: device.wwanType,
+            pciParentSyspath: device.pciDevice?.syspath,
+            pciAttributes: device.pciDevice?.attributes ?? [:]
         )
     }
 }

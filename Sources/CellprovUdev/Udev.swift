@@ -1,4 +1,5 @@
 import CUdev
+import CellprovCore
 import Foundation
 import Dispatch
 import Synchronization
@@ -9,18 +10,27 @@ import Glibc
 import Musl
 #endif
 
-// The udev edge: enumeration and monitoring of tty devices through libudev. The only module importing CUdev.
+// The udev edge: enumeration and monitoring of serial ports through libudev: ttys, and the WWAN framework's ports
+// (subsystem "wwan", devtype "wwan_port": PCIe modules' control ports, character devices that are not ttys). The
+// only module importing CUdev.
 // Values leave this module as plain Swift structs (`UdevDevice`), read eagerly while the libudev
 // objects are alive; nothing libudev-owned escapes.
 //
 // libudev objects are not thread-safe: every use of one `udev` context (and of the monitor) happens under a
 // Mutex, so `Udev` and `UdevMonitor` can be shared between tasks.
 
-/// A tty device as udev describes it, with the USB interface and USB device above it (if any).
+/// A port (a tty or a WWAN port) as udev describes it, with the USB interface and USB device above it (if any),
+/// or the PCI device above it (a PCIe module's WWAN port).
 public struct UdevDevice: Sendable, Equatable {
     public var syspath: String
     public var devnode: String?
     public var subsystem: String?
+    /// "wwan_port" for a WWAN port ("wwan_dev" for the modem device itself, which has no node).
+    public var devtype: String?
+    /// A WWAN port's sysfs `type` ("AT", "MBIM"...); nil for a tty, and on Linux 5.13 (no such attribute).
+    public var wwanType: String?
+    /// The nearest PCI device above a non-USB port (a PCIe module); nil for USB ports and when there is none.
+    public var pciDevice: PciParent?
     /// "add", "remove", "change"... for monitor events; nil when enumerated.
     public var action: String?
     /// The tty's own udev properties (ID_PATH, ID_MM_*, CELLPROV_*...).
@@ -34,11 +44,15 @@ public struct UdevDevice: Sendable, Equatable {
 
     public init(
         syspath: String, devnode: String? = nil, subsystem: String? = nil, action: String? = nil,
-        properties: [String: String] = [:], usbInterface: [String: String]? = nil, usbDevice: UsbParent? = nil
+        properties: [String: String] = [:], usbInterface: [String: String]? = nil, usbDevice: UsbParent? = nil,
+        devtype: String? = nil, wwanType: String? = nil, pciDevice: PciParent? = nil
     ) {
         self.syspath = syspath
         self.devnode = devnode
         self.subsystem = subsystem
+        self.devtype = devtype
+        self.wwanType = wwanType
+        self.pciDevice = pciDevice
         self.action = action
         self.properties = properties
         self.usbInterface = usbInterface
@@ -57,6 +71,18 @@ public struct UsbParent: Sendable, Equatable {
     public init(syspath: String, properties: [String: String] = [:], attributes: [String: String] = [:]) {
         self.syspath = syspath
         self.properties = properties
+        self.attributes = attributes
+    }
+}
+
+/// The PCI device above a PCIe module's WWAN port.
+public struct PciParent: Sendable, Equatable {
+    public var syspath: String
+    /// vendor, device, subsystem_vendor, subsystem_device, class (as sysfs spells them: "0x1eac").
+    public var attributes: [String: String]
+
+    public init(syspath: String, attributes: [String: String] = [:]) {
+        self.syspath = syspath
         self.attributes = attributes
     }
 }
@@ -84,12 +110,15 @@ public final class Udev: Sendable {
         context = Mutex(UdevContext(pointer: pointer))
     }
 
-    /// Every device of subsystem "tty" that has a device node, sorted by syspath.
-    public func enumerateTTYs() -> [UdevDevice] {
+    /// Every port with a device node: subsystem "tty", and WWAN ports (subsystem "wwan", devtype "wwan_port"),
+    /// sorted by syspath.
+    public func enumeratePorts() -> [UdevDevice] {
         context.withLock { ctx -> [UdevDevice] in
             guard let enumerate = udev_enumerate_new(ctx.pointer) else { return [] }
             defer { udev_enumerate_unref(enumerate) }
+            // Subsystem matches are alternatives: ttys or WWAN devices (the wwanN device has no node: dropped below).
             udev_enumerate_add_match_subsystem(enumerate, "tty")
+            udev_enumerate_add_match_subsystem(enumerate, "wwan")
             udev_enumerate_scan_devices(enumerate)
             var devices: [UdevDevice] = []
             var entry = udev_enumerate_get_list_entry(enumerate)
@@ -100,7 +129,7 @@ public final class Udev: Sendable {
                 else { continue }
                 defer { udev_device_unref(device) }
                 let value = UdevReading.read(device, action: nil)
-                if value.devnode != nil { devices.append(value) }
+                if value.devnode != nil && UdevReading.isPort(value) { devices.append(value) }
             }
             return devices.sorted { $0.syspath < $1.syspath }
         }
@@ -124,14 +153,34 @@ enum UdevReading {
         "bDeviceProtocol", "bcdDevice", "busnum", "devnum",
     ]
 
+    static let pciAttributes = ["vendor", "device", "subsystem_vendor", "subsystem_device", "class"]
+
+    /// A tty, or a WWAN port (not the wwanN device). A remove event may lack the devtype: its name decides then.
+    static func isPort(_ value: UdevDevice) -> Bool {
+        switch value.subsystem {
+        case "tty": return true
+        case "wwan":
+            if let devtype = value.devtype { return devtype == "wwan_port" }
+            return value.devnode != nil
+        default: return false
+        }
+    }
+
     static func read(_ device: OpaquePointer, action: String?) -> UdevDevice {
         var value = UdevDevice(
             syspath: string(udev_device_get_syspath(device)) ?? "",
             devnode: string(udev_device_get_devnode(device)),
             subsystem: string(udev_device_get_subsystem(device)),
             action: action,
-            properties: properties(udev_device_get_properties_list_entry(device))
+            properties: properties(udev_device_get_properties_list_entry(device)),
+            devtype: string(udev_device_get_devtype(device))
         )
+        if value.subsystem == "wwan" {
+            // Not on remove: the attribute is gone with the device (the classifier falls back to the name).
+            if action != "remove", let type = string(udev_device_get_sysattr_value(device, "type")) {
+                value.wwanType = trimmed(type)
+            }
+        }
         // The USB device is the interface's parent. Not "the nearest usb_device above the tty": while a device
         // is being added (its tty announced before its parents exist), that would be the root hub.
         if let interface = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_interface") {
@@ -152,6 +201,15 @@ enum UdevReading {
                     attributes: sysattrs(usb, names: usbDeviceAttributes)
                 )
             }
+        } else if value.subsystem == "wwan", action != "remove",
+            let pci = udev_device_get_parent_with_subsystem_devtype(device, "pci", nil),
+            let pciSyspath = string(udev_device_get_syspath(pci)),
+            let address = PCIAddress.nearest(in: value.syspath), pciSyspath.hasSuffix("/\(address)")
+        {
+            // A PCIe module: the nearest PCI device is the module (its address is the slot). libudev's parent is the
+            // nearest one that exists: while the module's own PCI device is not there yet (its ports announced
+            // first), that is the bridge above it. Only the device whose address is in the port's path counts.
+            value.pciDevice = PciParent(syspath: pciSyspath, attributes: sysattrs(pci, names: pciAttributes))
         }
         return value
     }

@@ -21,13 +21,15 @@ struct SourceBox: @unchecked Sendable {
     let source: any DispatchSourceRead
 }
 
-/// uevents of tty devices from udevd ("udev" netlink group: after the rules ran, with their properties).
+/// uevents of ports from udevd ("udev" netlink group: after the rules ran, with their properties): ttys and WWAN
+/// ports (subsystem "wwan", devtype "wwan_port"; the wwanN device's own events are dropped).
 ///
 /// Driven by a DispatchSource on the monitor's socket: no polling. `events` has one consumer; it finishes
 /// after `stop()`. An "add" event of a USB tty whose USB parents are not readable yet (umockdev, and a kernel
 /// racing udevd, can announce a child first) is re-read for up to `parentSettle` before it is delivered, on the
 /// monitor's own queue so the order of events is kept. A tty counts as USB when its syspath runs through a USB
-/// bus ("/usb"), which is how it can be recognised before its parents exist.
+/// bus ("/usb"), which is how it can be recognised before its parents exist; a WWAN port under a PCI bus
+/// ("/pci") waits likewise for its PCI device.
 public final class UdevMonitor: Sendable {
     public let events: AsyncStream<UdevDevice>
 
@@ -47,6 +49,7 @@ public final class UdevMonitor: Sendable {
                 throw UdevError("udev_monitor_new_from_netlink failed: \(String(cString: strerror(errno)))")
             }
             var rc = udev_monitor_filter_add_match_subsystem_devtype(monitor, "tty", nil)
+            if rc >= 0 { rc = udev_monitor_filter_add_match_subsystem_devtype(monitor, "wwan", nil) }
             if rc >= 0 { rc = udev_monitor_enable_receiving(monitor) }
             if rc < 0 {
                 udev_monitor_unref(monitor)
@@ -94,23 +97,30 @@ public final class UdevMonitor: Sendable {
                 defer { udev_device_unref(device) }
                 let action = UdevReading.string(udev_device_get_action(device))
                 let value = UdevReading.read(device, action: action)
-                return (value, value.subsystem == "tty" || value.subsystem == nil)
+                return (value, value.subsystem == nil || UdevReading.isPort(value))
             }
-            guard let (device, isTTY) = received else { return }
-            guard isTTY else { continue }
+            guard let (device, isPort) = received else { return }
+            guard isPort else { continue }
             continuation.yield(settled(device, udev: udev))
         }
     }
 
-    /// For an "add" of a tty under a USB device whose parents were not readable, re-read until they are.
+    /// For an "add" of a tty under a USB device (or of a WWAN port under a PCI device) whose parents were not
+    /// readable, re-read until they are.
     private static func settled(_ device: UdevDevice, udev: Udev) -> UdevDevice {
-        guard device.action == "add", device.usbDevice == nil, device.syspath.contains("/usb") else { return device }
+        guard device.action == "add" else { return device }
+        let usbPending = device.usbDevice == nil && device.syspath.contains("/usb")
+        let pciPending = device.subsystem == "wwan" && !usbPending && device.pciDevice == nil
+            && device.syspath.contains("/pci")
+        guard usbPending || pciPending else { return device }
         let step: Duration = .milliseconds(50)
         var waited: Duration = .zero
         while waited < parentSettle {
             usleep(50_000)
             waited += step
-            if var fresh = udev.device(syspath: device.syspath), fresh.usbDevice != nil {
+            if var fresh = udev.device(syspath: device.syspath),
+                usbPending ? fresh.usbDevice != nil : fresh.pciDevice != nil
+            {
                 fresh.action = device.action
                 // Keep the event's own properties where the fresh read has none (a device not in the db yet).
                 if fresh.properties.isEmpty { fresh.properties = device.properties }

@@ -10,15 +10,19 @@ import Glibc
 import Musl
 #endif
 
-/// `cellprov ports [--monitor] [--json]`: the ttys udev knows, what each is for, and which one cellprov would use.
+/// `cellprov ports [--monitor] [--json]`: the ttys and WWAN ports udev knows, what each is for, and which one
+/// cellprov would use.
 struct PortsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ports",
         abstract: "List serial ports with their role, module slot and USB serial; optionally follow hotplug.",
         discussion: """
-            One line per tty: device node, role, module slot (the USB device's ID_PATH), USB serial, reason. \
+            One line per tty or WWAN port (a PCIe module's /dev/wwan0at0...): device node, role, module slot (the \
+            USB device's ID_PATH, or the PCI device as pci-0000:55:00.0), USB serial, reason. \
             The port cellprov uses in each module is marked '*' (JSON: "chosen": true). Roles come from our udev \
-            rules (CELLPROV_PORT_ROLE), else the port table, else ModemManager's hints, else 'unknown'. \
+            rules (CELLPROV_PORT_ROLE), else the port table, else ModemManager's hints, else 'unknown'; a WWAN \
+            port's kernel type comes first (only AT ports are ever opened), then the rules, the table, and the \
+            kernel's order (the first AT port). \
             Non-USB ports nothing names (virtual terminals, on-board UARTs) are listed only with --all. \
             With --monitor, add and remove events follow the list until SIGINT or SIGTERM.
             """
@@ -63,7 +67,7 @@ struct PortsCommand: AsyncParsableCommand {
 
         var known: [String: PortDecision] = [:]
         var lines: [(PortDecision, Bool)] = []
-        let decisions = udev.enumerateTTYs().map { PortClassifier.classify(PortCandidate($0), table: table) }
+        let decisions = udev.enumeratePorts().map { PortClassifier.classify(PortCandidate($0), table: table) }
         for decision in decisions { known[decision.devnode] = decision }
         let chosen = Set(PortClassifier.chooseATPorts(decisions).compactMap(\.atPort?.devnode))
         for decision in decisions where all || Self.isInteresting(decision) {

@@ -17,7 +17,11 @@ struct ProbeCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "AT ports to read (e.g. /dev/ttyUSB2).")
+    @Argument(
+        help: """
+            AT ports to read (e.g. /dev/ttyUSB2, or a PCIe module's WWAN port /dev/wwan0at0: found out from sysfs, \
+            opened without termios; a WWAN port of another type, MBIM or QCDM, is refused).
+            """)
     var ports: [String]
 
     @Flag(help: "One JSON object per port per line on stdout, with full identifiers.")

@@ -387,3 +387,193 @@ struct PortTableParserTests {
         }
     }
 }
+
+// MARK: - WWAN framework ports (PCIe modules)
+
+/// A WWAN port as udev presents it: subsystem "wwan", devtype "wwan_port", the sysfs `type` (nil: Linux 5.13), the
+/// PCI device above it (drivers/net/wwan/wwan_core.c; the MHI layout of mhi_wwan_ctrl).
+func wwanPort(
+    _ name: String, type: String?, pci: String = "0000:55:00.0", ids: (String, String, String, String),
+    tty: [String: String] = [:]
+) -> PortCandidate {
+    let pciSyspath = "/sys/devices/pci0000:00/0000:00:1c.0/\(pci)"
+    var properties = ["DEVNAME": "/dev/\(name)", "SUBSYSTEM": "wwan", "DEVTYPE": "wwan_port"]
+    properties.merge(tty) { _, new in new }
+    return PortCandidate(
+        devnode: "/dev/\(name)", properties: properties,
+        syspath: "\(pciSyspath)/mhi0/wwan/wwan0/\(name)", subsystem: "wwan", wwanTypeAttribute: type,
+        pciParentSyspath: pciSyspath,
+        pciAttributes: [
+            "vendor": "0x\(ids.0)", "device": "0x\(ids.1)", "subsystem_vendor": "0x\(ids.2)",
+            "subsystem_device": "0x\(ids.3)",
+        ])
+}
+
+/// Quectel RM520N-GL in PCIe mode (1eac:1007): DUN -> wwan0at0, MBIM, DIAG -> wwan0qcdm0, NMEA (Linux
+/// drivers/bus/mhi/host/pci_generic.c, mhi_quectel_rm5xx_channels).
+func rm520n(_ name: String, type: String?, tty: [String: String] = [:]) -> PortCandidate {
+    wwanPort(name, type: type, ids: ("1eac", "1007", "1eac", "5007"), tty: tty)
+}
+
+/// Telit FN990 (Qualcomm 17cb:0308, subsystem 1c5d:2010): DUN -> wwan0at0, DUN2 -> wwan0at1.
+func fn990(_ name: String, type: String?, tty: [String: String] = [:]) -> PortCandidate {
+    wwanPort(name, type: type, pci: "0000:56:00.0", ids: ("17cb", "0308", "1c5d", "2010"), tty: tty)
+}
+
+let wwanCases: [ClassifyCase] = [
+    .init(name: "RM520N wwan0at0: the only AT port", candidate: rm520n("wwan0at0", type: "AT"), role: .at,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "RM520N wwan0mbim0", candidate: rm520n("wwan0mbim0", type: "MBIM"), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "RM520N wwan0qcdm0", candidate: rm520n("wwan0qcdm0", type: "QCDM"), role: .qcdm, evidence: .kernel,
+          slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "RM520N wwan0nmea0", candidate: rm520n("wwan0nmea0", type: "NMEA"), role: .gps, evidence: .kernel,
+          slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "firehose (EDL) port", candidate: rm520n("wwan0firehose0", type: "FIREHOSE"), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "a port type of a later kernel", candidate: rm520n("wwan0foo0", type: "FOO"), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    // A rule can never make a non-AT port cellprov's: the kernel's type is final.
+    .init(name: "MBIM port a rule calls at",
+          candidate: rm520n("wwan0mbim0", type: "MBIM", tty: ["CELLPROV_PORT_ROLE": "at"]), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "RM520N wwan0at0 with our rules", candidate: rm520n("wwan0at0", type: "AT",
+          tty: ["CELLPROV_PORT_ROLE": "at", "ID_MM_PORT_IGNORE": "1"]), role: .at, evidence: .rules,
+          slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "unlisted module's second AT port", candidate: rm520n("wwan0at1", type: "AT"), role: .atSecondary,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    // Telit FN990: two AT ports; the table (keyed by PCI subsystem IDs) takes DUN2.
+    .init(name: "FN990 wwan0at0 (table)", candidate: fn990("wwan0at0", type: "AT"), role: .atSecondary,
+          evidence: .table, slot: "pci-0000:56:00.0", family: "telit-fn990"),
+    .init(name: "FN990 wwan0at1 (table)", candidate: fn990("wwan0at1", type: "AT"), role: .at, evidence: .table,
+          slot: "pci-0000:56:00.0", family: "telit-fn990"),
+    .init(name: "FN990 wwan0at1 (rules)", candidate: fn990("wwan0at1", type: "AT", tty: [
+              "CELLPROV_PORT_ROLE": "at", "CELLPROV_MODULE": "telit-fn990", "ID_MM_PORT_IGNORE": "1",
+          ]), role: .at, evidence: .rules, slot: "pci-0000:56:00.0", family: "telit-fn990"),
+    // Linux 5.13: no type attribute, names wwan0p1AT.
+    .init(name: "Linux 5.13 wwan0p1AT", candidate: rm520n("wwan0p1AT", type: nil), role: .at, evidence: .kernel,
+          slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "Linux 5.13 wwan0p2MBIM", candidate: rm520n("wwan0p2MBIM", type: nil), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "type attribute beats the name", candidate: rm520n("wwan0at0", type: "QMI"), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+    .init(name: "a node name nothing understands", candidate: rm520n("modem-at", type: nil), role: .ignored,
+          evidence: .kernel, slot: "pci-0000:55:00.0", family: nil),
+]
+
+@Suite("PortClassifierTests.WWAN")
+struct WWANClassifierTests {
+    let table: PortTable
+
+    init() throws { table = try repositoryPortTable() }
+
+    @Test(arguments: wwanCases)
+    func classify(_ c: ClassifyCase) {
+        let d = PortClassifier.classify(c.candidate, table: table)
+        #expect(d.role == c.role)
+        #expect(d.evidence == c.evidence)
+        #expect(d.slot == c.slot)
+        #expect(d.family == c.family)
+        #expect(!d.reason.isEmpty)
+        #expect(d.usbSerial == nil)
+    }
+
+    @Test func decisionCarriesPCIIDsAndThePortName() {
+        let d = PortClassifier.classify(fn990("wwan0at1", type: "AT"), table: table)
+        #expect(d.vendorID == "17cb" && d.productID == "0308" && d.interfaceNumber == "at1")
+        #expect(d.reason.contains("1c5d:2010") && d.reason.contains("telit-fn990"))
+        let mbim = PortClassifier.classify(rm520n("wwan0mbim0", type: "MBIM"), table: table)
+        #expect(mbim.reason.contains("MBIM") && mbim.reason.contains("never opened"))
+    }
+
+    @Test func choosesTheATPortOfEachPCIeModule() {
+        let ports = [
+            rm520n("wwan0at0", type: "AT"), rm520n("wwan0mbim0", type: "MBIM"), rm520n("wwan0qcdm0", type: "QCDM"),
+            fn990("wwan1at0", type: "AT"), fn990("wwan1at1", type: "AT"), fn990("wwan1mbim0", type: "MBIM"),
+        ]
+        let modules = PortClassifier.chooseATPorts(ports.map { PortClassifier.classify($0, table: table) })
+        #expect(modules.map(\.slot) == ["pci-0000:55:00.0", "pci-0000:56:00.0"])
+        #expect(modules.map { $0.atPort?.devnode } == ["/dev/wwan0at0", "/dev/wwan1at1"])
+        #expect(modules[1].family == "telit-fn990")
+        #expect(modules[0].ports.map(\.devnode) == ["/dev/wwan0at0", "/dev/wwan0mbim0", "/dev/wwan0qcdm0"])
+    }
+
+    @Test func aModuleWithoutAnATPortGetsNone() {
+        let ports = [rm520n("wwan0mbim0", type: "MBIM"), rm520n("wwan0qcdm0", type: "QCDM")]
+        let modules = PortClassifier.chooseATPorts(ports.map { PortClassifier.classify($0, table: table) })
+        #expect(modules.count == 1 && modules[0].atPort == nil)
+        #expect(!ports.contains { PortClassifier.shouldProbeUnknown($0, probeUnknown: true, table: table) })
+    }
+
+    @Test func slotWithoutThePCIParentComesFromTheSyspath() {
+        var port = rm520n("wwan0at0", type: "AT")
+        port.pciParentSyspath = nil
+        port.pciAttributes = [:]
+        #expect(port.slot == "pci-0000:55:00.0")
+        // On no PCI bus at all (an SoC's rpmsg modem): the device the wwanN sits on.
+        let soc = PortCandidate(
+            devnode: "/dev/wwan0at0", syspath: "/sys/devices/platform/soc/remoteproc0/rpmsg/wwan/wwan0/wwan0at0",
+            subsystem: "wwan", wwanTypeAttribute: "AT")
+        #expect(soc.slot == "/sys/devices/platform/soc/remoteproc0/rpmsg")
+        // While the module's PCI device is not readable yet, the nearest existing PCI parent is the bridge above it:
+        // the port's own path still names the module.
+        var early = rm520n("wwan0at0", type: "AT")
+        early.pciParentSyspath = "/sys/devices/pci0000:00/0000:00:1c.0"
+        #expect(early.slot == "pci-0000:55:00.0")
+        #expect(PortClassifier.classify(soc, table: table).role == .at)
+    }
+
+    @Test func aWWANPortOnUSBBelongsToItsUSBModule() {
+        // A WWAN port under a USB interface groups with the module's ttys: the USB device's ID_PATH.
+        var port = ec25(3)
+        port.devnode = "/dev/wwan0at0"
+        port.subsystem = "wwan"
+        port.wwanTypeAttribute = "AT"
+        let d = PortClassifier.classify(port, table: table)
+        #expect(d.slot == "pci-0000:00:14.0-usb-0:1" && d.role == .at && d.evidence == .kernel)
+    }
+
+    struct NameCase: Sendable, CustomTestStringConvertible {
+        var text: String
+        var parsed: WWANPortName?
+        var testDescription: String { text }
+    }
+
+    static let names: [NameCase] = [
+        .init(text: "wwan0at0", parsed: .init(device: 0, type: "AT", index: 0)),
+        .init(text: "/dev/wwan1at1", parsed: .init(device: 1, type: "AT", index: 1)),
+        .init(text: "wwan0mbim0", parsed: .init(device: 0, type: "MBIM", index: 0)),
+        .init(text: "wwan0firehose0", parsed: .init(device: 0, type: "FIREHOSE", index: 0)),
+        .init(text: "wwan0p1AT", parsed: .init(device: 0, type: "AT", index: nil)),
+        .init(text: "wwan0p12MBIM", parsed: .init(device: 0, type: "MBIM", index: nil)),
+        .init(text: "wwan0", parsed: nil),
+        .init(text: "ttyUSB2", parsed: nil),
+        .init(text: "wwanat0", parsed: nil),
+        .init(text: "wwan0at", parsed: nil),
+        .init(text: "wwan0at0x", parsed: nil),
+        .init(text: "wwan0p1", parsed: nil),
+    ]
+
+    @Test(arguments: names)
+    func parsesKernelNames(_ c: NameCase) {
+        #expect(WWANPortName(kernelName: c.text) == c.parsed)
+    }
+
+    @Test func pciAddresses() {
+        #expect(PCIAddress.nearest(in: "/sys/devices/pci0000:00/0000:00:1c.0/0000:55:00.0/mhi0/wwan/wwan0/wwan0at0")
+            == "0000:55:00.0")
+        #expect(PCIAddress.nearest(in: "/sys/devices/platform/soc/wwan/wwan0/wwan0at0") == nil)
+        #expect(!PCIAddress.isAddress("pci0000:00") && !PCIAddress.isAddress("0000:00:1c.8"))
+    }
+
+    @Test func tableRowsForWWANPorts() throws {
+        #expect(table.lookupWWAN(vendor: "1c5d", product: "2010", port: "at1")?.role == .at)
+        #expect(table.lookupWWAN(vendor: "1C5D", product: "0x2010", port: "AT0")?.role == .atSecondary)
+        #expect(table.lookupWWAN(vendor: "1eac", product: "5007", port: "at0") == nil)
+        let parsed = try PortTable(tsv: PortTableParserTests.header + "1c5d\t2010\tAT1\tat\ttelit-fn990\tprobed\tsrc\n")
+        #expect(parsed.rows.first?.interface == "at1")
+        #expect(throws: PortTable.ParseError.self) {
+            try PortTable(tsv: PortTableParserTests.header + "1c5d\t2010\tat\tat\ttelit-fn990\t\t\n")
+        }
+    }
+}

@@ -1,7 +1,9 @@
 #!/bin/sh
 # umockdev integration tests: port discovery (test_discovery.py: udev enumeration, classification, hotplug, probe
 # through a simulated modem), then cellprovd (test_daemon.py: slots from udev, identities, unplug/re-plug, unknown
-# ports, SIGTERM, no identifiers in its log). Called by `make test`; run alone from the repository root after
+# ports, SIGTERM, no identifiers in its log), then Linux WWAN framework ports of PCIe modules (test_wwan.py:
+# /dev/wwan0at0 without termios or TIOCEXCL, MBIM/QCDM never opened, ports, probe, daemon, hotplug). Called by
+# `make test`; run alone from the repository root after
 # `swift build`:
 #   Tests/umockdev/run.sh            (UMOCKDEV_TEST_VERBOSE=1 for the children's stderr)
 # Exit status: 0 passed or skipped (with a SKIP line saying why), non-zero on failure.
@@ -44,3 +46,4 @@ run_test() {
 
 run_test test_discovery.py
 run_test test_daemon.py
+run_test test_wwan.py

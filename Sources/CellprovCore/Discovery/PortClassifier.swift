@@ -10,6 +10,12 @@
 //   4. nothing: `unknown` for a USB port, `ignore` for a non-USB one (a platform UART modem is named by a
 //      local udev rule setting CELLPROV_PORT_ROLE=at, which is evidence 1).
 //
+// A WWAN framework port (PCIe modules: subsystem "wwan", see WWANPort.swift) is decided differently: its kernel
+// port type comes first and is final for every type but AT (an MBIM, QMI, QCDM, FIREHOSE... port is never opened,
+// whatever a rule says); an AT port then follows our rules, then the table (keyed by the module's PCI subsystem
+// IDs and the port's name, "at1"), then the kernel's order: the module's first AT port ("at0") is `at`, further
+// ones `at-secondary`. ModemManager's hints are not used for WWAN ports: MM probes every WWAN AT port itself.
+//
 // The table comes before ModemManager's hints on purpose: for a module it knows, the table picks the AT port
 // ModemManager does NOT use as its primary (e.g. the EC25's interface 03, where MM's hint says 02), so
 // when our rules are not installed but MM's are, following MM's hint would make cellprov share MM's port.
@@ -44,6 +50,8 @@ public enum PortRole: String, Sendable, Hashable, Codable, CaseIterable {
 public enum PortEvidence: String, Sendable, Hashable, Codable, Comparable {
     case rules
     case table
+    /// The WWAN framework's port type and name (a PCIe module's ports): see WWANPort.swift.
+    case kernel
     case modemManager = "modem-manager"
     case none
 
@@ -51,8 +59,9 @@ public enum PortEvidence: String, Sendable, Hashable, Codable, Comparable {
         switch self {
         case .rules: 0
         case .table: 1
-        case .modemManager: 2
-        case .none: 3
+        case .kernel: 2
+        case .modemManager: 3
+        case .none: 4
         }
     }
 
@@ -74,13 +83,22 @@ public struct PortCandidate: Sendable, Equatable {
     public var usbProperties: [String: String]
     /// The usb_device parent's sysfs attributes (idVendor, idProduct, serial...).
     public var usbAttributes: [String: String]
-    /// The tty's syspath, when known (only used to tell virtual terminals apart).
+    /// The port's syspath, when known (tells virtual terminals apart; a WWAN port's PCI address is in it).
     public var syspath: String?
+    /// The udev subsystem: "tty", or "wwan" for a WWAN framework port.
+    public var subsystem: String?
+    /// A WWAN port's sysfs `type` attribute ("AT", "MBIM"...); nil on Linux 5.13, which had none.
+    public var wwanTypeAttribute: String?
+    /// The nearest PCI device above the port (a PCIe module), when it is not a USB port.
+    public var pciParentSyspath: String?
+    /// That PCI device's sysfs attributes: vendor, device, subsystem_vendor, subsystem_device ("0x1eac").
+    public var pciAttributes: [String: String]
 
     public init(
         devnode: String, properties: [String: String] = [:], usbInterface: [String: String]? = nil,
         usbParentSyspath: String? = nil, usbProperties: [String: String] = [:], usbAttributes: [String: String] = [:],
-        syspath: String? = nil
+        syspath: String? = nil, subsystem: String? = nil, wwanTypeAttribute: String? = nil,
+        pciParentSyspath: String? = nil, pciAttributes: [String: String] = [:]
     ) {
         self.devnode = devnode
         self.properties = properties
@@ -89,6 +107,43 @@ public struct PortCandidate: Sendable, Equatable {
         self.usbProperties = usbProperties
         self.usbAttributes = usbAttributes
         self.syspath = syspath
+        self.subsystem = subsystem
+        self.wwanTypeAttribute = wwanTypeAttribute
+        self.pciParentSyspath = pciParentSyspath
+        self.pciAttributes = pciAttributes
+    }
+
+    /// True for a WWAN framework port (a character device, not a tty).
+    public var isWWAN: Bool {
+        (subsystem ?? properties["SUBSYSTEM"]) == "wwan" || properties["DEVTYPE"] == "wwan_port"
+    }
+
+    /// The WWAN port's kernel name, parsed from the devnode (or the syspath); nil for a tty.
+    public var wwanName: WWANPortName? {
+        guard isWWAN else { return nil }
+        return WWANPortName(kernelName: devnode) ?? syspath.flatMap { WWANPortName(kernelName: $0) }
+    }
+
+    /// The WWAN port type: the sysfs `type` attribute, else (Linux 5.13) the name's suffix.
+    public var wwanType: String? {
+        guard isWWAN else { return nil }
+        if let attribute = wwanTypeAttribute.map(PortKeys.trim), !attribute.isEmpty { return attribute.uppercased() }
+        return wwanName?.type
+    }
+
+    /// The PCI device's vendor and device IDs (what `lspci -nn` shows; for Qualcomm-based modules the chipset's).
+    public var pciID: (vendor: String, device: String)? {
+        guard let vendor = PortKeys.hex4(pciAttributes["vendor"]), let device = PortKeys.hex4(pciAttributes["device"])
+        else { return nil }
+        return (vendor, device)
+    }
+
+    /// The PCI subsystem vendor and device IDs: the module maker's (Telit 1c5d:2010 on a Qualcomm 17cb:0308).
+    public var pciSubsystemID: (vendor: String, device: String)? {
+        guard let vendor = PortKeys.hex4(pciAttributes["subsystem_vendor"]),
+            let device = PortKeys.hex4(pciAttributes["subsystem_device"])
+        else { return nil }
+        return (vendor, device)
     }
 
     /// True when the tty sits on a USB device (a parent was found, or udev says ID_BUS=usb).
@@ -96,14 +151,16 @@ public struct PortCandidate: Sendable, Equatable {
         usbParentSyspath != nil || usbInterface != nil || properties["ID_BUS"] == "usb"
     }
 
-    /// idVendor, 4 lower-case hex digits.
+    /// idVendor, 4 lower-case hex digits; for a PCIe module's WWAN port, the PCI vendor.
     public var vendorID: String? {
-        PortKeys.hex4(usbAttributes["idVendor"] ?? usbProperties["ID_VENDOR_ID"] ?? properties["ID_VENDOR_ID"])
+        if isWWAN && !isUSB { return pciID?.vendor }
+        return PortKeys.hex4(usbAttributes["idVendor"] ?? usbProperties["ID_VENDOR_ID"] ?? properties["ID_VENDOR_ID"])
     }
 
-    /// idProduct, 4 lower-case hex digits.
+    /// idProduct, 4 lower-case hex digits; for a PCIe module's WWAN port, the PCI device.
     public var productID: String? {
-        PortKeys.hex4(usbAttributes["idProduct"] ?? usbProperties["ID_MODEL_ID"] ?? properties["ID_MODEL_ID"])
+        if isWWAN && !isUSB { return pciID?.device }
+        return PortKeys.hex4(usbAttributes["idProduct"] ?? usbProperties["ID_MODEL_ID"] ?? properties["ID_MODEL_ID"])
     }
 
     /// bInterfaceNumber, 2 lower-case hex digits.
@@ -125,9 +182,19 @@ public struct PortCandidate: Sendable, Equatable {
     }
 
     /// The module's slot: the USB device's ID_PATH (e.g. "pci-0000:00:14.0-usb-0:2"); if only the tty's
-    /// ID_PATH is known, that with its ":config.interface" suffix removed; else the USB device's syspath; for
-    /// a non-USB port, the devnode.
+    /// ID_PATH is known, that with its ":config.interface" suffix removed; else the USB device's syspath. A PCIe
+    /// module's WWAN port: its PCI device, as udev's path_id spells it ("pci-0000:55:00.0"), the physical M.2
+    /// slot as the USB port is for a USB module. Any other non-USB port: the devnode.
     public var slot: String {
+        if isWWAN && !isUSB {
+            // The port's own path first: it names the module's PCI device even before that device can be read.
+            let address = syspath.flatMap { PCIAddress.nearest(in: $0) }
+                ?? pciParentSyspath.flatMap { PCIAddress.nearest(in: $0) }
+            if let address { return "pci-\(address)" }
+            // A WWAN device on no PCI bus (an SoC's rpmsg modem): the device the wwanN sits on.
+            if let syspath, let range = syspath.range(of: "/wwan/wwan") { return String(syspath[..<range.lowerBound]) }
+            return devnode
+        }
         guard isUSB else { return devnode }
         if let path = usbProperties["ID_PATH"], !path.isEmpty { return path }
         if let path = properties["ID_PATH"], !path.isEmpty { return PortKeys.stripInterfaceSuffix(path) }
@@ -213,6 +280,7 @@ public enum PortClassifier {
         let usbID = "\(decision.vendorID ?? "?"):\(decision.productID ?? "?")"
         let interface = decision.interfaceNumber ?? candidate.interfaceClassTriple ?? "?"
         let mmNote = isSet(candidate.properties["ID_MM_PORT_IGNORE"]) ? "; ModemManager ignores it" : ""
+        if candidate.isWWAN { return classifyWWAN(candidate, decision: decision, table: table, mmNote: mmNote) }
 
         // The table's row, if any: its family names the module whatever the evidence for the role.
         var row: PortTable.Row?
@@ -265,6 +333,71 @@ public enum PortClassifier {
         }
         decision.role = .unknown
         decision.reason = "no rule, table row or ModemManager hint for \(usbID) interface \(interface)" + mmNote
+        return decision
+    }
+
+    /// A WWAN framework port: the kernel's port type first (final unless AT), then for an AT port our rules, the
+    /// table, and the kernel's order (see the top of this file).
+    static func classifyWWAN(
+        _ candidate: PortCandidate, decision start: PortDecision, table: PortTable, mmNote: String
+    ) -> PortDecision {
+        var decision = start
+        let name = candidate.wwanName
+        decision.interfaceNumber = name?.portKey
+        decision.usbSerial = candidate.isUSB ? candidate.usbSerial : nil
+        let portName = name?.description ?? "WWAN port"
+        guard let type = candidate.wwanType else {
+            decision.role = .ignored
+            decision.evidence = .kernel
+            decision.reason = "WWAN port of unknown type (no type attribute, name not understood): never opened"
+            return decision
+        }
+        if let fixed = WWANPortType.fixedRole(type) {
+            decision.role = fixed
+            decision.evidence = .kernel
+            decision.reason = "WWAN \(type) port: never opened (kernel port type)"
+            return decision
+        }
+        // The module's identity for the table: the PCI subsystem IDs (the module maker's), or the USB IDs.
+        let ids: (vendor: String, device: String)? =
+            candidate.isUSB
+            ? candidate.vendorID.flatMap { v in candidate.productID.map { (v, $0) } } : candidate.pciSubsystemID
+        let moduleID = ids.map { "\($0.vendor):\($0.device)" } ?? "?"
+        var row: PortTable.Row?
+        if let ids, let key = name?.portKey {
+            row = table.lookupWWAN(vendor: ids.vendor, product: ids.device, port: key)
+        }
+        if decision.family == nil { decision.family = row?.family }
+
+        if let value = nonEmpty(candidate.properties["CELLPROV_PORT_ROLE"]), let role = PortRole(ruleValue: value) {
+            decision.role = role
+            decision.evidence = .rules
+            decision.reason = "udev rules: CELLPROV_PORT_ROLE=\(role.rawValue) on WWAN AT port \(portName)"
+                + (decision.family.map { " (\($0))" } ?? "") + mmNote
+            return decision
+        }
+        if let row {
+            decision.role = row.role
+            decision.evidence = .table
+            decision.reason = "port table: module \(moduleID) WWAN port \(row.interface) is \(row.role.rawValue) "
+                + "(\(row.family))" + mmNote
+            return decision
+        }
+        decision.evidence = .kernel
+        // The kernel lets ModemManager open the same WWAN port: only our rules' ID_MM_PORT_IGNORE keeps it off.
+        let hidden = mmNote.isEmpty ? "; not hidden from ModemManager (install udev/77-cellprov.rules)" : mmNote
+        switch name?.index {
+        case 0?:
+            decision.role = .at
+            decision.reason = "WWAN AT port \(portName): the module's first AT port" + hidden
+        case let index?:
+            decision.role = .atSecondary
+            decision.reason = "WWAN AT port \(portName): AT port \(index + 1) of the module, left to ModemManager"
+                + mmNote
+        case nil:
+            decision.role = .at
+            decision.reason = "WWAN AT port \(portName) (Linux 5.13 naming: its only AT port)" + hidden
+        }
         return decision
     }
 

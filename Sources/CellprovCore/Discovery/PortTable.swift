@@ -3,13 +3,15 @@
 ///
 /// Format: UTF-8, tab-separated; '#' lines and blank lines are skipped; the first other line is the header,
 /// which must name at least `vid`, `pid`, `interface`, `role` and `family` (other columns, such as `mm_role`
-/// and `source`, are kept as they are but not interpreted). `interface` is a bInterfaceNumber ("03") or a
-/// class/subclass/protocol triple ("ff/02/01"). Hex is accepted in either case and stored lower-case.
+/// and `source`, are kept as they are but not interpreted). `interface` is a bInterfaceNumber ("03"), a
+/// class/subclass/protocol triple ("ff/02/01"), or a WWAN port's name without its device ("at1"), in which case
+/// `vid` and `pid` are the module's PCI subsystem vendor and device IDs. Hex is accepted in either case and stored
+/// lower-case.
 public struct PortTable: Sendable, Equatable {
     public struct Row: Sendable, Equatable {
         public var vendorID: String
         public var productID: String
-        /// "03", or "ff/02/01".
+        /// "03", "ff/02/01", or a WWAN port "at1".
         public var interface: String
         public var role: PortRole
         public var family: String
@@ -93,7 +95,8 @@ public struct PortTable: Sendable, Equatable {
                 throw ParseError(line: lineNumber, message: "'pid' is not 4 hex digits")
             }
             guard let interface = Self.interfaceKey(try need("interface")) else {
-                throw ParseError(line: lineNumber, message: "'interface' is neither 2 hex digits nor xx/xx/xx")
+                throw ParseError(
+                    line: lineNumber, message: "'interface' is neither 2 hex digits nor xx/xx/xx nor a WWAN port (at0)")
             }
             let roleText = try need("role")
             guard let role = PortRole(ruleValue: roleText), role != .unknown else {
@@ -127,21 +130,40 @@ public struct PortTable: Sendable, Equatable {
         return nil
     }
 
+    /// The row for a WWAN port: the module's PCI subsystem IDs (or USB IDs) and the port's name ("at1").
+    public func lookupWWAN(vendor: String, product: String, port: String) -> Row? {
+        guard let vendor = PortKeys.hex4(vendor), let product = PortKeys.hex4(product),
+            let port = Self.wwanPortKey(port), let i = index["\(vendor):\(product):\(port)"]
+        else { return nil }
+        return rows[i]
+    }
+
     /// Whether the table has any row for this VID:PID (a known module).
     public func knows(vendor: String, product: String) -> Bool {
         guard let vendor = PortKeys.hex4(vendor), let product = PortKeys.hex4(product) else { return false }
         return rows.contains { $0.vendorID == vendor && $0.productID == product }
     }
 
-    /// "3" -> "03"; "FF/2/1" -> "ff/02/01"; nil for anything else.
+    /// "3" -> "03"; "FF/2/1" -> "ff/02/01"; "AT1" -> "at1"; nil for anything else.
     static func interfaceKey(_ text: String) -> String? {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         switch parts.count {
-        case 1: return PortKeys.hex2(text)
+        case 1: return PortKeys.hex2(text) ?? wwanPortKey(text)
         case 3:
             let hex = parts.compactMap { PortKeys.hex2(String($0)) }
             return hex.count == 3 ? hex.joined(separator: "/") : nil
         default: return nil
         }
+    }
+
+    /// A WWAN port name without its device: 2-10 letters and 1-3 digits ("at0", "mbim0"), lower-cased.
+    static func wwanPortKey(_ text: String) -> String? {
+        let lower = PortKeys.trim(text).lowercased()
+        let letters = lower.prefix { $0.isASCII && $0.isLetter }
+        let digits = lower.dropFirst(letters.count)
+        guard (2...10).contains(letters.count), (1...3).contains(digits.count),
+            digits.allSatisfy({ $0.isASCII && $0.isNumber })
+        else { return nil }
+        return lower
     }
 }
