@@ -53,10 +53,10 @@ public enum ATResponse {
     /// The first tagged value, else the first bare line holding a digit, else the first bare line; reduced to its
     /// first field without label (``IdentifierText/field(_:labels:)``).
     static func identifier(in lines: [String], tags: [String], labels: [String]) -> String? {
-        let raw: String?
-        if let tagged = value(in: lines, tags: tags, allowBare: false) {
-            raw = tagged
-        } else {
+        // The tagged remainder as written: `value(in:)` would trim the quotes of `"<iccid>",""` as if they were one.
+        var raw: String? = lines.lazy.compactMap { line in tags.lazy.compactMap { afterTag(line, $0) }.first }
+            .first.map(String.init)
+        if raw == nil {
             let bare = lines.filter { !looksTagged($0) }
             raw = bare.first { $0.contains { $0.isASCIIDigit } } ?? bare.first
         }

@@ -29,7 +29,9 @@ enum IdentifierText {
     ///   `+SQNCCID: "<iccid>",""`;
     /// - whitespace and quotes around what is left are trimmed.
     static func field(_ raw: some StringProtocol, labels: [String]) -> Substring {
-        var s = trimmed(raw)
+        // Blanks only: the quotes of `"<iccid>",""` are the fields', not a pair around the value.
+        var s = Substring(raw).drop { $0.isWhitespace }
+        while let last = s.last, last.isWhitespace { s.removeLast() }
         for label in labels {
             guard s.count > label.count, s.uppercased().hasPrefix(label) else { continue }
             let rest = s.dropFirst(label.count)
