@@ -20,17 +20,20 @@ public enum ATResponse {
     }
 
     /// Tags of IMEI answers: `+CGSN:` (TS 27.007 with `<snt>`; Fibocom, u-blox, Nordic quote the value), `+GSN:`
-    /// (Motorola G24), `#CGSN:` (Telit `AT#CGSN`), `IMEI:` (the ATI layout of Sierra and SIMCom).
-    public static let imeiTags = ["+CGSN:", "+GSN:", "#CGSN:", "IMEI:"]
+    /// (Motorola G24, Fibocom G510), `#CGSN:` (Telit `AT#CGSN`), `+SIMEI:` (SIMCom `AT+SIMEI?`), `+EGMR:` (Quectel
+    /// and MediaTek `AT+EGMR=0,7`), `+KGSN:` (Sierra HL `AT+KGSN=0`), `+IMEI:` (LuatOS AT firmware `AT+IMEI`),
+    /// `IMEI:` (the ATI layout of Sierra and SIMCom).
+    public static let imeiTags = ["+CGSN:", "+GSN:", "#CGSN:", "+SIMEI:", "+EGMR:", "+KGSN:", "+IMEI:", "IMEI:"]
     /// Tags of IMSI answers: `+CIMI:` (Neoway N58, AM20E and ML307B firmware tag the value), `IMSI:`.
     public static let imsiTags = ["+CIMI:", "IMSI:"]
     /// Tags of ICCID answers: `+CCID:` (TS 27.007 era, u-blox, Quectel), `+ICCID:` (SIMCom `AT+CICCID`, Fibocom
     /// `AT+ICCID`), `^ICCID:` (Huawei), `+QCCID:` (Quectel), `#CCID:` (Telit), `^SCID:` (Cinterion), `+CICCID:`,
     /// `!ICCID:` (Sierra), `+ZGETICCID:` (ZTE ME3630/MG2639), `%XICCID:` (Nordic nRF91), `%ICCID:` (Nordic nRF93,
-    /// Zephyr's driver), `+SQNCCID:` (Sequans Monarch), and the bare labels `ICCID:` / `CCID:`.
+    /// Zephyr's driver), `+SQNCCID:` (Sequans Monarch), `+MCCID:` (China Mobile OneMO ML307/M5311 `AT+MCCID`),
+    /// and the bare labels `ICCID:` / `CCID:`.
     public static let iccidTags = [
         "+CCID:", "+ICCID:", "^ICCID:", "+QCCID:", "#CCID:", "^SCID:", "+CICCID:", "!ICCID:", "+ZGETICCID:",
-        "%XICCID:", "%ICCID:", "+SQNCCID:", "ICCID:", "CCID:",
+        "%XICCID:", "%ICCID:", "+SQNCCID:", "+MCCID:", "ICCID:", "CCID:",
     ]
 
     /// IMEI from `AT+CGSN`, `AT+CGSN=1`, `AT+GSN` or a vendor command: bare digits, a tagged or quoted value, an
