@@ -20,7 +20,8 @@ public struct IdentityReadOptions: Sendable {
 /// Reads IMEI, IMSI, ICCID, manufacturer, model and revision from one AT port with as few commands as it can:
 /// ATE0, AT+CMEE=2, AT+CGMI, AT+CGMM, AT+CGMR, AT+CGSN, AT+CIMI, AT+CCID on a healthy modem (8), fallbacks only when
 /// an answer fails: AT+CGSN=1 and AT+GSN for the IMEI; a read of EF_IMSI (`AT+CRSM=176,28423,0,0,9`) for the IMSI;
-/// the vendor's ICCID command, a read of EF_ICCID and AT+ICCID for the ICCID. It waits on no fixed timer except after a timeout (to resynchronise) or a busy SIM (backoff).
+/// the vendor's ICCID command, a read of EF_ICCID and AT+ICCID for the ICCID. It waits on no fixed timer except after
+/// a timeout (to resynchronise) or a busy SIM (backoff).
 ///
 /// Nothing here assumes an IMEI is unique or constant: each read stands alone.
 public struct IdentityReader: Sendable {

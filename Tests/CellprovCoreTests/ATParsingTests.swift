@@ -597,7 +597,7 @@ extension ATParsingTests {
                 source: "constructed: the Huawei value in lower case"),
             EFIMSICase(
                 hex: "0831016210325476F8", digits: "31026012345678", code: nil,
-                source: "constructed per TS 31.102 §4.2.2 (pySim enc_imsi layout): 14 digits, parity bit clear, F filler"),
+                source: "constructed per TS 31.102 §4.2.2 (pySim enc_imsi layout): 14 digits, parity clear, F filler"),
             EFIMSICase(
                 hex: "08 49 06 20 28 11 90 80 74", digits: "460028211090847", code: nil,
                 source: "constructed: the Huawei value printed in bytes"),

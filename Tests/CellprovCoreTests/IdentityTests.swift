@@ -92,7 +92,9 @@ struct VectorTests {
 }
 
 extension VectorTests {
-    @Test("each transcript vector reads as expected (framer, classifier, IdentityAnswer)", arguments: try Vector.transcripts())
+    @Test(
+        "each transcript vector reads as expected (framer, classifier, IdentityAnswer)",
+        arguments: try Vector.transcripts())
     func transcript(_ v: Vector) throws {
         let command = try #require(v.command)
         var framer = ATFramer()

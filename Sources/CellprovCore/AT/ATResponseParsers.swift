@@ -80,7 +80,8 @@ public enum ATResponse {
     public static func crsm(in lines: [String]) -> CRSMAnswer? {
         guard let body = value(in: lines, tags: ["+CRSM:"], allowBare: false) else { return nil }
         let parts = body.split(separator: ",", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, let sw1 = statusByte(parts[0], isSW1: true), let sw2 = statusByte(parts[1], isSW1: false)
+        guard parts.count >= 2, let sw1 = statusByte(parts[0], isSW1: true),
+            let sw2 = statusByte(parts[1], isSW1: false)
         else { return nil }
         var data: String?
         if parts.count == 3 {
@@ -188,7 +189,8 @@ public enum IdentityAnswer {
             guard let answer = ATResponse.crsm(in: lines) else { return nil }
             guard answer.isSuccess else {
                 return Validated(value: nil, problems: [Problem(
-                    .imsiMissing, field: .imsi, message: "the SIM refused to read EF_IMSI (status \(answer.statusText))")])
+                    .imsiMissing, field: .imsi,
+                    message: "the SIM refused to read EF_IMSI (status \(answer.statusText))")])
             }
             return IMSI.validate(efIMSI: answer.data ?? "")
         }

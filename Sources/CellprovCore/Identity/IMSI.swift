@@ -35,8 +35,8 @@ public struct IMSI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
     ///
     /// 6 to 15 decimal digits (whitespace and quotes trimmed, an `IMSI:` label dropped, the first of several
     /// comma-separated fields kept, a value followed by junk after a blank cut to its first token), else nil with
-    /// `imsi_missing`, `imsi_format` or `imsi_length`. MCC 001 (test networks, 3GPP TS 34.108 test USIMs) and 999 (private networks,
-    /// E.212) return the value with the warning `imsi_test_network`.
+    /// `imsi_missing`, `imsi_format` or `imsi_length`. MCC 001 (test networks, 3GPP TS 34.108 test USIMs) and 999
+    /// (private networks, E.212) return the value with the warning `imsi_test_network`.
     public static func validate(_ raw: String) -> Validated<IMSI> {
         validate(raw, knownMNCLength: nil)
     }
@@ -110,7 +110,7 @@ extension IMSI {
         guard IdentifierText.isUpperHex(text), text.utf8.count.isMultiple(of: 2) else {
             return refuse(.imsiFormat, "the EF_IMSI contents are not hexadecimal bytes")
         }
-        let nibbles = text.utf8.map { Int($0 <= UInt8(ascii: "9") ? $0 - UInt8(ascii: "0") : $0 - UInt8(ascii: "A") + 10) }
+        let nibbles = text.compactMap(\.hexDigitValue)
         let bytes = stride(from: 0, to: nibbles.count, by: 2).map { nibbles[$0] << 4 | nibbles[$0 + 1] }
         let length = bytes[0]
         // 0xFF (or 0): an erased or never personalised file.
