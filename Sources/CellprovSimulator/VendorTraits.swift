@@ -40,7 +40,8 @@ import CellprovCore
 //   AT+CCID -> "+CCID: <iccid>" (same driver sends AT+CCID).
 // - Nordic nRF9160: no AT+CCID; AT%XICCID -> "%XICCID: <iccid, F-padded to 20>" (nRF91 AT Commands Reference
 //   example "8901234567012345678F"; Zephyr's nordic_nrf91_slm driver); bare AT+CGSN, "+CGSN: \"...\"" for =1;
-//   AT+CGMI "Nordic Semiconductor ASA", AT+CGMR "mfw_nrf9160_<version>" (public nRF9160 mocks).
+//   AT+CGMI "Nordic Semiconductor ASA" (sdk-nrf at_parser test), AT+CGMR "mfw_nrf9160_<version>" (public mocks).
+// - Manufacturer strings of Neoway, Sequans, ZTE and Fibocom are the companies' names, not verified answers.
 // - Sequans Monarch GM02S: no AT+CCID; AT+SQNCCID -> `+SQNCCID: "<iccid>",""` (Sequans module notes on GitHub,
 //   DPTechnics Walter driver).
 // - ZTE ME3630: AT+ZGETICCID -> "+ZGETICCID: <iccid>" (SparkFun MG2639 library, ME3630 drivers on GitHub);

@@ -537,6 +537,12 @@ extension ATParsingTests {
                   source: "Cinterion +CGMI string as named in the brief (PLS8 manual example not re-read here)"),
             Maker(cgmi: "Fibocom", dialect: "fibocom", iccidCommand: "AT+ICCID",
                   source: "Fibocom +CGMI string as named in the brief (L860 manual example not re-read here)"),
+            Maker(cgmi: "Nordic Semiconductor ASA", dialect: "nordic", iccidCommand: "AT%XICCID",
+                  source: "sdk-nrf at_parser test (AT+CGMI -> 'Nordic Semiconductor ASA'); AT%XICCID: nRF91 AT reference"),
+            Maker(cgmi: "SEQUANS Communications", dialect: "sequans", iccidCommand: "AT+SQNCCID",
+                  source: "Sequans' company name (the module's exact +CGMI text not verified); AT+SQNCCID: module notes"),
+            Maker(cgmi: "ZTE CORPORATION", dialect: "zte", iccidCommand: "AT+ZGETICCID",
+                  source: "ZTE's company name (exact +CGMI text not verified); AT+ZGETICCID: SparkFun MG2639 library"),
         ]
 
         @Test("dialect(forManufacturer:) recognises real +CGMI answers", arguments: makers)
