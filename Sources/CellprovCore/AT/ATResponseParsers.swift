@@ -24,8 +24,9 @@ public enum ATResponse {
     /// and MediaTek `AT+EGMR=0,7`), `+KGSN:` (Sierra HL `AT+KGSN=0`), `+IMEI:` (LuatOS AT firmware `AT+IMEI`),
     /// `IMEI:` (the ATI layout of Sierra and SIMCom).
     public static let imeiTags = ["+CGSN:", "+GSN:", "#CGSN:", "+SIMEI:", "+EGMR:", "+KGSN:", "+IMEI:", "IMEI:"]
-    /// Tags of IMSI answers: `+CIMI:` (Neoway N58, AM20E and ML307B firmware tag the value), `IMSI:`.
-    public static let imsiTags = ["+CIMI:", "IMSI:"]
+    /// Tags of IMSI answers: `+CIMI:` (Neoway N58, AM20E and ML307B firmware tag the value; Fibocom's `AT+CIMI?`
+    /// quotes it), `#CIMI:` (Telit `AT#CIMI`), `IMSI:`.
+    public static let imsiTags = ["+CIMI:", "#CIMI:", "IMSI:"]
     /// Tags of ICCID answers: `+CCID:` (TS 27.007 era, u-blox, Quectel), `+ICCID:` (SIMCom `AT+CICCID`, Fibocom
     /// `AT+ICCID`), `^ICCID:` (Huawei), `+QCCID:` (Quectel), `#CCID:` (Telit), `^SCID:` (Cinterion), `+CICCID:`,
     /// `!ICCID:` (Sierra), `+ZGETICCID:` (ZTE ME3630/MG2639), `%XICCID:` (Nordic nRF91), `%ICCID:` (Nordic nRF93,
