@@ -19,7 +19,9 @@ public struct IdentityReadOptions: Sendable {
 
 /// Reads IMEI, IMSI, ICCID, manufacturer, model and revision from one AT port with as few commands as it can:
 /// ATE0, AT+CMEE=2, AT+CGMI, AT+CGMM, AT+CGMR, AT+CGSN, AT+CIMI, AT+CCID on a healthy modem (8), fallbacks only when
-/// an answer fails. It waits on no fixed timer except after a timeout (to resynchronise) or a busy SIM (backoff).
+/// an answer fails: AT+CGSN=1 and AT+GSN for the IMEI; a read of EF_IMSI (`AT+CRSM=176,28423,0,0,9`) for the IMSI;
+/// the vendor's ICCID command, a read of EF_ICCID and AT+ICCID for the ICCID. It waits on no fixed timer except after
+/// a timeout (to resynchronise) or a busy SIM (backoff).
 ///
 /// Nothing here assumes an IMEI is unique or constant: each read stands alone.
 public struct IdentityReader: Sendable {
@@ -155,9 +157,8 @@ struct Session {
         var firstProblems: [Problem]?
         for cmd in ["AT+CGSN", "AT+CGSN=1", "AT+GSN"] {
             guard case .answer(let a)? = await sendIfRunning(cmd), a.result.isSuccess,
-                let raw = ATResponse.imei(in: a.lines)
+                let v = IdentityAnswer.imei(in: a.lines)
             else { continue }
-            let v = IMEI.validate(raw)
             if let value = v.value {
                 problems += v.problems
                 return value
@@ -169,20 +170,35 @@ struct Session {
         return nil
     }
 
+    /// AT+CIMI; when it fails (ERROR, an error other than a SIM state, no or no valid value), the IMSI is read
+    /// from EF_IMSI instead. A SIM condition (absent, PIN, PUK) ends the read: EF_IMSI needs the PIN too.
     mutating func readIMSI() async -> IMSI? {
-        guard let a = await sendSIMCommand("AT+CIMI") else { return nil }
-        if a.result.isSuccess, let raw = ATResponse.imsi(in: a.lines) {
-            let v = IMSI.validate(raw)
-            problems += v.problems
-            return v.value
+        var firstProblems: [Problem]?
+        if let a = await sendSIMCommand("AT+CIMI") {
+            if a.result.isSuccess, let v = IdentityAnswer.imsi(answering: "AT+CIMI", in: a.lines) {
+                if let value = v.value {
+                    problems += v.problems
+                    return value
+                }
+                firstProblems = v.problems
+            } else if a.result == .error, simCondition == nil {
+                // Without verbose errors the modem says only ERROR: ask the SIM state.
+                await querySIMState()
+            }
         }
-        if a.result == .error, simCondition == nil {
-            // Without verbose errors the modem says only ERROR: ask the SIM state.
-            await querySIMState()
+        guard simCondition == nil, !stopped else { return nil }
+        if let a = await sendSIMCommand(crsmReadIMSICommand), a.result.isSuccess,
+            let v = IdentityAnswer.imsi(answering: crsmReadIMSICommand, in: a.lines)
+        {
+            if let value = v.value {
+                logger.debug("IMSI read from EF_IMSI")
+                problems += v.problems
+                return value
+            }
+            if firstProblems == nil { firstProblems = v.problems }
         }
-        if simCondition == nil && !stopped {
-            problems.append(Problem(.imsiMissing, field: .imsi, message: "the modem reported no IMSI"))
-        }
+        guard simCondition == nil, !stopped else { return nil }
+        problems += firstProblems ?? [Problem(.imsiMissing, field: .imsi, message: "the modem reported no IMSI")]
         return nil
     }
 
@@ -191,16 +207,14 @@ struct Session {
         var commands = ["AT+CCID"]
         if let vendor = dialect?.iccidCommand { commands.append(vendor) }
         commands.append(crsmReadICCIDCommand)
+        if !commands.contains(plusICCIDCommand) { commands.append(plusICCIDCommand) }
         var firstProblems: [Problem]?
         for cmd in commands {
             guard let a = await sendSIMCommand(cmd) else {
                 if simCondition == .notInserted || simCondition == .failure || stopped { return nil }
                 continue
             }
-            guard a.result.isSuccess else { continue }
-            let raw = cmd == crsmReadICCIDCommand ? ATResponse.crsmData(in: a.lines) : ATResponse.iccid(in: a.lines)
-            guard let raw else { continue }
-            let v = ICCID.validate(raw)
+            guard a.result.isSuccess, let v = IdentityAnswer.iccid(answering: cmd, in: a.lines) else { continue }
             if let value = v.value {
                 problems += v.problems
                 return value
@@ -233,8 +247,10 @@ struct Session {
                     continue
                 }
             }
-            // PIN/PUK: the ICCID can still be read, the IMSI cannot.
-            if condition == .pinRequired || condition == .pukRequired, command != "AT+CIMI" {
+            // PIN/PUK: the ICCID can still be read, the IMSI (AT+CIMI or EF_IMSI) cannot.
+            if condition == .pinRequired || condition == .pukRequired, command != "AT+CIMI",
+                command != crsmReadIMSICommand
+            {
                 record(condition)
                 return a
             }

@@ -70,13 +70,17 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
     public var ccidUnsupported = false
     /// The vendor ICCID command -> ERROR (for u-blox, whose own command is AT+CCID, that one too).
     public var vendorICCIDUnsupported = false
+    /// AT+CIMI fails (+CME ERROR: 4, operation not supported), so the IMSI must come from EF_IMSI.
+    public var cimiUnsupported = false
+    /// AT+CRSM fails (+CME ERROR: 4), as on modules that restrict SIM access.
+    public var crsmUnsupported = false
 
     public init() {}
 
     private enum CodingKeys: String, CodingKey {
         case echoAlways, urcNoise, responseDelayMilliseconds, simBusyTries, simAbsent, simPIN, simPUK
         case swallowFirst, silent, garbageBeforeAnswers, unplugAfterCommands, ccidUnsupported
-        case vendorICCIDUnsupported
+        case vendorICCIDUnsupported, cimiUnsupported, crsmUnsupported
     }
 
     /// Missing keys keep their defaults.
@@ -95,11 +99,14 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
         unplugAfterCommands = try c.decodeIfPresent(Int.self, forKey: .unplugAfterCommands)
         ccidUnsupported = try c.decodeIfPresent(Bool.self, forKey: .ccidUnsupported) ?? false
         vendorICCIDUnsupported = try c.decodeIfPresent(Bool.self, forKey: .vendorICCIDUnsupported) ?? false
+        cimiUnsupported = try c.decodeIfPresent(Bool.self, forKey: .cimiUnsupported) ?? false
+        crsmUnsupported = try c.decodeIfPresent(Bool.self, forKey: .crsmUnsupported) ?? false
     }
 }
 
 public enum VendorProfile: String, Sendable, CaseIterable, Codable {
     case quectel, sierra, telit, ublox, simcom, huawei, cinterion
+    case neoway, nordic, sequans, zte, fibocom
 }
 
 public struct SimulatorOptions: Sendable {
@@ -616,10 +623,7 @@ private struct State {
 
     func iccidAnswer(_ format: ICCIDFormat) -> Outcome {
         guard let iccid = identity.iccid else { return cmeError(13) }
-        switch format {
-        case .tagged(let tag): return .info(["\(tag) \(iccid)"])
-        case .taggedSwapped(let tag): return .info(["\(tag) \(BCD.nibbleSwapped(iccid))"])
-        }
+        return .info([format.answer(iccid)])
     }
 
     mutating func extended(_ command: String) -> Outcome {
@@ -657,14 +661,19 @@ private struct State {
             return .ok
         case ("+CGSN", ""), ("+CGSN", "=0"), ("+GSN", ""):
             guard let imei = identity.imei else { return cmeError(3) }
-            return .info([imei])
+            return .info([traits.imeiAnswer.replacingOccurrences(of: "%I", with: imei)])
         case ("+CGSN", "=1"):
             guard let imei = identity.imei else { return cmeError(3) }
             return .info(["+CGSN: \"\(imei)\""])
         case ("+CIMI", ""):
+            if quirks.cimiUnsupported { return cmeError(4) }
             if let gate = simGate(.imsi) { return gate }
             guard let imsi = identity.imsi else { return cmeError(13) }
-            return .info([imsi])
+            return .info([traits.imsiAnswer.replacingOccurrences(of: "%S", with: imsi)])
+        case ("+ICCID", ""):
+            guard let format = traits.plusICCIDFormat else { return .error("ERROR") }
+            if let gate = simGate(.iccid) { return gate }
+            return iccidAnswer(format)
         case ("+CCID", ""), ("+CCID", "?"):
             guard let format = traits.ccidFormat, !quirks.ccidUnsupported,
                 !(traits.ccidIsVendorCommand && quirks.vendorICCIDUnsupported)
@@ -676,11 +685,21 @@ private struct State {
             return .info(["+CPIN: \(cpinState)"])
         case ("+CRSM", _) where suffix.hasPrefix("="):
             let args = suffix.dropFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard args.count >= 2, let cmd = Int(args[0]), let file = Int(args[1]) else { return cmeError(4) }
-            if let gate = simGate(.iccid) { return gate }
-            guard cmd == 176, file == 0x2FE2 else { return .info(["+CRSM: 148,4,\"\""]) }  // 94 04: not found
-            guard let iccid = identity.iccid else { return cmeError(13) }
-            return .info(["+CRSM: 144,0,\"\(BCD.nibbleSwapped(iccid))\""])
+            guard args.count >= 2, let cmd = Int(args[0]), let file = Int(args[1]), !quirks.crsmUnsupported else {
+                return cmeError(4)
+            }
+            // EF_IMSI needs the PIN (TS 31.102 §4.2.2 access condition), EF_ICCID does not.
+            if let gate = simGate(file == 0x6F07 ? .imsi : .iccid) { return gate }
+            switch (cmd, file) {
+            case (176, 0x2FE2):
+                guard let iccid = identity.iccid else { return cmeError(13) }
+                return .info(["+CRSM: 144,0,\"\(BCD.nibbleSwapped(iccid))\""])
+            case (176, 0x6F07):
+                guard let imsi = identity.imsi else { return cmeError(13) }
+                return .info(["+CRSM: 144,0,\"\(BCD.efIMSI(imsi))\""])
+            default:
+                return .info(["+CRSM: 148,4,\"\""])  // 94 04: file not found
+            }
         case ("+GCAP", ""): return .info(["+GCAP: +CGSM"])
         case ("+CFUN", "?"): return .info(["+CFUN: 1"])
         default: return .error("ERROR")

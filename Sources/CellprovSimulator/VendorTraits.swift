@@ -34,12 +34,41 @@ import CellprovCore
 // that way), AT+CGSN=1 answers `+CGSN: "<imei>"` (TS 27.007 10.1.x, <snt>=1), AT+CRSM=176,12258,0,0,10 answers
 // `+CRSM: 144,0,"<EF_ICCID nibble-swapped, F-padded to 20>"` (TS 27.007 8.18, TS 31.102 EF_ICCID).
 // Revisions and TACs are illustrative values of the right shape, not taken from real devices.
+//
+// Profiles added for the answer forms other modules use (answer shapes from public sources; values illustrative):
+// - Neoway N58: tagged "+CGSN: <imei>" and "+CIMI: <imsi>" (a public N58 tracker driver parses both tags),
+//   AT+CCID -> "+CCID: <iccid>" (same driver sends AT+CCID).
+// - Nordic nRF9160: no AT+CCID; AT%XICCID -> "%XICCID: <iccid, F-padded to 20>" (nRF91 AT Commands Reference
+//   example "8901234567012345678F"; Zephyr's nordic_nrf91_slm driver); bare AT+CGSN, "+CGSN: \"...\"" for =1;
+//   AT+CGMI "Nordic Semiconductor ASA" (sdk-nrf at_parser test), AT+CGMR "mfw_nrf9160_<version>" (public mocks).
+// - Manufacturer strings of Neoway, Sequans, ZTE and Fibocom are the companies' names, not verified answers.
+// - Sequans Monarch GM02S: no AT+CCID; AT+SQNCCID -> `+SQNCCID: "<iccid>",""` (Sequans module notes on GitHub,
+//   DPTechnics Walter driver).
+// - ZTE ME3630: AT+ZGETICCID -> "+ZGETICCID: <iccid>" (SparkFun MG2639 library, ME3630 drivers on GitHub);
+//   AT+CCID not assumed (ERROR).
+// - Fibocom L860-GL: AT+ICCID -> "+ICCID: <iccid>" (ModemManager's fibocom plugin era drivers, FM350 mocks);
+//   AT+CCID not assumed (ERROR).
+// - Sierra additionally answers the generic AT+ICCID as "ICCID: <iccid>" (networkmanager-list 2013-07, a Sierra
+//   module's AT+ICCID).
+// Every profile reads EF_IMSI through AT+CRSM=176,28423,0,0,9 (`+CRSM: 144,0,"<EF_IMSI>"`, TS 31.102 §4.2.2).
 
 enum ICCIDFormat: Sendable {
     /// "<tag> <iccid>" (tag includes the colon), value served verbatim.
     case tagged(String)
     /// "<tag> <nibble-swapped BCD, F-padded to 20>".
     case taggedSwapped(String)
+    /// A whole answer line: "%C" is the ICCID verbatim, "%F" the ICCID F-padded to 20 characters.
+    case template(String)
+
+    func answer(_ iccid: String) -> String {
+        switch self {
+        case .tagged(let tag): "\(tag) \(iccid)"
+        case .taggedSwapped(let tag): "\(tag) \(BCD.nibbleSwapped(iccid))"
+        case .template(let line):
+            line.replacingOccurrences(of: "%C", with: iccid)
+                .replacingOccurrences(of: "%F", with: iccid + String(repeating: "F", count: max(0, 20 - iccid.count)))
+        }
+    }
 }
 
 struct VendorTraits: Sendable {
@@ -65,6 +94,12 @@ struct VendorTraits: Sendable {
     /// Unsolicited noise for the `urcNoise` quirk.
     var noiseURCs: [String]
     var defaultCMEE: Int
+    /// The AT+CGSN answer line; "%I" is the IMEI.
+    var imeiAnswer = "%I"
+    /// The AT+CIMI answer line; "%S" is the IMSI.
+    var imsiAnswer = "%S"
+    /// The generic AT+ICCID answer; nil = unsupported (ERROR).
+    var plusICCIDFormat: ICCIDFormat? = nil
 
     static func traits(for profile: VendorProfile) -> VendorTraits {
         switch profile {
@@ -91,7 +126,7 @@ struct VendorTraits: Sendable {
                 ccidFormat: .tagged("+CCID:"), ccidIsVendorCommand: false,
                 removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
                 noiseURCs: ["+CREG: 1", "+CGREG: 1", "+CEREG: 1"],
-                defaultCMEE: 0)
+                defaultCMEE: 0, plusICCIDFormat: .tagged("ICCID:"))
         case .telit:
             return VendorTraits(
                 manufacturer: "Telit", model: "LE910C1-EU", revision: "25.21.663", tac: "35146210",
@@ -141,6 +176,52 @@ struct VendorTraits: Sendable {
                 removedURCs: ["^SCKS: 0"], insertedURCs: ["^SCKS: 1"],
                 noiseURCs: ["+CIEV: signal,3", "^SYSSTART", "+CREG: 1"],
                 defaultCMEE: 0)
+        case .neoway:
+            return VendorTraits(
+                manufacturer: "Neoway", model: "N58", revision: "N58-R07-STD-BZ-002", tac: "86409203",
+                atiLines: ["%M", "%m", "%R"], revisionPrefix: "",
+                vendorICCIDCommand: nil, vendorICCIDFormat: nil,
+                ccidFormat: .tagged("+CCID:"), ccidIsVendorCommand: true,
+                removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
+                noiseURCs: ["+CREG: 1", "+CGREG: 1"],
+                defaultCMEE: 0, imeiAnswer: "+CGSN: %I", imsiAnswer: "+CIMI: %S")
+        case .nordic:
+            return VendorTraits(
+                manufacturer: "Nordic Semiconductor ASA", model: "nRF9160-SICA", revision: "mfw_nrf9160_1.3.5",
+                tac: "35265610",
+                atiLines: ["%M", "%m", "%R"], revisionPrefix: "",
+                vendorICCIDCommand: "%XICCID", vendorICCIDFormat: .template("%XICCID: %F"),
+                ccidFormat: nil, ccidIsVendorCommand: false,
+                removedURCs: ["%XSIM: 0"], insertedURCs: ["%XSIM: 1"],
+                noiseURCs: ["+CEREG: 2", "+CSCON: 1", "+CEREG: 5"],
+                defaultCMEE: 0)
+        case .sequans:
+            return VendorTraits(
+                manufacturer: "SEQUANS Communications", model: "GM02S", revision: "UE8.0.5.0", tac: "35181711",
+                atiLines: ["%M", "%m", "%R"], revisionPrefix: "",
+                vendorICCIDCommand: "+SQNCCID", vendorICCIDFormat: .template("+SQNCCID: \"%C\",\"\""),
+                ccidFormat: nil, ccidIsVendorCommand: false,
+                removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
+                noiseURCs: ["+CEREG: 2", "+CEREG: 5"],
+                defaultCMEE: 0)
+        case .zte:
+            return VendorTraits(
+                manufacturer: "ZTE CORPORATION", model: "ME3630-E", revision: "ME3630E1CV1.0B05", tac: "86786802",
+                atiLines: ["Manufacturer: %M", "Model: %m", "Revision: %R", "IMEI: %I"], revisionPrefix: "",
+                vendorICCIDCommand: "+ZGETICCID", vendorICCIDFormat: .tagged("+ZGETICCID:"),
+                ccidFormat: nil, ccidIsVendorCommand: false,
+                removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
+                noiseURCs: ["+CREG: 1", "+CEREG: 1"],
+                defaultCMEE: 0)
+        case .fibocom:
+            return VendorTraits(
+                manufacturer: "Fibocom", model: "L860-GL", revision: "18500.5001.00.05.27.12", tac: "86520402",
+                atiLines: ["%M", "%m", "%R"], revisionPrefix: "",
+                vendorICCIDCommand: "+ICCID", vendorICCIDFormat: .tagged("+ICCID:"),
+                ccidFormat: nil, ccidIsVendorCommand: false,
+                removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
+                noiseURCs: ["+CREG: 1", "+CEREG: 1"],
+                defaultCMEE: 0)
         }
     }
 }
@@ -151,6 +232,25 @@ extension Luhn {
 }
 
 enum BCD {
+    /// EF_IMSI contents (3GPP TS 31.102 §4.2.2): length byte, type 001 with the parity bit in the low nibble of
+    /// the next byte below the first digit, then the other digits two per byte, low nibble first, F-padded to
+    /// 9 bytes.
+    static func efIMSI(_ imsi: String) -> String {
+        let digits = Array(imsi)
+        let length = (digits.count + 2) / 2
+        let parity = digits.count % 2 == 1 ? "9" : "1"
+        var nibbles = [Character](parity) + digits
+        while nibbles.count < 16 { nibbles.append("F") }
+        var out = (length < 16 ? "0" : "") + String(length, radix: 16, uppercase: true)
+        var i = 0
+        while i + 1 < nibbles.count {
+            out.append(nibbles[i + 1])
+            out.append(nibbles[i])
+            i += 2
+        }
+        return out
+    }
+
     /// EF_ICCID layout: pad with F to 20 characters (or to even length if longer), then swap each pair.
     static func nibbleSwapped(_ value: String) -> String {
         var chars = Array(value)

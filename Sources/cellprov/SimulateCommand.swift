@@ -56,6 +56,8 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-ccid"), help: "AT+CCID answers ERROR.") var noCCID = false
     @Flag(name: .customLong("no-vendor-iccid"), help: "The vendor ICCID command answers ERROR.")
     var noVendorICCID = false
+    @Flag(name: .customLong("no-cimi"), help: "AT+CIMI fails: the IMSI must be read from EF_IMSI.") var noCIMI = false
+    @Flag(name: .customLong("no-crsm"), help: "AT+CRSM (restricted SIM access) fails.") var noCRSM = false
 
     func validate() throws {
         guard VendorProfile(rawValue: profile.lowercased()) != nil else {
@@ -94,6 +96,8 @@ struct SimulateCommand: AsyncParsableCommand {
         quirks.unplugAfterCommands = unplugAfter
         quirks.ccidUnsupported = noCCID
         quirks.vendorICCIDUnsupported = noVendorICCID
+        quirks.cimiUnsupported = noCIMI
+        quirks.crsmUnsupported = noCRSM
 
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
 

@@ -27,7 +27,8 @@ struct ATTranscript: Decodable, Sendable, CustomTestStringConvertible {
     var kinds: [String]
     /// The final result: OK, ERROR, CME:<n|text>, or nil when the transcript holds none.
     var final: String?
-    /// Which extractor applies to the answer's information lines: imei, imsi, iccid, crsm, pin, text.
+    /// Which extractor applies to the answer's information lines: imei, imsi, iccid, crsm, efimsi (the IMSI
+    /// digits decoded from a +CRSM read of EF_IMSI), pin, text.
     var extract: String?
     /// The tags for the `text` extractor.
     var tags: [String]?
@@ -240,6 +241,7 @@ extension ATParsingTests {
             case "imsi": value = ATResponse.imsi(in: info)
             case "iccid": value = ATResponse.iccid(in: info)
             case "crsm": value = ATResponse.crsmData(in: info)
+            case "efimsi": value = ATResponse.crsmData(in: info).flatMap { IMSI.digits(fromEFIMSI: $0).value }
             case "pin": value = ATResponse.pinState(in: info)
             case "text": value = ATResponse.text(in: info, tags: t.tags ?? [])
             default:
@@ -535,6 +537,12 @@ extension ATParsingTests {
                   source: "Cinterion +CGMI string as named in the brief (PLS8 manual example not re-read here)"),
             Maker(cgmi: "Fibocom", dialect: "fibocom", iccidCommand: "AT+ICCID",
                   source: "Fibocom +CGMI string as named in the brief (L860 manual example not re-read here)"),
+            Maker(cgmi: "Nordic Semiconductor ASA", dialect: "nordic", iccidCommand: "AT%XICCID",
+                  source: "sdk-nrf at_parser test (AT+CGMI -> 'Nordic Semiconductor ASA'); AT%XICCID: nRF91 AT reference"),
+            Maker(cgmi: "SEQUANS Communications", dialect: "sequans", iccidCommand: "AT+SQNCCID",
+                  source: "Sequans' company name (the module's exact +CGMI text not verified); AT+SQNCCID: module notes"),
+            Maker(cgmi: "ZTE CORPORATION", dialect: "zte", iccidCommand: "AT+ZGETICCID",
+                  source: "ZTE's company name (exact +CGMI text not verified); AT+ZGETICCID: SparkFun MG2639 library"),
         ]
 
         @Test("dialect(forManufacturer:) recognises real +CGMI answers", arguments: makers)
@@ -566,6 +574,141 @@ extension ATParsingTests {
         @Test("the generic EF_ICCID read is the one of 3GPP TS 27.007 §8.18 (fileid 0x2FE2, 10 bytes)")
         func crsmCommand() {
             #expect(crsmReadICCIDCommand == "AT+CRSM=176,\(0x2FE2),0,0,10")
+        }
+    }
+}
+
+// MARK: - Answer forms: EF_IMSI, +CRSM status words, CRSM file ids
+
+extension ATParsingTests {
+    @Suite("Answer forms")
+    struct AnswerFormTests {
+        struct EFIMSICase: Sendable, CustomTestStringConvertible {
+            var hex: String
+            var digits: String?
+            var code: Problem.Code?
+            var source: String
+            var testDescription: String { "\(hex) (\(source))" }
+        }
+
+        static let efIMSI: [EFIMSICase] = [
+            EFIMSICase(
+                hex: "084906202811908074", digits: "460028211090847", code: nil,
+                source: "Huawei balong AT table, AT+CRSM read of EF_IMSI"),
+            EFIMSICase(
+                hex: "081932547698103254", digits: "123456789012345", code: nil,
+                source: "public Rust modem-simulator scenario ('123456789012345 encoded')"),
+            EFIMSICase(
+                hex: "084906202811908074".lowercased(), digits: "460028211090847", code: nil,
+                source: "constructed: the Huawei value in lower case"),
+            EFIMSICase(
+                hex: "0831016210325476F8", digits: "31026012345678", code: nil,
+                source: "constructed per TS 31.102 §4.2.2 (pySim enc_imsi layout): 14 digits, parity clear, F filler"),
+            EFIMSICase(
+                hex: "08 49 06 20 28 11 90 80 74", digits: "460028211090847", code: nil,
+                source: "constructed: the Huawei value printed in bytes"),
+            EFIMSICase(
+                hex: "084906202811908074FFFF", digits: "460028211090847", code: nil,
+                source: "constructed: bytes beyond the length byte are ignored"),
+            EFIMSICase(
+                hex: "FFFFFFFFFFFFFFFFFF", digits: nil, code: .imsiMissing,
+                source: "constructed: an erased EF_IMSI"),
+            EFIMSICase(hex: "", digits: nil, code: .imsiMissing, source: "constructed: no data"),
+            EFIMSICase(
+                hex: "0849062028", digits: nil, code: .imsiLength,
+                source: "constructed: length byte 8 with 4 bytes following"),
+            EFIMSICase(hex: "08490620281190807", digits: nil, code: .imsiFormat, source: "constructed: odd hex"),
+            EFIMSICase(
+                hex: "084A06202811908074", digits: nil, code: .imsiFormat,
+                source: "constructed: identity type 010 (not IMSI)"),
+            EFIMSICase(
+                hex: "0849062028119080A4", digits: nil, code: .imsiFormat,
+                source: "constructed: a nibble A among the digits"),
+        ]
+
+        @Test("EF_IMSI contents decode to the IMSI digits, or to a clear refusal", arguments: efIMSI)
+        func decodesEFIMSI(_ c: EFIMSICase) {
+            let r = IMSI.digits(fromEFIMSI: c.hex)
+            #expect(r.value == c.digits)
+            #expect(r.problems.map(\.code) == (c.code.map { [$0] } ?? []))
+            for p in r.problems { #expect(!p.message.contains { $0.isNumber }, "no digits in \(p.message)") }
+            if let digits = c.digits { #expect(IMSI.validate(efIMSI: c.hex).value?.unredacted == digits) }
+        }
+
+        struct CRSMCase: Sendable, CustomTestStringConvertible {
+            var line: String
+            var sw1: Int
+            var sw2: Int
+            var data: String?
+            var success: Bool
+            var source: String
+            var testDescription: String { "\(line) (\(source))" }
+        }
+
+        static let crsm: [CRSMCase] = [
+            CRSMCase(
+                line: "+CRSM: 144,0,\"98942000008036496082\"", sw1: 0x90, sw2: 0, data: "98942000008036496082",
+                success: true, source: "Sierra module CRSM transcript (fixture sierra-crsm-echo)"),
+            CRSMCase(
+                line: "+CRSM: 144, 0, 0054485552415941FFFFFFFFFFFFFFFFFF", sw1: 0x90, sw2: 0,
+                data: "0054485552415941FFFFFFFFFFFFFFFFFF", success: true, source: "ModemManager crsm_tests"),
+            CRSMCase(
+                line: "+CRSM: 90,0,\"084906202811908074\"", sw1: 0x90, sw2: 0, data: "084906202811908074",
+                success: true, source: "Huawei balong AT table (status byte printed as hex digits)"),
+            CRSMCase(
+                line: "+CRSM: 145,12,\"984401000000000000f0\"", sw1: 0x91, sw2: 12, data: "984401000000000000f0",
+                success: true, source: "constructed: 0x91 (proactive command pending) with lower-case data"),
+            CRSMCase(
+                line: "+CRSM: 106,130", sw1: 0x6A, sw2: 0x82, data: nil, success: false,
+                source: "public USIM lab test ('+CRSM: 106,130', file not found)"),
+            CRSMCase(
+                line: "+CRSM: 148,4,\"\"", sw1: 0x94, sw2: 4, data: nil, success: false,
+                source: "GSM SIM 'file not found' (TS 51.011 §9.4.4), as the simulator answers"),
+            CRSMCase(
+                line: "+CRSM: 144,0", sw1: 0x90, sw2: 0, data: nil, success: true,
+                source: "garronej at-messages-parser tests (no data)"),
+        ]
+
+        @Test("+CRSM answers give their status words and data", arguments: crsm)
+        func crsmAnswers(_ c: CRSMCase) throws {
+            let a = try #require(ATResponse.crsm(in: [c.line]))
+            #expect(a.sw1 == c.sw1)
+            #expect(a.sw2 == c.sw2)
+            #expect(a.data == c.data)
+            #expect(a.isSuccess == c.success)
+            #expect(ATResponse.crsmData(in: [c.line]) == (c.success ? c.data : nil))
+        }
+
+        @Test("a failed +CRSM read is a clear problem naming the status words, not a value")
+        func crsmRefusal() throws {
+            let v = try #require(IdentityAnswer.iccid(answering: crsmReadICCIDCommand, in: ["+CRSM: 106,130"]))
+            #expect(v.value == nil)
+            #expect(v.problems.map(\.code) == [.iccidMissing])
+            #expect(v.problems.first?.message.contains("6A82") == true)
+            let i = try #require(IdentityAnswer.imsi(answering: crsmReadIMSICommand, in: ["+CRSM: 105,130"]))
+            #expect(i.value == nil)
+            #expect(i.problems.first?.message.contains("6982") == true)
+        }
+
+        @Test("the file a +CRSM command reads", arguments: [
+            (crsmReadIMSICommand, 0x6F07), (crsmReadICCIDCommand, 0x2FE2),
+            ("AT+CRSM=176,28423,0,0,9,,\"3F007FFF\"", 0x6F07), ("at+crsm=176,0x6F07,0,0,9", 0x6F07),
+        ])
+        func crsmFile(_ command: String, _ file: Int) {
+            #expect(ATResponse.crsmFileID(ofCommand: command) == file)
+        }
+
+        @Test("commands other than +CRSM read no file")
+        func notCRSM() {
+            #expect(ATResponse.crsmFileID(ofCommand: "AT+CIMI") == nil)
+            #expect(ATResponse.crsmFileID(ofCommand: "AT+CRSM=?") == nil)
+        }
+
+        @Test("tags match without regard to case and with blanks before the colon")
+        func tags() {
+            #expect(ATResponse.iccid(in: ["+CCID : 89014104279461713562"]) == "89014104279461713562")
+            #expect(ATResponse.imsi(in: ["+cimi: 460040180727133"]) == "460040180727133")
+            #expect(ATResponse.imei(in: ["IMEI SV: 20", "IMEI: 490154203237518"]) == "490154203237518")
         }
     }
 }

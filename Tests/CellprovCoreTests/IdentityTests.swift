@@ -37,6 +37,12 @@ struct Vector: Decodable, Sendable, CustomTestStringConvertible {
         try load().filter { $0.command == nil && ["imei", "imsi", "iccid"].contains($0.kind) }
     }
 
+    /// Vectors that carry a whole answer to `command` (kinds imei, imsi, iccid): read through the framer, the line
+    /// classifier and ``IdentityAnswer``, as the reader does.
+    static func transcripts() throws -> [Vector] {
+        try load().filter { $0.command != nil && ["imei", "imsi", "iccid"].contains($0.kind) }
+    }
+
     /// The vectors' free-text refusal reasons, mapped to our codes.
     static let errorCodes: [String: Problem.Code] = [
         "too short": .iccidLength,
@@ -75,11 +81,48 @@ struct VectorTests {
             // A value the vectors accept may carry warnings (an ICCID check digit) but no error.
             #expect(!problems.contains { $0.severity == .error }, "\(problems)")
         } else {
-            #expect(value == nil)
-            #expect(problems.contains { $0.severity == .error })
+            // Refused: no value, or one kept only for reporting (a placeholder IMEI, a bad IMEI check digit),
+            // which always carries an error.
+            #expect(problems.contains { $0.severity == .error }, "\(value.map { _ in "a value" } ?? "nil")")
             if let reason = v.error, let code = Vector.errorCodes[reason] {
                 #expect(problems.map(\.code) == [code])
             }
+        }
+    }
+}
+
+extension VectorTests {
+    @Test(
+        "each transcript vector reads as expected (framer, classifier, IdentityAnswer)",
+        arguments: try Vector.transcripts())
+    func transcript(_ v: Vector) throws {
+        let command = try #require(v.command)
+        var framer = ATFramer()
+        let lines = framer.feed(Array(v.response.utf8)).compactMap { if case .line(let l) = $0 { l } else { nil } }
+        let kinds = classifyInOrder(lines, command: command, prefix: nil)
+        let info = zip(lines, kinds).compactMap { line, kind in kind == .information ? line : nil }
+        let succeeded = kinds.contains { if case .final(let f) = $0 { f.isSuccess } else { false } }
+        var value: String?
+        var problems: [Problem] = []
+        if succeeded {
+            switch v.kind {
+            case "imei":
+                let r = IdentityAnswer.imei(in: info)
+                (value, problems) = (r?.value?.unredacted, r?.problems ?? [])
+            case "imsi":
+                let r = IdentityAnswer.imsi(answering: command, in: info)
+                (value, problems) = (r?.value?.unredacted, r?.problems ?? [])
+            default:
+                let r = IdentityAnswer.iccid(answering: command, in: info)
+                (value, problems) = (r?.value?.unredacted, r?.problems ?? [])
+            }
+        }
+        if v.expect != nil {
+            #expect(value == v.expect, "\(problems)")
+            #expect(!problems.contains { $0.severity == .error }, "\(problems)")
+        } else {
+            // Refused: no value (a failed command, a malformed one) or one kept only with an error.
+            #expect(value == nil || problems.contains { $0.severity == .error }, "\(problems)")
         }
     }
 }
@@ -175,6 +218,24 @@ struct IMEITests {
             raw: "35-209900-176148-1", value: nil, codes: [.imeiFormat],
             source: "Wikipedia's dashed presentation is not what +CGSN answers"),
         IMEICase(raw: "ERROR", value: nil, codes: [.imeiFormat], source: "constructed: final result passed as value"),
+        IMEICase(
+            raw: "IMEI: 490154203237518", value: "490154203237518", codes: [],
+            source: "the ATI 'IMEI:' label of Sierra and SIMCom, with the Wikipedia example"),
+        IMEICase(
+            raw: "IMEI 490154203237518", value: "490154203237518", codes: [],
+            source: "constructed: label without colon"),
+        IMEICase(
+            raw: "490154203237518,NL2A62Z0N5", value: "490154203237518", codes: [],
+            source: "ModemManager test-modem-helpers.c 'IMEI + serial number' form, Wikipedia example IMEI"),
+        IMEICase(
+            raw: "490154203237518 OK", value: "490154203237518", codes: [],
+            source: "constructed: trailing junk after a blank"),
+        IMEICase(
+            raw: "IMEISV: 3520990017614823", value: nil, codes: [.imeiIsIMEISV],
+            source: "Wikipedia 'IMEI' IMEISV example behind an IMEISV label: still no IMEI"),
+        IMEICase(
+            raw: "IMEI SV: 20", value: nil, codes: [.imeiLength],
+            source: "Sierra ATI 'IMEI SV:' line (forum.sierrawireless.com t/19208) is not an IMEI"),
         IMEICase(
             raw: "000000000000000", value: "000000000000000", codes: [.imeiPlaceholder],
             source: "Android emulator android_modem.c (+CGSN all zeros), mozilla-central B2G tests"),
@@ -304,6 +365,15 @@ struct IMSITests {
             source: "constructed: 16 digits"),
         IMSICase(raw: "", value: nil, mcc: nil, mnc: nil, codes: [.imsiMissing], source: "constructed: empty"),
         IMSICase(
+            raw: "IMSI: 310150123456789", value: "310150123456789", mcc: "310", mnc: "150", codes: [],
+            source: "constructed: labelled answer"),
+        IMSICase(
+            raw: "310150123456789,1", value: "310150123456789", mcc: "310", mnc: "150", codes: [],
+            source: "constructed: a further field after the IMSI"),
+        IMSICase(
+            raw: "310150123456789 OK", value: "310150123456789", mcc: "310", mnc: "150", codes: [],
+            source: "constructed: trailing junk after a blank"),
+        IMSICase(
             raw: "31015012345678X", value: nil, mcc: nil, mnc: nil, codes: [.imsiFormat],
             source: "constructed: a letter"),
         IMSICase(
@@ -382,6 +452,18 @@ struct ICCIDTests {
             raw: "9868200C214365870921", value: "898602C0123456789012", hex: true, codes: [],
             source: "constructed: ModemManager hex-account vector nibble-swapped"),
         ICCIDCase(raw: "", value: nil, codes: [.iccidMissing], source: "constructed: empty"),
+        ICCIDCase(
+            raw: "ICCID: 8944100000000000000", value: "8944100000000000000", codes: [],
+            source: "the 'ICCID:' label of Sierra's AT+ICCID (networkmanager-list 2013-07)"),
+        ICCIDCase(
+            raw: "\"8944100000000000000\",\"\"", value: "8944100000000000000", codes: [],
+            source: "Sequans +SQNCCID two-field layout (Monarch notes on GitHub)"),
+        ICCIDCase(
+            raw: "8944100000000000000F OK", value: "8944100000000000000", codes: [],
+            source: "constructed: F fill and trailing junk after a blank"),
+        ICCIDCase(
+            raw: "984401000000000000f0", value: "8944100000000000000", codes: [],
+            source: "constructed: lower-case swapped BCD as some +CRSM answers print it"),
         ICCIDCase(raw: "\"\"", value: nil, codes: [.iccidMissing], source: "constructed: empty quoted"),
         ICCIDCase(raw: "894410000000000000000", value: nil, codes: [.iccidLength], source: "constructed: 21 digits"),
         ICCIDCase(raw: "89441000000000000", value: nil, codes: [.iccidLength], source: "constructed: 17 digits"),

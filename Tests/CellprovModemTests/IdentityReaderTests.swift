@@ -112,6 +112,59 @@ import Glibc
         #expect(log.last?.uppercased() == "AT+CRSM=176,12258,0,0,10")
     }
 
+    @Test(arguments: VendorProfile.allCases)
+    func failedCIMIFallsBackToEFIMSI(profile: VendorProfile) async throws {
+        var q = SimulatorQuirks()
+        q.cimiUnsupported = true
+        let (report, log) = try await Self.read(SimulatorOptions(profile: profile, identity: Self.identity, quirks: q))
+        #expect(report.isValid, "\(profile): \(report.problems) after \(log)")
+        #expect(report.imsi?.unredacted == Self.identity.imsi)
+        let upper = log.map { $0.uppercased() }
+        let cimi = try #require(upper.firstIndex(of: "AT+CIMI"))
+        #expect(upper[cimi + 1] == crsmReadIMSICommand, "EF_IMSI is read right after AT+CIMI fails: \(log)")
+    }
+
+    @Test func healthyQuectelReadWithoutCIMITakesNineCommands() async throws {
+        var q = SimulatorQuirks()
+        q.cimiUnsupported = true
+        let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.isValid)
+        #expect(log.map { $0.uppercased() } == [
+            "ATE0", "AT+CMEE=2", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CGSN", "AT+CIMI", crsmReadIMSICommand, "AT+CCID",
+        ])
+        #expect(report.commandCount == 9)
+    }
+
+    @Test func noIMSIAnywhereIsReportedOnce() async throws {
+        var q = SimulatorQuirks()
+        q.cimiUnsupported = true
+        q.crsmUnsupported = true
+        let (report, _) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.imsi == nil)
+        #expect(report.problems.filter { $0.field == .imsi }.map(\.code) == [.imsiMissing])
+        #expect(report.iccid?.unredacted == Self.identity.iccid, "AT+CCID still works")
+    }
+
+    @Test func lockedSIMIsNotAskedForEFIMSI() async throws {
+        var q = SimulatorQuirks()
+        q.simPIN = true
+        let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
+        #expect(report.imsi == nil)
+        #expect(report.problems.map(\.code).contains(.simPINRequired))
+        #expect(!log.map { $0.uppercased() }.contains(crsmReadIMSICommand))
+        #expect(report.iccid?.unredacted == Self.identity.iccid)
+    }
+
+    @Test func lastICCIDFallbackIsPlusICCID() async throws {
+        var q = SimulatorQuirks()
+        q.ccidUnsupported = true
+        q.vendorICCIDUnsupported = true
+        q.crsmUnsupported = true
+        let (report, log) = try await Self.read(SimulatorOptions(profile: .sierra, identity: Self.identity, quirks: q))
+        #expect(report.iccid?.unredacted == Self.identity.iccid, "\(report.problems)")
+        #expect(log.suffix(4).map { $0.uppercased() } == ["AT+CCID", "AT!ICCID?", crsmReadICCIDCommand, "AT+ICCID"])
+    }
+
     @Test func simAbsentStillReportsTheIMEI() async throws {
         var q = SimulatorQuirks()
         q.simAbsent = true

@@ -152,6 +152,11 @@ struct SimulatorTests {
             "simcom": "AT+CICCID|+ICCID: \(iccid)|+ICCID: \(iccid)",
             "huawei": "AT^ICCID?|^ICCID: \(swapped)|",
             "cinterion": "AT^SCID|^SCID: \(iccid)|+CCID: \(iccid)",
+            "neoway": "AT+CCID|+CCID: \(iccid)|+CCID: \(iccid)",
+            "nordic": "AT%XICCID|%XICCID: \(iccid)F|",
+            "sequans": "AT+SQNCCID|+SQNCCID: \"\(iccid)\",\"\"|",
+            "zte": "AT+ZGETICCID|+ZGETICCID: \(iccid)|",
+            "fibocom": "AT+ICCID|+ICCID: \(iccid)|",
         ]
         let parts = expected[profile.rawValue]!.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         #expect(c.command(parts[0]) == "\r\n\(parts[1])\r\n\r\nOK\r\n")
@@ -161,8 +166,9 @@ struct SimulatorTests {
             #expect(c.command("AT+CCID") == "\r\n\(parts[2])\r\n\r\nOK\r\n")
         }
         #expect(c.command("AT+CRSM=176,12258,0,0,10") == "\r\n+CRSM: 144,0,\"\(swapped)\"\r\n\r\nOK\r\n")
-        #expect(c.command("AT+CGSN") == "\r\n\(imei)\r\n\r\nOK\r\n")
         let traits = VendorTraits.traits(for: profile)
+        let imeiLine = traits.imeiAnswer.replacingOccurrences(of: "%I", with: imei)
+        #expect(c.command("AT+CGSN") == "\r\n\(imeiLine)\r\n\r\nOK\r\n")
         #expect(c.command("AT+CGMI") == "\r\n\(traits.manufacturer)\r\n\r\nOK\r\n")
         #expect(c.command("AT+CGMM") == "\r\n\(traits.model)\r\n\r\nOK\r\n")
         #expect(c.command("AT+CGMR") == "\r\n\(traits.revisionPrefix)\(traits.revision)\r\n\r\nOK\r\n")
@@ -182,7 +188,59 @@ struct SimulatorTests {
         let sim = try makeSimulator(profile)
         defer { sim.stop() }
         let c = try quietClient(sim)
-        #expect(c.command("AT+CGSN") == "\r\n\(imei)\r\n\r\nOK\r\n")
+        let answer = VendorTraits.traits(for: profile).imeiAnswer.replacingOccurrences(of: "%I", with: imei)
+        #expect(c.command("AT+CGSN") == "\r\n\(answer)\r\n\r\nOK\r\n")
+        #expect(IdentityAnswer.imei(in: [answer])?.value?.unredacted == imei)
+    }
+
+    @Test(arguments: VendorProfile.allCases)
+    func efIMSIReadDecodesToTheServedIMSI(_ profile: VendorProfile) throws {
+        let sim = try makeSimulator(profile, identity: identity)
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        // 15 digits: parity bit set (9), then the other 14 digits swapped in pairs.
+        #expect(c.command(crsmReadIMSICommand) == "\r\n+CRSM: 144,0,\"083901511032547698\"\r\n\r\nOK\r\n")
+        let line = "+CRSM: 144,0,\"\(BCD.efIMSI(imsi))\""
+        #expect(IdentityAnswer.imsi(answering: crsmReadIMSICommand, in: [line])?.value?.unredacted == imsi)
+        // A file the simulator does not hold: 94 04.
+        #expect(c.command("AT+CRSM=176,28539,0,0,12") == "\r\n+CRSM: 148,4,\"\"\r\n\r\nOK\r\n")
+    }
+
+    @Test func efIMSIOfAnEvenLengthIMSIEndsInFiller() {
+        // pySim enc_imsi layout for 14 digits: parity bit clear (1), last high nibble F.
+        #expect(BCD.efIMSI("31026012345678") == "0831016210325476F8")
+        #expect(IMSI.digits(fromEFIMSI: BCD.efIMSI("31026012345678")).value == "31026012345678")
+    }
+
+    @Test func quirksCIMIAndCRSMUnsupported() throws {
+        let sim = try makeSimulator(.quectel, identity: identity) {
+            $0.cimiUnsupported = true
+            $0.crsmUnsupported = true
+        }
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        #expect(c.command("AT+CMEE=1") == "\r\nOK\r\n")
+        #expect(c.command("AT+CIMI") == "\r\n+CME ERROR: 4\r\n")
+        #expect(c.command(crsmReadIMSICommand) == "\r\n+CME ERROR: 4\r\n")
+        #expect(c.command(crsmReadICCIDCommand) == "\r\n+CME ERROR: 4\r\n")
+    }
+
+    @Test func efIMSINeedsThePINButEFICCIDDoesNot() throws {
+        let sim = try makeSimulator(.quectel, identity: identity) { $0.simPIN = true }
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        #expect(c.command("AT+CMEE=1") == "\r\nOK\r\n")
+        #expect(c.command(crsmReadIMSICommand) == "\r\n+CME ERROR: 11\r\n")
+        #expect(c.command(crsmReadICCIDCommand).hasPrefix("\r\n+CRSM: 144,0,"))
+    }
+
+    @Test func genericPlusICCID() throws {
+        let sierra = try makeSimulator(.sierra, identity: identity)
+        defer { sierra.stop() }
+        #expect(try quietClient(sierra).command("AT+ICCID") == "\r\nICCID: \(iccid)\r\n\r\nOK\r\n")
+        let quectel = try makeSimulator(.quectel, identity: identity)
+        defer { quectel.stop() }
+        #expect(try quietClient(quectel).command("AT+ICCID") == "\r\nERROR\r\n")
     }
 
     @Test func nibbleSwap() {

@@ -44,6 +44,13 @@ public enum VendorCatalog {
             name: "ublox", manufacturerMatches: ["u-blox", "ublox"], iccidCommand: nil, simURCPrefixes: ["+UUSIMSTAT:"]),
         VendorDialect(name: "fibocom", manufacturerMatches: ["fibocom"], iccidCommand: "AT+ICCID"),
         VendorDialect(name: "zte", manufacturerMatches: ["zte"], iccidCommand: "AT+ZGETICCID"),
+        // nRF91 AT Commands Reference (AT%XICCID -> "%XICCID: <iccid, F-padded>"); Zephyr's nordic_nrf91_slm driver
+        // matches "%XICCID: ". The modem has no AT+CCID. SIM URC "%XSIM: <state>".
+        VendorDialect(
+            name: "nordic", manufacturerMatches: ["nordic"], iccidCommand: "AT%XICCID", simURCPrefixes: ["%XSIM:"]),
+        // Sequans Monarch (GM01Q/GM02S): AT+SQNCCID -> `+SQNCCID: "<iccid>",""` (DPTechnics Walter driver, Sequans
+        // module notes on GitHub).
+        VendorDialect(name: "sequans", manufacturerMatches: ["sequans"], iccidCommand: "AT+SQNCCID"),
     ]
 
     /// The dialect whose manufacturer string matches the `AT+CGMI` answer, if any.
@@ -65,3 +72,12 @@ public enum VendorCatalog {
 /// The generic read of EF_ICCID (file id 0x2FE2 = 12258, 10 bytes) through restricted SIM access, 3GPP TS 27.007
 /// §8.18 and TS 31.102 §4.1.1 / TS 51.011 §10.1.1; answered as nibble-swapped BCD.
 public let crsmReadICCIDCommand = "AT+CRSM=176,12258,0,0,10"
+
+/// The generic read of EF_IMSI (file id 0x6F07 = 28423, 9 bytes: a length byte and 8 bytes of swapped BCD) through
+/// restricted SIM access, 3GPP TS 27.007 §8.18 and TS 31.102 §4.2.2; the IMSI fallback when `AT+CIMI` fails
+/// (ROOter's modem scripts, for one, do exactly this). Needs the PIN, as AT+CIMI does.
+public let crsmReadIMSICommand = "AT+CRSM=176,28423,0,0,9"
+
+/// The last generic ICCID command, after AT+CCID, the vendor's and the EF_ICCID read: `AT+ICCID`, answered
+/// `+ICCID: <iccid>` or `ICCID: <iccid>` by Fibocom, some Sierra and MediaTek-based modules.
+public let plusICCIDCommand = "AT+ICCID"

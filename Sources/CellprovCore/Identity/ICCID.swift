@@ -28,7 +28,9 @@ public struct ICCID: Sendable, Hashable, CustomStringConvertible, CustomDebugStr
     /// Validates the value of an ICCID answer (`AT+CCID`, `AT+QCCID`, `AT+ICCID`, or the hex body of
     /// `AT+CRSM=176,12258,...` reading EF_ICCID), once its tag is stripped.
     ///
-    /// Normalisation: whitespace anywhere and surrounding quotes removed, upper-cased. A value starting "98"
+    /// Normalisation: an `ICCID:` label dropped and the first of several comma-separated fields kept
+    /// (``IdentifierText/field(_:labels:)``), whitespace anywhere and quotes removed (or, when that leaves other
+    /// characters, only the first token kept: `<iccid> <junk>`), upper-cased. A value starting "98"
     /// of even length 18-20 is the raw nibble-swapped BCD of EF_ICCID: each pair of characters is swapped
     /// back (ModemManager's test vectors: "984402003576012594F9" → "8944200053671052499"). Trailing "F"
     /// padding is then removed.
@@ -42,7 +44,13 @@ public struct ICCID: Sendable, Hashable, CustomStringConvertible, CustomDebugStr
     /// ModemManager test values in our vectors, 19 and 20 digits, pass neither Luhn over all digits nor over
     /// the first 19; ModemManager itself does not check it).
     public static func validate(_ raw: String) -> Validated<ICCID> {
-        var s = String(IdentifierText.trimmed(raw).filter { !$0.isWhitespace && $0 != "\"" }).uppercased()
+        let field = IdentifierText.field(raw, labels: ["ICCID", "CCID"])
+        var s = String(field.filter { !$0.isWhitespace && $0 != "\"" }).uppercased()
+        if !IdentifierText.isUpperHex(s) {
+            // "<iccid> <junk>": keep the first token if it alone is well formed.
+            let token = IdentifierText.leadingToken(field).uppercased()
+            if !token.isEmpty && IdentifierText.isUpperHex(token) { s = token }
+        }
         if s.isEmpty {
             return Validated(value: nil, problems: [problem(.iccidMissing, .error, "the modem returned no ICCID")])
         }

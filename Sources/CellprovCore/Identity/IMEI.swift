@@ -25,13 +25,19 @@ public struct IMEI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
 
     /// Validates the value of an IMEI answer (`AT+CGSN`, `AT+GSN`, `AT+CGSN=1` once its tag is stripped).
     ///
-    /// - Whitespace and surrounding quotes are trimmed.
+    /// - Whitespace and surrounding quotes are trimmed; a leading `IMEI:`/`IMEI ` label is dropped and, of several
+    ///   comma-separated fields (`<imei>,<serial number>`), the first is kept; a value followed by junk after a
+    ///   blank (`<imei> OK`) keeps its first token (``IdentifierText/field(_:labels:)``).
     /// - 15 decimal digits: an IMEI. A bad check digit or a placeholder still returns the value, with an
     ///   error (`imei_checksum`, `imei_placeholder`), so the digits read can be reported.
     /// - 16 digits: an IMEISV (`AT+CGSN=2`-like answers), refused with `imei_is_imeisv`.
     /// - Empty: `imei_missing`; other characters: `imei_format`; other lengths: `imei_length`.
     public static func validate(_ raw: String) -> Validated<IMEI> {
-        let s = IdentifierText.trimmed(raw)
+        var s = IdentifierText.field(raw, labels: ["IMEISV", "IMEI SV", "IMEI"])
+        if !IdentifierText.isDecimal(s) {
+            let token = IdentifierText.leadingToken(s)
+            if IdentifierText.isDecimal(token) && (15...16).contains(token.utf8.count) { s = token }
+        }
         if s.isEmpty {
             return Validated(value: nil, problems: [problem(.imeiMissing, "the modem returned no IMEI")])
         }

@@ -33,9 +33,10 @@ public struct IMSI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
 
     /// Validates the value of an `AT+CIMI` answer; the MNC length comes from ``MNCTable``.
     ///
-    /// 6 to 15 decimal digits (whitespace and quotes trimmed), else nil with `imsi_missing`, `imsi_format`
-    /// or `imsi_length`. MCC 001 (test networks, 3GPP TS 34.108 test USIMs) and 999 (private networks,
-    /// E.212) return the value with the warning `imsi_test_network`.
+    /// 6 to 15 decimal digits (whitespace and quotes trimmed, an `IMSI:` label dropped, the first of several
+    /// comma-separated fields kept, a value followed by junk after a blank cut to its first token), else nil with
+    /// `imsi_missing`, `imsi_format` or `imsi_length`. MCC 001 (test networks, 3GPP TS 34.108 test USIMs) and 999
+    /// (private networks, E.212) return the value with the warning `imsi_test_network`.
     public static func validate(_ raw: String) -> Validated<IMSI> {
         validate(raw, knownMNCLength: nil)
     }
@@ -47,7 +48,11 @@ public struct IMSI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
     }
 
     private static func validate(_ raw: String, knownMNCLength: Int?) -> Validated<IMSI> {
-        let s = IdentifierText.trimmed(raw)
+        var s = IdentifierText.field(raw, labels: ["IMSI"])
+        if !IdentifierText.isDecimal(s) {
+            let token = IdentifierText.leadingToken(s)
+            if IdentifierText.isDecimal(token) && (6...15).contains(token.utf8.count) { s = token }
+        }
         if s.isEmpty {
             return Validated(value: nil, problems: [problem(.imsiMissing, .error, "the modem returned no IMSI")])
         }
@@ -80,5 +85,63 @@ public struct IMSI: Sendable, Hashable, CustomStringConvertible, CustomDebugStri
 
     private static func problem(_ code: Problem.Code, _ severity: Severity, _ message: String) -> Problem {
         Problem(code, field: .imsi, severity: severity, message: message)
+    }
+}
+
+// MARK: - EF_IMSI
+
+extension IMSI {
+    /// The IMSI digits held in the contents of EF_IMSI (file 6F07, 3GPP TS 31.102 §4.2.2; TS 51.011 §10.3.2 for
+    /// a GSM SIM), as hexadecimal text, the form `AT+CRSM=176,28423,0,0,9` answers with.
+    ///
+    /// Layout: byte 1 is the number of bytes that follow and hold the IMSI (1 to 8); byte 2 holds, in its low
+    /// nibble, the identity type 001 and the parity bit 8 (set for an odd number of digits, so 9 for the usual
+    /// 15 digits, 1 for 14), and the first digit in its high nibble; every further byte holds two digits, low
+    /// nibble first ("swapped BCD"). An even count leaves the last high nibble at F; unused bytes are FF.
+    /// Example (the Rust SIM simulator scenario and 3GPP layout): `081932547698103254` → `123456789012345`.
+    ///
+    /// Returns the digits, or nil and the reason the contents are not an IMSI (no digits in any reason).
+    public static func digits(fromEFIMSI hex: String) -> Validated<String> {
+        func refuse(_ code: Problem.Code, _ message: String) -> Validated<String> {
+            Validated(value: nil, problems: [Problem(code, field: .imsi, message: message)])
+        }
+        let text = String(IdentifierText.trimmed(hex).filter { !$0.isWhitespace }).uppercased()
+        guard !text.isEmpty else { return refuse(.imsiMissing, "the SIM returned no EF_IMSI contents") }
+        guard IdentifierText.isUpperHex(text), text.utf8.count.isMultiple(of: 2) else {
+            return refuse(.imsiFormat, "the EF_IMSI contents are not hexadecimal bytes")
+        }
+        let nibbles = text.compactMap(\.hexDigitValue)
+        let bytes = stride(from: 0, to: nibbles.count, by: 2).map { nibbles[$0] << 4 | nibbles[$0 + 1] }
+        let length = bytes[0]
+        // 0xFF (or 0): an erased or never personalised file.
+        if length == 0xFF || length == 0 || bytes.dropFirst().allSatisfy({ $0 == 0xFF }) {
+            return refuse(.imsiMissing, "the SIM's EF_IMSI is empty")
+        }
+        guard length <= 8, bytes.count >= 1 + length else {
+            return refuse(.imsiLength, "the EF_IMSI length byte does not fit the file")
+        }
+        let typeAndParity = bytes[1] & 0x0F
+        guard typeAndParity & 0x07 == 0x01 else {
+            return refuse(.imsiFormat, "the EF_IMSI identity type is not IMSI")
+        }
+        var digits: [Int] = [bytes[1] >> 4]
+        for byte in bytes[2..<(1 + length)] {
+            digits.append(byte & 0x0F)
+            digits.append(byte >> 4)
+        }
+        // An even number of digits (parity bit clear) leaves the last nibble as filler; so may a SIM that sets
+        // the parity bit wrongly: trailing F nibbles are filler either way.
+        while digits.last == 0x0F { digits.removeLast() }
+        guard !digits.isEmpty, digits.allSatisfy({ $0 <= 9 }) else {
+            return refuse(.imsiFormat, "the EF_IMSI contents hold non-decimal digits")
+        }
+        return Validated(value: String(digits.map { Character(String($0)) }), problems: [])
+    }
+
+    /// Validates the contents of EF_IMSI (``digits(fromEFIMSI:)``, then ``validate(_:)``).
+    public static func validate(efIMSI hex: String) -> Validated<IMSI> {
+        let decoded = digits(fromEFIMSI: hex)
+        guard let digits = decoded.value else { return Validated(value: nil, problems: decoded.problems) }
+        return validate(digits)
     }
 }
