@@ -99,8 +99,10 @@ enum Frame {
 func kindName(_ kind: ATLineKind) -> String {
     switch kind {
     case .echo: "echo"
+    case .foreignEcho: "foreign-echo"
     case .final: "final"
     case .information: "info"
+    case .implausible: "implausible"
     case .unsolicited: "urc"
     }
 }
