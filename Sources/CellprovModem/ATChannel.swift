@@ -283,7 +283,13 @@ public final class ATChannel: Sendable {
                     switch output {
                     case .line(let line):
                         if s.skippingCutAnswer {
-                            if ATFinalResult(line: line) != nil { s.skippingCutAnswer = false }
+                            // The cut answer's tail is dropped up to its final result code; a URC in it (a SIM
+                            // swap) still counts.
+                            if ATFinalResult(line: line) != nil {
+                                s.skippingCutAnswer = false
+                            } else if ATLineClassifier.isURC(line) {
+                                urcs.append(UnsolicitedLine(text: line, receivedAt: s.lastInput))
+                            }
                             continue
                         }
                         let kind = classifier.classify(
