@@ -112,6 +112,7 @@ public final class ATChannel: Sendable {
         var droppedBytes = 0
         var receivedBytes = 0
         var answeredCount = 0
+        var answerLineCount = 0
         var commandCount = 0
         var lastInput = ContinuousClock().now
         /// After a cut answer: drop lines up to the next final result code, which belongs to the cut answer.
@@ -154,6 +155,8 @@ public final class ATChannel: Sendable {
     public var droppedByteCount: Int { state.withLock { $0.droppedBytes } }
     /// Bytes received so far.
     public var receivedByteCount: Int { state.withLock { $0.receivedBytes } }
+    /// Readable lines that were not URCs (echoes, answer lines, final result codes), trusted or not.
+    public var answerLineCount: Int { state.withLock { $0.answerLineCount } }
     /// Commands that got a complete, trusted answer (any final result code, ERROR included).
     public var answeredCount: Int { state.withLock { $0.answeredCount } }
     /// Bytes held for the pending command's answer (at most ``ATAnswerLimits/maxBytes``), for tests and diagnostics.
@@ -294,6 +297,7 @@ public final class ATChannel: Sendable {
                         }
                         let kind = classifier.classify(
                             line, pendingCommand: s.pending?.command, expectedPrefix: s.pending?.expectedPrefix)
+                        if kind != .unsolicited { s.answerLineCount += 1 }
                         switch kind {
                         case .echo:
                             break

@@ -98,18 +98,18 @@ struct Session {
     var stopped = false
     let clock = ContinuousClock()
     /// The channel's counters when this read began (the daemon's channel outlives reads).
-    let receivedBefore: Int
     let droppedBefore: Int
     let answeredBefore: Int
+    let answerLinesBefore: Int
 
     init(channel: ATChannel, options: IdentityReadOptions, deadline: ContinuousClock.Instant, logger: Logger) {
         self.channel = channel
         self.options = options
         self.deadline = deadline
         self.logger = logger
-        receivedBefore = channel.receivedByteCount
         droppedBefore = channel.droppedByteCount
         answeredBefore = channel.answeredCount
+        answerLinesBefore = channel.answerLineCount
     }
 
     enum Outcome {
@@ -149,9 +149,10 @@ struct Session {
 
     /// Why a port that never completed a trusted answer is unusable. A port that sent only noise (unreadable or
     /// implausible lines, answers cut at the size cap) is not a modem, whatever random text it happened to frame;
-    /// one that sent readable bytes too slowly to finish an answer timed out; one that sent nothing is silent.
+    /// one that began answering (echoes, answer lines) but never finished timed out; one that sent nothing, or
+    /// only URCs (a module still booting), did not respond.
     func unansweredPortProblem() -> Problem {
-        let received = channel.receivedByteCount - receivedBefore
+        let answering = channel.answerLineCount > answerLinesBefore
         let noisy = channel.droppedByteCount > droppedBefore
             || problems.contains { $0.code == .garbage || $0.code == .answerTooLong }
         if noisy {
@@ -159,7 +160,7 @@ struct Session {
                 .notAModem, field: .port,
                 message: "the port sends data but no readable AT answer: not a modem, or the wrong baud rate")
         }
-        if received > 0 {
+        if answering {
             return Problem(.timeout, field: .port, message: "the port never completed an answer in time")
         }
         return Problem(.noResponse, field: .port, message: "the modem did not answer AT commands")

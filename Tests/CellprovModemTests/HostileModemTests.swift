@@ -174,6 +174,20 @@ import Testing
         #expect(report.iccid?.unredacted == Self.identity.iccid)
     }
 
+    @Test func portSendingOnlyURCsIsNoResponseNotNoise() async throws {
+        let sim = try Self.simulator { $0.silent = true }
+        defer { sim.stop() }
+        let urcs = Task {
+            while !Task.isCancelled {
+                sim.sendURC("RDY")
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        defer { urcs.cancel() }
+        let report = await Self.reader(timeout: .seconds(4)).read(port: sim.path)
+        #expect(report.problems.map(\.code) == [.noResponse], "a module still booting is not a hostile one")
+    }
+
     @Test func trickleThatNeverFinishesIsAPortProblem() async throws {
         let sim = try Self.simulator { $0.trickleMilliseconds = 100 }
         defer { sim.stop() }

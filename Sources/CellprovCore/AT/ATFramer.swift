@@ -1,7 +1,7 @@
 /// Splits the byte stream of an AT port into lines.
 ///
 /// Accepts CR LF, bare CR and bare LF endings (an empty line between them is dropped). A line longer than
-/// `maxLineLength` is never buffered whole: the framer reports `.overflow` once, discards bytes until the next
+/// `maxLineLength` is never buffered whole: the framer reports `.garbage` once, discards bytes until the next
 /// line end and then resynchronises, so garbage or a megabyte without a line end costs a bounded amount of
 /// memory. Bytes that are not printable text (outside 0x20...0x7E, tab allowed) mark the line as garbage: from that
 /// byte on nothing is buffered, the bytes up to the line end are only counted.
