@@ -353,7 +353,9 @@ public final class ATChannel: Sendable {
                 ] where lines > 0 {
                     if let r = s.anomalies.record(kind, bytes: bytes, lines: lines, at: now) { reports.append(r) }
                 }
-                pause = s.rateLimit.delay(after: bytes.count, at: now)
+                // At most half a second per chunk, so that a close waits at most that long; a larger debt stays in
+                // the bucket and is paid by the next chunks.
+                pause = min(s.rateLimit.delay(after: bytes.count, at: now), .milliseconds(500))
                 s.pausedTime += pause
             case .closed(let error):
                 s.closed = true
@@ -377,9 +379,8 @@ public final class ATChannel: Sendable {
         }
         if pause > .zero {
             // Blocks the transport's own delivery queue (one per port): no more bytes are read, framed or
-            // classified meanwhile; the kernel holds (or drops) the flood. At most a few hundred milliseconds per
-            // chunk, so a close waits at most that long.
-            let (seconds, attoseconds) = min(pause, .milliseconds(500)).components
+            // classified meanwhile; the kernel holds (or drops) the flood.
+            let (seconds, attoseconds) = pause.components
             let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
             _ = DispatchSemaphore(value: 0).wait(timeout: .now() + .nanoseconds(nanoseconds))
         }

@@ -169,9 +169,18 @@ struct Session {
     mutating func text(_ command: String, fallback: String, tags: [String]) async -> String? {
         for cmd in [command, fallback] {
             guard case .answer(let a)? = await sendIfRunning(cmd), a.result.isSuccess else { continue }
-            if let value = ATResponse.text(in: a.lines, tags: tags) { return value }
+            if let value = ATResponse.text(in: a.lines, tags: tags) {
+                if Self.isPlausibleModuleText(value) { return value }
+                logger.debug("implausible module text", metadata: ["command": "\(cmd)", "length": "\(value.count)"])
+            }
         }
         return nil
+    }
+
+    /// Manufacturer, model and revision are short names (the longest in the vendor manuals: a Sierra revision of
+    /// about 70 characters); they go into the store and the backend payload, so a module's wall of text does not.
+    static func isPlausibleModuleText(_ value: String) -> Bool {
+        value.utf8.count <= 128 && value.contains { $0.isLetter || $0.isNumber }
     }
 
     mutating func readIMEI() async -> IMEI? {

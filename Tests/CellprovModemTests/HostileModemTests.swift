@@ -174,6 +174,17 @@ import Testing
         #expect(report.iccid?.unredacted == Self.identity.iccid)
     }
 
+    @Test func implausibleModuleTextIsNotStored() async throws {
+        var id = Self.identity
+        id.manufacturer = String(repeating: "Quectel ", count: 40)  // 320 characters: a line, but no name
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: id))
+        defer { sim.stop() }
+        let report = await Self.reader(timeout: .seconds(10)).read(port: sim.path)
+        #expect(report.manufacturer == nil)
+        #expect(report.model == "EC25")
+        #expect(report.isValid, "the identities are still read: \(report.problems)")
+    }
+
     @Test func portSendingOnlyURCsIsNoResponseNotNoise() async throws {
         let sim = try Self.simulator { $0.silent = true }
         defer { sim.stop() }
