@@ -60,7 +60,7 @@ struct SimulateCommand: AsyncParsableCommand {
     var randomBytes = false
     @Flag(name: .customLong("endless-answer"), help: "Hostile: information lines forever after the first command.")
     var endlessAnswer = false
-    @Option(name: .customLong("foreign-echo"), help: "Hostile: echo this other command (e.g. AT+CFUN=0) before answers.")
+    @Option(name: .customLong("foreign-echo"), help: "Hostile: echo this command (e.g. AT+CFUN=0) before answers.")
     var foreignEcho: String?
     @Option(name: .customLong("trickle-ms"), help: "Hostile: send one byte every N milliseconds.")
     var trickleMs = 0
