@@ -57,7 +57,12 @@ public struct Problem: Sendable, Hashable, Codable, CustomStringConvertible {
         public static let portClosed = Code(rawValue: "port_closed")
         public static let timeout = Code(rawValue: "timeout")
         public static let commandFailed = Code(rawValue: "command_failed")
+        /// An answer came with unreadable or implausible lines among its own, and was discarded.
         public static let garbage = Code(rawValue: "garbage")
+        /// An answer grew past the per-command cap (lines or bytes) without ending: the command failed.
+        public static let answerTooLong = Code(rawValue: "answer_too_long")
+        /// The port sends bytes, but never a complete, readable AT answer: not a modem (or not at this speed).
+        public static let notAModem = Code(rawValue: "not_a_modem")
     }
 
     public var code: Code

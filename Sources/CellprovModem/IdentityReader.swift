@@ -99,12 +99,19 @@ struct Session {
     var simCondition: CMEError.SIMCondition?
     var stopped = false
     let clock = ContinuousClock()
+    /// The channel's counters when this read began (the daemon's channel outlives reads).
+    let droppedBefore: Int
+    let answeredBefore: Int
+    let answerLinesBefore: Int
 
     init(channel: ATChannel, options: IdentityReadOptions, deadline: ContinuousClock.Instant, logger: Logger) {
         self.channel = channel
         self.options = options
         self.deadline = deadline
         self.logger = logger
+        droppedBefore = channel.droppedByteCount
+        answeredBefore = channel.answeredCount
+        answerLinesBefore = channel.answerLineCount
     }
 
     enum Outcome {
@@ -138,19 +145,44 @@ struct Session {
                 continue
             }
         }
-        if !stopped {
-            problems.append(Problem(.noResponse, field: .port, message: "the modem did not answer AT commands"))
-            stopped = true
-        }
+        stop(unansweredPortProblem())
         return false
+    }
+
+    /// Why a port that never completed a trusted answer is unusable. A port that sent only noise (unreadable or
+    /// implausible lines, answers cut at the size cap) is not a modem, whatever random text it happened to frame;
+    /// one that began answering (echoes, answer lines) but never finished timed out; one that sent nothing, or
+    /// only URCs (a module still booting), did not respond.
+    func unansweredPortProblem() -> Problem {
+        let answering = channel.answerLineCount > answerLinesBefore
+        let noisy = channel.droppedByteCount > droppedBefore
+            || problems.contains { $0.code == .garbage || $0.code == .answerTooLong }
+        if noisy {
+            return Problem(
+                .notAModem, field: .port,
+                message: "the port sends data but no readable AT answer: not a modem, or the wrong baud rate")
+        }
+        if answering {
+            return Problem(.timeout, field: .port, message: "the port never completed an answer in time")
+        }
+        return Problem(.noResponse, field: .port, message: "the modem did not answer AT commands")
     }
 
     mutating func text(_ command: String, fallback: String, tags: [String]) async -> String? {
         for cmd in [command, fallback] {
             guard case .answer(let a)? = await sendIfRunning(cmd), a.result.isSuccess else { continue }
-            if let value = ATResponse.text(in: a.lines, tags: tags) { return value }
+            if let value = ATResponse.text(in: a.lines, tags: tags) {
+                if Self.isPlausibleModuleText(value) { return value }
+                logger.debug("implausible module text", metadata: ["command": "\(cmd)", "length": "\(value.count)"])
+            }
         }
         return nil
+    }
+
+    /// Manufacturer, model and revision are short names (the longest in the vendor manuals: a Sierra revision of
+    /// about 70 characters); they go into the store and the backend payload, so a module's wall of text does not.
+    static func isPlausibleModuleText(_ value: String) -> Bool {
+        value.utf8.count <= 128 && value.contains { $0.isLetter || $0.isNumber }
     }
 
     mutating func readIMEI() async -> IMEI? {
@@ -305,7 +337,7 @@ struct Session {
     ) async -> Outcome {
         let remaining = deadline - clock.now
         guard remaining > .zero else {
-            stop(Problem(.timeout, field: .port, message: "the read did not finish within its time limit"))
+            stopAtDeadline()
             return .failed
         }
         do {
@@ -316,10 +348,26 @@ struct Session {
             switch error.code {
             case .timeout:
                 logger.debug("no answer", metadata: ["command": "\(command)"])
+                if clock.now >= deadline {
+                    stopAtDeadline()
+                    return .failed
+                }
                 if recordTimeout && !problems.contains(where: { $0.code == .timeout }) {
                     problems.append(Problem(
                         .timeout, field: .modem, severity: .warning, message: "a command got no answer in time"))
                 }
+                await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
+            case .answerTooLong:
+                logger.debug("answer too long", metadata: ["command": "\(command)"])
+                note(Problem(
+                    .answerTooLong, field: .modem, severity: .warning,
+                    message: "an answer grew past the size cap without ending; the command failed"))
+                await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
+            case .unreadable:
+                logger.debug("unreadable answer", metadata: ["command": "\(command)"])
+                note(Problem(
+                    .garbage, field: .modem, severity: .warning,
+                    message: "an answer came mixed with unreadable input and was discarded"))
                 await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
             case .closed, .writeFailed:
                 stop(Problem(.portClosed, field: .port, message: "the port closed during the read (unplugged?)"))
@@ -333,8 +381,26 @@ struct Session {
         }
     }
 
+    /// Ends the read with `problem`, which replaces a milder problem of the same code (a command's `timeout`
+    /// warning becomes the read's `timeout` error: a port that cannot finish a read is a port problem).
     mutating func stop(_ problem: Problem) {
+        guard !stopped else { return }
+        problems.removeAll { $0.code == problem.code && $0.severity < problem.severity }
         if !problems.contains(where: { $0.code == problem.code }) { problems.append(problem) }
         stopped = true
+    }
+
+    /// Out of time: a port that never completed an answer is unusable, one that answered too slowly too.
+    mutating func stopAtDeadline() {
+        if channel.answeredCount == answeredBefore {
+            stop(unansweredPortProblem())
+        } else {
+            stop(Problem(.timeout, field: .port, message: "the read did not finish within its time limit"))
+        }
+    }
+
+    /// Records `problem` once per code.
+    mutating func note(_ problem: Problem) {
+        if !problems.contains(where: { $0.code == problem.code }) { problems.append(problem) }
     }
 }

@@ -75,12 +75,24 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
     /// AT+CRSM fails (+CME ERROR: 4), as on modules that restrict SIM access.
     public var crsmUnsupported = false
 
+    // Hostile modules (a faulty, counterfeit or tampered module can send anything).
+
+    /// Random bytes without pause, as fast as the client reads; commands are never answered.
+    public var randomBytes = false
+    /// From the first command on, information lines forever (manufacturer, model, revision), never a final result.
+    public var endlessAnswer = false
+    /// The echo of another command (e.g. `AT+CFUN=0`) before every answer.
+    public var foreignEcho: String? = nil
+    /// Every byte written alone, this many milliseconds apart (echo included): an answer takes seconds.
+    public var trickleMilliseconds = 0
+
     public init() {}
 
     private enum CodingKeys: String, CodingKey {
         case echoAlways, urcNoise, responseDelayMilliseconds, simBusyTries, simAbsent, simPIN, simPUK
         case swallowFirst, silent, garbageBeforeAnswers, unplugAfterCommands, ccidUnsupported
         case vendorICCIDUnsupported, cimiUnsupported, crsmUnsupported
+        case randomBytes, endlessAnswer, foreignEcho, trickleMilliseconds
     }
 
     /// Missing keys keep their defaults.
@@ -101,6 +113,10 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
         vendorICCIDUnsupported = try c.decodeIfPresent(Bool.self, forKey: .vendorICCIDUnsupported) ?? false
         cimiUnsupported = try c.decodeIfPresent(Bool.self, forKey: .cimiUnsupported) ?? false
         crsmUnsupported = try c.decodeIfPresent(Bool.self, forKey: .crsmUnsupported) ?? false
+        randomBytes = try c.decodeIfPresent(Bool.self, forKey: .randomBytes) ?? false
+        endlessAnswer = try c.decodeIfPresent(Bool.self, forKey: .endlessAnswer) ?? false
+        foreignEcho = try c.decodeIfPresent(String.self, forKey: .foreignEcho)
+        trickleMilliseconds = try c.decodeIfPresent(Int.self, forKey: .trickleMilliseconds) ?? 0
     }
 }
 
@@ -214,6 +230,18 @@ public final class ModemSimulator: Sendable {
             s.readSource = read
             s.writeSource = write
             read.activate()
+            if options.quirks.trickleMilliseconds > 0 {
+                let timer = DispatchSource.makeTimerSource(queue: queue)
+                let interval = DispatchTimeInterval.milliseconds(options.quirks.trickleMilliseconds)
+                timer.schedule(deadline: .now() + interval, repeating: interval)
+                timer.setEventHandler { [weak self] in self?.state.withLock { s in s.trickleOne() } }
+                s.trickleTimer = timer
+                timer.activate()
+            }
+            if options.quirks.randomBytes {
+                s.stream = .random(0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32(bitPattern: master)))
+                s.flush()
+            }
         }
     }
 
@@ -316,6 +344,14 @@ struct DelayedOutput: Sendable {
 
 private enum WriteSourceState { case inactive, running, suspended }
 
+/// Output the hostile quirks produce without end: refilled whenever the client has read the previous chunk.
+private enum EndlessStream {
+    /// xorshift64 state.
+    case random(UInt64)
+    /// One framed block of information lines, repeated.
+    case lines([UInt8])
+}
+
 private enum Outcome {
     case ok
     case info([String])
@@ -345,6 +381,10 @@ private struct State {
     var stopped = false
     var unplugged = false
     var lastDeadline = DispatchTime(uptimeNanoseconds: 0)
+    var stream: EndlessStream?
+    var trickleQueue: [UInt8] = []
+    var trickleStart = 0
+    var trickleTimer: (any DispatchSourceTimer)?
 
     init(options: SimulatorOptions, master: Int32, slave: Int32) {
         self.options = options
@@ -383,12 +423,52 @@ private struct State {
 
     mutating func send(_ bytes: [UInt8]) {
         guard !unplugged, !bytes.isEmpty else { return }
+        if quirks.trickleMilliseconds > 0 {
+            trickleQueue.append(contentsOf: bytes)
+            return
+        }
         out.append(contentsOf: bytes)
         flush()
     }
 
+    /// The trickle quirk's timer: one byte of the queued output.
+    mutating func trickleOne() {
+        guard !unplugged, trickleStart < trickleQueue.count else { return }
+        out.append(trickleQueue[trickleStart])
+        trickleStart += 1
+        if trickleStart == trickleQueue.count {
+            trickleQueue.removeAll(keepingCapacity: true)
+            trickleStart = 0
+        }
+        flush()
+    }
+
+    /// The next 4 KiB of an endless stream.
+    mutating func refillStream() {
+        switch stream {
+        case .random(var x):
+            out.reserveCapacity(out.count + 4096)
+            for _ in 0..<512 {
+                x ^= x << 13
+                x ^= x >> 7
+                x ^= x << 17
+                withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) }
+            }
+            stream = .random(x)
+        case .lines(let block):
+            while out.count - outStart < 4096 { out.append(contentsOf: block) }
+        case nil:
+            break
+        }
+    }
+
     mutating func flush() {
         guard !unplugged else { return }
+        if stream != nil && outStart >= out.count {
+            out.removeAll(keepingCapacity: true)
+            outStart = 0
+            refillStream()
+        }
         while outStart < out.count {
             let n = out.withUnsafeBytes { raw in
                 write(master, raw.baseAddress! + outStart, out.count - outStart)
@@ -404,7 +484,7 @@ private struct State {
                 outStart = out.count
             }
         }
-        if outStart >= out.count {
+        if outStart >= out.count && stream == nil {
             out.removeAll(keepingCapacity: true)
             outStart = 0
             if writeState == .running {
@@ -436,6 +516,9 @@ private struct State {
         case .running: break
         }
         writeState = .running
+        trickleTimer?.cancel()
+        trickleTimer = nil
+        stream = nil
         writeSource?.cancel()
         readSource?.cancel()
         writeSource = nil
@@ -477,14 +560,22 @@ private struct State {
             unplug()
             return nil
         }
-        if quirks.silent || commandCount <= quirks.swallowFirst { return nil }
+        if quirks.silent || quirks.randomBytes || commandCount <= quirks.swallowFirst { return nil }
         if echo || quirks.echoAlways { send(raw + [terminator]) }
+        if quirks.endlessAnswer {
+            if stream == nil {
+                stream = .lines(Array([manufacturer, model, revision].map(Self.frame).joined().utf8))
+                flush()
+            }
+            return nil
+        }
 
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         guard trimmed.count >= 2, trimmed.prefix(2).uppercased() == "AT" else {
             return nil  // V.250: a line without the AT prefix is ignored.
         }
         var response: [UInt8] = []
+        if let other = quirks.foreignEcho { response += Array((other + "\r").utf8) }
         if quirks.garbageBeforeAnswers && answersSent == 0 {
             response += Self.garbage()
         }

@@ -12,7 +12,8 @@ struct ProbeCommand: AsyncParsableCommand {
         abstract: "Read IMEI, IMSI and ICCID from AT ports, in parallel, once.",
         discussion: """
             Exit status: 0 every port valid; 1 a modem answered but an identity is missing or invalid; \
-            2 a port could not be used (absent, busy, silent, unplugged); 64 usage error; 78 bad pseudonym key in the state directory.
+            2 a port could not be used (absent, busy, silent, not a modem, too slow, unplugged); 64 usage error; \
+            78 bad pseudonym key in the state directory.
             Identifiers are redacted in the table and in logs; --json prints full digits (a data channel).
             """
     )

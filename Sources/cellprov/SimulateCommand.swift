@@ -58,17 +58,31 @@ struct SimulateCommand: AsyncParsableCommand {
     var noVendorICCID = false
     @Flag(name: .customLong("no-cimi"), help: "AT+CIMI fails: the IMSI must be read from EF_IMSI.") var noCIMI = false
     @Flag(name: .customLong("no-crsm"), help: "AT+CRSM (restricted SIM access) fails.") var noCRSM = false
+    @Flag(name: .customLong("random-bytes"), help: "Hostile: random bytes without pause, never an answer.")
+    var randomBytes = false
+    @Flag(name: .customLong("endless-answer"), help: "Hostile: information lines forever after the first command.")
+    var endlessAnswer = false
+    @Option(name: .customLong("foreign-echo"), help: "Hostile: echo this command (e.g. AT+CFUN=0) before answers.")
+    var foreignEcho: String?
+    @Option(name: .customLong("trickle-ms"), help: "Hostile: send one byte every N milliseconds.")
+    var trickleMs = 0
 
     func validate() throws {
         guard VendorProfile(rawValue: profile.lowercased()) != nil else {
             throw ValidationError(
                 "Unknown profile '\(profile)'; one of: \(VendorProfile.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        for (name, value) in [("--delay-ms", delayMs), ("--sim-busy", simBusy), ("--swallow-first", swallowFirst)]
+        for (name, value) in [
+            ("--delay-ms", delayMs), ("--sim-busy", simBusy), ("--swallow-first", swallowFirst),
+            ("--trickle-ms", trickleMs),
+        ]
         where value < 0 {
             throw ValidationError("\(name) must not be negative")
         }
         if let n = unplugAfter, n < 1 { throw ValidationError("--unplug-after must be at least 1") }
+        if let other = foreignEcho, other.isEmpty || other.contains(where: \.isNewline) {
+            throw ValidationError("--foreign-echo must be one non-empty command line")
+        }
         guard (1...256).contains(count) else { throw ValidationError("--count must be between 1 and 256") }
     }
 
@@ -98,6 +112,10 @@ struct SimulateCommand: AsyncParsableCommand {
         quirks.vendorICCIDUnsupported = noVendorICCID
         quirks.cimiUnsupported = noCIMI
         quirks.crsmUnsupported = noCRSM
+        quirks.randomBytes = randomBytes
+        quirks.endlessAnswer = endlessAnswer
+        quirks.foreignEcho = foreignEcho
+        quirks.trickleMilliseconds = trickleMs
 
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
 

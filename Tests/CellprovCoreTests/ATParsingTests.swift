@@ -100,8 +100,10 @@ enum Frame {
 func kindName(_ kind: ATLineKind) -> String {
     switch kind {
     case .echo: "echo"
+    case .foreignEcho: "foreign-echo"
     case .final: "final"
     case .information: "info"
+    case .implausible: "implausible"
     case .unsolicited: "urc"
     }
 }
@@ -709,6 +711,133 @@ extension ATParsingTests {
             #expect(ATResponse.iccid(in: ["+CCID : 89014104279461713562"]) == "89014104279461713562")
             #expect(ATResponse.imsi(in: ["+cimi: 460040180727133"]) == "460040180727133")
             #expect(ATResponse.imei(in: ["IMEI SV: 20", "IMEI: 490154203237518"]) == "490154203237518")
+        }
+    }
+}
+
+// MARK: - Hostile input
+
+extension ATParsingTests {
+    /// A faulty, counterfeit or tampered module can send anything: noise without pause, echoes of commands we did
+    /// not send, lines no answer has. Bounds are asserted structurally (counts, bytes held), never by timing.
+    @Suite("Hostile input")
+    struct HostileInputTests {
+        static let start = ContinuousClock.now
+
+        @Test("an hour of noise, a chunk every 10 ms: the first occurrence, then one summary a minute, nothing lost")
+        func anomalyLogIsBounded() {
+            var log = InputAnomalyLog()
+            var reports: [InputAnomalyLog.Report] = []
+            var fedBytes = 0
+            var fedLines = 0
+            let chunks = 360_000  // one hour at 100 chunks a second
+            for i in 0..<chunks {
+                let now = Self.start.advanced(by: .milliseconds(10 * i))
+                if let r = log.record(.unreadable, bytes: 4096, lines: 32, at: now) { reports.append(r) }
+                // a foreign echo now and then, counted on its own
+                if i % 1000 == 0, let r = log.record(.foreignEcho, bytes: 0, lines: 1, at: now) { reports.append(r) }
+                fedBytes += 4096
+                fedLines += 32
+            }
+            reports += log.flush(at: Self.start.advanced(by: .seconds(3600)))
+            let unreadable = reports.filter { $0.kind == .unreadable }
+            print("anomaly log: \(chunks) chunks of noise in 1 h -> \(unreadable.count) log lines (unreadable), "
+                + "\(reports.count - unreadable.count) (foreign echo)")
+            #expect(unreadable.first?.isFirst == true)
+            #expect(unreadable.dropFirst().allSatisfy { !$0.isFirst })
+            #expect(unreadable.count <= 1 + 60 + 1, "first + one a minute + the flush")
+            #expect(unreadable.count >= 60)
+            #expect(unreadable.map(\.bytes).reduce(0, +) == fedBytes, "every dropped byte is counted once")
+            #expect(unreadable.map(\.lines).reduce(0, +) == fedLines)
+            #expect(reports.filter { $0.kind == .foreignEcho }.map(\.lines).reduce(0, +) == 360)
+            for r in unreadable.dropFirst() { #expect(r.span <= .seconds(61)) }
+            #expect(unreadable[1].description.contains("dropped"))
+            #expect(log.flush(at: Self.start.advanced(by: .seconds(3601))).isEmpty, "flush resets the counts")
+        }
+
+        @Test("the rate limit holds any flood to its budget (100 MB offered in 4 KiB reads)")
+        func rateLimitBoundsParsing() {
+            var limit = InputRateLimit(bytesPerSecond: 32 * 1024, burst: 128 * 1024)
+            var now = Self.start
+            var total = 0
+            let offered = 100 << 20
+            while total < offered {
+                total += 4096
+                now = now.advanced(by: limit.delay(after: 4096, at: now))  // the reader sleeps, then reads again
+            }
+            let elapsed = now - Self.start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            let rate = Double(total - limit.burst) / seconds
+            print("rate limit: \(offered >> 20) MB offered, parsed at \(Int(rate)) B/s after the burst")
+            #expect(rate <= Double(limit.bytesPerSecond) * 1.001)
+            var idle = InputRateLimit()
+            #expect(idle.delay(after: 200, at: Self.start) == .zero, "a real answer is never delayed")
+        }
+
+        @Test("a megabyte of random bytes: bounded buffer, only garbage or short printable lines")
+        func randomBytes() {
+            var rng = SplitMix64(seed: 10)
+            var framer = ATFramer()
+            var garbageBytes = 0
+            var lines: [String] = []
+            for _ in 0..<256 {
+                let chunk = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                for output in framer.feed(chunk) {
+                    switch output {
+                    case .garbage(let n): garbageBytes += n
+                    case .line(let l): lines.append(l)
+                    case .prompt: break
+                    }
+                }
+                #expect(framer.bufferedByteCount <= framer.maxLineLength)
+            }
+            print("framer: 1 MiB random -> \(garbageBytes) bytes dropped, \(lines.count) printable fragments")
+            #expect(garbageBytes > 900_000)
+            #expect(lines.allSatisfy { $0.utf8.allSatisfy { (0x20...0x7E).contains($0) || $0 == 0x09 } })
+        }
+
+        struct EchoCase: Sendable, CustomTestStringConvertible {
+            var line: String
+            var isCommand: Bool
+            var testDescription: String { "\(line) -> \(isCommand ? "command" : "text")" }
+        }
+
+        static let echoCases: [EchoCase] = [
+            EchoCase(line: "AT+CFUN=0", isCommand: true), EchoCase(line: "AT", isCommand: true),
+            EchoCase(line: "ATE0", isCommand: true), EchoCase(line: "at+cgsn", isCommand: true),
+            EchoCase(line: "AT&F", isCommand: true), EchoCase(line: "ATS0=0", isCommand: true),
+            EchoCase(line: "ATI", isCommand: true), EchoCase(line: "AT^SYSINFO", isCommand: true),
+            EchoCase(line: "AT#CCID", isCommand: true), EchoCase(line: "AT+CPIN?", isCommand: true),
+            EchoCase(line: "ATD+4912345;", isCommand: false),  // a dial string is no identity answer either way
+            EchoCase(line: "ATMEL", isCommand: false), EchoCase(line: "AT&T Inc", isCommand: false),
+            EchoCase(line: "ATX Networks", isCommand: false), EchoCase(line: "Quectel", isCommand: false),
+            EchoCase(line: "AT+", isCommand: false), EchoCase(line: "AT12", isCommand: false),
+        ]
+
+        @Test("any command line is an echo, never an answer line", arguments: echoCases)
+        func commandEcho(_ c: EchoCase) {
+            #expect(ATLineClassifier.isCommandLine(c.line) == c.isCommand)
+            let kind = ATLineClassifier().classify(c.line, pendingCommand: "AT+CGMI", expectedPrefix: nil)
+            #expect(kind == (c.isCommand ? .foreignEcho : .information))
+        }
+
+        @Test("a foreign echo before the answer is not part of it")
+        func foreignEchoBeforeAnswer() {
+            let kinds = classifyInOrder(["AT+CFUN=0", "Quectel", "OK"], command: "AT+CGMI", prefix: nil)
+            #expect(kinds == [.foreignEcho, .information, .final(.ok)])
+            #expect(classifyInOrder(["AT+CFUN=0"], command: nil, prefix: nil) == [.foreignEcho])
+        }
+
+        @Test("an overlong or control-character line is implausible for any answer")
+        func implausibleLines() {
+            let c = ATLineClassifier(maxInformationLength: 64)
+            #expect(c.classify(String(repeating: "7", count: 64), pendingCommand: "AT+CGSN", expectedPrefix: nil)
+                == .information)
+            #expect(c.classify(String(repeating: "7", count: 65), pendingCommand: "AT+CGSN", expectedPrefix: nil)
+                == .implausible)
+            #expect(c.classify("+CPIN: \u{7}READY", pendingCommand: "AT+CPIN?", expectedPrefix: "+CPIN:")
+                == .implausible)
+            #expect(c.classify("Quectel\u{1B}[2J", pendingCommand: "AT+CGMI", expectedPrefix: nil) == .implausible)
         }
     }
 }

@@ -1,9 +1,10 @@
 /// Splits the byte stream of an AT port into lines.
 ///
 /// Accepts CR LF, bare CR and bare LF endings (an empty line between them is dropped). A line longer than
-/// `maxLineLength` is never buffered whole: the framer reports `.overflow` once, discards bytes until the next
+/// `maxLineLength` is never buffered whole: the framer reports `.garbage` once, discards bytes until the next
 /// line end and then resynchronises, so garbage or a megabyte without a line end costs a bounded amount of
-/// memory. Bytes that are not printable text (outside 0x20...0x7E, tab allowed) mark the line as garbage.
+/// memory. Bytes that are not printable text (outside 0x20...0x7E, tab allowed) mark the line as garbage: from that
+/// byte on nothing is buffered, the bytes up to the line end are only counted.
 public struct ATFramer: Sendable {
     public enum Output: Sendable, Equatable {
         /// A complete text line, without its ending and without surrounding whitespace.
@@ -18,7 +19,6 @@ public struct ATFramer: Sendable {
     private var buffer: [UInt8] = []
     private var discarding = false
     private var dropped = 0
-    private var binary = false
 
     public init(maxLineLength: Int = 1024) {
         precondition(maxLineLength > 0)
@@ -47,9 +47,16 @@ public struct ATFramer: Sendable {
                 buffer.removeAll(keepingCapacity: true)
                 continue
             }
-            if !(0x20...0x7E).contains(byte) && byte != 0x09 { binary = true }
+            if byte < 0x20 && byte != 0x09 || byte > 0x7E {
+                // A binary byte condemns the whole line: stop buffering now and only count until the line end,
+                // so a port streaming noise costs one comparison per byte and no allocation.
+                discarding = true
+                dropped = buffer.count + 1
+                buffer.removeAll(keepingCapacity: true)
+                continue
+            }
             buffer.append(byte)
-            if buffer.count == 2 && buffer[0] == 0x3E && buffer[1] == 0x20 && !binary {
+            if buffer.count == 2 && buffer[0] == 0x3E && buffer[1] == 0x20 {
                 // "> " prompt has no line end after it.
                 buffer.removeAll(keepingCapacity: true)
                 out.append(.prompt)
@@ -62,7 +69,6 @@ public struct ATFramer: Sendable {
     public mutating func reset() {
         buffer.removeAll(keepingCapacity: true)
         discarding = false
-        binary = false
         dropped = 0
     }
 
@@ -71,17 +77,9 @@ public struct ATFramer: Sendable {
             out.append(.garbage(droppedBytes: dropped))
             discarding = false
             dropped = 0
-            binary = false
             return
         }
-        defer {
-            buffer.removeAll(keepingCapacity: true)
-            binary = false
-        }
-        if binary {
-            out.append(.garbage(droppedBytes: buffer.count))
-            return
-        }
+        defer { buffer.removeAll(keepingCapacity: true) }
         let text = String(decoding: buffer, as: UTF8.self).trimmingATWhitespace()
         if !text.isEmpty { out.append(.line(text)) }
     }
