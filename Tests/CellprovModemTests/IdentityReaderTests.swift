@@ -213,7 +213,9 @@ import Glibc
         let (report, _) = try await Self.read(SimulatorOptions(identity: Self.identity, quirks: q))
         #expect(report.problems.map(\.code) == [.noResponse])
         #expect(report.portUnusable)
-        #expect(clock.now - start < .seconds(5))
+        // Gives up after the wake-up waits (1 s + 2 s), not at the read's 10 s deadline; the margin is for a
+        // loaded 2-core CI machine (5.4 s was seen with six builds running).
+        #expect(clock.now - start < .seconds(9))
     }
 
     @Test func unplugMidCommandEndsTheReadWithAnError() async throws {
