@@ -34,7 +34,7 @@ public enum ModemManagerSnapshot: Sendable, Equatable, CustomStringConvertible {
 ///
 /// What it does: it subscribes to ModemManager's signals (InterfacesAdded/InterfacesRemoved and
 /// PropertiesChanged under /org/freedesktop/ModemManager1) and to NameOwnerChanged for the service name, and
-/// after each burst of signals (100 ms of quiet) reads the whole state again with GetManagedObjects plus each
+/// after each burst of signals (50 ms of quiet) reads the whole state again with GetManagedObjects plus each
 /// SIM's properties. Re-reading everything instead of patching a cache keeps it obviously right (a modem has
 /// about fifteen properties; a gateway a handful of modems), and a burst costs one round of calls. A snapshot is
 /// published only when it differs from the last one. Calls never auto-start ModemManager (a host where it is
@@ -126,7 +126,7 @@ public final class ModemManagerClient: @unchecked Sendable {
         var settleDeadline: UInt64 = 0
     }
 
-    static let settleMicroseconds: UInt64 = 100_000
+    static let settleMicroseconds: UInt64 = 50_000
 
     private func run() {
         let pending = Pending()
