@@ -193,7 +193,8 @@ extension DaemonConfig {
                 "udev is off, no static_ports are given and modemmanager is \"never\": there is nothing to watch")
         }
 
-        if let backend {
+        // An empty [backend] table (the shipped example: every key commented out) is no backend.
+        if let backend, !backend.keys.isEmpty {
             guard let raw = backend["url"]?.string else {
                 throw fail("backend", "the [backend] table needs a url (leave the table out to keep events local)")
             }
