@@ -125,3 +125,14 @@ if command -v umockdev-wrapper >/dev/null && [ -x Tests/umockdev/run.sh ]; then
     UMOCKDEV_TEST_VERBOSE=1 Tests/umockdev/run.sh 2>&1 \
         | grep -E '^  \[run1\] (NOTICE|INFO|WARNING)|^udev add' | sed -e 's/^  \[run1\] /   /' || true
 fi
+
+# A module whose only AT port ModemManager owns: read through ModemManager's D-Bus API, never by taking the
+# port (the real ModemManager on a private bus; the ModemManager test harness's first daemon, shown).
+if command -v umockdev-wrapper >/dev/null && [ -x /usr/sbin/ModemManager ] && [ -x Tests/modemmanager/run.sh ]; then
+    echo
+    echo "== cellprovd and ModemManager: a fake Quectel EC25 whose only AT port (ttyUSB2) ModemManager owns is"
+    echo "   read over D-Bus (source=modemmanager), then its SIM is swapped; ModemManager is killed and restarted"
+    UMOCKDEV_TEST_VERBOSE=1 Tests/modemmanager/run.sh 2>&1 \
+        | grep -E '^  \[auto\] (NOTICE|WARNING|ERROR|CRITICAL)|published the identities' \
+        | sed -e 's/^  \[auto\] /   /' || true
+fi

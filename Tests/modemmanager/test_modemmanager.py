@@ -227,8 +227,9 @@ class ModemManager:
 
 class Watcher:
     """Polls ModemManager's state every 10 ms: when each (IMEI, IMSI, ICCID) first became readable on the bus.
-    The time recorded is the start of the poll that first saw it, so a figure measured from it is at most one
-    poll (10 ms plus the calls' time) too long."""
+    The time recorded is the start of the poll that first saw it; the publication happened between the previous
+    poll's calls and this one's, so a figure measured from it is right within about one poll (10 ms plus the
+    calls' time, a few ms)."""
 
     def __init__(self, address):
         self.conn = Gio.DBusConnection.new_for_address_sync(
