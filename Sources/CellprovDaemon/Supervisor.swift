@@ -85,8 +85,15 @@ public actor Supervisor {
 
     /// True when an AT session owns the slot `key`, or has one of `ports` (device nodes) open: such a module is
     /// never read through ModemManager as well.
+    /// A session's port is compared as written and with its symlinks resolved (a static port may be a link such
+    /// as /dev/modem; ModemManager names the device node).
     public func hasATSession(key: String, ports: Set<String> = []) -> Bool {
-        sessions[key] != nil || sessions.values.contains { ports.contains($0.slot.port) }
+        if sessions[key] != nil { return true }
+        guard !ports.isEmpty else { return false }
+        return sessions.values.contains { session in
+            let port = session.slot.port
+            return ports.contains(port) || ports.contains(URL(fileURLWithPath: port).resolvingSymlinksInPath().path)
+        }
     }
 
     /// Starts watching a slot read through ModemManager. False (and nothing done) when an AT session owns it.
