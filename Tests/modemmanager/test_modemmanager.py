@@ -298,7 +298,8 @@ class Daemon(tdm.Daemon):
     """cellprovd with `[discovery] modemmanager = MODE`; `wrap` prefixes the command (the sandbox), `env` replaces
     the environment (otherwise inherited: the umockdev preload and the private bus's address)."""
 
-    def __init__(self, workdir, name, mode, udev=True, wrap=(), env=None, state_mode=None, owner=None):
+    def __init__(self, workdir, name, mode, udev=True, wrap=(), env=None, state_mode=None, owner=None,
+                 binary=CELLPROVD):
         self.name = name
         state = os.path.join(workdir, f"state-{name}")
         os.makedirs(state, exist_ok=True)
@@ -324,7 +325,7 @@ class Daemon(tdm.Daemon):
         self.raw = bytearray()
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [*wrap, CELLPROVD, "--config", self.config, "--log-level", "debug"],
+            [*wrap, binary, "--config", self.config, "--log-level", "debug"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -515,6 +516,10 @@ def sandbox(workdir, daemons):
     env.pop("UMOCKDEV_DIR", None)
     os.chmod(workdir, 0o755)
     state = os.path.join(workdir, "state-sandbox")
+    # A copy the unprivileged user can run whatever the permissions of the checkout's directories.
+    binary = os.path.join(workdir, "cellprovd")
+    shutil.copy(CELLPROVD, binary)
+    os.chmod(binary, 0o755)
     script = (
         'set -e; mount --bind "$W" "$W"; mount -o remount,bind,ro "$W"; '
         'mount --bind "$S" "$S"; mount -o remount,bind,rw "$S"; '
@@ -522,7 +527,17 @@ def sandbox(workdir, daemons):
         f'unshare --user --map-user={uid} --map-group={gid} -- "$@"')
     env["W"], env["S"] = workdir, state
     wrap = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sandbox"]
-    d = Daemon(workdir, "sandbox", "always", udev=False, wrap=wrap, env=env, owner=uid, state_mode=0o700)
+    os.makedirs(state, exist_ok=True)
+    os.chown(state, uid, gid)
+    # The sandbox is what it claims: the work directory read-only, the state directory writable, our uid only.
+    probe = subprocess.run(
+        [*wrap, "sh", "-c", 'touch "$W/probe" 2>/dev/null && echo W-WRITABLE; touch "$S/probe" && echo S-OK; '
+         'id -u; wc -l < /proc/self/uid_map'], env=env, capture_output=True, text=True, timeout=20)
+    check(probe.stdout.split() == ["S-OK", str(uid), "1"],
+          "sandbox self-check: bus socket's directory read-only, state writable, one uid mapped (ours)",
+          (probe.stdout, probe.stderr))
+    d = Daemon(workdir, "sandbox", "always", udev=False, wrap=wrap, env=env, owner=uid, state_mode=0o700,
+               binary=binary)
     daemons.append(d)
     hit = d.wait_for(mm_identity_read(ID_2, slot="/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1"), 20)
     check(hit is not None, "sandbox (unprivileged user, user namespace, read-only bus socket and config): "
