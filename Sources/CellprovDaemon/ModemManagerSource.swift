@@ -67,15 +67,24 @@ public final class ModemManagerSource: Sendable {
         var watched: [String: Fingerprint] = [:]
         var leftToAT: Set<String> = []
         var wasPresent: Bool?
+        var lastReason: String?
         for await snapshot in client.snapshots {
             switch snapshot {
             case .noBus(let reason), .absent(let reason):
-                if wasPresent != false {
+                if wasPresent != false || lastReason != reason {
+                    lastReason = reason
+                    // Not there at all is normal under auto; there but refusing (a bus policy denying the calls,
+                    // a hung ModemManager) is worth a warning whatever the mode.
+                    let notThere = snapshot.isNoBus || ModemManagerClient.isNotOnTheBus(reason)
                     let text = snapshot.isNoBus
                         ? "the system bus cannot be reached (\(reason)); retrying"
-                        : "ModemManager is not on the system bus (\(reason)); waiting for it"
+                        : notThere
+                            ? "ModemManager is not on the system bus (\(reason)); waiting for it"
+                            : "ModemManager does not answer (\(reason)); asking again later"
                     if mode == .always {
                         logger.error("\(text)", metadata: ["modemmanager": "always"])
+                    } else if !notThere {
+                        logger.warning("\(text)", metadata: ["modemmanager": "auto"])
                     } else if wasPresent == true {
                         logger.notice("\(text)", metadata: ["modemmanager": "auto"])
                     } else {
@@ -88,6 +97,7 @@ public final class ModemManagerSource: Sendable {
                 }
                 watched = [:]
             case .present(let modems):
+                lastReason = nil
                 if wasPresent != true {
                     logger.notice("ModemManager is on the system bus", metadata: ["modems": "\(modems.count)"])
                 }

@@ -181,7 +181,14 @@ public final class ModemManagerClient: @unchecked Sendable {
             if pending.dirty && now >= pending.settleDeadline {
                 pending.dirty = false
                 switch fetch(b) {
-                case .success(let snapshot): publish(snapshot)
+                case .success(let snapshot):
+                    publish(snapshot)
+                    if case .absent(let reason) = snapshot, !Self.isNotOnTheBus(reason) {
+                        // There but not answering (a timeout, a denied call): no signal may announce its
+                        // recovery, so ask again after the retry interval.
+                        pending.dirty = true
+                        pending.settleDeadline = Self.monotonicMicroseconds() + Self.microseconds(retryInterval)
+                    }
                 case .failure(let reason):
                     sd_bus_flush_close_unref(b)
                     bus = nil
@@ -449,4 +456,16 @@ public final class ModemManagerClient: @unchecked Sendable {
     }
 
     static func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    static func microseconds(_ d: Duration) -> UInt64 {
+        let (s, a) = d.components
+        return UInt64(max(s, 0)) * 1_000_000 + UInt64(max(a, 0) / 1_000_000_000_000)
+    }
+
+    /// True when an `.absent` reason says ModemManager's name has no owner (it is simply not running), as opposed
+    /// to ModemManager being there and not answering.
+    public static func isNotOnTheBus(_ reason: String) -> Bool {
+        reason.contains("org.freedesktop.DBus.Error.NameHasNoOwner")
+            || reason.contains("org.freedesktop.DBus.Error.ServiceUnknown")
+    }
 }

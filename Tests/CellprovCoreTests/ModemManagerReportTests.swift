@@ -81,7 +81,11 @@ struct ModemManagerReportTests {
 
     @Test func printsNoDigits() {
         let m = Self.modem()
-        for text in [m.description, m.debugDescription, String(describing: m), String(reflecting: m), "\(Mirror(reflecting: m).children.map(\.value))"] {
+        let texts = [
+            m.description, m.debugDescription, String(describing: m), String(reflecting: m),
+            "\(Mirror(reflecting: m).children.map(\.value))",
+        ]
+        for text in texts {
             #expect(!text.contains(Self.luhn("86676104739218")))
             #expect(!text.contains(Self.imsi))
             #expect(!text.contains(Self.luhn("8949107739402185736")))
@@ -96,10 +100,12 @@ struct ModemManagerReportTests {
         let json = String(decoding: try JSONEncoder().encode(info), as: UTF8.self)
         #expect(json.contains("\"source\":\"modemmanager\""))
         // AT reads keep their record form unchanged (no source key); old records decode with source nil.
-        let at = ModuleInfo(slot: ModuleSlot(key: "k", port: "/dev/ttyUSB3", origin: .udev), report: IdentityReport(port: "p"))
+        let at = ModuleInfo(
+            slot: ModuleSlot(key: "k", port: "/dev/ttyUSB3", origin: .udev), report: IdentityReport(port: "p"))
         #expect(at.source == nil)
         #expect(!String(decoding: try JSONEncoder().encode(at), as: UTF8.self).contains("source"))
-        let old = try JSONDecoder().decode(ModuleInfo.self, from: Data(#"{"usb_serial":null,"manufacturer":"Q","model":null,"revision":null}"#.utf8))
+        let stored = #"{"usb_serial":null,"manufacturer":"Q","model":null,"revision":null}"#
+        let old = try JSONDecoder().decode(ModuleInfo.self, from: Data(stored.utf8))
         #expect(old.source == nil && old.manufacturer == "Q")
     }
 }

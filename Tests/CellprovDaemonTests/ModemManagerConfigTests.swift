@@ -15,7 +15,9 @@ struct ModemManagerConfigTests {
     }
 
     @Test func badValueNamesKeyAndLine() {
-        #expect(throws: ConfigError.self) { try DaemonConfig.parse("[discovery]\nudev = true\nmodemmanager = \"yes\"\n") }
+        #expect(throws: ConfigError.self) {
+            try DaemonConfig.parse("[discovery]\nudev = true\nmodemmanager = \"yes\"\n")
+        }
         do {
             _ = try DaemonConfig.parse("[discovery]\nudev = true\nmodemmanager = \"yes\"\n", file: "c.toml")
         } catch {

@@ -428,7 +428,8 @@ def run(workdir, testbed, bus):
         events, err = events_json(d1.state)
         changed = [e for e in events or [] if e.get("type") == "sim_changed"]
         check(len(changed) == 1 and changed[0]["identity"]["iccid"] == ID_2.iccid
-              and changed[0]["previous"]["iccid"] == ID_1.iccid and changed[0]["module"].get("source") == "modemmanager",
+              and changed[0]["previous"]["iccid"] == ID_1.iccid
+              and changed[0]["module"].get("source") == "modemmanager",
               "sim_changed: new ICCID, previous = the first SIM, source = modemmanager", err or events)
         removed = [e for e in events or [] if e.get("type") == "sim_removed"]
         check(not removed, "no sim_removed during ModemManager's re-probe", removed)

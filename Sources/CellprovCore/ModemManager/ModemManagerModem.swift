@@ -125,6 +125,7 @@ extension IdentityReport {
             port: m.portDescription, manufacturer: Self.nonEmpty(m.manufacturer), model: Self.nonEmpty(m.model),
             revision: Self.nonEmpty(m.revision))
         var problems: [Problem] = []
+        let failed = m.state == ModemManagerModem.State.failed
 
         if let raw = m.imeiText, !IdentifierText.trimmed(raw).isEmpty {
             let v = IMEI.validate(raw)
@@ -139,10 +140,10 @@ extension IdentityReport {
                 Problem(.simPINRequired, field: .sim, message: "the SIM waits for its PIN; the IMSI cannot be read"))
         } else if m.unlockRequired == ModemManagerModem.Lock.simPUK {
             problems.append(Problem(.simPUKRequired, field: .sim, message: "the SIM is blocked and waits for its PUK"))
-        } else if m.state == ModemManagerModem.State.failed && m.failedReason == ModemManagerModem.FailedReason.simError {
+        } else if failed && m.failedReason == ModemManagerModem.FailedReason.simError {
             problems.append(Problem(.simFailure, field: .sim, message: "the SIM card failed"))
         } else if m.simPath == nil
-            || (m.state == ModemManagerModem.State.failed && m.failedReason == ModemManagerModem.FailedReason.simMissing)
+            || (failed && m.failedReason == ModemManagerModem.FailedReason.simMissing)
         {
             problems.append(Problem(.simNotInserted, field: .sim, message: "no SIM card is inserted"))
         } else {
