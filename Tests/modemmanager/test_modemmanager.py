@@ -332,7 +332,7 @@ class Daemon(tdm.Daemon):
 
 
 def event_line(kind, slot=SLOT):
-    return lambda line, m: m.get("event") == kind and m.get("slot") == slot
+    return lambda line, m: m.get("event") == kind and m.get("slot") == slot and m.get("source") == "modemmanager"
 
 
 def mm_identity_read(identity, slot=SLOT):
