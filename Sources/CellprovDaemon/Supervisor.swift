@@ -84,8 +84,7 @@ public actor Supervisor {
     // MARK: - Slots read through ModemManager
 
     /// True when an AT session owns the slot `key`, or has one of `ports` (device nodes) open: such a module is
-    /// never read through ModemManager as well.
-    /// A session's port is compared as written and with its symlinks resolved (a static port may be a link such
+    /// never read through ModemManager as well. A session's port is compared as written and with its symlinks resolved (a static port may be a link such
     /// as /dev/modem; ModemManager names the device node).
     public func hasATSession(key: String, ports: Set<String> = []) -> Bool {
         if sessions[key] != nil { return true }
@@ -103,7 +102,10 @@ public actor Supervisor {
         if external[slot.key] == slot { return true }
         let isNew = external[slot.key] == nil
         external[slot.key] = slot
-        guard isNew else { return true }
+        guard isNew else {
+            await sink?.presence(slot, present: true)  // another port name (ModemManager re-probed): the live view
+            return true
+        }
         var meta: Logger.Metadata = ["slot": "\(slot.key)", "port": "\(slot.port)", "origin": "\(slot.origin)"]
         if let serial = slot.usbSerial { meta["usb_serial"] = "\(serial)" }
         meta["MESSAGE_ID"] = "\(CellprovMessageID.modemAppeared.id)"
