@@ -103,7 +103,7 @@ public final class ModemManagerSource: Sendable {
                 }
                 wasPresent = true
                 var seen: Set<String> = []
-                for modem in modems where modem.isInitialized {
+                for modem in modems where modem.isReadyToReport {
                     guard let (key, usbSerial) = slotKey(for: modem) else { continue }
                     let ports = Set(modem.ports.map { "/dev/\($0)" })
                     if await supervisor.hasATSession(key: key, ports: ports) {

@@ -36,7 +36,7 @@ struct ModemManagerReportTests {
         #expect(r.port == "/dev/ttyUSB2")
         #expect(r.manufacturer == "Quectel" && r.model == "EC25")
         #expect(r.commandCount == 0)
-        #expect(m.isInitialized)
+        #expect(m.isReadyToReport)
     }
 
     @Test func modem3gppImeiIsPreferred() {
@@ -74,9 +74,12 @@ struct ModemManagerReportTests {
         #expect(IdentityReport(modemManager: pin).problems.map(\.code) == [.simPINRequired])
         let puk = Self.modem(state: ModemManagerModem.State.locked, lock: ModemManagerModem.Lock.simPUK)
         #expect(IdentityReport(modemManager: puk).problems.map(\.code) == [.simPUKRequired])
-        #expect(!Self.modem(state: ModemManagerModem.State.initializing).isInitialized)
-        #expect(!Self.modem(state: nil).isInitialized)
-        #expect(Self.modem(state: ModemManagerModem.State.failed).isInitialized)
+        #expect(!Self.modem(state: ModemManagerModem.State.initializing).isReadyToReport)
+        #expect(!Self.modem(state: nil).isReadyToReport)
+        #expect(Self.modem(state: ModemManagerModem.State.failed).isReadyToReport)
+        #expect(Self.modem(sim: nil, state: ModemManagerModem.State.failed).isReadyToReport)
+        // Enabled but no SIM object and no failure: the SIM state is not known yet.
+        #expect(!Self.modem(sim: nil, state: 8).isReadyToReport)
     }
 
     @Test func printsNoDigits() {

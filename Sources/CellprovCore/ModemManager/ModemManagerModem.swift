@@ -88,11 +88,15 @@ public struct ModemManagerModem: Sendable, Equatable, CustomStringConvertible, C
         self.simICCID = simICCID
     }
 
-    /// ModemManager has finished its first look at the modem: identities published now are what it read, not
-    /// placeholders of an object still being initialised.
-    public var isInitialized: Bool {
+    /// ModemManager has finished its first look at the modem, so what it publishes is what it read, not the
+    /// placeholders of an object still being set up: the modem failed (a missing or broken SIM is a failure
+    /// with a reason), or it is locked or further and has a SIM object. A modem past initialisation without a
+    /// SIM object and without failing is in between (no SIM state known yet): reporting it would raise a
+    /// `sim_removed` that is not one.
+    public var isReadyToReport: Bool {
         guard let state else { return false }
-        return state == State.failed || state >= State.locked
+        if state == State.failed { return true }
+        return state >= State.locked && simPath != nil
     }
 
     /// The port named in the report: the primary port's device node (a tty or cdc-wdm), else the object path.
