@@ -1,4 +1,5 @@
 import CellprovDaemon
+import Foundation
 import Testing
 
 /// `[discovery] modemmanager`.
@@ -37,5 +38,15 @@ struct ModemManagerConfigTests {
         } catch {
             #expect(error.key == "discovery.udev")
         }
+    }
+
+    /// Every shipped example must pass `cellprovd --check` (its parse; it names no file to check).
+    @Test func shippedExampleParses() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../config/cellprovd.toml.example").standardized
+        let text = try String(contentsOf: example, encoding: .utf8)
+        let config = try DaemonConfig.parse(text, file: example.path)
+        #expect(config.modemManager == .auto)
+        #expect(config.backend == nil)
     }
 }
