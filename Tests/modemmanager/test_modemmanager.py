@@ -96,9 +96,9 @@ ID_2 = tdm.Identity("86676104739218", "262019928374650", "8949107799283746507", 
 class Bus:
     """A private dbus-daemon with the system bus's default policy and ModemManager's policy file."""
 
-    def __init__(self, workdir):
-        self.socket = os.path.join(workdir, "system_bus_socket")
-        conf = os.path.join(workdir, "bus.conf")
+    def __init__(self, workdir, name="system_bus"):
+        self.socket = os.path.join(workdir, f"{name}_socket")
+        conf = os.path.join(workdir, f"{name}.conf")
         with open(conf, "w") as f:
             f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -451,7 +451,7 @@ def run(workdir, testbed, bus):
               hit[1] if hit else d2.tail())
         env = dict(os.environ)  # no umockdev needed here; a bus address nothing listens on
         env.pop("LD_PRELOAD", None)
-        env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={workdir}/no-such-bus"
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={workdir}/late_bus_socket"
         d3 = Daemon(workdir, "nobus", "always", udev=False, env=env)
         daemons.append(d3)
         hit = d3.wait_for(lambda line, m: "the system bus cannot be reached" in line, 10)
@@ -459,6 +459,16 @@ def run(workdir, testbed, bus):
               "always, no bus: an error line saying it retries", hit[1] if hit else d3.tail())
         time.sleep(0.3)
         check(d3.proc.poll() is None and d2.proc.poll() is None, "always: the daemons keep running")
+        # The bus appears later (as at boot): `always` retries it (every 5 s) and then waits for ModemManager.
+        mark3 = d3.mark()
+        late = Bus(workdir, "late_bus")
+        try:
+            hit = d3.wait_for(lambda line, m: "ModemManager is not on the system bus" in line, 12, mark3)
+            check(hit is not None and hit[1].startswith("ERROR"),
+                  "always, the bus appears later: connected on a retry, then an error that ModemManager is absent",
+                  d3.tail())
+        finally:
+            late.stop()
 
         mark = d1.mark()
         mark2 = d2.mark()
