@@ -28,14 +28,15 @@ test: build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) test-scripts
 
-# The unit and rules checks, the OpenAPI check, the umockdev hotplug tests and the journald test (with a real
-# systemd-journald; they use the debug build).
+# The unit and rules checks, the OpenAPI check, the umockdev hotplug tests, the real-ModemManager D-Bus tests and
+# the journald test (with a real systemd-journald; they use the debug build).
 test-scripts:
 	scripts/check-systemd-unit.sh
 	/usr/bin/python3 scripts/check-udev-data.py
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator || true
 	python3 scripts/check-openapi.py
 	Tests/umockdev/run.sh
+	Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
 
 demo: build

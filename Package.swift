@@ -53,10 +53,11 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // Edge: udev enumeration and monitoring of tty devices.
         .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"], swiftSettings: strict),
-        // Edge: sd_notify, watchdog, and the journald log handler.
+        // Edge: sd_notify, watchdog, the journald log handler, and ModemManager's D-Bus API (sd-bus).
         .target(
             name: "CellprovSystemd",
-            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+            dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through GRDB.
         .target(
             name: "CellprovStore",

@@ -7,7 +7,8 @@
    (previous / usb_serial_changed / other_slots / severity), and every event type has one example.
 3. When the Swift sources are beside it: the schema matches what the code writes. Property names and
    which ones are always present come from EnrollmentPayload (Sources/CellprovReporter/Reporter.swift);
-   the event types, severities, problem fields and problem codes from CellprovCore. A renamed, added or
+   the event types, severities, problem fields, problem codes and the module's `source` values
+   (ObservationSource) from CellprovCore. A renamed, added or
    removed field on either side fails the check.
 
 Installs nothing. Without the Python modules it needs (openapi-spec-validator, which brings PyYAML and
@@ -25,6 +26,7 @@ DOC = os.path.join(ROOT, "docs", "enrollment-api.yaml")
 REPORTER = os.path.join(ROOT, "Sources", "CellprovReporter", "Reporter.swift")
 EVENT = os.path.join(ROOT, "Sources", "CellprovCore", "Changes", "IdentityEvent.swift")
 PROBLEM = os.path.join(ROOT, "Sources", "CellprovCore", "Problem.swift")
+SOURCE = os.path.join(ROOT, "Sources", "CellprovCore", "ModemManager", "ModemManagerModem.swift")
 
 PREFIX = "check-openapi"
 
@@ -333,6 +335,17 @@ def check_sources(spec):
             fail(f"sources: enum {swift} not found")
         elif sorted(values) != sorted(declared):
             fail(f"schema Problem.{prop}: enum {sorted(declared)} differs from {swift} {sorted(values)}")
+    # Module.source: how the identities were read (ObservationSource: at, modemmanager).
+    if os.path.exists(SOURCE):
+        values = enum_raw_values(read(SOURCE), r"enum\s+ObservationSource\b[^{]*\{")
+        module_props, _ = flatten(spec, schemas["Module"])
+        declared = resolve(spec, module_props["source"]).get("enum", []) if "source" in module_props else []
+        if values is None:
+            fail("sources: enum ObservationSource not found")
+        elif sorted(values) != sorted(declared):
+            fail(f"schema Module.source: enum {sorted(declared)} differs from ObservationSource {sorted(values)}")
+    else:
+        fail(f"sources: {os.path.relpath(SOURCE, ROOT)} not found (ObservationSource)")
     codes = re.findall(r'Code\(rawValue:\s*"(\w+)"\)', problem)
     described = resolve(spec, problem_props["code"]).get("description", "")
     listed = set(re.findall(r"\b[a-z]+(?:_[a-z0-9]+)+\b|\btimeout\b|\bgarbage\b", described))

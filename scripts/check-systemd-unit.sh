@@ -10,6 +10,11 @@
 #   4. The device allow-list: DevicePolicy=closed, and read-write access to every kind of AT port cellprov
 #      opens (ttyUSB, ttyACM, ttyS, and the WWAN framework's wwan_port); nothing else may be allowed; and the
 #      modules registering those majors (wwan, usbserial, cdc_acm) are loaded before the unit (modprobe@).
+#   5. The system bus stays reachable under the sandbox (cellprovd reads ModemManager over D-Bus): AF_UNIX in
+#      RestrictAddressFamilies=, @network-io not filtered out, /run/dbus not hidden (InaccessiblePaths=,
+#      TemporaryFileSystem=, a private /run), no BindPaths= over it. ProtectSystem=strict and PrivateUsers= do
+#      not get in the way (a read-only mount does not stop connect(); the bus sees the real uid): that part is
+#      run for real, with ModemManager, by Tests/modemmanager/test_modemmanager.py (its sandbox check).
 #
 # Works without systemd as PID 1 (containers, CI) and does not touch the host's /etc or /usr.
 # Needs, on Debian 12: the "systemd" package (systemd-analyze, systemd-sysusers, systemd-tmpfiles;
@@ -107,6 +112,35 @@ for mod in wwan usbserial cdc_acm; do
     done
 done
 [ "$status" -eq 0 ] && echo "devices: ttyUSB ttyACM ttyS wwan_port (rw), nothing else; their modules loaded first"
+
+echo "== the system bus under the sandbox (AF_UNIX, @network-io, /run/dbus visible)"
+# Every value of a directive, in order (a later empty assignment resets the list, as systemd does).
+values() {
+    awk -F= -v key="$1" '
+        /^[[:space:]]*[#;]/ { next }
+        { k = $1; gsub(/[[:space:]]/, "", k) }
+        k == key { v = substr($0, index($0, "=") + 1); if (v == "") list = ""; else list = list " " v }
+        END { print list }' "$unit"
+}
+families=$(values RestrictAddressFamilies)
+case " $families " in
+    *" ~"*) case " $families " in *AF_UNIX*) echo "bus: RestrictAddressFamilies= denies AF_UNIX" >&2; status=1 ;; esac ;;
+    "  ") ;;
+    *) case " $families " in *" AF_UNIX "*) ;; *) echo "bus: RestrictAddressFamilies= lacks AF_UNIX" >&2; status=1 ;; esac ;;
+esac
+case " $(values SystemCallFilter) " in
+    *"~"*"@network-io"*) echo "bus: SystemCallFilter= removes @network-io (connect, sendmsg)" >&2; status=1 ;;
+esac
+for key in InaccessiblePaths TemporaryFileSystem BindPaths BindReadOnlyPaths; do
+    for path in $(values "$key"); do
+        path=${path#-}
+        path=${path%%:*}
+        case "$path" in
+            /|/run|/run/|/run/dbus|/run/dbus/*) echo "bus: $key=$path hides or replaces the system bus socket" >&2; status=1 ;;
+        esac
+    done
+done
+[ "$status" -eq 0 ] && echo "bus: /run/dbus/system_bus_socket reachable (AF_UNIX allowed: $families)"
 
 if [ "$status" -eq 0 ]; then
     echo "check-systemd-unit: ok (exposure $exposure)"

@@ -132,3 +132,14 @@ if command -v umockdev-wrapper >/dev/null && [ -x Tests/umockdev/run.sh ]; then
     grep -E '^  \[(ports|probe)\] |^  \[wwan\] (NOTICE|INFO|WARNING)|WWAN re-plug' "$work/umockdev.out" \
         | sed -e 's/^  \[[a-z]*\] /   /' || true
 fi
+
+# A module whose only AT port ModemManager owns: read through ModemManager's D-Bus API, never by taking the
+# port (the real ModemManager on a private bus; the ModemManager test harness's first daemon, shown).
+if command -v umockdev-wrapper >/dev/null && [ -x /usr/sbin/ModemManager ] && [ -x Tests/modemmanager/run.sh ]; then
+    echo
+    echo "== cellprovd and ModemManager: a fake Quectel EC25 whose only AT port (ttyUSB2) ModemManager owns is"
+    echo "   read over D-Bus (source=modemmanager), then its SIM is swapped; ModemManager is killed and restarted"
+    UMOCKDEV_TEST_VERBOSE=1 Tests/modemmanager/run.sh 2>&1 \
+        | grep -E '^  \[auto\] (NOTICE|WARNING|ERROR|CRITICAL)|published the identities' \
+        | sed -e 's/^  \[auto\] /   /' || true
+fi

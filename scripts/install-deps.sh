@@ -16,6 +16,9 @@ packages=(
 )
 if [ "${CELLPROV_WITH_UMOCKDEV:-1}" = 1 ]; then
     packages+=(umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi)
+    # Tests/modemmanager: the real ModemManager on a private dbus-daemon (and its bus policy file).
+    # Its sandbox check uses unshare/setpriv (util-linux, above) and mount.
+    packages+=(modemmanager dbus mount)
 fi
 
 missing=()

@@ -4,7 +4,8 @@ import Foundation
 /// "pci-0000:55:00.0", or a static port's path as written in the configuration), the AT port used, and the
 /// module's USB serial number when it has one.
 public struct ModuleSlot: Sendable, Hashable, CustomStringConvertible {
-    public enum Origin: String, Sendable, Codable { case udev, `static` }
+    /// `modemmanager`: a module ModemManager manages and cellprov has no AT session on (read over D-Bus).
+    public enum Origin: String, Sendable, Codable { case udev, `static`, modemmanager }
 
     public var key: String
     public var port: String
@@ -19,6 +20,9 @@ public struct ModuleSlot: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "slot \(key) (\(port))" }
+
+    /// The channel reads of this slot come through.
+    public var source: ObservationSource { origin == .modemmanager ? .modemmanager : .at }
 }
 
 /// One read of one slot: what the change detector compares with the slot's last record.

@@ -26,6 +26,20 @@ public struct DaemonConfig: Sendable, Equatable {
     public var logLevel = "info"
     public var backend: Backend?
     public var deviceSerial: String?
+    /// `[discovery] modemmanager`: read the modems ModemManager manages (and cellprov has no AT session on)
+    /// over D-Bus. docs/udev-and-coexistence.md says exactly what each mode decides.
+    public var modemManager: ModemManagerMode = .auto
+
+    /// `[discovery] modemmanager`.
+    public enum ModemManagerMode: String, Sendable, Equatable, CaseIterable {
+        /// Use ModemManager when it is on the system bus; its absence is normal and logged at debug level.
+        case auto
+        /// ModemManager is expected: its absence (or an unreachable bus) is logged at error level, and the
+        /// client keeps retrying.
+        case always
+        /// Never talk to ModemManager (no D-Bus connection at all).
+        case never
+    }
 
     /// The defaults: a gateway with udev, no static ports, no backend (events stay in the local outbox).
     public init(stateDirectory: String = DaemonConfig.defaultStateDirectory) {
@@ -64,7 +78,7 @@ extension DaemonConfig {
         "daemon": ["state_directory": .string, "log_level": .string],
         "discovery": [
             "udev": .bool, "static_ports": .stringArray, "probe_unknown": .bool, "reprobe_interval_seconds": .int,
-            "baud_rate": .int, "ports_table": .string,
+            "baud_rate": .int, "ports_table": .string, "modemmanager": .string,
         ],
         "backend": [
             "url": .string, "token_file": .string, "ca_file": .string, "client_certificate": .string,
@@ -166,11 +180,21 @@ extension DaemonConfig {
             config.baudRate = baud
         }
         config.portsTable = discovery?["ports_table"]?.string
-        if !config.udev && config.staticPorts.isEmpty {
-            throw fail("discovery.udev", "udev is off and no static_ports are given: there is nothing to watch")
+        if let mode = discovery?["modemmanager"]?.string {
+            guard let value = ModemManagerMode(rawValue: mode) else {
+                let modes = ModemManagerMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                throw fail("discovery.modemmanager", "must be one of \(modes)")
+            }
+            config.modemManager = value
+        }
+        if !config.udev && config.staticPorts.isEmpty && config.modemManager == .never {
+            throw fail(
+                "discovery.udev",
+                "udev is off, no static_ports are given and modemmanager is \"never\": there is nothing to watch")
         }
 
-        if let backend {
+        // An empty [backend] table (the shipped example: every key commented out) is no backend.
+        if let backend, !backend.keys.isEmpty {
             guard let raw = backend["url"]?.string else {
                 throw fail("backend", "the [backend] table needs a url (leave the table out to keep events local)")
             }

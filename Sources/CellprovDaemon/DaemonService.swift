@@ -65,6 +65,7 @@ public struct DaemonService: Service, CustomStringConvertible {
             "cellprovd starting",
             metadata: [
                 "static_ports": "\(config.staticPorts.count)", "udev": "\(config.udev)",
+                "modemmanager": "\(config.modemManager.rawValue)",
                 "MESSAGE_ID": "\(CellprovMessageID.daemonStarted.id)",
             ])
 
@@ -88,6 +89,11 @@ public struct DaemonService: Service, CustomStringConvertible {
                         }
                     }
                 }
+            }
+            if config.modemManager != .never {
+                // After udev's enumeration: the modules cellprov reads over AT have their sessions already.
+                let source = ModemManagerSource(mode: config.modemManager, supervisor: supervisor, logger: logger)
+                group.addTask { await source.run() }
             }
             _ = SystemdNotifier.ready(status: await supervisor.statusLine())
 

@@ -71,6 +71,7 @@ public final class StoreSink: ObservationSink {
             meta["imei_ref"] = "\(imei.reference)"
         }
         if let serial = event.module.usbSerial { meta["usb_serial"] = "\(serial)" }
+        if let source = event.module.source { meta["source"] = "\(source.rawValue)" }
         let id: CellprovMessageID
         let text: String
         switch event.type {

@@ -17,6 +17,8 @@ public protocol ObservationSink: Sendable {
 /// The slots the daemon watches: one ``SlotSession`` per module slot, added and removed by discovery.
 public actor Supervisor {
     private var sessions: [String: SlotSession] = [:]
+    /// Slots read through ModemManager (origin `.modemmanager`): no session, ModemManagerSource observes them.
+    private var external: [String: ModuleSlot] = [:]
     private var latest: [String: Observation] = [:]
     private var lastEvent: String?
     private let reader: IdentityReader
@@ -36,11 +38,18 @@ public actor Supervisor {
         self.onStatus = onStatus
     }
 
-    public var slotKeys: [String] { sessions.keys.sorted() }
+    public var slotKeys: [String] { Set(sessions.keys).union(external.keys).sorted() }
 
     /// Starts watching `slot`, or asks an existing session to read again (udev add of a known module). A slot
     /// whose AT port changed gets a new session.
     public func add(_ slot: ModuleSlot, trigger: ReadTrigger = .start) async {
+        if external.removeValue(forKey: slot.key) != nil {
+            // cellprov's own AT session wins: it sees the SIM URCs first hand (docs/udev-and-coexistence.md).
+            latest[slot.key] = nil
+            logger.notice(
+                "slot now read over its AT port; ModemManager's view of it is no longer used",
+                metadata: ["slot": "\(slot.key)", "port": "\(slot.port)"])
+        }
         if let existing = sessions[slot.key] {
             if existing.slot == slot {
                 existing.trigger(trigger)
@@ -72,6 +81,63 @@ public actor Supervisor {
         await publishStatus()
     }
 
+    // MARK: - Slots read through ModemManager
+
+    /// True when an AT session owns the slot `key`, or has one of `ports` (device nodes) open: such a module is
+    /// never read through ModemManager as well. A session's port is compared as written and with its symlinks resolved (a static port may be a link such
+    /// as /dev/modem; ModemManager names the device node).
+    public func hasATSession(key: String, ports: Set<String> = []) -> Bool {
+        if sessions[key] != nil { return true }
+        guard !ports.isEmpty else { return false }
+        return sessions.values.contains { session in
+            let port = session.slot.port
+            return ports.contains(port) || ports.contains(URL(fileURLWithPath: port).resolvingSymlinksInPath().path)
+        }
+    }
+
+    /// Starts watching a slot read through ModemManager. False (and nothing done) when an AT session owns it.
+    @discardableResult
+    public func addExternal(_ slot: ModuleSlot) async -> Bool {
+        guard sessions[slot.key] == nil else { return false }
+        if external[slot.key] == slot { return true }
+        let isNew = external[slot.key] == nil
+        external[slot.key] = slot
+        guard isNew else {
+            await sink?.presence(slot, present: true)  // another port name (ModemManager re-probed): the live view
+            return true
+        }
+        var meta: Logger.Metadata = ["slot": "\(slot.key)", "port": "\(slot.port)", "origin": "\(slot.origin)"]
+        if let serial = slot.usbSerial { meta["usb_serial"] = "\(serial)" }
+        meta["MESSAGE_ID"] = "\(CellprovMessageID.modemAppeared.id)"
+        logger.notice("modem slot appeared", metadata: meta)
+        await sink?.presence(slot, present: true)
+        await publishStatus()
+        return true
+    }
+
+    /// An observation of a slot read through ModemManager (ignored if the slot is not, or no longer, one).
+    @discardableResult
+    public func observeExternal(_ observation: Observation) async -> Bool {
+        guard external[observation.slot.key] != nil, sessions[observation.slot.key] == nil else { return true }
+        return await handle(observation)
+    }
+
+    /// Stops watching a slot read through ModemManager (the modem object went away, or ModemManager did). No
+    /// event: its record stays in the store, and the next observation is compared with it.
+    public func removeExternal(key: String, reason: String) async {
+        guard let slot = external.removeValue(forKey: key) else { return }
+        latest[key] = nil
+        await sink?.presence(slot, present: false)
+        lastEvent = "removed \(key)"
+        logger.notice(
+            "modem slot removed",
+            metadata: ["slot": "\(key)", "reason": "\(reason)", "MESSAGE_ID": "\(CellprovMessageID.modemRemoved.id)"])
+        await publishStatus()
+    }
+
+    /// The keys of the slots read through ModemManager.
+    public var externalKeys: Set<String> { Set(external.keys) }
+
     /// SIGHUP: every slot reads again.
     public func reloadAll() {
         for session in sessions.values { session.trigger(.reload) }
@@ -80,14 +146,15 @@ public actor Supervisor {
     public func stopAll() async {
         for session in sessions.values { await session.stop() }
         sessions.removeAll()
+        external.removeAll()
     }
 
     func handle(_ observation: Observation) async -> Bool {
-        guard sessions[observation.slot.key] != nil else { return true }
+        guard sessions[observation.slot.key] != nil || external[observation.slot.key] != nil else { return true }
         latest[observation.slot.key] = observation
         log(observation)
         lastEvent = observation.report.isValid ? "read \(observation.slot.key)" : "problem on \(observation.slot.key)"
-        let recorded = await sink?.observe(observation, presentSlots: Set(sessions.keys)) ?? true
+        let recorded = await sink?.observe(observation, presentSlots: Set(sessions.keys).union(external.keys)) ?? true
         await publishStatus()
         return recorded
     }
@@ -95,6 +162,7 @@ public actor Supervisor {
     private func log(_ o: Observation) {
         let r = o.report
         var meta: Logger.Metadata = ["slot": "\(o.slot.key)", "port": "\(o.slot.port)", "reason": "\(o.reason)"]
+        if o.slot.origin == .modemmanager { meta["source"] = "\(ObservationSource.modemmanager.rawValue)" }
         if let imei = r.imei {
             meta["tac"] = "\(imei.tac)"
             meta["imei_ref"] = "\(imei.reference)"
@@ -114,7 +182,7 @@ public actor Supervisor {
 
     /// One line for systemd's STATUS=: modems, how many read cleanly, the outbox, the last event.
     public func statusLine() async -> String {
-        let total = sessions.count
+        let total = sessions.count + external.count
         let valid = latest.values.filter(\.report.isValid).count
         var line = "\(total) modem\(total == 1 ? "" : "s"), \(valid) with valid identity"
         if let summary = await sink?.statusSummary() { line += ", \(summary)" }

@@ -233,6 +233,8 @@ public enum EnrollmentPayload {
             var manufacturer: String?
             var model: String?
             var revision: String?
+            /// How the identities were read: "at" (cellprov's own AT session) or "modemmanager" (D-Bus).
+            var source: String
         }
         struct Identity: Encodable {
             var imei: String?
@@ -289,7 +291,8 @@ public enum EnrollmentPayload {
             severity: event.severity.rawValue, device: .init(serial: deviceSerial),
             module: .init(
                 slot: event.slot, usb_serial: event.module.usbSerial, manufacturer: event.module.manufacturer,
-                model: event.module.model, revision: event.module.revision),
+                model: event.module.model, revision: event.module.revision,
+                source: (event.module.source ?? .at).rawValue),
             identity: identity(event.identity), previous: event.previous.map(identity),
             usb_serial_changed: event.usbSerialChanged, other_slots: event.otherSlots,
             problems: event.problems.map {

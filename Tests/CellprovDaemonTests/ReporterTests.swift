@@ -379,7 +379,7 @@ private struct RTCertificates {
             #expect(
                 o["module"] as? [String: String] == [
                     "slot": RTValue.slotA, "usb_serial": "SER-1", "manufacturer": "Quectel", "model": "EG25",
-                    "revision": "R07",
+                    "revision": "R07", "source": "at",
                 ])
             #expect(
                 o["identity"] as? [String: String] == [
@@ -415,8 +415,22 @@ private struct RTCertificates {
             #expect((o["problems"] as? [Any])?.isEmpty == true)
             #expect(o["occurred_at"] as? String == "2025-06-15T15:06:40Z")
             #expect((o["device"] as? [String: Any])?.isEmpty == true)
-            #expect(o["module"] as? [String: String] == ["slot": "/dev/ttyS1"])
+            #expect(o["module"] as? [String: String] == ["slot": "/dev/ttyS1", "source": "at"])
             #expect(o["identity"] as? [String: String] == ["imei": "000000000000000"])
+        }
+
+        /// A read through ModemManager says so in the module: `source: "modemmanager"`.
+        @Test func modemManagerSource() throws {
+            let event = IdentityEvent(
+                id: Self.id, type: .enrolled, slot: RTValue.slotA, sequence: 1,
+                occurredAt: Date(timeIntervalSince1970: 1_750_000_000), severity: .info,
+                module: ModuleInfo(usbSerial: "SER-1", manufacturer: "Quectel", source: .modemmanager),
+                identity: IdentitySnapshot(imei: RTValue.imeiA, imsi: RTValue.imsi1, iccid: RTValue.iccid1))
+            let o = try json(event, deviceSerial: nil)
+            #expect(
+                o["module"] as? [String: String] == [
+                    "slot": RTValue.slotA, "usb_serial": "SER-1", "manufacturer": "Quectel", "source": "modemmanager",
+                ])
         }
 
         @Test func typeSpecificFields() throws {

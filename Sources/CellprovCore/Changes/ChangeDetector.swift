@@ -158,7 +158,7 @@ public enum ChangeDetector {
                 usbSerial: observedModule.usbSerial,
                 manufacturer: observedModule.manufacturer ?? previous.module.manufacturer,
                 model: observedModule.model ?? previous.module.model,
-                revision: observedModule.revision ?? previous.module.revision)
+                revision: observedModule.revision ?? previous.module.revision, source: observedModule.source)
         } else {
             record.module = observedModule
         }

@@ -73,24 +73,32 @@ public struct ModuleInfo: Sendable, Codable, Equatable {
     public var manufacturer: String?
     public var model: String?
     public var revision: String?
+    /// The channel the read came through when it was not cellprov's own AT session: `modemmanager`. nil means
+    /// an AT read (and is what records stored before this field decode to), so AT-read records and events are
+    /// unchanged; the backend payload writes `source` always ("at" for nil).
+    public var source: ObservationSource?
 
-    public init(usbSerial: String? = nil, manufacturer: String? = nil, model: String? = nil, revision: String? = nil) {
+    public init(
+        usbSerial: String? = nil, manufacturer: String? = nil, model: String? = nil, revision: String? = nil,
+        source: ObservationSource? = nil
+    ) {
         self.usbSerial = usbSerial
         self.manufacturer = manufacturer
         self.model = model
         self.revision = revision
+        self.source = source
     }
 
     /// The module as one read saw it.
     public init(slot: ModuleSlot, report: IdentityReport) {
         self.init(
             usbSerial: slot.usbSerial, manufacturer: report.manufacturer, model: report.model,
-            revision: report.revision)
+            revision: report.revision, source: slot.source == .modemmanager ? .modemmanager : nil)
     }
 
     enum CodingKeys: String, CodingKey {
         case usbSerial = "usb_serial"
-        case manufacturer, model, revision
+        case manufacturer, model, revision, source
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -99,6 +107,7 @@ public struct ModuleInfo: Sendable, Codable, Equatable {
         try c.encode(manufacturer, forKey: .manufacturer)
         try c.encode(model, forKey: .model)
         try c.encode(revision, forKey: .revision)
+        try c.encodeIfPresent(source, forKey: .source)
     }
 }
 
