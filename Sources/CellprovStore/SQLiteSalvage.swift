@@ -45,8 +45,9 @@ public enum SQLiteSalvage {
     public struct Row: Sendable {
         public var rowid: Int64
         public var values: [Value]
-        /// The page it was read from (for diagnostics).
+        /// The page it was read from, and the overflow pages its record continued on (for diagnostics).
         public var page: Int
+        public var overflowPages: [Int] = []
     }
 
     public struct Result: Sendable {
@@ -150,6 +151,7 @@ public enum SQLiteSalvage {
             let p = Int(payloadSize)
             let x = usable - 35
             var payload: [UInt8]
+            var chain: [Int] = []
             if p <= x {
                 guard start + p <= usable else { continue }
                 payload = Array(page[start..<(start + p)])
@@ -166,12 +168,15 @@ public enum SQLiteSalvage {
                 {
                     let take = min(usable - 4, p - payload.count)
                     payload += overflow[4..<(4 + take)]
+                    chain.append(next)
                     next = Int(be32(overflow, 0))
                     hops += 1
                 }
                 guard payload.count == p else { continue }
             }
-            if let values = record(payload) { rows.append(Row(rowid: rowid, values: values, page: number)) }
+            if let values = record(payload) {
+                rows.append(Row(rowid: rowid, values: values, page: number, overflowPages: chain))
+            }
         }
         return rows
     }

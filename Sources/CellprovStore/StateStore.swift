@@ -121,6 +121,11 @@ public final class StateStore: Sendable {
         }
 
         var incident: StoreIncident?
+        if damage == nil && lost == nil && opened == nil {  // a first start
+            do { opened = try Self.open(path: path, readOnly: false) } catch {
+                throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
+            }
+        }
         if let damage {
             let (pool, report) = try Self.salvageAndReplace(path: path, why: damage, marker: known, now: now)
             opened = pool
