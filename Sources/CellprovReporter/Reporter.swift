@@ -137,6 +137,7 @@ public actor Reporter {
         config.clientCertificate = newConfig.clientCertificate
         config.clientKey = newConfig.clientKey
         failures = 0
+        refusals = 0  // a refusal of the new credentials is logged again
         if let sleeper {
             self.sleeper = nil
             sleeper.resume()

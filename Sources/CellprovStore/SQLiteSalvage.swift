@@ -88,12 +88,11 @@ public enum SQLiteSalvage {
             return Result(rows: [], pageSize: 0, pagesRead: 0, pagesUnreadable: 0, walFrames: 0)
         }
         if header == nil { reserved = 0 }
-        let (frames, walDatabaseSize) = walIndex?.committedFrames(pageSize: pageSize) ?? ([:], 0)
+        let (frames, _) = walIndex?.committedFrames(pageSize: pageSize) ?? ([:], 0)
 
         let source = PageSource(db: db, wal: wal, frames: frames, pageSize: pageSize)
-        var pageCount = (db?.size ?? 0) / pageSize
-        pageCount = max(pageCount, walDatabaseSize)
-        pageCount = max(pageCount, frames.keys.max() ?? 0)
+        // Only pages that exist somewhere (a header's page count may be garbage, or larger than a cut file).
+        let pageCount = max((db?.size ?? 0) / pageSize, frames.keys.max() ?? 0)
 
         // The free list, when page 1 is readable: those pages hold stale rows.
         var free = Set<Int>()

@@ -110,7 +110,10 @@ public final class StateStore: Sendable {
         case .none where wal:
             damage = "the database file is missing, its write-ahead log is not"
         case .none:
-            if found != .none { lost = .databaseMissing }
+            if found != .none {
+                lost = .databaseMissing
+                try? FileManager.default.removeItem(atPath: path + "-shm")  // describes a database that is gone
+            }
         case .some(0) where wal:
             damage = "the database file is empty, its write-ahead log is not"
         case .some(0):
@@ -143,13 +146,15 @@ public final class StateStore: Sendable {
             }
             opened = pool
             let what = lost == .databaseMissing ? "is missing" : "is empty"
+            let why = found == .none
+                ? "(no \(StateMarker.fileName) beside it either: a crash while it was first created, or both lost)"
+                : "although \(StateMarker.fileName) says it existed"
             let history = known.map { "\($0.lastPosition) event(s) of history and \($0.slots.count) slot record(s) lost" }
-                ?? "its history is lost (the marker beside it is unreadable)"
+                ?? "how much history is lost cannot be told"
             incident = StoreIncident(
                 kind: .lost, reason: lost,
-                message: "\(path) \(what) although \(StateMarker.fileName) says it existed: the daemon's state was "
-                    + "lost; \(history); a new database is started, slot numbering continues, and each slot's next "
-                    + "event tells the backend (state_lost)",
+                message: "\(path) \(what) \(why): the daemon's state was lost; \(history); a new database is "
+                    + "started, slot numbering continues, and each slot's next event tells the backend (state_lost)",
                 eventsLost: total)
         }
         guard let pool = opened else { throw StoreError("\(path): cannot open the state database") }

@@ -1044,6 +1044,44 @@ extension ReporterTests {
             #expect(rows.last?.values == [.integer(0), .integer(1), .integer(-129), .real(-0.25), .text(""), .text(String(repeating: "x", count: 10000))])
         }
 
+        /// A damaged file is untrusted input: random byte damage and cuts never crash the reader, and whatever it
+        /// returns as an event is one of the events committed (never a half-parsed row).
+        @Test func randomDamageNeverCrashesTheReader() throws {
+            let dir = try RTTempDir()
+            var committed: Set<UUID> = []
+            do {
+                let store = try StateStore(directory: dir.path)
+                committed = Set(try Self.populate(store).map(\.event.id))
+            }
+            let original = try Data(contentsOf: URL(fileURLWithPath: dir.file("state.db")))
+            var generator = SystemRandomNumberGenerator()
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            var recognised = 0
+            for round in 0..<60 {
+                var bytes = [UInt8](original)
+                for _ in 0..<Int.random(in: 1...200, using: &generator) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                }
+                if round % 3 == 0 { bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator))) }
+                let path = dir.file("fuzz-\(round).db")
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+                let rows = SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows
+                for row in rows where row.values.count == 11 {
+                    // What the store would take: a payload that decodes and agrees with the row's id.
+                    if let id = row.values[1].text.flatMap(UUID.init(uuidString:)),
+                        let payload = row.values[6].text,
+                        let event = try? decoder.decode(IdentityEvent.self, from: Data(payload.utf8)), event.id == id
+                    {
+                        recognised += 1
+                        #expect(committed.contains(id), "an event that was never committed")
+                    }
+                }
+                try FileManager.default.removeItem(atPath: path)
+            }
+            #expect(recognised > 0, "the check never ran")
+        }
+
         @Test func requeuePutsARejectedEventBack() throws {
             let dir = try RTTempDir()
             let store = try StateStore(directory: dir.path)
