@@ -235,7 +235,8 @@ extension DaemonConfig {
                 if stat(token, &st) == 0, st.st_mode & 0o037 != 0 {
                     throw fail(
                         "backend.token_file",
-                        "\(token) is writable by its group or readable by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it (or 640, group cellprov)"
+                        "\(token) is writable by its group or readable by others (mode "
+                            + "\(String(st.st_mode & 0o777, radix: 8))); chmod 600 it (or 640, group cellprov)"
                     )
                 }
             }

@@ -149,7 +149,8 @@ public final class StateStore: Sendable {
             let why = found == .none
                 ? "(no \(StateMarker.fileName) beside it either: a crash while it was first created, or both lost)"
                 : "although \(StateMarker.fileName) says it existed"
-            let history = known.map { "\($0.lastPosition) event(s) of history and \($0.slots.count) slot record(s) lost" }
+            let history =
+                known.map { "\($0.lastPosition) event(s) of history and \($0.slots.count) slot record(s) lost" }
                 ?? "how much history is lost cannot be told"
             incident = StoreIncident(
                 kind: .lost, reason: lost,
@@ -386,9 +387,11 @@ public final class StateStore: Sendable {
             try pool.write { db in
                 for e in history { try insert(db, e) }
                 // New events continue after the last position the old database gave, lost ones included.
-                try db.execute(sql: "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", arguments: [known])
+                try db.execute(
+                    sql: "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", arguments: [known])
                 if db.changesCount == 0 {
-                    try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", arguments: [known])
+                    try db.execute(
+                        sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", arguments: [known])
                 }
             }
         } catch {
@@ -527,7 +530,7 @@ public final class StateStore: Sendable {
                         m.slots[last.slot] = max(m.slots[last.slot] ?? 0, last.sequence)
                         m.lastPosition = max(m.lastPosition, position)
                         m.updatedAt = now
-                        try m.write(directory: directory)
+                        try m.update(directory: directory)
                     }
                 }
                 return result.events
