@@ -160,12 +160,10 @@ public final class StateStore: Sendable {
         }
         guard let pool = opened else { throw StoreError("\(path): cannot open the state database") }
         self.pool = pool
-        do {
-            marker = Mutex(try Self.currentMarker(pool, now: now))
-            try marker.withLock { try $0.write(directory: directory) }
-        } catch {
-            throw StoreError("\(path): cannot write \(StateMarker.fileName) (\(Self.reason(error)))")
-        }
+        // The marker is an aid to detection, not a condition to run: a full disk must not keep the daemon from
+        // starting (the next event commit writes it again).
+        marker = Mutex((try? Self.currentMarker(pool, now: now)) ?? StateMarker(databaseID: "?", updatedAt: now))
+        try? marker.withLock { try $0.write(directory: directory) }
         if let incident { onIncident(incident) }
     }
 
