@@ -175,6 +175,7 @@ public actor Reporter {
                     await sleep(backoff())
                 default:
                     failures = 0
+                    interrupted = false  // a reload's interruption is for the backoff it came during
                     continue
                 }
                 break  // start again from the oldest

@@ -325,6 +325,10 @@ import Glibc
             #expect(accepted().filter { ($0.json?["type"] as? String) == "enrolled" }.count == 1, "enrolled again")
         }
         #expect(await setup.stop() == 0)
+        let status = try ChildProcess("cellprov", ["status", "--state-directory", setup.stateDirectory])
+        #expect(await status.waitForExit() == 0)
+        let what = damage == .zeroLength ? "empty" : damage == .missing ? "missing" : "damaged"
+        #expect(status.stdout.contains("state loss: the database was \(what)"), "\(status.stdout)")
         let log = daemon.stderr
         for id in [Self.original, Self.swappedSIM, Self.liveSIM] {
             for secret in id.leakPatterns { #expect(!log.contains(secret)) }
