@@ -12,8 +12,8 @@ import Glibc
 /// It is written atomically (a temporary file, fsync, rename, fsync of the directory) when the store opens, and
 /// updated in place (fdatasync) inside every transaction that stores events, before the commit: it may be
 /// ahead of the database by the events of a transaction that then failed (a gap in the numbering, which the
-/// backend already tolerates), never behind it. Events are rare (enrolment, swaps), so the extra writes are too. No identifiers: slot keys
-/// (physical positions) and numbers only.
+/// backend already tolerates), never behind it. Events are rare (enrolment, swaps), so the extra writes are
+/// too. No identifiers: slot keys (physical positions) and numbers only.
 struct StateMarker: Codable, Equatable, Sendable {
     static let fileName = "state.marker"
 

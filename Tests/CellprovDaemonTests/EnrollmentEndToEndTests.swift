@@ -282,7 +282,11 @@ import Glibc
         case .directory: try RTDamage.directory.apply(to: db, walCopy: walCopy)
         case .zeroLength, .missing:
             for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
-            if damage == .zeroLength { #expect(truncate(db, 0) == 0) } else { try FileManager.default.removeItem(atPath: db) }
+            if damage == .zeroLength {
+                #expect(truncate(db, 0) == 0)
+            } else {
+                try FileManager.default.removeItem(atPath: db)
+            }
         }
 
         setup.receiver.setBehaviour(.status(201))
@@ -351,7 +355,9 @@ import Glibc
         defer { setup.cleanup() }
 
         let daemon = try setup.start()
-        #expect(await daemon.waitForStderr { $0.contains("backend refuses our credentials (HTTP 401)") }, "\(daemon.stderr)")
+        #expect(
+            await daemon.waitForStderr { $0.contains("backend refuses our credentials (HTTP 401)") },
+            "\(daemon.stderr)")
         #expect(await Self.waitUntil { receiver.requests.count >= 2 }, "retried")
         #expect(receiver.requests.allSatisfy { $0.headers["authorization"] == "Bearer old-token" })
         let waiting = try setup.events()
@@ -404,9 +410,11 @@ import Glibc
         #expect(await requeue.waitForExit() == 0, "\(requeue.stderr)")
         #expect(requeue.stdout.contains(lower))
         #expect(try setup.events().first?.state == .pending)
-        let again = try ChildProcess("cellprov", ["events", "--requeue", lower, "--state-directory", setup.stateDirectory])
+        let again = try ChildProcess(
+            "cellprov", ["events", "--requeue", lower, "--state-directory", setup.stateDirectory])
         #expect(await again.waitForExit() == 1, "not rejected any more")
-        let bad = try ChildProcess("cellprov", ["events", "--requeue", "nonsense", "--state-directory", setup.stateDirectory])
+        let bad = try ChildProcess(
+            "cellprov", ["events", "--requeue", "nonsense", "--state-directory", setup.stateDirectory])
         #expect(await bad.waitForExit() == 64)
 
         // The backend now takes it: the requeued event goes with its original id.

@@ -871,7 +871,9 @@ extension ReporterTests {
 
         /// Populates a store in `dir`, closes it (or, for `.directory`, copies its WAL first, as a kill -9 would
         /// leave it) and damages it.
-        fileprivate static func populateAndDamage(_ dir: RTTempDir, _ damage: RTDamage) throws -> ([StoredEvent], [SlotRecord]) {
+        fileprivate static func populateAndDamage(_ dir: RTTempDir, _ damage: RTDamage) throws
+            -> ([StoredEvent], [SlotRecord])
+        {
             let db = dir.file("state.db")
             var walCopy: String?
             let events: [StoredEvent]
@@ -1040,8 +1042,15 @@ extension ReporterTests {
             let rows = SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows
                 .filter { $0.values.count == 6 }
             #expect(rows.count == 2)
-            #expect(rows.first?.values == [.null, .integer(-5), .integer(1_099_511_627_776), .real(2.5), .text("héllo"), .blob([0, 255])])
-            #expect(rows.last?.values == [.integer(0), .integer(1), .integer(-129), .real(-0.25), .text(""), .text(String(repeating: "x", count: 10000))])
+            #expect(
+                rows.first?.values == [
+                    .null, .integer(-5), .integer(1_099_511_627_776), .real(2.5), .text("héllo"), .blob([0, 255]),
+                ])
+            #expect(
+                rows.last?.values == [
+                    .integer(0), .integer(1), .integer(-129), .real(-0.25), .text(""),
+                    .text(String(repeating: "x", count: 10000)),
+                ])
         }
 
         /// A damaged file is untrusted input: random byte damage and cuts never crash the reader, and whatever it
@@ -1061,7 +1070,8 @@ extension ReporterTests {
             for round in 0..<60 {
                 var bytes = [UInt8](original)
                 for _ in 0..<Int.random(in: 1...200, using: &generator) {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                    let at = Int.random(in: 0..<bytes.count, using: &generator)
+                    bytes[at] = UInt8.random(in: 0...255, using: &generator)
                 }
                 if round % 3 == 0 { bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator))) }
                 let path = dir.file("fuzz-\(round).db")
@@ -1080,6 +1090,38 @@ extension ReporterTests {
                 try FileManager.default.removeItem(atPath: path)
             }
             #expect(recognised > 0, "the check never ran")
+        }
+
+        /// The WAL is taken only up to its last valid commit: a frame whose checksum does not match ends it, so
+        /// the transactions after it (and a half-written one) are not taken for data.
+        @Test func walFramesAfterABadChecksumAreIgnored() throws {
+            let dir = try RTTempDir()
+            let db = dir.file("state.db")
+            let copy = dir.file("wal-copy")
+            do {
+                let store = try StateStore(directory: dir.path)
+                _ = try Self.populate(store)
+                try FileManager.default.copyItem(atPath: db + "-wal", toPath: copy)
+            }
+            func live(_ wal: String) -> (events: Int, live: Int) {
+                let rows = SQLiteSalvage.read(databasePath: dir.file("nothing"), walPath: wal).rows
+                let events = Set(rows.filter { $0.values.count == 11 }.map(\.rowid)).count
+                let live = Set(
+                    rows.filter { $0.values.count == 6 }.compactMap { $0.values[0].text }
+                        .filter { $0.hasPrefix("platform-slot-") }
+                ).count
+                return (events, live)
+            }
+            let intact = live(copy)
+            #expect(intact.events == 5)
+            #expect(intact.live == 80)
+            // One byte of the last frame's page changed: the last commit (the 80th live row) is no longer valid.
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: copy)))
+            bytes[bytes.count - 100] ^= 0xff
+            try Data(bytes).write(to: URL(fileURLWithPath: copy))
+            let tampered = live(copy)
+            #expect(tampered.events == 5)
+            #expect(tampered.live < 80, "frames after a bad checksum were taken")
         }
 
         @Test func requeuePutsARejectedEventBack() throws {
