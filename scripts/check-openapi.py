@@ -287,6 +287,7 @@ def check_sources(spec):
         "Module": ("Module",),
         "Identity": ("Identity", "PreviousIdentity"),
         "ProblemBody": ("Problem",),
+        "StateLostBody": ("StateLost",),
     }
     for swift_name, schema_names in nested.items():
         struct = block(body, r"struct\s+" + swift_name + r"\s*:\s*Encodable\s*\{")
@@ -313,6 +314,14 @@ def check_sources(spec):
 
     event = read(EVENT)
     problem = read(PROBLEM)
+    # The state-loss reasons: StateLossReason (CellprovCore) against StateLost.reason.
+    reasons = enum_raw_values(event, r"enum\s+StateLossReason\b[^{]*\{")
+    if "StateLost" in schemas:
+        declared = resolve(spec, flatten(spec, schemas["StateLost"])[0]["reason"]).get("enum", [])
+        if reasons is None:
+            fail("sources: enum StateLossReason not found")
+        elif sorted(reasons) != sorted(declared):
+            fail(f"schema StateLost.reason: enum {sorted(declared)} differs from StateLossReason {sorted(reasons)}")
     enums = [
         ("EventType", enum_raw_values(event, r"enum\s+IdentityEventType\b[^{]*\{"), "IdentityEventType"),
         ("EventSeverity", enum_raw_values(event, r"enum\s+EventSeverity\b[^{]*\{"), "EventSeverity"),

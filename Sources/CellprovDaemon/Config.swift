@@ -193,7 +193,8 @@ extension DaemonConfig {
                 "udev is off, no static_ports are given and modemmanager is \"never\": there is nothing to watch")
         }
 
-        // An empty [backend] table (the shipped example: every key commented out) is no backend.
+        // An empty [backend] table (the shipped example: every key commented out) is no backend; a table with
+        // keys but no url is a mistake (a token without an address), and says so.
         if let backend, !backend.keys.isEmpty {
             guard let raw = backend["url"]?.string else {
                 throw fail("backend", "the [backend] table needs a url (leave the table out to keep events local)")
@@ -252,10 +253,13 @@ extension DaemonConfig {
             }
             if let token = b.tokenFile {
                 var st = stat()
-                if stat(token, &st) == 0, st.st_mode & 0o077 != 0 {
+                // 0640 root:cellprov (as the example says: the daemon runs as cellprov) or 0600; never writable by
+                // the group, never readable by others.
+                if stat(token, &st) == 0, st.st_mode & 0o037 != 0 {
                     throw fail(
                         "backend.token_file",
-                        "\(token) is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+                        "\(token) is writable by its group or readable by others (mode "
+                            + "\(String(st.st_mode & 0o777, radix: 8))); chmod 600 it (or 640, group cellprov)"
                     )
                 }
             }

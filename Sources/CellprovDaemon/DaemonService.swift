@@ -47,8 +47,15 @@ public struct DaemonService: Service, CustomStringConvertible {
         options.serial = SerialSettings(baudRate: config.baudRate)
         let reader = IdentityReader(options: options, logger: logger)
         let logger = self.logger
-        let store = try StateStore(directory: config.stateDirectory) { message in
-            logger.critical("\(message)", metadata: ["MESSAGE_ID": "\(CellprovMessageID.configError.id)"])
+        let store = try StateStore(directory: config.stateDirectory) { incident in
+            let id: CellprovMessageID = incident.kind == .damaged ? .stateDamaged : .stateLost
+            logger.critical(
+                "\(incident.message)",
+                metadata: [
+                    "MESSAGE_ID": "\(id.id)", "reason": "\(incident.reason.rawValue)",
+                    "events_salvaged": "\(incident.eventsSalvaged)", "events_pending": "\(incident.pendingSalvaged)",
+                    "events_lost": "\(incident.eventsLost)",
+                ])
         }
         let reporter = try config.backend.map { backend in
             try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger)
@@ -110,6 +117,18 @@ public struct DaemonService: Service, CustomStringConvertible {
             group.addTask {
                 for await _ in hangups.stream {
                     logger.notice("SIGHUP: reading every module again")
+                    if let reporter, let backend = config.backend {
+                        // The credentials may have been renewed after the backend refused them.
+                        do {
+                            try await reporter.reload(try reporterConfiguration(backend))
+                            logger.notice("SIGHUP: backend credentials (token file, certificates) read again")
+                        } catch {
+                            logger.error(
+                                "SIGHUP: cannot read the backend credentials again; keeping the old ones: \(error)",
+                                metadata: ["MESSAGE_ID": "\(CellprovMessageID.configError.id)"])
+                        }
+                    }
+                    reporter?.wake()  // an event requeued with `cellprov events --requeue`
                     await supervisor.reloadAll()
                     await discovery?.rescan()
                 }

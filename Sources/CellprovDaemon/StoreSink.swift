@@ -57,6 +57,7 @@ public final class StoreSink: ObservationSink {
         guard let depth = try? store.outboxDepth() else { return nil }
         var text = "outbox \(depth)"
         if depth > 0, reporter == nil { text += " (no backend)" }
+        if reporter != nil, (try? store.credentialsRefused()) != nil { text += "; backend refuses our credentials" }
         return text
     }
 

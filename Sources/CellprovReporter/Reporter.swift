@@ -45,19 +45,24 @@ public struct ReporterError: Error, Sendable, CustomStringConvertible {
 public enum DeliveryOutcome: Sendable, Equatable {
     /// 2xx, or 409 (the backend has it already).
     case delivered(status: Int)
-    /// Another 4xx: refused for good; kept with the reason, not retried.
+    /// 400, 413, 422: the payload itself is wrong; kept with the reason, not retried (an operator may requeue it).
     case rejected(reason: String)
-    /// 5xx, timeout, connection or TLS failure: retried with backoff.
+    /// 401, 403: the backend refuses our credentials (a rotated token, an expired client certificate, a blocked
+    /// unit). Nothing is wrong with the event: it stays waiting and is retried with backoff.
+    case refused(reason: String)
+    /// 5xx, other 4xx, timeout, connection or TLS failure: retried with backoff.
     case retry(reason: String)
 
-    /// Classifies an HTTP status.
+    /// Classifies an HTTP status. Only an answer about the payload throws an event out of the outbox: anything
+    /// that can be fixed on our side or the backend's (credentials, a wrong URL giving 404, back-pressure) keeps
+    /// it waiting, so that fixing it delivers every event.
     public static func classify(status: Int, body: String) -> DeliveryOutcome {
+        let reason = "HTTP \(status)" + (body.isEmpty ? "" : ": \(body)")
         switch status {
         case 200..<300, 409: return .delivered(status: status)
-        // 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the backend asks to come back later.
-        case 408, 425, 429: return .retry(reason: "HTTP \(status)")
-        case 400..<500: return .rejected(reason: "HTTP \(status)" + (body.isEmpty ? "" : ": \(body)"))
-        default: return .retry(reason: "HTTP \(status)")
+        case 400, 413, 422: return .rejected(reason: reason)
+        case 401, 403: return .refused(reason: reason)
+        default: return .retry(reason: status >= 400 && status < 500 ? reason : "HTTP \(status)")
         }
     }
 }
@@ -66,14 +71,18 @@ public enum DeliveryOutcome: Sendable, Equatable {
 /// arrive in order), until the task is cancelled. Retries without end on retryable failures; wakes when
 /// ``wake()`` says new events were committed.
 public actor Reporter {
-    private let config: ReporterConfiguration
+    private var config: ReporterConfiguration
     private let store: StateStore
     private let logger: Logger
-    private let client: HTTPClient
+    private var client: HTTPClient
     private let wakeStream: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let onDelivery: @Sendable (IdentityEvent, DeliveryOutcome) -> Void
     private var failures = 0
+    private var refusals = 0
+    /// The backoff sleep in progress, and whether a reload came while none was.
+    private var sleeper: CheckedContinuation<Void, Never>?
+    private var interrupted = false
 
     public init(
         config: ReporterConfiguration, store: StateStore, logger: Logger,
@@ -83,6 +92,12 @@ public actor Reporter {
         self.store = store
         self.logger = logger
         self.onDelivery = onDelivery
+        client = try Self.makeClient(config)
+        (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// An HTTP client for `config`: https (plain http only to loopback), the CA file, the client certificate.
+    static func makeClient(_ config: ReporterConfiguration) throws -> HTTPClient {
         let scheme = config.url.scheme?.lowercased()
         guard scheme == "https" || (scheme == "http" && Self.isLoopback(config.url.host ?? "")) else {
             throw ReporterError(description: "backend url: https is required (plain http only to loopback)")
@@ -102,13 +117,35 @@ public actor Reporter {
         // counted and retried by run()'s own backoff; the pool's default is to retry silently until the request
         // deadline, which hid the reason (and the attempt) for a whole requestTimeout.
         clientConfig.connectionPool.retryConnectionEstablishment = false
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
-        (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
     }
 
     /// New events are in the outbox.
     public nonisolated func wake() {
         wakeContinuation.yield()
+    }
+
+    /// SIGHUP: new credentials (the token file, the CA file, the client certificate and key, read again by the
+    /// caller and here). The next attempt uses them at once, without waiting out the backoff; on an error the
+    /// old credentials stay.
+    public func reload(_ newConfig: ReporterConfiguration) async throws {
+        let fresh = try Self.makeClient(newConfig)
+        let old = client
+        client = fresh
+        config.token = newConfig.token
+        config.caFile = newConfig.caFile
+        config.clientCertificate = newConfig.clientCertificate
+        config.clientKey = newConfig.clientKey
+        failures = 0
+        refusals = 0  // a refusal of the new credentials is logged again
+        if let sleeper {
+            self.sleeper = nil
+            sleeper.resume()
+        } else {
+            interrupted = true
+        }
+        wake()
+        try? await old.shutdown()
     }
 
     /// Delivers until cancelled, then shuts the HTTP client down.
@@ -133,11 +170,15 @@ public actor Reporter {
                 // Stopped mid-request: the request was cancelled, not failed; leave the outbox as it was.
                 if Task.isCancelled, case .retry = outcome { break }
                 record(stored.event, outcome)
-                if case .retry = outcome {
+                switch outcome {
+                case .retry, .refused:
                     await sleep(backoff())
-                    break  // start again from the oldest
+                default:
+                    failures = 0
+                    interrupted = false  // a reload's interruption is for the backoff it came during
+                    continue
                 }
-                failures = 0
+                break  // start again from the oldest
             }
         }
         try? await client.shutdown()
@@ -169,6 +210,7 @@ public actor Reporter {
         var meta: Logger.Metadata = [
             "event_id": "\(event.id.uuidString.lowercased())", "event": "\(event.type.rawValue)", "slot": "\(event.slot)",
         ]
+        if case .refused = outcome {} else { refusals = 0 }
         do {
             switch outcome {
             case .delivered(let status):
@@ -179,7 +221,27 @@ public actor Reporter {
                 try store.markRejected(event.id, reason: reason)
                 meta["reason"] = "\(reason)"
                 meta["MESSAGE_ID"] = "\(CellprovMessageID.deliveryFailed.id)"
-                logger.error("backend rejected the event; kept, not retried", metadata: meta)
+                logger.error(
+                    "backend rejected the event as malformed; kept, not retried (cellprov events --requeue)",
+                    metadata: meta)
+            case .refused(let reason):
+                failures += 1
+                refusals += 1
+                try store.markRefused(event.id, reason: reason)
+                // No identifiers and no event: the cause is ours (or the backend's view of us), not the event's.
+                if refusals == 1 || refusals % 10 == 0 {
+                    let status = reason.prefix { $0 != ":" }
+                    logger.error(
+                        """
+                        backend refuses our credentials (\(status)): events stay waiting and are retried; renew the \
+                        token file or the client certificate (or ask why the backend blocks this unit), then \
+                        systemctl reload cellprovd
+                        """,
+                        metadata: [
+                            "status": "\(status)", "attempt": "\(refusals)",
+                            "MESSAGE_ID": "\(CellprovMessageID.credentialsRefused.id)",
+                        ])
+                }
             case .retry(let reason):
                 failures += 1
                 try store.markAttemptFailed(event.id, error: reason)
@@ -203,8 +265,27 @@ public actor Reporter {
         return capped * Double.random(in: 0.5...1.5)
     }
 
+    /// The backoff wait; a reload (new credentials) ends it early.
     private func sleep(_ d: Duration) async {
-        try? await Task.sleep(for: d)
+        if interrupted {
+            interrupted = false
+            return
+        }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: d)
+            await self?.endSleep()
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in sleeper = c }
+        } onCancel: {
+            Task { await self.endSleep() }
+        }
+        timer.cancel()
+    }
+
+    private func endSleep() {
+        sleeper?.resume()
+        sleeper = nil
     }
 
     /// localhost, ::1, or a dotted quad in 127.0.0.0/8: where plain http is allowed.
@@ -247,6 +328,13 @@ public enum EnrollmentPayload {
             var severity: String
             var message: String
         }
+        struct StateLostBody: Encodable {
+            var reason: String
+            var detected_at: String
+            var events_salvaged: Int
+            var events_lost: Int
+            var last_sequence: Int?
+        }
         var event_id: String
         var type: String
         var occurred_at: String
@@ -259,11 +347,12 @@ public enum EnrollmentPayload {
         var usb_serial_changed: Bool?
         var other_slots: [String]?
         var problems: [ProblemBody]
+        var state_lost: StateLostBody?
 
         func encode(to encoder: any Encoder) throws {
             enum K: String, CodingKey {
                 case event_id, type, occurred_at, sequence, severity, device, module, identity, previous
-                case usb_serial_changed, other_slots, problems
+                case usb_serial_changed, other_slots, problems, state_lost
             }
             var c = encoder.container(keyedBy: K.self)
             try c.encode(event_id, forKey: .event_id)
@@ -278,6 +367,7 @@ public enum EnrollmentPayload {
             try c.encodeIfPresent(usb_serial_changed, forKey: .usb_serial_changed)
             try c.encodeIfPresent(other_slots, forKey: .other_slots)
             try c.encode(problems, forKey: .problems)
+            try c.encodeIfPresent(state_lost, forKey: .state_lost)
         }
     }
 
@@ -297,6 +387,11 @@ public enum EnrollmentPayload {
             usb_serial_changed: event.usbSerialChanged, other_slots: event.otherSlots,
             problems: event.problems.map {
                 .init(code: $0.code.rawValue, field: $0.field.rawValue, severity: $0.severity.rawValue, message: $0.message)
+            },
+            state_lost: event.stateLost.map {
+                .init(
+                    reason: $0.reason.rawValue, detected_at: f.string(from: $0.detectedAt),
+                    events_salvaged: $0.eventsSalvaged, events_lost: $0.eventsLost, last_sequence: $0.lastSequence)
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]

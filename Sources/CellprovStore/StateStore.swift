@@ -1,6 +1,7 @@
 import CellprovCore
 import Foundation
 import GRDB
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +19,8 @@ public enum DeliveryState: String, Sendable, Codable {
     case pending
     /// The backend answered 2xx or 409.
     case delivered
-    /// The backend refused it for good (4xx other than 409); kept with the reason, not retried.
+    /// The backend said the payload itself is wrong (400, 413, 422); kept with the reason, not retried unless an
+    /// operator requeues it (`cellprov events --requeue ID`).
     case rejected
 }
 
@@ -32,48 +34,144 @@ public struct StoredEvent: Sendable, Equatable {
     public var deliveredAt: Date?
 }
 
+/// Something the store found when it opened that the operator must hear of (logged at critical level by the
+/// daemon). The message names paths and counts, never identifiers.
+public struct StoreIncident: Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// The database could not be used: what was readable was salvaged, the file kept aside.
+        case damaged
+        /// The database was gone or empty while the marker said it had existed: nothing to salvage.
+        case lost
+    }
+
+    public var kind: Kind
+    public var reason: StateLossReason
+    public var message: String
+    /// Events copied into the new database, of which `pendingSalvaged` were waiting for delivery.
+    public var eventsSalvaged = 0
+    public var pendingSalvaged = 0
+    /// Slot records copied into the new database.
+    public var slotsSalvaged = 0
+    /// Events the old database held (per the marker and its own counters) that could not be read.
+    public var eventsLost = 0
+    /// Where the damaged files were kept (nil: nothing to keep).
+    public var keptAs: String?
+
+    public var description: String { message }
+}
+
 /// The daemon's memory, in `<state_directory>/state.db` (SQLite in WAL mode, synchronous=FULL, through GRDB).
 ///
 /// One write transaction takes an observation, runs the pure change detector against the slot's last record and
 /// the other slots' records, and stores the new record together with the events it produced. A crash or a power
 /// cut at any moment leaves either the old state or the new one, never a record without its events or the
 /// reverse. The events table is both the slots' history and the outbox (state `pending`).
+///
+/// Beside it, `state.marker` (``StateMarker``) records that the database existed and how far its numbering had
+/// got, so that a database that disappears or is emptied is noticed, and each slot's numbering continues.
 public final class StateStore: Sendable {
     public static let fileName = "state.db"
 
     public let path: String
+    public let directory: String
     private let pool: DatabasePool
+    private let marker: Mutex<StateMarker>
 
-    /// Opens (creating if needed) the store in `directory`. A file SQLite cannot read is moved aside
-    /// (`state.db.corrupt-<time>`) and reported through `onCorrupt`; never silently replaced.
-    public init(directory: String, onCorrupt: (String) -> Void = { _ in }) throws(StoreError) {
+    /// Opens (creating if needed) the store in `directory`.
+    ///
+    /// Never silently replaced: a file SQLite cannot use (truncated, overwritten, not a file) is first salvaged
+    /// (every readable row, through ``SQLiteSalvage``; the events waiting for delivery first, with their
+    /// event ids, sequences and positions, so the reporter delivers them oldest first), then moved aside
+    /// (`state.db.corrupt-<time>`, with its -wal and -shm); a database that is missing or empty while the
+    /// marker says it existed is a loss. Both are reported through `onIncident`, recorded, and announced to the
+    /// backend by each slot's next event (``IdentityEvent/stateLost``); slot numbering continues after the last
+    /// known sequence.
+    public init(directory: String, now: Date = Date(), onIncident: (StoreIncident) -> Void = { _ in })
+        throws(StoreError)
+    {
         path = directory + "/" + Self.fileName
+        self.directory = directory
         do {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw StoreError("\(directory): cannot create the state directory (\(error.localizedDescription))")
         }
-        do {
-            pool = try Self.open(path: path, readOnly: false)
-        } catch {
-            let aside = path + ".corrupt-" + Self.stamp()
-            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
-                try? FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+        let found = StateMarker.read(directory: directory)
+        let known: StateMarker? = if case .marker(let m) = found { m } else { nil }
+        let wal = Self.regularFileSize(path + "-wal") ?? 0 > 0
+
+        var damage: String?
+        var lost: StateLossReason?
+        var opened: DatabasePool?
+        switch Self.regularFileSize(path) {
+        case .none where FileManager.default.fileExists(atPath: path):
+            damage = "not a regular file"
+        case .none where wal:
+            damage = "the database file is missing, its write-ahead log is not"
+        case .none:
+            if found != .none {
+                lost = .databaseMissing
+                try? FileManager.default.removeItem(atPath: path + "-shm")  // describes a database that is gone
             }
-            onCorrupt(
-                "\(path): unreadable state database (\(Self.reason(error))); kept aside as \(aside), starting a new one")
-            do {
-                pool = try Self.open(path: path, readOnly: false)
-            } catch {
+        case .some(0) where wal:
+            damage = "the database file is empty, its write-ahead log is not"
+        case .some(0):
+            lost = .databaseEmpty
+            for suffix in ["", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        case .some:
+            do { opened = try Self.open(path: path, readOnly: false) } catch { damage = Self.reason(error) }
+        }
+
+        var incident: StoreIncident?
+        if damage == nil && lost == nil && opened == nil {  // a first start
+            do { opened = try Self.open(path: path, readOnly: false) } catch {
                 throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
             }
         }
+        if let damage {
+            let (pool, report) = try Self.salvageAndReplace(path: path, why: damage, marker: known, now: now)
+            opened = pool
+            incident = report
+        } else if let lost {
+            let pool: DatabasePool
+            do { pool = try Self.open(path: path, readOnly: false) } catch {
+                throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
+            }
+            let total = Int(known?.lastPosition ?? 0)
+            do {
+                try Self.recordLoss(pool, reason: lost, salvaged: 0, lost: total, floors: known?.slots ?? [:], at: now)
+            } catch {
+                throw StoreError("\(path): cannot record the state loss (\(Self.reason(error)))")
+            }
+            opened = pool
+            let what = lost == .databaseMissing ? "is missing" : "is empty"
+            let why = found == .none
+                ? "(no \(StateMarker.fileName) beside it either: a crash while it was first created, or both lost)"
+                : "although \(StateMarker.fileName) says it existed"
+            let history =
+                known.map { "\($0.lastPosition) event(s) of history and \($0.slots.count) slot record(s) lost" }
+                ?? "how much history is lost cannot be told"
+            incident = StoreIncident(
+                kind: .lost, reason: lost,
+                message: "\(path) \(what) \(why): the daemon's state was lost; \(history); a new database is "
+                    + "started, slot numbering continues, and each slot's next event tells the backend (state_lost)",
+                eventsLost: total)
+        }
+        guard let pool = opened else { throw StoreError("\(path): cannot open the state database") }
+        self.pool = pool
+        // The marker is an aid to detection, not a condition to run: a full disk must not keep the daemon from
+        // starting (the next event commit writes it again).
+        marker = Mutex((try? Self.currentMarker(pool, now: now)) ?? StateMarker(databaseID: "?", updatedAt: now))
+        try? marker.withLock { try $0.write(directory: directory) }
+        if let incident { onIncident(incident) }
     }
 
     /// Opens an existing store read-only, safely beside a running daemon (`cellprov status`, `cellprov events`).
     public init(readOnlyDirectory directory: String) throws(StoreError) {
         path = directory + "/" + Self.fileName
+        self.directory = directory
+        marker = Mutex(StateMarker(databaseID: "", updatedAt: Date()))  // never written by a reader
         guard FileManager.default.fileExists(atPath: path) else {
             if access(directory, X_OK) != 0 && errno == EACCES {
                 throw StoreError("\(directory): permission denied (run as root or as the cellprov user)")
@@ -148,7 +246,225 @@ public final class StateStore: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v3-state-loss") { db in
+            // A database identity (the marker names it), state losses found at start, which slots' next event
+            // already told the backend, and where each slot's numbering continues after a loss.
+            try db.execute(sql: """
+                CREATE TABLE state_loss (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    reason TEXT NOT NULL,
+                    detected_at DOUBLE NOT NULL,
+                    events_salvaged INTEGER NOT NULL,
+                    events_lost INTEGER NOT NULL
+                );
+                CREATE TABLE state_loss_notice (slot TEXT PRIMARY KEY NOT NULL, loss INTEGER NOT NULL);
+                CREATE TABLE sequence_floor (slot TEXT PRIMARY KEY NOT NULL, sequence INTEGER NOT NULL);
+                """)
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
+                arguments: [UUID().uuidString.lowercased()])
+        }
         return m
+    }
+
+    // MARK: - Damage and loss
+
+    /// The size of `path` if it is a regular file (following no symlink), nil otherwise or when absent.
+    static func regularFileSize(_ path: String) -> Int? {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(st.st_size)
+    }
+
+    /// What the salvage found, recognised by shape and content (``SQLiteSalvage`` does not know our tables).
+    struct Salvaged {
+        struct Event {
+            var position: Int64
+            var event: IdentityEvent
+            var payload: String
+            var state: DeliveryState
+            var attempts: Int64
+            var lastError: String?
+            var deliveredAt: Double?
+        }
+        var events: [String: Event] = [:]
+        var records: [String: (record: SlotRecord, json: String, updatedAt: Double)] = [:]
+        var maxPosition: Int64 = 0
+
+        init(_ rows: [SQLiteSalvage.Row]) {
+            for row in rows {
+                let v = row.values
+                if v.count == 11, v[0].isNull, row.rowid > 0, let id = v[1].text, let slot = v[2].text,
+                    let sequence = v[3].integer, let payload = v[6].text, let stateText = v[7].text,
+                    let state = DeliveryState(rawValue: stateText), let attempts = v[8].integer,
+                    let event = try? StateStore.decode(IdentityEvent.self, payload),
+                    event.id.uuidString.lowercased() == id.lowercased(), event.slot == slot,
+                    event.sequence == Int(sequence)
+                {
+                    let candidate = Event(
+                        position: row.rowid, event: event, payload: payload, state: state, attempts: attempts,
+                        lastError: v[9].text, deliveredAt: v[10].number)
+                    // A stale copy (a freed page) may hold an older state of the same event: keep the most advanced.
+                    func rank(_ e: Event) -> (Int, Int64) {
+                        (e.state == .delivered ? 3 : e.state == .rejected ? 2 : 1, e.attempts)
+                    }
+                    if let existing = events[event.id.uuidString.lowercased()], rank(existing) >= rank(candidate) {
+                        continue
+                    }
+                    events[event.id.uuidString.lowercased()] = candidate
+                    maxPosition = max(maxPosition, row.rowid)
+                } else if v.count == 3, let key = v[0].text, let json = v[1].text, let at = v[2].number,
+                    let record = try? StateStore.decode(SlotRecord.self, json), record.slot == key
+                {
+                    if let existing = records[key],
+                        (existing.updatedAt, existing.record.sequence) >= (at, record.sequence)
+                    {
+                        continue
+                    }
+                    records[key] = (record, json, at)
+                } else if v.count == 2, v[0].text == "event", let seq = v[1].integer {
+                    maxPosition = max(maxPosition, seq)  // sqlite_sequence: the last position ever given
+                }
+            }
+        }
+    }
+
+    /// Reads what can be read of the damaged database, moves it aside, starts a new one with the salvaged rows
+    /// (the events waiting for delivery and the slot records in a first transaction, the delivered history in
+    /// a second), and records the loss.
+    static func salvageAndReplace(path: String, why: String, marker: StateMarker?, now: Date) throws(StoreError)
+        -> (DatabasePool, StoreIncident)
+    {
+        let found = Salvaged(SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows)
+        let aside = path + ".corrupt-" + Self.stamp()
+        var kept: String?
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            do {
+                try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+                if suffix.isEmpty || kept == nil { kept = aside + suffix }
+            } catch {
+                throw StoreError("\(path)\(suffix): damaged, and cannot be moved aside (\(error.localizedDescription))")
+            }
+        }
+        let pool: DatabasePool
+        do { pool = try Self.open(path: path, readOnly: false) } catch {
+            throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
+        }
+        let ordered = found.events.values.sorted { $0.position < $1.position }
+        let pending = ordered.filter { $0.state == .pending }
+        let history = ordered.filter { $0.state != .pending }
+        var saved = 0
+        func insert(_ db: Database, _ e: Salvaged.Event) throws {
+            try db.execute(
+                sql: """
+                    INSERT OR IGNORE INTO event
+                        (position, id, slot, sequence, type, occurred_at, payload, state, attempts, last_error,
+                         delivered_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    e.position, e.event.id.uuidString.lowercased(), e.event.slot, e.event.sequence,
+                    e.event.type.rawValue, e.event.occurredAt.timeIntervalSince1970, e.payload, e.state.rawValue,
+                    e.attempts, e.lastError, e.deliveredAt,
+                ])
+            saved += db.changesCount
+        }
+        var floors = marker?.slots ?? [:]
+        for e in ordered { floors[e.event.slot] = max(floors[e.event.slot] ?? 0, e.event.sequence) }
+        for (key, r) in found.records { floors[key] = max(floors[key] ?? 0, r.record.sequence) }
+        let known = max(Int(marker?.lastPosition ?? 0), Int(found.maxPosition))
+        do {
+            try pool.write { db in
+                for e in pending { try insert(db, e) }
+                for (key, r) in found.records {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO slot (key, record, updated_at) VALUES (?, ?, ?)",
+                        arguments: [key, r.json, r.updatedAt])
+                }
+            }
+            try pool.write { db in
+                for e in history { try insert(db, e) }
+                // New events continue after the last position the old database gave, lost ones included.
+                try db.execute(
+                    sql: "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", arguments: [known])
+                if db.changesCount == 0 {
+                    try db.execute(
+                        sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", arguments: [known])
+                }
+            }
+        } catch {
+            throw StoreError("\(path): cannot store the salvaged rows (\(Self.reason(error)))")
+        }
+        let lost = max(0, known - saved)
+        do {
+            try recordLoss(pool, reason: .databaseDamaged, salvaged: saved, lost: lost, floors: floors, at: now)
+        } catch {
+            throw StoreError("\(path): cannot record the state loss (\(Self.reason(error)))")
+        }
+        let waiting = pending.count
+        let message = "\(path): damaged state database (\(why)); salvaged \(saved) event(s) (\(waiting) waiting for "
+            + "delivery, delivered first, oldest first, with their original event ids and sequences) and "
+            + "\(found.records.count) slot record(s); \(lost) event(s) lost; "
+            + (kept.map { "kept aside as \($0)" } ?? "nothing kept aside")
+            + "; a new database is started and each slot's next event tells the backend (state_lost)"
+        return (
+            pool,
+            StoreIncident(
+                kind: .damaged, reason: .databaseDamaged, message: message, eventsSalvaged: saved,
+                pendingSalvaged: waiting, slotsSalvaged: found.records.count, eventsLost: lost, keptAs: kept)
+        )
+    }
+
+    static func recordLoss(
+        _ pool: DatabasePool, reason: StateLossReason, salvaged: Int, lost: Int, floors: [String: Int], at: Date
+    ) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO state_loss (reason, detected_at, events_salvaged, events_lost) VALUES (?, ?, ?, ?)",
+                arguments: [reason.rawValue, at.timeIntervalSince1970, salvaged, lost])
+            for (slot, sequence) in floors where sequence > 0 {
+                try db.execute(
+                    sql: """
+                        INSERT INTO sequence_floor (slot, sequence) VALUES (?, ?)
+                        ON CONFLICT(slot) DO UPDATE SET sequence = max(sequence, excluded.sequence)
+                        """,
+                    arguments: [slot, sequence])
+            }
+        }
+    }
+
+    /// The marker describing the database as it is now.
+    static func currentMarker(_ pool: DatabasePool, now: Date) throws -> StateMarker {
+        try pool.read { db in
+            let id = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'database_id'") ?? "?"
+            var m = StateMarker(databaseID: id, updatedAt: now)
+            for row in try Row.fetchAll(db, sql: "SELECT slot, MAX(sequence) AS s FROM event GROUP BY slot") {
+                m.slots[row["slot"]] = row["s"]
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT slot, sequence FROM sequence_floor") {
+                let slot: String = row["slot"]
+                m.slots[slot] = max(m.slots[slot] ?? 0, row["sequence"])
+            }
+            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'event'") ?? 0
+            m.lastPosition = max(last, try Int64.fetchOne(db, sql: "SELECT MAX(position) FROM event") ?? 0)
+            return m
+        }
+    }
+
+    /// The loss the slot's next event must announce (nil when there is none, or the slot was told).
+    static func unannouncedLoss(_ db: Database, slot: String, floor: Int) throws -> (Int64, StateLoss)? {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM state_loss ORDER BY id DESC LIMIT 1")
+        else { return nil }
+        let id: Int64 = row["id"]
+        let told = try Int64.fetchOne(db, sql: "SELECT loss FROM state_loss_notice WHERE slot = ?", arguments: [slot])
+        guard told != id else { return nil }
+        let loss = StateLoss(
+            reason: StateLossReason(rawValue: row["reason"]) ?? .databaseDamaged,
+            detectedAt: Date(timeIntervalSince1970: row["detected_at"]), eventsSalvaged: row["events_salvaged"],
+            eventsLost: row["events_lost"], lastSequence: floor > 0 ? floor : nil)
+        return (id, loss)
     }
 
     // MARK: - Commit
@@ -166,8 +482,26 @@ public final class StateStore: Sendable {
                 let others = try Self.records(db).filter {
                     $0.slot != observation.slot.key && (presentSlots?.contains($0.slot) ?? true)
                 }
-                let result = ChangeDetector.evaluate(
+                var result = ChangeDetector.evaluate(
                     previous: previous, observation: observation, others: others, now: now, makeID: { UUID() })
+                if !result.events.isEmpty {
+                    // After a state loss: the slot's numbering continues after its last known sequence, and its
+                    // first event tells the backend.
+                    let key = observation.slot.key
+                    let floor = try Int.fetchOne(
+                        db, sql: "SELECT sequence FROM sequence_floor WHERE slot = ?", arguments: [key]) ?? 0
+                    let base = previous?.sequence ?? 0
+                    if floor > base {
+                        for i in result.events.indices { result.events[i].sequence += floor - base }
+                        result.record?.sequence += floor - base
+                    }
+                    if let (id, loss) = try Self.unannouncedLoss(db, slot: key, floor: floor) {
+                        result.events[0].stateLost = loss
+                        try db.execute(
+                            sql: "INSERT OR REPLACE INTO state_loss_notice (slot, loss) VALUES (?, ?)",
+                            arguments: [key, id])
+                    }
+                }
                 if let record = result.record, record != previous {
                     try db.execute(
                         sql: """
@@ -186,6 +520,16 @@ public final class StateStore: Sendable {
                             event.id.uuidString.lowercased(), event.slot, event.sequence, event.type.rawValue,
                             event.occurredAt.timeIntervalSince1970, try Self.encode(event),
                         ])
+                }
+                if let last = result.events.last {
+                    // Before the commit: the marker may get ahead of the database, never behind it.
+                    let position = db.lastInsertedRowID
+                    try? marker.withLock { m in
+                        m.slots[last.slot] = max(m.slots[last.slot] ?? 0, last.sequence)
+                        m.lastPosition = max(m.lastPosition, position)
+                        m.updatedAt = now
+                        try m.update(directory: directory)
+                    }
                 }
                 return result.events
             }
@@ -208,7 +552,69 @@ public final class StateStore: Sendable {
             try db.execute(
                 sql: "UPDATE event SET state = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
                 arguments: [date.timeIntervalSince1970, id.uuidString.lowercased()])
-            try db.execute(sql: "DELETE FROM meta WHERE key = 'last_delivery_error'")
+            try db.execute(sql: "DELETE FROM meta WHERE key IN ('last_delivery_error', 'credentials_refused')")
+        }
+    }
+
+    /// The backend refused our credentials (401, 403): the event stays pending (retried with backoff) and the
+    /// refusal is remembered for `cellprov status` until an event is delivered.
+    public func markRefused(_ id: UUID, reason: String, at date: Date = Date()) throws(StoreError) {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                arguments: [reason, id.uuidString.lowercased()])
+            try Self.setMeta(db, "last_delivery_error", reason)
+            try Self.setMeta(db, "credentials_refused", reason)
+        }
+    }
+
+    /// The last credentials refusal not yet followed by a delivery (`HTTP 401`), or nil.
+    public func credentialsRefused() throws(StoreError) -> String? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'credentials_refused'") }
+    }
+
+    /// Puts a rejected event back in the outbox (`cellprov events --requeue ID`), writing beside a running daemon
+    /// (WAL). Opens the database without migrating it. Returns false when no rejected event has this id.
+    public static func requeue(directory: String, id: UUID) throws(StoreError) -> Bool {
+        let path = directory + "/" + fileName
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("\(path): no state database (has cellprovd run with this state directory?)")
+        }
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(5)
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            return try queue.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE event SET state = 'pending', last_error = 'requeued by the operator'
+                        WHERE id = ? AND state = 'rejected'
+                        """,
+                    arguments: [id.uuidString.lowercased()])
+                return db.changesCount == 1
+            }
+        } catch {
+            throw StoreError("\(path): cannot requeue the event (\(Self.reason(error)))")
+        }
+    }
+
+    /// A state loss the store found when it opened (the most recent).
+    public struct LossRecord: Sendable, Equatable {
+        public var reason: StateLossReason
+        public var detectedAt: Date
+        public var eventsSalvaged: Int
+        public var eventsLost: Int
+    }
+
+    public func lastStateLoss() throws(StoreError) -> LossRecord? {
+        try read { db in
+            guard try db.tableExists("state_loss"),
+                let row = try Row.fetchOne(db, sql: "SELECT * FROM state_loss ORDER BY id DESC LIMIT 1")
+            else { return nil }
+            return LossRecord(
+                reason: StateLossReason(rawValue: row["reason"]) ?? .databaseDamaged,
+                detectedAt: Date(timeIntervalSince1970: row["detected_at"]), eventsSalvaged: row["events_salvaged"],
+                eventsLost: row["events_lost"])
         }
     }
 
@@ -304,7 +710,6 @@ public final class StateStore: Sendable {
     public func lastDeliveryError() throws(StoreError) -> String? {
         try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'last_delivery_error'") }
     }
-
     // MARK: - Helpers
 
     private func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {

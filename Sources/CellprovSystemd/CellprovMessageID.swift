@@ -21,6 +21,12 @@ public enum CellprovMessageID: String, CaseIterable, Sendable {
     case duplicateIMEI = "34b7f72dc12a4898a11eb1ea2d92df6c"
     case deliveryFailed = "d10e8b0d52f9441d9d8575fc64aec9cf"
     case configError = "d7dffe1d58f7451e9b005e4c3c74591a"
+    /// The backend answers 401/403: events wait until the credentials are fixed.
+    case credentialsRefused = "64f0fdd5be7349caa5536ae583d2bb68"
+    /// state.db was damaged: salvaged, moved aside, a new one started.
+    case stateDamaged = "5113e6cfe2e9433ba3170ff657f07f46"
+    /// state.db was missing or empty while the marker said it existed.
+    case stateLost = "3beca7ac149045028a372e972bb6dbdc"
 
     /// The metadata key the journal handler passes through unchanged as the `MESSAGE_ID` field.
     public static let metadataKey = "MESSAGE_ID"

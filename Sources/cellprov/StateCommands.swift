@@ -46,6 +46,20 @@ struct StatusCommand: ParsableCommand {
         var outbox = "outbox: \(depth) event\(depth == 1 ? "" : "s") waiting for delivery"
         if let error = try store.lastDeliveryError() { outbox += "; last delivery error: \(error)" }
         print(outbox)
+        if let refused = try store.credentialsRefused() {
+            let status = refused.prefix { $0 != ":" }
+            print("backend: backend refuses our credentials (\(status)); events wait and are retried. Renew the token "
+                + "file or the client certificate, then: systemctl reload cellprovd")
+        }
+        if let loss = try store.lastStateLoss() {
+            let what = switch loss.reason {
+            case .databaseMissing: "the database was missing"
+            case .databaseEmpty: "the database was empty"
+            case .databaseDamaged: "the database was damaged"
+            }
+            print("state loss: \(what), found \(ISO8601DateFormatter().string(from: loss.detectedAt)); "
+                + "\(loss.eventsSalvaged) event(s) salvaged, \(loss.eventsLost) lost (see the journal)")
+        }
         let present = live.values.filter(\.present).count
         print("slots:  \(Set(records.map(\.slot)).union(live.keys).count) known, \(present) modem\(present == 1 ? "" : "s") present at the daemon's last look")
         let f = ISO8601DateFormatter()
@@ -100,11 +114,35 @@ struct EventsCommand: ParsableCommand {
     @Option(help: "Only the most recent N events.")
     var limit: Int?
 
+    @Option(
+        name: .customLong("requeue"),
+        help: "Put a rejected event back in the outbox (its event id); the daemon sends it at its next attempt.")
+    var requeue: String?
+
     func validate() throws {
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        if let requeue, UUID(uuidString: requeue) == nil {
+            throw ValidationError("--requeue takes an event id (a UUID, as cellprov events --json prints it)")
+        }
     }
 
     func run() throws {
+        if let requeue, let id = UUID(uuidString: requeue) {
+            let done: Bool
+            do {
+                done = try StateStore.requeue(directory: state.stateDirectory, id: id)
+            } catch {
+                FileHandle.standardError.write(Data("cellprov: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            guard done else {
+                FileHandle.standardError.write(Data("cellprov: no rejected event \(requeue.lowercased())\n".utf8))
+                throw ExitCode(1)
+            }
+            print("\(requeue.lowercased()): back in the outbox; cellprovd sends it at its next attempt "
+                + "(systemctl reload cellprovd to send it now)")
+            return
+        }
         let store = try state.openStore()
         let events = try store.events(limit: limit).reversed()
         if json {

@@ -26,7 +26,7 @@ import Glibc
         let receiver: EnrollmentReceiver
         var daemon: ChildProcess?
 
-        init(ports: [String], receiver: EnrollmentReceiver) throws {
+        init(ports: [String], receiver: EnrollmentReceiver, backendExtra: String = "") throws {
             self.receiver = receiver
             dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-e2e-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -40,6 +40,7 @@ import Glibc
             reprobe_interval_seconds = 600
             [backend]
             url = "http://127.0.0.1:\(receiver.port)"
+            \(backendExtra)
             [device]
             serial = "GW-E2E-7"
             """.write(to: config, atomically: true, encoding: .utf8)
@@ -232,5 +233,194 @@ import Glibc
         _ = await setup.stop()
         let delivered = try StateStore(readOnlyDirectory: setup.stateDirectory).events().map(\.event)
         #expect(setup.receiver.acceptedEventIDs == Set(delivered.map { $0.id.uuidString.lowercased() }))
+    }
+
+    // MARK: - Damaged and lost state, refused credentials
+
+    enum StateDamage: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case truncated, headerOverwritten, directory, zeroLength, missing
+        var testDescription: String { rawValue }
+        var isLoss: Bool { self == .zeroLength || self == .missing }
+    }
+
+    /// Two events waiting (the backend answered 503), then the state database is damaged or lost while the daemon
+    /// is down. Damaged: the restarted daemon salvages them and the receiver gets both, oldest first, with their
+    /// original event ids and sequences; no module is enrolled again; the next change carries `state_lost`.
+    /// Lost (nothing left to read): a critical line, and the new `enrolled` continues the slot's numbering and
+    /// carries `state_lost`.
+    @Test(arguments: StateDamage.allCases)
+    func damagedOrLostStateIsSalvagedOrAnnounced(damage: StateDamage) async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let setup = try Setup(ports: [sim.path], receiver: try EnrollmentReceiver(behaviour: .status(503)))
+        defer { setup.cleanup() }
+        func pending() -> Int { (try? StateStore(readOnlyDirectory: setup.stateDirectory).outboxDepth()) ?? 0 }
+
+        try setup.start()
+        #expect(await Self.waitUntil { pending() == 1 }, "\(setup.daemon!.stderr)")
+        sim.swapSIM(Self.swappedSIM)
+        #expect(await Self.waitUntil { pending() == 2 }, "\(setup.daemon!.stderr)")
+        let db = setup.stateDirectory + "/state.db"
+        var walCopy: String?
+        if damage == .directory {
+            // Killed: the write-ahead log (holding the recent commits) stays beside the database.
+            setup.daemon!.signal(SIGKILL)
+            _ = await setup.daemon!.waitForExit()
+            walCopy = setup.dir.path + "/wal-copy"
+            try FileManager.default.copyItem(atPath: db + "-wal", toPath: walCopy!)
+        } else {
+            #expect(await setup.stop() == 0)
+            // Checkpointed into state.db (the stopped daemon may leave its WAL), so the damage hits the data.
+            do { _ = try StateStore(directory: setup.stateDirectory) }
+        }
+        let before = try setup.events()
+        #expect(before.map(\.event.type) == [.enrolled, .simChanged])
+        #expect(before.allSatisfy { $0.state == .pending })
+        switch damage {
+        case .truncated: try RTDamage.truncated.apply(to: db, walCopy: nil)
+        case .headerOverwritten: try RTDamage.headerOverwritten.apply(to: db, walCopy: nil)
+        case .directory: try RTDamage.directory.apply(to: db, walCopy: walCopy)
+        case .zeroLength, .missing:
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
+            if damage == .zeroLength {
+                #expect(truncate(db, 0) == 0)
+            } else {
+                try FileManager.default.removeItem(atPath: db)
+            }
+        }
+
+        setup.receiver.setBehaviour(.status(201))
+        let daemon = try setup.start()
+        let accepted = { setup.receiver.requests.filter { $0.headers["x-accepted"] == "1" } }
+        if damage.isLoss {
+            #expect(await daemon.waitForStderr { $0.contains("the daemon's state was lost") }, "\(daemon.stderr)")
+            #expect(daemon.stderr.contains("2 event(s) of history"))
+            #expect(await Self.waitUntil { accepted().count == 1 }, "\(daemon.stderr)")
+            let body = try #require(accepted().first?.json)
+            #expect(body["type"] as? String == "enrolled")
+            #expect(body["sequence"] as? Int == 3, "the slot's numbering continues")
+            #expect(!before.map { $0.event.id.uuidString.lowercased() }.contains(body["event_id"] as? String ?? ""))
+            let lost = try #require(body["state_lost"] as? [String: Any])
+            #expect(lost["reason"] as? String == (damage == .zeroLength ? "database_empty" : "database_missing"))
+            #expect(lost["last_sequence"] as? Int == 2)
+            #expect(lost["events_lost"] as? Int == 2)
+        } else {
+            #expect(await daemon.waitForStderr { $0.contains("damaged state database") }, "\(daemon.stderr)")
+            #expect(daemon.stderr.contains("salvaged 2 event(s) (2 waiting"), "\(daemon.stderr)")
+            #expect(daemon.stderr.contains("0 event(s) lost"))
+            #expect(await Self.waitUntil { accepted().count == 2 }, "\(daemon.stderr)")
+            let got = accepted().compactMap(\.json)
+            #expect(got.map { $0["event_id"] as? String } == before.map { $0.event.id.uuidString.lowercased() })
+            #expect(got.map { $0["sequence"] as? Int } == [1, 2])
+            #expect(got.map { $0["type"] as? String } == ["enrolled", "sim_changed"])
+            #expect(got.allSatisfy { $0["state_lost"] == nil }, "salvaged events are sent as they were")
+            // The record was salvaged: no second enrollment; the next change carries the notice.
+            #expect(await setup.waitForCommits(1))
+            sim.swapSIM(Self.liveSIM)
+            #expect(await Self.waitUntil { accepted().count == 3 }, "\(daemon.stderr)")
+            let next = try #require(accepted().last?.json)
+            #expect(next["type"] as? String == "sim_changed")
+            #expect(next["sequence"] as? Int == 3)
+            let lost = try #require(next["state_lost"] as? [String: Any])
+            #expect(lost["reason"] as? String == "database_damaged")
+            #expect(lost["events_salvaged"] as? Int == 2)
+            #expect(lost["events_lost"] as? Int == 0)
+            #expect(lost["last_sequence"] as? Int == 2)
+            #expect(accepted().filter { ($0.json?["type"] as? String) == "enrolled" }.count == 1, "enrolled again")
+        }
+        #expect(await setup.stop() == 0)
+        let status = try ChildProcess("cellprov", ["status", "--state-directory", setup.stateDirectory])
+        #expect(await status.waitForExit() == 0)
+        let what = damage == .zeroLength ? "empty" : damage == .missing ? "missing" : "damaged"
+        #expect(status.stdout.contains("state loss: the database was \(what)"), "\(status.stdout)")
+        let log = daemon.stderr
+        for id in [Self.original, Self.swappedSIM, Self.liveSIM] {
+            for secret in id.leakPatterns { #expect(!log.contains(secret)) }
+        }
+    }
+
+    /// 401: the event waits (retried with backoff), the log and `cellprov status` name the cause; a renewed token
+    /// file and SIGHUP deliver it with its original event id.
+    @Test func refusedCredentialsWaitUntilSIGHUPRereadsTheTokenFile() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let receiver = try EnrollmentReceiver(behaviour: .status(401))
+        let tokenDir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-token-\(UUID())")
+        try FileManager.default.createDirectory(at: tokenDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tokenDir) }
+        let token = tokenDir.appendingPathComponent("token").path
+        try "old-token\n".write(toFile: token, atomically: true, encoding: .utf8)
+        chmod(token, 0o600)
+        let setup = try Setup(ports: [sim.path], receiver: receiver, backendExtra: "token_file = \"\(token)\"")
+        defer { setup.cleanup() }
+
+        let daemon = try setup.start()
+        #expect(
+            await daemon.waitForStderr { $0.contains("backend refuses our credentials (HTTP 401)") },
+            "\(daemon.stderr)")
+        #expect(await Self.waitUntil { receiver.requests.count >= 2 }, "retried")
+        #expect(receiver.requests.allSatisfy { $0.headers["authorization"] == "Bearer old-token" })
+        let waiting = try setup.events()
+        #expect(waiting.map(\.state) == [.pending])
+        let status = try ChildProcess("cellprov", ["status", "--state-directory", setup.stateDirectory])
+        #expect(await status.waitForExit() == 0)
+        #expect(status.stdout.contains("backend refuses our credentials"), "\(status.stdout)")
+
+        // The token is renewed; SIGHUP re-reads it and delivery resumes at once.
+        try "new-token\n".write(toFile: token, atomically: true, encoding: .utf8)
+        chmod(token, 0o600)
+        receiver.setBehaviour(.status(201))
+        daemon.signal(SIGHUP)
+        #expect(await Self.waitUntil(.seconds(5)) { receiver.acceptedEventIDs.count == 1 }, "\(daemon.stderr)")
+        let accepted = try #require(receiver.requests.first { $0.headers["x-accepted"] == "1" })
+        #expect(accepted.headers["authorization"] == "Bearer new-token")
+        #expect(accepted.headers["idempotency-key"] == waiting.first?.event.id.uuidString.lowercased())
+        #expect(daemon.stderr.contains("credentials (token file, certificates) read again"))
+        let after = try ChildProcess("cellprov", ["status", "--state-directory", setup.stateDirectory])
+        #expect(await after.waitForExit() == 0)
+        #expect(!after.stdout.contains("refuses"), "\(after.stdout)")
+        #expect(await setup.stop() == 0)
+        for secret in Self.original.leakPatterns { #expect(!daemon.stderr.contains(secret)) }
+        #expect(!daemon.stderr.contains("old-token") && !daemon.stderr.contains("new-token"))
+    }
+
+    /// `cellprov events --json` spells event ids in lower case (as the payload, the Idempotency-Key and the
+    /// journal do); `cellprov events --requeue ID` puts a rejected event back in the outbox.
+    @Test func eventsJSONIsLowerCaseAndRequeueWorks() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let setup = try Setup(ports: [sim.path], receiver: try EnrollmentReceiver(behaviour: .status(422)))
+        defer { setup.cleanup() }
+        try setup.start()
+        #expect(await Self.waitUntil { (try? setup.events().first?.state) == .rejected }, "\(setup.daemon!.stderr)")
+        #expect(await setup.stop() == 0)
+        let id = try #require(try setup.events().first?.event.id)
+        let lower = id.uuidString.lowercased()
+
+        let json = try ChildProcess("cellprov", ["events", "--json", "--state-directory", setup.stateDirectory])
+        #expect(await json.waitForExit() == 0)
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["id"] as? String == lower)
+        #expect(!json.stdout.contains(id.uuidString), "an upper-case id")
+        #expect(setup.receiver.requests.first?.headers["idempotency-key"] == lower)
+
+        let requeue = try ChildProcess(
+            "cellprov", ["events", "--requeue", id.uuidString, "--state-directory", setup.stateDirectory])
+        #expect(await requeue.waitForExit() == 0, "\(requeue.stderr)")
+        #expect(requeue.stdout.contains(lower))
+        #expect(try setup.events().first?.state == .pending)
+        let again = try ChildProcess(
+            "cellprov", ["events", "--requeue", lower, "--state-directory", setup.stateDirectory])
+        #expect(await again.waitForExit() == 1, "not rejected any more")
+        let bad = try ChildProcess(
+            "cellprov", ["events", "--requeue", "nonsense", "--state-directory", setup.stateDirectory])
+        #expect(await bad.waitForExit() == 64)
+
+        // The backend now takes it: the requeued event goes with its original id.
+        setup.receiver.setBehaviour(.status(201))
+        try setup.start()
+        #expect(await Self.waitUntil { setup.receiver.acceptedEventIDs == [lower] }, "\(setup.daemon!.stderr)")
+        #expect(await setup.stop() == 0)
     }
 }

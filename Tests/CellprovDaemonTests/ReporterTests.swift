@@ -3,6 +3,7 @@ import CellprovReporter
 import CellprovStore
 import CellprovTestKit
 import Foundation
+import GRDB
 import Logging
 import Synchronization
 import Testing
@@ -102,14 +103,15 @@ private struct RTRunning {
     init(
         store: StateStore, url: String, token: String? = "test-token", caFile: String? = nil,
         clientCertificate: String? = nil, clientKey: String? = nil,
-        requestTimeout: Duration = .seconds(5), backoffBase: Duration = .milliseconds(50)
+        requestTimeout: Duration = .seconds(5), backoffBase: Duration = .milliseconds(50),
+        backoffCap: Duration = .seconds(1)
     ) throws {
         var config = ReporterConfiguration(
             url: URL(string: url)!, token: token, caFile: caFile, clientCertificate: clientCertificate,
             clientKey: clientKey, deviceSerial: "GW-TEST-1")
         config.requestTimeout = requestTimeout
         config.backoffBase = backoffBase
-        config.backoffCap = .seconds(1)
+        config.backoffCap = backoffCap
         let outcomes = RTOutcomes()
         let reporter = try Reporter(
             config: config, store: store, logger: Logger(label: "reporter-tests"),
@@ -304,7 +306,7 @@ private struct RTCertificates {
             try Data(garbage).write(to: URL(fileURLWithPath: dir.file("state.db")))
 
             var reports: [String] = []
-            let store = try StateStore(directory: dir.path, onCorrupt: { reports.append($0) })
+            let store = try StateStore(directory: dir.path, onIncident: { reports.append($0.message) })
             #expect(reports.count == 1)
             let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
             let aside = files.filter { $0.hasPrefix("state.db.corrupt-") && !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") }
@@ -323,7 +325,7 @@ private struct RTCertificates {
             let dir = try RTTempDir()
             do { _ = try StateStore(directory: dir.path) }
             var reports: [String] = []
-            _ = try StateStore(directory: dir.path, onCorrupt: { reports.append($0) })
+            _ = try StateStore(directory: dir.path, onIncident: { reports.append($0.message) })
             #expect(reports.isEmpty)
             let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
             #expect(!files.contains { $0.contains("corrupt") })
@@ -456,7 +458,8 @@ private struct RTCertificates {
         /// The outcome table of docs/enrollment-api.yaml.
         @Test(arguments: [
             (200, "delivered"), (201, "delivered"), (204, "delivered"), (299, "delivered"), (409, "delivered"),
-            (400, "rejected"), (401, "rejected"), (404, "rejected"), (422, "rejected"), (429, "retry"), (408, "retry"),
+            (400, "rejected"), (413, "rejected"), (422, "rejected"), (401, "refused"), (403, "refused"),
+            (404, "retry"), (405, "retry"), (410, "retry"), (415, "retry"), (429, "retry"), (408, "retry"),
             (301, "retry"), (302, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
         ])
         func statusClassification(status: Int, expected: String) {
@@ -467,9 +470,12 @@ private struct RTCertificates {
             case .rejected(let reason):
                 #expect(expected == "rejected")
                 #expect(reason == "HTTP \(status): {\"error\":\"no\"}")
+            case .refused(let reason):
+                #expect(expected == "refused")
+                #expect(reason == "HTTP \(status): {\"error\":\"no\"}")
             case .retry(let reason):
                 #expect(expected == "retry")
-                #expect(reason == "HTTP \(status)")
+                #expect(reason.hasPrefix("HTTP \(status)"))
             }
         }
 
@@ -798,6 +804,411 @@ private struct RTCertificates {
             #expect(delivered)
             #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
             #expect(with.outcomes.all.map(\.1) == [.delivered(status: 201)])
+        }
+    }
+}
+
+// MARK: - Damaged and lost state
+
+/// How a test damages a real state database.
+enum RTDamage: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    /// Cut after the last page holding the slot and event tables' rows: SQLite sees missing pages.
+    case truncated
+    /// The first 100 bytes (SQLite's header) overwritten: "file is not a database".
+    case headerOverwritten
+    /// state.db replaced by a directory while the write-ahead log survives (the daemon was killed).
+    case directory
+
+    var testDescription: String { rawValue }
+
+    /// Damages the closed database `db` (for `.directory`: `walCopy` is the WAL as a kill -9 left it).
+    func apply(to db: String, walCopy: String?) throws {
+        switch self {
+        case .truncated:
+            // Everything checkpointed into the file (GRDB keeps an empty WAL file, persistent WAL mode).
+            let wal = (try? FileManager.default.attributesOfItem(atPath: db + "-wal")[.size] as? Int) ?? 0
+            #expect(wal == 0, "a WAL of \(wal) bytes: the damage would not hit the data")
+            // Keep every page holding a slot record or an event (their rows: 3 and 11 columns), cut what follows.
+            let pageSize = 4096
+            let keep = try #require(
+                SQLiteSalvage.read(databasePath: db, walPath: db + "-wal").rows
+                    .filter { $0.values.count == 3 || $0.values.count == 11 }
+                    .flatMap { [$0.page] + $0.overflowPages }.max())
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: db)[.size] as? Int)
+            #expect(keep * pageSize < size, "nothing after the tables to cut")
+            #expect(truncate(db, off_t(keep * pageSize)) == 0)
+        case .headerOverwritten:
+            let handle = try #require(FileHandle(forWritingAtPath: db))
+            try handle.write(contentsOf: Data((0..<100).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }))
+            try handle.close()
+        case .directory:
+            let copy = try #require(walCopy)
+            try FileManager.default.removeItem(atPath: db)
+            try? FileManager.default.removeItem(atPath: db + "-shm")
+            try? FileManager.default.removeItem(atPath: db + "-wal")
+            try FileManager.default.createDirectory(atPath: db, withIntermediateDirectories: false)
+            try FileManager.default.moveItem(atPath: copy, toPath: db + "-wal")
+        }
+    }
+}
+
+extension ReporterTests {
+    /// The store's own salvage of a damaged database (``SQLiteSalvage``) and its detection of a lost one
+    /// (``StateMarker``), on real SQLite files.
+    @Suite struct Damage {
+        /// Two slots and five events: delivered, rejected, and three waiting (one with a payload long enough to
+        /// need overflow pages). Returns the history oldest first.
+        static func populate(_ store: StateStore) throws -> [StoredEvent] {
+            let a = try store.commit(rtObservation(slot: RTValue.slotA))
+            var long = rtObservation(slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB)
+            long.report.model = String(repeating: "M", count: 6000)  // more than a page: an overflow chain
+            let b = try store.commit(long)
+            let c = try store.commit(rtObservation(slot: RTValue.slotA, imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            let d = try store.commit(rtObservation(slot: RTValue.slotA))
+            let e = try store.commit(
+                rtObservation(
+                    slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB, imsi: RTValue.imsi2,
+                    iccid: RTValue.iccid2))
+            let all = a + b + c + d + e
+            #expect(all.map(\.type) == [.enrolled, .enrolled, .simChanged, .simChanged, .simChanged])
+            try store.markDelivered(all[0].id)
+            try store.markRejected(all[1].id, reason: "HTTP 422: bad")
+            try store.markAttemptFailed(all[2].id, error: "HTTP 503")
+            // The live view, written at every read, grows after the events: what a truncation cuts first.
+            for i in 0..<80 {
+                try store.recordRead(
+                    slot: "platform-slot-\(i)", port: "/dev/ttyUSB\(i)", valid: false,
+                    problems: Array(repeating: "no_response", count: 20), at: Date())
+            }
+            return try store.events().reversed()
+        }
+
+        /// Populates a store in `dir`, closes it (or, for `.directory`, copies its WAL first, as a kill -9 would
+        /// leave it) and damages it.
+        fileprivate static func populateAndDamage(_ dir: RTTempDir, _ damage: RTDamage) throws
+            -> ([StoredEvent], [SlotRecord])
+        {
+            let db = dir.file("state.db")
+            var walCopy: String?
+            let events: [StoredEvent]
+            let records: [SlotRecord]
+            do {
+                let store = try StateStore(directory: dir.path)
+                events = try populate(store)
+                records = try store.slotRecords()
+                if damage == .directory {
+                    walCopy = dir.file("wal-copy")
+                    try FileManager.default.copyItem(atPath: db + "-wal", toPath: walCopy!)
+                }
+            }
+            try damage.apply(to: db, walCopy: walCopy)
+            return (events, records)
+        }
+
+        @Test(arguments: RTDamage.allCases)
+        func damagedDatabaseIsSalvagedWithItsWaitingEvents(damage: RTDamage) throws {
+            let dir = try RTTempDir()
+            let (before, records) = try Self.populateAndDamage(dir, damage)
+            var incidents: [StoreIncident] = []
+            let store = try StateStore(directory: dir.path, onIncident: { incidents.append($0) })
+
+            // One critical report with the counts; the damaged files kept aside.
+            #expect(incidents.count == 1)
+            let incident = try #require(incidents.first)
+            #expect(incident.kind == .damaged)
+            #expect(incident.eventsSalvaged == 5, "\(incident.message)")
+            #expect(incident.pendingSalvaged == 3)
+            #expect(incident.slotsSalvaged == 2)
+            #expect(incident.eventsLost == 0)
+            #expect(incident.message.contains("salvaged 5 event(s) (3 waiting"), "\(incident.message)")
+            #expect(incident.message.contains("0 event(s) lost"))
+            let kept = try #require(incident.keptAs)
+            #expect(FileManager.default.fileExists(atPath: kept))
+            for id in [RTValue.imeiA, RTValue.imeiB, RTValue.imsi1, RTValue.imsi2, RTValue.iccid1, RTValue.iccid2] {
+                #expect(!incident.message.contains(id))
+            }
+
+            // Every row back, as it was: ids, sequences, positions, delivery states, attempts, payloads.
+            let after = try store.events().reversed().map { $0 }
+            #expect(after.map(\.event.id) == before.map(\.event.id))
+            #expect(after.map(\.event.sequence) == before.map(\.event.sequence))
+            #expect(after.map(\.position) == before.map(\.position))
+            #expect(after.map(\.state) == before.map(\.state))
+            #expect(after.map(\.attempts) == before.map(\.attempts))
+            #expect(after.map(\.event) == before.map(\.event))
+            #expect(try store.pendingEvents().map(\.event.id) == before.filter { $0.state == .pending }.map(\.event.id))
+            #expect(try store.slotRecords() == records)
+
+            // The modules are not enrolled again; the next change continues the slot's numbering and tells the
+            // backend, once per slot.
+            #expect(try store.commit(rtObservation(slot: RTValue.slotA)).isEmpty)
+            let next = try store.commit(rtObservation(slot: RTValue.slotA, imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            #expect(next.map(\.type) == [.simChanged])
+            #expect(next.first?.sequence == 4)
+            let loss = try #require(next.first?.stateLost)
+            #expect(loss.reason == .databaseDamaged)
+            #expect(loss.eventsSalvaged == 5)
+            #expect(loss.eventsLost == 0)
+            #expect(loss.lastSequence == 3)
+            #expect(try store.pendingEvents().last?.position == 6)
+            let again = try store.commit(rtObservation(slot: RTValue.slotA))
+            #expect(again.first?.stateLost == nil)
+            // The flag is stored with the event (and so reaches the payload even after a restart).
+            let stored = try #require(try store.events().first { $0.event.id == next.first?.id }?.event.stateLost)
+            #expect(stored.reason == loss.reason && stored.lastSequence == 3 && stored.eventsSalvaged == 5)
+        }
+
+        /// Truncated inside the event table: nothing of it is readable; the marker says how much was lost, and
+        /// the numbering continues after the last known sequence.
+        @Test func truncatedThroughTheEventsCountsThemLost() throws {
+            let dir = try RTTempDir()
+            do {
+                let store = try StateStore(directory: dir.path)
+                _ = try Self.populate(store)
+            }
+            #expect(truncate(dir.file("state.db"), 4096 + 2048) == 0)
+            var incidents: [StoreIncident] = []
+            let store = try StateStore(directory: dir.path, onIncident: { incidents.append($0) })
+            let incident = try #require(incidents.first)
+            #expect(incident.kind == .damaged)
+            #expect(incident.eventsSalvaged == 0)
+            #expect(incident.eventsLost == 5)
+            let enrolled = try store.commit(rtObservation(slot: RTValue.slotA))
+            #expect(enrolled.map(\.type) == [.enrolled])
+            #expect(enrolled.first?.sequence == 4, "slot A's numbering continues after #3")
+            #expect(enrolled.first?.stateLost?.lastSequence == 3)
+            #expect(enrolled.first?.stateLost?.eventsLost == 5)
+        }
+
+        enum Loss: String, CaseIterable, Sendable { case zeroLength, missing }
+
+        @Test(arguments: Loss.allCases)
+        func emptiedOrMissingDatabaseIsAStateLoss(loss: Loss) throws {
+            let dir = try RTTempDir()
+            do {
+                let store = try StateStore(directory: dir.path)
+                _ = try Self.populate(store)
+            }
+            let db = dir.file("state.db")
+            switch loss {
+            case .zeroLength: #expect(truncate(db, 0) == 0)
+            case .missing: try FileManager.default.removeItem(atPath: db)
+            }
+            var incidents: [StoreIncident] = []
+            let store = try StateStore(directory: dir.path, onIncident: { incidents.append($0) })
+            let incident = try #require(incidents.first)
+            #expect(incident.kind == .lost)
+            #expect(incident.reason == (loss == .zeroLength ? .databaseEmpty : .databaseMissing))
+            #expect(incident.eventsLost == 5)
+            #expect(incident.message.contains("lost"))
+            #expect(try store.events().isEmpty)
+
+            let a = try store.commit(rtObservation(slot: RTValue.slotA))
+            #expect(a.map(\.type) == [.enrolled])
+            #expect(a.first?.sequence == 4)
+            #expect(a.first?.stateLost?.reason == incident.reason)
+            #expect(a.first?.stateLost?.lastSequence == 3)
+            let b = try store.commit(rtObservation(slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB))
+            #expect(b.first?.sequence == 3)
+            #expect(b.first?.stateLost?.lastSequence == 2)
+            #expect(try store.lastStateLoss()?.reason == incident.reason)
+
+            // Reopened: no second incident, the loss is not announced again.
+            var later: [StoreIncident] = []
+            let reopened = try StateStore(directory: dir.path, onIncident: { later.append($0) })
+            #expect(later.isEmpty)
+            let c = try reopened.commit(rtObservation(slot: RTValue.slotA, imsi: RTValue.imsi2, iccid: RTValue.iccid2))
+            #expect(c.first?.sequence == 5)
+            #expect(c.first?.stateLost == nil)
+        }
+
+        /// A first start (no database, no marker) is not a loss; the marker then holds numbers, no identifiers.
+        @Test func firstStartIsNotALossAndTheMarkerHoldsNoIdentifiers() throws {
+            let dir = try RTTempDir()
+            var incidents: [StoreIncident] = []
+            let store = try StateStore(directory: dir.path, onIncident: { incidents.append($0) })
+            #expect(incidents.isEmpty)
+            let events = try Self.populate(store)
+            let marker = try String(contentsOfFile: dir.file("state.marker"), encoding: .utf8)
+            #expect(marker.contains("\"last_position\":5"), "\(marker)")
+            #expect(marker.contains(RTValue.slotA))
+            for id in [RTValue.imeiA, RTValue.imeiB, RTValue.imsi1, RTValue.imsi2, RTValue.iccid1, RTValue.iccid2] {
+                #expect(!marker.contains(id))
+            }
+            #expect(events.first?.event.stateLost == nil)
+        }
+
+        /// The reader decodes SQLite's record formats as SQLite wrote them.
+        @Test func salvageReadsEveryValueKind() throws {
+            let dir = try RTTempDir()
+            let path = dir.file("values.db")
+            do {
+                let queue = try DatabaseQueue(path: path)
+                try queue.write { db in
+                    try db.execute(sql: "CREATE TABLE t (a, b, c, d, e, f)")
+                    try db.execute(
+                        sql: "INSERT INTO t VALUES (NULL, -5, 1099511627776, 2.5, 'héllo', x'00ff')")
+                    try db.execute(sql: "INSERT INTO t VALUES (0, 1, -129, -0.25, '', ?)", arguments: [
+                        String(repeating: "x", count: 10000)
+                    ])
+                }
+            }
+            let rows = SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows
+                .filter { $0.values.count == 6 }
+            #expect(rows.count == 2)
+            #expect(
+                rows.first?.values == [
+                    .null, .integer(-5), .integer(1_099_511_627_776), .real(2.5), .text("héllo"), .blob([0, 255]),
+                ])
+            #expect(
+                rows.last?.values == [
+                    .integer(0), .integer(1), .integer(-129), .real(-0.25), .text(""),
+                    .text(String(repeating: "x", count: 10000)),
+                ])
+        }
+
+        /// A damaged file is untrusted input: random byte damage and cuts never crash the reader, and whatever it
+        /// returns as an event is one of the events committed (never a half-parsed row).
+        @Test func randomDamageNeverCrashesTheReader() throws {
+            let dir = try RTTempDir()
+            var committed: Set<UUID> = []
+            do {
+                let store = try StateStore(directory: dir.path)
+                committed = Set(try Self.populate(store).map(\.event.id))
+            }
+            let original = try Data(contentsOf: URL(fileURLWithPath: dir.file("state.db")))
+            var generator = SystemRandomNumberGenerator()
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            var recognised = 0
+            for round in 0..<60 {
+                var bytes = [UInt8](original)
+                for _ in 0..<Int.random(in: 1...200, using: &generator) {
+                    let at = Int.random(in: 0..<bytes.count, using: &generator)
+                    bytes[at] = UInt8.random(in: 0...255, using: &generator)
+                }
+                if round % 3 == 0 { bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator))) }
+                let path = dir.file("fuzz-\(round).db")
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+                let rows = SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows
+                for row in rows where row.values.count == 11 {
+                    // What the store would take: a payload that decodes and agrees with the row's id.
+                    if let id = row.values[1].text.flatMap(UUID.init(uuidString:)),
+                        let payload = row.values[6].text,
+                        let event = try? decoder.decode(IdentityEvent.self, from: Data(payload.utf8)), event.id == id
+                    {
+                        recognised += 1
+                        #expect(committed.contains(id), "an event that was never committed")
+                    }
+                }
+                try FileManager.default.removeItem(atPath: path)
+            }
+            #expect(recognised > 0, "the check never ran")
+        }
+
+        /// The WAL is taken only up to its last valid commit: a frame whose checksum does not match ends it, so
+        /// the transactions after it (and a half-written one) are not taken for data.
+        @Test func walFramesAfterABadChecksumAreIgnored() throws {
+            let dir = try RTTempDir()
+            let db = dir.file("state.db")
+            let copy = dir.file("wal-copy")
+            do {
+                let store = try StateStore(directory: dir.path)
+                _ = try Self.populate(store)
+                try FileManager.default.copyItem(atPath: db + "-wal", toPath: copy)
+            }
+            func live(_ wal: String) -> (events: Int, live: Int) {
+                let rows = SQLiteSalvage.read(databasePath: dir.file("nothing"), walPath: wal).rows
+                let events = Set(rows.filter { $0.values.count == 11 }.map(\.rowid)).count
+                let live = Set(
+                    rows.filter { $0.values.count == 6 }.compactMap { $0.values[0].text }
+                        .filter { $0.hasPrefix("platform-slot-") }
+                ).count
+                return (events, live)
+            }
+            let intact = live(copy)
+            #expect(intact.events == 5)
+            #expect(intact.live == 80)
+            // One byte of the last frame's page changed: the last commit (the 80th live row) is no longer valid.
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: copy)))
+            bytes[bytes.count - 100] ^= 0xff
+            try Data(bytes).write(to: URL(fileURLWithPath: copy))
+            let tampered = live(copy)
+            #expect(tampered.events == 5)
+            #expect(tampered.live < 80, "frames after a bad checksum were taken")
+        }
+
+        @Test func requeuePutsARejectedEventBack() throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let event = try #require(try store.commit(rtObservation()).first)
+            #expect(try StateStore.requeue(directory: dir.path, id: event.id) == false, "not rejected")
+            try store.markRejected(event.id, reason: "HTTP 400: bad")
+            #expect(try StateStore.requeue(directory: dir.path, id: event.id))
+            #expect(try store.pendingEvents().map(\.event.id) == [event.id])
+            #expect(try StateStore.requeue(directory: dir.path, id: UUID()) == false)
+        }
+    }
+
+    /// 401 and 403 say our credentials are refused, not that the event is wrong: it stays waiting, is retried
+    /// with the backoff, and once the credentials are renewed (reload, as on SIGHUP) every waiting event goes,
+    /// oldest first, with its original event id, without waiting out the backoff.
+    @Suite struct Refused {
+        @Test(arguments: [401, 403])
+        func refusedCredentialsKeepEventsWaitingUntilRenewed(status: Int) async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(status))
+            defer { receiver.stop() }
+            let first = try #require(try store.commit(rtObservation()).first)
+            let second = try #require(
+                try store.commit(rtObservation(slot: RTValue.slotB, usbSerial: "SER-2", imei: RTValue.imeiB)).first)
+
+            // A long backoff: without the reload's interruption nothing more would happen within the test.
+            let running = try RTRunning(
+                store: store, url: "http://\(receiver.url)", token: "old-token", backoffBase: .milliseconds(100),
+                backoffCap: .seconds(60))
+            let retried = await rtEventually { receiver.requests.count >= 3 }
+            #expect(retried, "retried with the backoff")
+            #expect(Set(receiver.requests.map { $0.headers["idempotency-key"] }) == [rtKey(first.id)])
+            let waiting = try store.pendingEvents()
+            #expect(waiting.map(\.event.id) == [first.id, second.id], "nothing thrown away")
+            #expect(waiting.first?.state == .pending)
+            #expect(try store.credentialsRefused()?.hasPrefix("HTTP \(status)") == true)
+            #expect(running.outcomes.all.allSatisfy { if case .refused = $0.1 { true } else { false } })
+            #expect(try store.events().allSatisfy { $0.state == .pending })
+
+            // Renewed credentials (the backend now accepts): delivered at once with the original ids, in order.
+            receiver.setBehaviour(.status(201))
+            var renewed = ReporterConfiguration(
+                url: URL(string: "http://\(receiver.url)")!, token: "new-token", deviceSerial: "GW-TEST-1")
+            renewed.requestTimeout = .seconds(5)
+            try await running.reporter.reload(renewed)
+            let delivered = try await rtEventually(within: .seconds(5)) { try store.outboxDepth() == 0 }
+            await running.stop()
+            #expect(delivered)
+            let accepted = receiver.requests.filter { $0.headers["x-accepted"] == "1" }
+            #expect(accepted.map { $0.headers["idempotency-key"] } == [rtKey(first.id), rtKey(second.id)])
+            #expect(accepted.allSatisfy { $0.headers["authorization"] == "Bearer new-token" })
+            #expect(try store.credentialsRefused() == nil)
+            #expect(try store.events().allSatisfy { $0.state == .delivered })
+        }
+
+        /// The payload-is-wrong answers still reject (and 404, a wrong URL, does not).
+        @Test func notFoundIsRetriedNotRejected() async throws {
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(behaviour: .status(404))
+            defer { receiver.stop() }
+            let event = try #require(try store.commit(rtObservation()).first)
+            let running = try RTRunning(store: store, url: "http://\(receiver.url)")
+            let retried = await rtEventually { receiver.requests.count >= 2 }
+            receiver.setBehaviour(.status(201))
+            let delivered = try await rtEventually { try store.outboxDepth() == 0 }
+            await running.stop()
+            #expect(retried)
+            #expect(delivered)
+            #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
         }
     }
 }

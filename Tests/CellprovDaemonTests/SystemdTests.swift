@@ -292,7 +292,7 @@ struct JournalFieldTests {
 
     @Test func messageIDsAreStable128BitHex() throws {
         let ids = CellprovMessageID.allCases.map(\.id)
-        #expect(ids.count == 12)
+        #expect(ids.count >= 12)  // ids are only ever added
         #expect(Set(ids).count == ids.count)
         for id in ids {
             #expect(id.count == 32)

@@ -220,11 +220,15 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
     public var otherSlots: [String]?
     /// All problems of the read that produced the event.
     public var problems: [Problem]
+    /// Set on a slot's first event after the daemon found its state lost or damaged (the store sets it, not the
+    /// change detector): the backend must not read a new `enrolled` as a new module, nor a gap as a bug.
+    public var stateLost: StateLoss?
 
     public init(
         id: UUID, type: IdentityEventType, slot: String, sequence: Int, occurredAt: Date, severity: EventSeverity,
         module: ModuleInfo, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil,
-        usbSerialChanged: Bool? = nil, otherSlots: [String]? = nil, problems: [Problem] = []
+        usbSerialChanged: Bool? = nil, otherSlots: [String]? = nil, problems: [Problem] = [],
+        stateLost: StateLoss? = nil
     ) {
         self.id = id
         self.type = type
@@ -238,6 +242,7 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         self.usbSerialChanged = usbSerialChanged
         self.otherSlots = otherSlots
         self.problems = problems
+        self.stateLost = stateLost
     }
 
     enum CodingKeys: String, CodingKey {
@@ -245,11 +250,13 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         case occurredAt = "occurred_at"
         case usbSerialChanged = "usb_serial_changed"
         case otherSlots = "other_slots"
+        case stateLost = "state_lost"
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
+        // Lower case, as in the payload, the Idempotency-Key and the journal (Foundation writes UUIDs in upper case).
+        try c.encode(id.uuidString.lowercased(), forKey: .id)
         try c.encode(type, forKey: .type)
         try c.encode(slot, forKey: .slot)
         try c.encode(sequence, forKey: .sequence)
@@ -261,6 +268,59 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         try c.encode(usbSerialChanged, forKey: .usbSerialChanged)
         try c.encode(otherSlots, forKey: .otherSlots)
         try c.encode(problems, forKey: .problems)
+        try c.encode(stateLost, forKey: .stateLost)
+    }
+}
+
+/// Why the daemon's state was found lost when it started (the backend payload's `state_lost.reason`).
+public enum StateLossReason: String, Sendable, Codable, CaseIterable {
+    /// `state.db` was gone while the marker beside it said it had existed.
+    case databaseMissing = "database_missing"
+    /// `state.db` was an empty file.
+    case databaseEmpty = "database_empty"
+    /// `state.db` could not be used (truncated, overwritten, not a file); what could be read was salvaged.
+    case databaseDamaged = "database_damaged"
+}
+
+/// That (and how) the daemon's memory was lost before an event: carried by each slot's first event afterwards.
+public struct StateLoss: Sendable, Codable, Equatable {
+    public var reason: StateLossReason
+    /// When the daemon found the loss.
+    public var detectedAt: Date
+    /// Events of the old database copied into the new one (0 when nothing could be read).
+    public var eventsSalvaged: Int
+    /// Events the old database held (as far as the marker or its own counters tell) that could not be read.
+    public var eventsLost: Int
+    /// The slot's last event sequence known before the loss (nil: unknown); the slot's numbering continues after
+    /// it.
+    public var lastSequence: Int?
+
+    public init(
+        reason: StateLossReason, detectedAt: Date, eventsSalvaged: Int = 0, eventsLost: Int = 0,
+        lastSequence: Int? = nil
+    ) {
+        self.reason = reason
+        self.detectedAt = detectedAt
+        self.eventsSalvaged = eventsSalvaged
+        self.eventsLost = eventsLost
+        self.lastSequence = lastSequence
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case reason
+        case detectedAt = "detected_at"
+        case eventsSalvaged = "events_salvaged"
+        case eventsLost = "events_lost"
+        case lastSequence = "last_sequence"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(detectedAt, forKey: .detectedAt)
+        try c.encode(eventsSalvaged, forKey: .eventsSalvaged)
+        try c.encode(eventsLost, forKey: .eventsLost)
+        try c.encode(lastSequence, forKey: .lastSequence)
     }
 }
 
