@@ -3,14 +3,20 @@
 # a SIM swap, ModemManager absent / killed / restarted, `always` without it, the unit's sandbox, leaks). Called by
 # `make test`; run alone from the repository root after `swift build`:
 #   Tests/modemmanager/run.sh        (UMOCKDEV_TEST_VERBOSE=1 for the children's stderr)
-# Exit status: 0 passed or skipped (with a SKIP line saying why), non-zero on failure.
+# Exit status: 0 passed or skipped (with a SKIP line saying why; a failure under CELLPROV_TEST_NO_SKIP=1), non-zero on
+# failure.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 python=/usr/bin/python3   # Debian's: the GI bindings (python3-gi) are installed for it
 
+# `make test` sets CELLPROV_TEST_NO_SKIP=1: it installed every prerequisite, so a missing one is a failure there.
 skip() {
+    if [ "${CELLPROV_TEST_NO_SKIP:-0}" = 1 ]; then
+        echo "FAIL: ModemManager tests: $* (CELLPROV_TEST_NO_SKIP=1)"
+        exit 1
+    fi
     echo "SKIP: ModemManager tests: $*"
     exit 0
 }

@@ -573,7 +573,9 @@ def run(testbed, workdir):
             fake.stop()
 
 
-def main():
+def harness(label, prefix, body):
+    """The daemon-side tests' main(): binaries built, under umockdev's preload, stderr logging; `body(testbed,
+    workdir)` runs the checks; returns the exit status. test_wwan.py uses it too."""
     for binary in (CELLPROV, CELLPROVD):
         if not os.path.exists(binary):
             print(f"FAIL {binary} not found (swift build first)")
@@ -583,20 +585,23 @@ def main():
         return 1
     os.environ.pop("JOURNAL_STREAM", None)  # log to stderr, not to the journal
     os.environ.pop("NOTIFY_SOCKET", None)
-    workdir = tempfile.mkdtemp(prefix="cellprovd-umockdev.")
+    workdir = tempfile.mkdtemp(prefix=prefix)
     testbed = UMockdev.Testbed.new()
     start = time.monotonic()
     try:
-        run(testbed, workdir)
+        body(testbed, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"     (daemon checks took {time.monotonic() - start:.1f} s)")
+    print(f"     ({label} checks took {time.monotonic() - start:.1f} s)")
     if failures:
-        print(f"{len(failures)} daemon check(s) failed")
+        print(f"{len(failures)} {label} check(s) failed")
         return 1
-    print("all umockdev daemon checks passed")
+    print(f"all umockdev {label} checks passed")
     return 0
 
+
+def main():
+    return harness("daemon", "cellprovd-umockdev.", run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -476,29 +476,7 @@ def run(testbed, workdir):
 
 
 def main():
-    for binary in (CELLPROV, CELLPROVD):
-        if not os.path.exists(binary):
-            print(f"FAIL {binary} not found (swift build first)")
-            return 1
-    if "umockdev-preload" not in os.environ.get("LD_PRELOAD", ""):
-        print("FAIL not running under umockdev-wrapper (use Tests/umockdev/run.sh)")
-        return 1
-    os.environ.pop("JOURNAL_STREAM", None)
-    os.environ.pop("NOTIFY_SOCKET", None)
-    workdir = tempfile.mkdtemp(prefix="cellprov-wwan-umockdev.")
-    testbed = UMockdev.Testbed.new()
-    start = time.monotonic()
-    try:
-        run(testbed, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"     (WWAN checks took {time.monotonic() - start:.1f} s)")
-    if failures:
-        print(f"{len(failures)} WWAN check(s) failed")
-        return 1
-    print("all umockdev WWAN checks passed")
-    return 0
-
+    return tdd.harness("WWAN", "cellprov-wwan-umockdev.", run)
 
 if __name__ == "__main__":
     sys.exit(main())
