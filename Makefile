@@ -10,7 +10,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DATADIR   ?= $(PREFIX)/share/cellprov
 
-.PHONY: all deps build build-tests test test-swift test-scripts demo bench release install clean
+.PHONY: all deps build build-tests test test-swift test-scripts demo bench release install clean fuzz sanitize soak
 
 all: build
 
@@ -37,6 +37,7 @@ test-scripts:
 	python3 scripts/check-openapi.py
 	Tests/umockdev/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} scripts/fuzz.sh
 
 demo: build
 	scripts/demo.sh
@@ -62,6 +63,18 @@ install: release
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVDIR)/
 	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ports.tsv
 	install -m 0644 config/cellprovd.toml.example $(DESTDIR)$(SYSCONFDIR)/cellprov/cellprovd.toml.example
+
+# Robustness (docs/robustness.md). `make fuzz`: every libFuzzer target for FUZZ_SECONDS each (300; `make test`
+# runs them for 10 s). `make sanitize`: the Swift tests under AddressSanitizer, then ThreadSanitizer.
+# `make soak`: cellprovd, 16 simulated modems with SIM swaps and unplugs, a failing receiver, SOAK_SECONDS (600).
+fuzz: deps
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} scripts/fuzz.sh
+
+sanitize: deps
+	scripts/sanitize.sh
+
+soak: build
+	scripts/soak.sh
 
 clean:
 	$(SWIFT) package clean

@@ -167,8 +167,8 @@ public actor Reporter {
     /// The outcome of the backend's answer. Its body is untrusted text that may echo the payload: scrubbed of
     /// anything that could be an identifier and cut to 200 characters before it becomes a reason (stored, logged).
     public static func outcome(status: Int, body: [UInt8]) -> DeliveryOutcome {
-        let text = Redaction.scrub(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        return DeliveryOutcome.classify(status: status, body: String(text.prefix(200)))
+        let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return DeliveryOutcome.classify(status: status, body: String(Redaction.scrub(text).prefix(200)))
     }
 
     private func record(_ event: IdentityEvent, _ outcome: DeliveryOutcome) {

@@ -38,7 +38,8 @@ final class ReplayModem: ATTransport {
     }
 
     func write(_ bytes: [UInt8]) throws(SerialError) {
-        let (handler, answer): ((@Sendable (SerialEvent) -> Void)?, (bytes: [UInt8], split: Int)?) = state.withLock { s in
+        typealias Delivery = (handler: (@Sendable (SerialEvent) -> Void)?, answer: (bytes: [UInt8], split: Int)?)
+        let (handler, answer): Delivery = state.withLock { s in
             guard !s.closed else { return (nil, nil) }
             guard s.next < s.answers.count else {
                 s.closed = true  // out of answers: the modem is unplugged
@@ -96,12 +97,12 @@ let logger = Logger(label: "fuzz") { _ in CollectingLogHandler(box: logs) }
 /// Short limits: a missing final costs milliseconds, not seconds, so the fuzzer keeps its pace.
 let options: IdentityReadOptions = {
     var o = IdentityReadOptions()
-    o.timeout = .milliseconds(500)
-    o.commandTimeout = .milliseconds(10)
-    o.wakeTimeouts = [.milliseconds(5), .milliseconds(10)]
+    o.timeout = .milliseconds(200)
+    o.commandTimeout = .milliseconds(3)
+    o.wakeTimeouts = [.milliseconds(2), .milliseconds(3)]
     o.simBusyLimit = .zero
     o.resyncQuiet = .milliseconds(1)
-    o.resyncLimit = .milliseconds(20)
+    o.resyncLimit = .milliseconds(5)
     return o
 }()
 

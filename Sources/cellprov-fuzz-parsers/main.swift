@@ -29,7 +29,8 @@ func validateAll(_ raw: String) {
     if let v = imei.value {
         let d = v.unredacted
         fuzzRequire(d.utf8.count == 15 && d.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }, "IMEI not 15 digits")
-        checkRedacted(d, [v.description, v.debugDescription, String(describing: v.customMirror.children.first?.value)], "IMEI")
+        let mirrored = String(describing: v.customMirror.children.first?.value)
+        checkRedacted(d, [v.description, v.debugDescription, mirrored], "IMEI")
     }
     let imsi = IMSI.validate(raw)
     checkProblems(imsi.problems)
