@@ -11,7 +11,7 @@ Prints the daemon's RSS and open file descriptors every minute, then checks, fro
   - file descriptors flat, RSS flat (the last minutes against the first, after a warm-up minute).
 Exits non-zero when a check fails. Everything runs on loopback and in a temporary directory, and stops by itself.
 
-Environment: SOAK_SECONDS (600), SOAK_MODEMS (16), SOAK_FAIL (0.33), SOAK_HANG (0.02), SOAK_DRAIN_SECONDS (420),
+Environment: SOAK_SECONDS (600), SOAK_MODEMS (16), SOAK_FAIL (0.33), SOAK_HANG (0.02), SOAK_DRAIN_SECONDS (600), SOAK_SWAP_MIN/MAX (20/50 s between swaps of a slot),
 BIN (.build/debug), SOAK_KEEP=1 keeps the work directory.
 """
 import json
@@ -30,8 +30,10 @@ SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 MODEMS = int(os.environ.get("SOAK_MODEMS", "16"))
 FAIL = float(os.environ.get("SOAK_FAIL", "0.33"))
 HANG = float(os.environ.get("SOAK_HANG", "0.02"))
-DRAIN = int(os.environ.get("SOAK_DRAIN_SECONDS", "420"))
-SWAP_GAP = (15.0, 40.0)   # seconds between two swaps of one slot
+DRAIN = int(os.environ.get("SOAK_DRAIN_SECONDS", "600"))
+# Seconds between two swaps of one slot: 16 slots swap about 0.45 times a second in all, what the reporter can
+# deliver through a receiver failing a third of the requests (each failure backs off 2^n s, each hang costs 30 s).
+SWAP_GAP = (float(os.environ.get("SOAK_SWAP_MIN", "20")), float(os.environ.get("SOAK_SWAP_MAX", "50")))
 UNPLUG_EVERY = 40.0       # seconds between two unplugs (of some slot)
 PROFILES = ["quectel", "telit", "simcom", "sierra", "ublox", "huawei", "cinterion"]
 rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
@@ -59,12 +61,26 @@ def new_sim():
 
 
 def rss_and_fds(pid):
-    rss = 0
+    """VmRSS and RssAnon (kB) and the number of open file descriptors."""
+    rss = anon = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1])
+    return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def db_size(state):
+    """state.db and its WAL, in kB."""
+    total = 0
+    for name in ("state.db", "state.db-wal"):
+        try:
+            total += os.path.getsize(os.path.join(state, name))
+        except OSError:
+            pass
+    return total // 1024
 
 
 class Slot:
@@ -153,7 +169,7 @@ def main():
         processes.append(daemon)
 
         start = time.monotonic()
-        samples = []   # (elapsed s, swaps so far, rss kB, fds)
+        samples = []   # (elapsed s, swaps so far, rss kB, fds, anon kB)
         swaps = unplugs = 0
         next_sample = start
         next_unplug = start + UNPLUG_EVERY
@@ -184,20 +200,22 @@ def main():
                     s.unplugged_until = now + rng.uniform(1.0, 3.0)
                 next_unplug = now + UNPLUG_EVERY
             if now >= next_sample:
-                rss, fds = rss_and_fds(daemon.pid)
-                samples.append((now - start, swaps, rss, fds))
+                rss, anon, fds = rss_and_fds(daemon.pid)
+                samples.append((now - start, swaps, rss, fds, anon))
                 if len(samples) % 6 == 1:
                     print(f"  minute {int((now - start) // 60):2d}: swaps {swaps:4d}, unplugs {unplugs:3d}, "
-                          f"RSS {rss / 1024:7.1f} MiB, fds {fds}", flush=True)
+                          f"RSS {rss / 1024:6.1f} MiB (anon {anon / 1024:5.1f}), fds {fds}, "
+                          f"state.db+wal {db_size(state)} kB", flush=True)
                 next_sample += 10
             time.sleep(0.1)
         for s in slots:
             if s.unplugged_until is not None:
                 s.start()
                 s.unplugged_until = None
-        rss, fds = rss_and_fds(daemon.pid)
-        samples.append((time.monotonic() - start, swaps, rss, fds))
-        print(f"  end      : swaps {swaps:4d}, unplugs {unplugs:3d}, RSS {rss / 1024:7.1f} MiB, fds {fds}", flush=True)
+        rss, anon, fds = rss_and_fds(daemon.pid)
+        samples.append((time.monotonic() - start, swaps, rss, fds, anon))
+        print(f"  end      : swaps {swaps:4d}, unplugs {unplugs:3d}, RSS {rss / 1024:6.1f} MiB "
+              f"(anon {anon / 1024:5.1f}), fds {fds}, state.db+wal {db_size(state)} kB", flush=True)
 
         # Drain: every change read and delivered.
         expected_events = sum(len(s.expected) for s in slots)
@@ -290,12 +308,14 @@ def check(slots, events, receiver_file, samples, drained):
     if first and last and samples[-1][0] >= 300:
         mean = lambda xs: sum(xs) / len(xs)
         rss_first, rss_last = mean([s[2] for s in first]), mean([s[2] for s in last])
+        anon_first, anon_last = mean([s[4] for s in first]), mean([s[4] for s in last])
         fd_first, fd_last = max(s[3] for s in first), max(s[3] for s in last)
         swaps_between = mean([s[1] for s in last]) - mean([s[1] for s in first])
         growth = rss_last - rss_first
         per_swap = growth / swaps_between if swaps_between else 0
         print(f"  resources: RSS {rss_first / 1024:.1f} -> {rss_last / 1024:.1f} MiB ({growth:+.0f} kB, "
-              f"{per_swap:+.2f} kB per swap over {swaps_between:.0f} swaps); fds {fd_first} -> {fd_last}", flush=True)
+              f"{per_swap:+.2f} kB per swap over {swaps_between:.0f} swaps; anon {anon_first / 1024:.1f} -> "
+              f"{anon_last / 1024:.1f} MiB); fds {fd_first} -> {fd_last}", flush=True)
         if fd_last > fd_first + 2:
             failures.append(f"file descriptors grew from {fd_first} to {fd_last}")
         if growth > 8 * 1024:

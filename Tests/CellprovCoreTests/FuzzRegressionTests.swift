@@ -45,3 +45,14 @@ struct FuzzRegressionTests {
         #expect(verbose.description == "+CME ERROR \"SIM busy\"")
     }
 }
+
+@Suite("Soak findings")
+struct SoakRegressionTests {
+    /// make soak: the Cinterion slots (2 of 16) never noticed a SIM swap until the re-probe timer, because their
+    /// card-holder URC (^SCKS: 0 on removal, ^SCKS: 1 on insertion) was not a SIM event for the daemon.
+    @Test("Cinterion's ^SCKS card-holder URCs are SIM events", arguments: ["^SCKS: 0", "^SCKS: 1", "^SCKS: 2"])
+    func cinterionCardHolderURC(_ urc: String) {
+        #expect(VendorCatalog.isSIMEvent(urc))
+        #expect(ATLineClassifier.isURC(urc))
+    }
+}
