@@ -129,6 +129,57 @@ extension DaemonConfig {
         return state == .afterBracket || state == .afterSecondBracket ? line : nil
     }
 
+    /// The line of the first '}' that follows '[' or ',' (across whitespace, line ends and comments) outside strings
+    /// and comments: toml++ fails an assertion in parse_value on it ("x = [}", "x = [1, }", found by fuzzing) instead
+    /// of reporting a syntax error. Never valid TOML, so nothing valid is refused.
+    static func closingBraceForValue(in text: String) -> Int? {
+        let s = Array(text.unicodeScalars)
+        var i = 0
+        var line = 1
+        var expectingValue = false  // after '[' or ',' with only blanks and comments since
+        func at(_ k: Int) -> Unicode.Scalar? { k < s.count ? s[k] : nil }
+        while i < s.count {
+            let c = s[i]
+            switch c {
+            case "\n":
+                line += 1
+                i += 1
+            case "#":
+                while i < s.count, s[i] != "\n" { i += 1 }
+            case "\"", "'":
+                expectingValue = false
+                let multi = at(i + 1) == c && at(i + 2) == c
+                i += multi ? 3 : 1
+                while i < s.count {
+                    if s[i] == "\n" {
+                        line += 1
+                        if !multi { break }  // an unterminated string: toml++ reports it
+                    }
+                    if c == "\"" && s[i] == "\\" {
+                        i += 2
+                        continue
+                    }
+                    if s[i] == c && (!multi || (at(i + 1) == c && at(i + 2) == c)) {
+                        i += multi ? 3 : 1
+                        break
+                    }
+                    i += 1
+                }
+            case "[", ",":
+                expectingValue = true
+                i += 1
+            case "}" where expectingValue:
+                return line
+            case " ", "\t", "\r":
+                i += 1
+            default:
+                expectingValue = false
+                i += 1
+            }
+        }
+        return nil
+    }
+
     /// What toml++'s parse_table_header may hand to parse_key: a bare key character or a quote, or the ']' of an
     /// empty header (which it reports itself). Non-ASCII is refused too: no table of ours has such a name.
     static func startsKey(_ v: UInt32) -> Bool {
@@ -165,6 +216,9 @@ extension DaemonConfig {
             throw ConfigError(
                 file: file, line: line,
                 message: "syntax error: a table header must start with a key, as in [discovery]")
+        }
+        if let line = closingBraceForValue(in: text) {
+            throw ConfigError(file: file, line: line, message: "syntax error: '}' where a value is expected")
         }
         let root: TOMLTable
         do {

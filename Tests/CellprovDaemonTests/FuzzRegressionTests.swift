@@ -45,6 +45,31 @@ struct DaemonFuzzRegressionTests {
         }
     }
 
+    /// cellprov-fuzz-config (the 200-s run): toml++ failed an assertion in parse_value on a '}' where an array
+    /// expects a value ("static_ports= [}" in a mutated configuration).
+    @Test(
+        "a '}' where a value is expected is a configuration error, not an abort",
+        arguments: [
+            ("[discovery]\nstatic_ports= [}\n", 2), ("x = [1, }\n", 1), ("x = [ # c\n}\n", 2),
+            ("a = {b = [1, }\n", 1), ("x = [[1, }]]\n", 1), ("s = \"[}\"\nx = [\n\n}\n", 4),
+        ])
+    func braceWhereValueExpectedRefused(_ text: String, line: Int) {
+        #expect {
+            _ = try DaemonConfig.parse(text, file: "c.toml")
+        } throws: { error in
+            guard let e = error as? ConfigError else { return false }
+            return e.line == line && e.message.contains("where a value is expected")
+        }
+    }
+
+    @Test("strings and comments holding '[' and '}' are still accepted")
+    func bracesInStrings() throws {
+        let text = "# [}\n[device]\nserial = \"[}, \\\"}\" # ,}\n[discovery]\nstatic_ports = [\"/dev/a\", '/dev/b']\n"
+        let config = try DaemonConfig.parse(text)
+        #expect(config.deviceSerial == "[}, \"}")
+        #expect(config.staticPorts == ["/dev/a", "/dev/b"])
+    }
+
     @Test("tabs and CRLF line ends are still accepted")
     func tabsAndCRLF() throws {
         let text = "[discovery]\r\n\tudev = false\t# a tab\r\nstatic_ports = [\"/dev/ttyS1\"]\r\n"
