@@ -28,12 +28,13 @@ done
 
 scratch=.build-fuzz
 flags=(--scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DCELLPROV_FUZZ)
+mkdir -p "$scratch"
 build_start=$(date +%s)
 for t in "${targets[@]}"; do
     [ -d "Sources/cellprov-fuzz-$t" ] || { echo "fuzz: no target '$t' (one of: ${ALL_TARGETS[*]})" >&2; exit 64; }
     # ld.gold warns about every ASan check symbol it cannot export: noise, not our code.
-    if ! "$SWIFT" build "${flags[@]}" --product "cellprov-fuzz-$t" >"$scratch.build-$t.log" 2>&1; then
-        grep -v "ld.gold: warning" "$scratch.build-$t.log" | tail -40 >&2
+    if ! "$SWIFT" build "${flags[@]}" --product "cellprov-fuzz-$t" >"$scratch/build-$t.log" 2>&1; then
+        grep -v "ld.gold: warning" "$scratch/build-$t.log" | tail -40 >&2
         echo "fuzz: building cellprov-fuzz-$t failed" >&2
         exit 1
     fi

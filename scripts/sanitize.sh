@@ -24,19 +24,20 @@ status=0
 for s in "${sanitizers[@]}"; do
     case "$s" in address|thread) ;; *) echo "sanitize: unknown sanitizer '$s' (address, thread)" >&2; exit 64 ;; esac
     scratch=".build-$s"
+    mkdir -p "$scratch"
     start=$(date +%s)
-    if ! "$SWIFT" build --build-tests --sanitize="$s" --scratch-path "$scratch" >"$scratch.build.log" 2>&1; then
-        grep -v "ld.gold: warning" "$scratch.build.log" | tail -40 >&2
+    if ! "$SWIFT" build --build-tests --sanitize="$s" --scratch-path "$scratch" >"$scratch/sanitize-build.log" 2>&1; then
+        grep -v "ld.gold: warning" "$scratch/sanitize-build.log" | tail -40 >&2
         echo "sanitize: the $s build failed" >&2
         exit 1
     fi
     built=$(date +%s)
     echo "sanitize: $s build $(( built - start )) s"
-    if "$SWIFT" test --skip-build --sanitize="$s" --scratch-path "$scratch" "${extra[@]}" 2>&1 | tee "$scratch.test.log" \
+    if "$SWIFT" test --skip-build --sanitize="$s" --scratch-path "$scratch" "${extra[@]}" 2>&1 | tee "$scratch/sanitize-test.log" \
         | grep -E "Sanitizer|^Test run|passed after|failed after|error:" ; then :; fi
     if grep -qE "ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|with [0-9]+ issues?|failed after" \
-        "$scratch.test.log"; then
-        echo "sanitize: $s: FAILED (report in $scratch.test.log)" >&2
+        "$scratch/sanitize-test.log"; then
+        echo "sanitize: $s: FAILED (report in $scratch/sanitize-test.log)" >&2
         status=1
     fi
     echo "sanitize: $s tests $(( $(date +%s) - built )) s"
