@@ -10,7 +10,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DATADIR   ?= $(PREFIX)/share/cellprov
 
-.PHONY: all deps build build-tests test test-swift test-scripts demo bench release install clean
+.PHONY: all deps build build-tests test test-swift test-scripts demo bench release install clean fuzz sanitize soak
 
 all: build
 
@@ -38,6 +38,7 @@ test-scripts:
 	CELLPROV_TEST_NO_SKIP=1 Tests/umockdev/run.sh
 	CELLPROV_TEST_NO_SKIP=1 Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} scripts/fuzz.sh $${FUZZ_CI_TARGETS:-at parsers identity ports}
 
 demo: build
 	scripts/demo.sh
@@ -63,6 +64,19 @@ install: release
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVDIR)/
 	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ports.tsv
 	install -m 0644 config/cellprovd.toml.example $(DESTDIR)$(SYSCONFDIR)/cellprov/cellprovd.toml.example
+
+# Robustness (docs/robustness.md). `make fuzz`: every libFuzzer target for FUZZ_SECONDS each (300); `make test`
+# runs the four that need only CellprovCore/CellprovModem built with the fuzzer (FUZZ_CI_TARGETS) for 10 s each.
+# `make sanitize`: the Swift tests under AddressSanitizer, then ThreadSanitizer.
+# `make soak`: cellprovd, 16 simulated modems with SIM swaps and unplugs, a failing receiver, SOAK_SECONDS (600).
+fuzz: deps
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} scripts/fuzz.sh
+
+sanitize: deps
+	scripts/sanitize.sh
+
+soak: build
+	scripts/soak.sh
 
 clean:
 	$(SWIFT) package clean

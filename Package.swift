@@ -12,6 +12,14 @@ let package = Package(
         .executable(name: "cellprovd", targets: ["cellprovd"]),
         .library(name: "CellprovCore", targets: ["CellprovCore"]),
         .library(name: "CellprovSimulator", targets: ["CellprovSimulator"]),
+        // Fuzz targets (scripts/fuzz.sh, docs/robustness.md): libFuzzer targets when built with -DCELLPROV_FUZZ and
+        // -sanitize=fuzzer; plain `swift build` makes them replayers of saved inputs.
+        .executable(name: "cellprov-fuzz-at", targets: ["cellprov-fuzz-at"]),
+        .executable(name: "cellprov-fuzz-parsers", targets: ["cellprov-fuzz-parsers"]),
+        .executable(name: "cellprov-fuzz-identity", targets: ["cellprov-fuzz-identity"]),
+        .executable(name: "cellprov-fuzz-config", targets: ["cellprov-fuzz-config"]),
+        .executable(name: "cellprov-fuzz-ports", targets: ["cellprov-fuzz-ports"]),
+        .executable(name: "cellprov-fuzz-scrub", targets: ["cellprov-fuzz-scrub"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -113,6 +121,24 @@ let package = Package(
                 "CellprovCore", "CellprovStore", "CellprovReporter", "CellprovTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // Fuzzing: the shared driver, and one thin executable per fuzz target, each calling production code.
+        .target(name: "CellprovFuzzSupport", swiftSettings: strict),
+        .executableTarget(name: "cellprov-fuzz-at", dependencies: ["CellprovCore", "CellprovFuzzSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "cellprov-fuzz-parsers", dependencies: ["CellprovCore", "CellprovFuzzSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "cellprov-fuzz-identity",
+            dependencies: [
+                "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovFuzzSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .executableTarget(
+            name: "cellprov-fuzz-config", dependencies: ["CellprovDaemon", "CellprovFuzzSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "cellprov-fuzz-ports", dependencies: ["CellprovCore", "CellprovFuzzSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "cellprov-fuzz-scrub", dependencies: ["CellprovCore", "CellprovReporter", "CellprovFuzzSupport"],
+            swiftSettings: strict),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"], swiftSettings: strict),
         .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"], swiftSettings: strict),

@@ -12,6 +12,9 @@ public struct IdentityReadOptions: Sendable {
     public var wakeTimeouts: [Duration] = [.milliseconds(500), .seconds(1), .seconds(2)]
     /// How long a busy SIM (+CME ERROR: 14) is retried.
     public var simBusyLimit: Duration = .seconds(8)
+    /// After a timeout: how long the line must stay quiet before the next command, and the most that wait takes.
+    public var resyncQuiet: Duration = .milliseconds(150)
+    public var resyncLimit: Duration = .seconds(1)
     public var serial = SerialSettings()
 
     public init() {}
@@ -356,19 +359,19 @@ struct Session {
                     problems.append(Problem(
                         .timeout, field: .modem, severity: .warning, message: "a command got no answer in time"))
                 }
-                await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
+                await channel.waitForQuiet(options.resyncQuiet, limit: options.resyncLimit)
             case .answerTooLong:
                 logger.debug("answer too long", metadata: ["command": "\(command)"])
                 note(Problem(
                     .answerTooLong, field: .modem, severity: .warning,
                     message: "an answer grew past the size cap without ending; the command failed"))
-                await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
+                await channel.waitForQuiet(options.resyncQuiet, limit: options.resyncLimit)
             case .unreadable:
                 logger.debug("unreadable answer", metadata: ["command": "\(command)"])
                 note(Problem(
                     .garbage, field: .modem, severity: .warning,
                     message: "an answer came mixed with unreadable input and was discarded"))
-                await channel.waitForQuiet(.milliseconds(150), limit: .seconds(1))
+                await channel.waitForQuiet(options.resyncQuiet, limit: options.resyncLimit)
             case .closed, .writeFailed:
                 stop(Problem(.portClosed, field: .port, message: "the port closed during the read (unplugged?)"))
             case .cancelled:

@@ -199,11 +199,17 @@ public actor Reporter {
             let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             let response = try await client.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 4096)
-            let text = Redaction.scrub(String(buffer: bytes).trimmingCharacters(in: .whitespacesAndNewlines))
-            return DeliveryOutcome.classify(status: Int(response.status.code), body: String(text.prefix(200)))
+            return Self.outcome(status: Int(response.status.code), body: Array(bytes.readableBytesView))
         } catch {
             return .retry(reason: Redaction.scrub(Self.describe(error)))
         }
+    }
+
+    /// The outcome of the backend's answer. Its body is untrusted text that may echo the payload: scrubbed of
+    /// anything that could be an identifier and cut to 200 characters before it becomes a reason (stored, logged).
+    public static func outcome(status: Int, body: [UInt8]) -> DeliveryOutcome {
+        let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return DeliveryOutcome.classify(status: status, body: String(Redaction.scrub(text).prefix(200)))
     }
 
     private func record(_ event: IdentityEvent, _ outcome: DeliveryOutcome) {

@@ -17,11 +17,27 @@ public final class EnrollmentReceiver: Sendable {
         case hang
     }
 
+    /// Faults drawn per request on top of a `.status` behaviour: a share of the requests is answered with
+    /// `failStatus`, another share is never answered. For soak tests of the reporter's retries (scripts/soak.sh).
+    public struct Faults: Sendable, Equatable {
+        public var failFraction: Double
+        public var hangFraction: Double
+        public var failStatus: Int
+
+        public init(failFraction: Double = 0, hangFraction: Double = 0, failStatus: Int = 503) {
+            self.failFraction = failFraction
+            self.hangFraction = hangFraction
+            self.failStatus = failStatus
+        }
+    }
+
     public struct Request: Sendable {
         public var method: String
         public var path: String
         public var headers: [String: String]
         public var body: Data
+        /// The status answered; nil when the request was never answered (`.hang`, or a hang fault).
+        public var status: Int? = nil
         public var json: [String: Any]? {
             (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
         }
@@ -42,6 +58,7 @@ public final class EnrollmentReceiver: Sendable {
 
     struct State {
         var behaviour: Behaviour = .status(201)
+        var faults: Faults?
         var requests: [Request] = []
         var handshakeFailures = 0
     }
@@ -51,7 +68,7 @@ public final class EnrollmentReceiver: Sendable {
     public let port: Int
 
     /// Starts listening on 127.0.0.1 (port 0: any free port).
-    public init(port: Int = 0, tls: TLS? = nil, behaviour: Behaviour = .status(201)) throws {
+    public init(port: Int = 0, tls: TLS? = nil, behaviour: Behaviour = .status(201), faults: Faults? = nil) throws {
         let sslContext: NIOSSLContext? = try tls.map { tls in
             var config = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
@@ -63,7 +80,10 @@ public final class EnrollmentReceiver: Sendable {
             return try NIOSSLContext(configuration: config)
         }
         let box = self.box
-        box.state.withLock { $0.behaviour = behaviour }
+        box.state.withLock {
+            $0.behaviour = behaviour
+            $0.faults = faults
+        }
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -85,6 +105,11 @@ public final class EnrollmentReceiver: Sendable {
 
     public func setBehaviour(_ behaviour: Behaviour) {
         box.state.withLock { $0.behaviour = behaviour }
+    }
+
+    /// Replaces the faults (nil: none).
+    public func setFaults(_ faults: Faults?) {
+        box.state.withLock { $0.faults = faults }
     }
 
     public var requests: [Request] { box.state.withLock { $0.requests } }
@@ -148,10 +173,19 @@ public final class EnrollmentReceiver: Sendable {
                 guard let head else { return }
                 var headers: [String: String] = [:]
                 for (name, value) in head.headers { headers[name.lowercased()] = value }
-                let behaviour = box.state.withLock { $0.behaviour }
+                var behaviour = box.state.withLock { $0.behaviour }
+                if case .status = behaviour, let faults = box.state.withLock({ $0.faults }) {
+                    let draw = Double.random(in: 0..<1)
+                    if draw < faults.hangFraction {
+                        behaviour = .hang
+                    } else if draw < faults.hangFraction + faults.failFraction {
+                        behaviour = .status(faults.failStatus)
+                    }
+                }
                 var request = Request(method: "\(head.method)", path: head.uri, headers: headers, body: body)
-                if case .status(let code) = behaviour, (200..<300).contains(code) || code == 409 {
-                    request.headers["x-accepted"] = "1"
+                if case .status(let code) = behaviour {
+                    request.status = code
+                    if (200..<300).contains(code) || code == 409 { request.headers["x-accepted"] = "1" }
                 }
                 box.state.withLock { $0.requests.append(request) }
                 guard case .status(let code) = behaviour else { return }  // .hang: never answer

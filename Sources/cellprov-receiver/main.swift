@@ -19,14 +19,35 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Option(help: "HTTP status to answer with (201, 409, 400, 503...).")
     var status: Int = 201
 
+    @Option(help: "Share of requests (0 to 1) answered with --fail-status instead (soak tests).")
+    var failFraction: Double = 0
+
+    @Option(help: "Share of requests (0 to 1) never answered (soak tests).")
+    var hangFraction: Double = 0
+
+    @Option(help: "The status of the failed share.")
+    var failStatus: Int = 503
+
+    @Flag(help: "One JSON object per request (event_id, type, slot, sequence, status; status null when not answered).")
+    var json = false
+
+    func validate() throws {
+        guard (0...1).contains(failFraction), (0...1).contains(hangFraction), failFraction + hangFraction <= 1 else {
+            throw ValidationError("--fail-fraction and --hang-fraction are shares between 0 and 1, at most 1 together")
+        }
+    }
+
     func run() async throws {
-        let receiver = try EnrollmentReceiver(port: port, behaviour: .status(status))
+        let faults = failFraction + hangFraction > 0
+            ? EnrollmentReceiver.Faults(failFraction: failFraction, hangFraction: hangFraction, failStatus: failStatus)
+            : nil
+        let receiver = try EnrollmentReceiver(port: port, behaviour: .status(status), faults: faults)
         Self.emit("http://127.0.0.1:\(receiver.port)")
         let stop = SignalWaiter([SIGINT, SIGTERM])
         var seen = 0
         while !stop.fired {
             let requests = receiver.requests
-            for r in requests.dropFirst(seen) { Self.emit(Self.describe(r)) }
+            for r in requests.dropFirst(seen) { Self.emit(json ? Self.record(r) : Self.describe(r)) }
             seen = requests.count
             try? await Task.sleep(for: .milliseconds(50))
         }
@@ -36,6 +57,19 @@ struct ReceiverCommand: AsyncParsableCommand {
     /// Unbuffered, so a script reading the first line gets it at once.
     static func emit(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// The machine-readable record of one request: no identifier, only what a delivery check needs.
+    static func record(_ r: EnrollmentReceiver.Request) -> String {
+        let json = r.json ?? [:]
+        let module = json["module"] as? [String: Any]
+        let object: [String: Any] = [
+            "event_id": json["event_id"] as? String ?? NSNull(), "type": json["type"] as? String ?? NSNull(),
+            "slot": module?["slot"] as? String ?? NSNull(), "sequence": json["sequence"] as? Int ?? NSNull(),
+            "status": r.status.map { $0 as Any } ?? NSNull(),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Redacted, as the daemon logs identities.

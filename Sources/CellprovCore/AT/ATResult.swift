@@ -92,8 +92,10 @@ public struct CMEError: Sendable, Hashable, CustomStringConvertible {
 
     /// Redacted-safe text: the code, or the modem's text scrubbed of long digit runs.
     public var description: String {
-        if let code { return "+CME ERROR \(code)" }
-        return "+CME ERROR \"\(text ?? "")\""
+        // Scrubbed both ways: the text is the modem's, and so is a "number" of any length (found by fuzzing: a
+        // modem answering "+CME ERROR: SIM 320415..." or "+CME ERROR: <IMSI digits>" put them in this text).
+        if let code { return Redaction.scrub("+CME ERROR \(code)") }
+        return Redaction.scrub("+CME ERROR \"\(text ?? "")\"")
     }
 }
 

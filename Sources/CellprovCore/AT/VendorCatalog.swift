@@ -38,7 +38,7 @@ public enum VendorCatalog {
             name: "simcom", manufacturerMatches: ["simcom"], iccidCommand: "AT+CICCID", simURCPrefixes: ["+SIMCARD:"]),
         VendorDialect(
             name: "cinterion", manufacturerMatches: ["cinterion", "thales", "gemalto", "siemens"],
-            iccidCommand: "AT^SCID", simURCPrefixes: ["+CIEV: simstatus", "^SIMSTATUS"]),
+            iccidCommand: "AT^SCID", simURCPrefixes: ["+CIEV: simstatus", "^SIMSTATUS", "^SCKS:"]),
         VendorDialect(name: "sierra", manufacturerMatches: ["sierra"], iccidCommand: "AT!ICCID?"),
         VendorDialect(
             name: "ublox", manufacturerMatches: ["u-blox", "ublox"], iccidCommand: nil, simURCPrefixes: ["+UUSIMSTAT:"]),
