@@ -58,8 +58,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
                 fuzzRequire(ATFinalResult(line: line) == result, "classifier and final-result parser disagree")
             case .echo:
                 fuzzRequire(command != nil && classifier.isEcho(line, of: command!), "echo without its command")
+            case .foreignEcho:
+                fuzzRequire(ATLineClassifier.isCommandLine(line), "a foreign echo that is no command line")
             case .information:
                 fuzzRequire(command != nil, "an answer line while no command is pending")
+                fuzzRequire(!ATLineClassifier.isCommandLine(line), "a command line taken as an answer")
+            case .implausible:
+                fuzzRequire(command != nil, "an implausible answer line while no command is pending")
             case .unsolicited:
                 break
             }

@@ -19,7 +19,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     switch Reporter.outcome(status: status, body: body) {
     case .delivered(let s):
         fuzzRequire(s == status, "delivered with another status")
-    case .rejected(let reason), .retry(let reason):
+    case .rejected(let reason), .refused(let reason), .retry(let reason):
         fuzzRequire(!containsDigitRun(reason), "an identifier-like digit run in a delivery reason")
         fuzzRequire(reason.count <= 220, "a reason of \(reason.count) characters")
     }
