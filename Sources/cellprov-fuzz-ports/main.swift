@@ -4,7 +4,8 @@ import CellprovFuzzSupport
 // Fuzz target: the port table (PortTable(tsv:), the text of udev/ports.tsv or a [discovery] ports_table file).
 //
 // Properties: it parses or throws a ParseError naming a line of the text; an accepted table's keys are
-// normalised (4 lower-case hex digits; "03" or "ff/02/01"), unique, and each row is found again by lookup.
+// normalised (4 lower-case hex digits; "03", "ff/02/01" or a WWAN port name such as "at1"), unique, and each row
+// is found again by lookup (lookupWWAN for WWAN port rows).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -25,13 +26,24 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     for row in table.rows {
         fuzzRequire(row.vendorID.utf8.count == 4 && row.vendorID.utf8.allSatisfy(lowerHex.contains), "vendor id")
         fuzzRequire(row.productID.utf8.count == 4 && row.productID.utf8.allSatisfy(lowerHex.contains), "product id")
-        let isNumber = row.interface.utf8.count == 2
-        fuzzRequire(isNumber || row.interface.utf8.count == 8, "interface key '\(row.interface)'")
+        let isNumber = row.interface.utf8.count == 2 && row.interface.utf8.allSatisfy(lowerHex.contains)
+        let isTriple = row.interface.utf8.count == 8 && row.interface.contains("/")
+        let isWWAN = !isNumber && !isTriple
+        if isWWAN {
+            let letters = row.interface.prefix { $0.isASCII && $0.isLowercase }
+            let digits = row.interface.dropFirst(letters.count)
+            fuzzRequire(
+                (2...10).contains(letters.count) && (1...3).contains(digits.count)
+                    && digits.allSatisfy { $0.isASCII && $0.isNumber }, "interface key '\(row.interface)'")
+        }
         let key = "\(row.vendorID):\(row.productID):\(row.interface)"
         fuzzRequire(keys.insert(key).inserted, "a port twice in an accepted table")
-        let found = table.lookup(
-            vendor: row.vendorID, product: row.productID, interfaceNumber: isNumber ? row.interface : nil,
-            classTriple: isNumber ? nil : row.interface)
+        let found =
+            isWWAN
+            ? table.lookupWWAN(vendor: row.vendorID, product: row.productID, port: row.interface)
+            : table.lookup(
+                vendor: row.vendorID, product: row.productID, interfaceNumber: isNumber ? row.interface : nil,
+                classTriple: isNumber ? nil : row.interface)
         fuzzRequire(found == row, "a row not found again by lookup")
         fuzzRequire(table.knows(vendor: row.vendorID.uppercased(), product: row.productID), "knows() misses a row")
     }
