@@ -14,5 +14,8 @@ echo
 echo "== daemon idle with 4 simulated modems (issue: daemon)"
 /usr/bin/python3 bench/daemon_idle.py "$BIN"
 echo
+echo "== footprint beside ModemManager, one umockdev-presented EC25 (issue 8; BENCH_IDLE_SECONDS, default 60)"
+/usr/bin/python3 bench/footprint.py "$BIN"
+echo
 echo "== events through the store, the outbox and delivery (issue: enrollment)"
 "$BIN/cellprov-bench"
