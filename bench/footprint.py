@@ -44,7 +44,11 @@ if "UMOCKDEV_DIR" not in os.environ and not os.environ.get("LD_PRELOAD", "").cou
         sys.exit(0)
     os.execvp("umockdev-wrapper", ["umockdev-wrapper", "/usr/bin/python3", os.path.abspath(__file__), BIN])
 
-os.environ["CELLPROV"] = os.path.join(BIN, "cellprov")
+# The simulator runs from a copy: with the multi-call executable, BIN/cellprov is the daemon's own file, and a
+# second process mapping it would keep its pages in memory (shared) where a gateway's real modem does not.
+SIM_DIR = tempfile.mkdtemp(prefix="cellprov-footprint-sim-")
+shutil.copy2(os.path.join(BIN, "cellprov"), os.path.join(SIM_DIR, "cellprov"))
+os.environ["CELLPROV"] = os.path.join(SIM_DIR, "cellprov")
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(REPO, "Tests", "umockdev"))
 import test_discovery as td  # noqa: E402  (device builders, ioctl passthrough, simulator bridge; exits 77)
@@ -387,6 +391,7 @@ def main():
             theirs = bench_modemmanager(work) if os.path.exists(MODEMMANAGER) else None
         finally:
             bridge.close()
+    shutil.rmtree(SIM_DIR, ignore_errors=True)
     ours_size, mm_size = sizes()
     show(f"cellprovd ({BIN})", ours)
     if theirs is not None:

@@ -90,6 +90,7 @@ public struct DaemonService: Service, CustomStringConvertible {
                 }
             }
             _ = SystemdNotifier.ready(status: await supervisor.statusLine())
+            group.addTask { await StartupMemory.release(after: .seconds(5), logger: logger) }
 
             if let interval = SystemdNotifier.watchdogInterval {
                 group.addTask {

@@ -69,7 +69,10 @@ public actor Reporter {
     private let config: ReporterConfiguration
     private let store: StateStore
     private let logger: Logger
-    private let client: HTTPClient
+    /// Created on the first delivery, not at start: an idle daemon with an empty outbox never starts NIO's event
+    /// loop threads nor a TLS context (issue 8: threads and memory at idle).
+    private var client: HTTPClient?
+    private let clientConfig: HTTPClient.Configuration
     private let wakeStream: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let onDelivery: @Sendable (IdentityEvent, DeliveryOutcome) -> Void
@@ -102,7 +105,7 @@ public actor Reporter {
         // counted and retried by run()'s own backoff; the pool's default is to retry silently until the request
         // deadline, which hid the reason (and the attempt) for a whole requestTimeout.
         clientConfig.connectionPool.retryConnectionEstablishment = false
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        self.clientConfig = clientConfig
         (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -140,7 +143,14 @@ public actor Reporter {
                 failures = 0
             }
         }
-        try? await client.shutdown()
+        try? await client?.shutdown()
+    }
+
+    private func httpClient() -> HTTPClient {
+        if let client { return client }
+        let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        client = made
+        return made
     }
 
     /// One POST of one event.
@@ -156,7 +166,7 @@ public actor Reporter {
             request.body = .bytes(ByteBuffer(bytes: body))
             let (seconds, attoseconds) = config.requestTimeout.components
             let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            let response = try await client.execute(request, timeout: timeout)
+            let response = try await httpClient().execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 4096)
             let text = Redaction.scrub(String(buffer: bytes).trimmingCharacters(in: .whitespacesAndNewlines))
             return DeliveryOutcome.classify(status: Int(response.status.code), body: String(text.prefix(200)))

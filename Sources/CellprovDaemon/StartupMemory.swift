@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Gives back, once start-up is over, the memory an idle daemon does not use (issue 8; figures in
+/// docs/performance.md):
+/// - the heap pages start-up freed but malloc kept (`malloc_trim(0)`: configuration parsing, udev enumeration,
+///   the first AT exchanges, GRDB's migrations leave free chunks in the arenas);
+/// - the executable's own read-only file pages that start-up touched (Swift metadata, Foundation, ICU data,
+///   TOMLKit, GRDB, ...): `madvise(MADV_PAGEOUT)` asks the kernel to drop them from the process and, when no
+///   one else maps them, from the page cache. They are clean pages of the binary, so nothing is written; the
+///   kernel would reclaim them anyway under memory pressure, this only does it before the pressure comes. The
+///   cost is a page-in of what the next event needs (measured: SIGHUP -> identities read, docs/performance.md).
+/// Writable mappings (.data, the heap, stacks) are never paged out: on a gateway without swap they could not be
+/// reclaimed, and with swap they would be written to flash.
+public enum StartupMemory {
+    /// What ``release()`` did, for the log.
+    public struct Outcome: Sendable, CustomStringConvertible {
+        public var rssBeforeKiB: Int
+        public var rssAfterKiB: Int
+        public var pagedOutRanges: Int
+        public var description: String {
+            "resident memory \(rssBeforeKiB) KiB -> \(rssAfterKiB) KiB (\(pagedOutRanges) read-only ranges paged out)"
+        }
+    }
+
+    /// Trims the heap and pages out the executable's read-only mappings. Safe to call at any time (a page that
+    /// is needed again is read back on its next use); meant for after start-up, when the daemon goes idle.
+    @discardableResult
+    public static func release() -> Outcome {
+        let before = residentKiB()
+        #if canImport(Glibc)
+        _ = mallocTrim?(0)
+        var ranges = 0
+        for range in executableReadOnlyRanges() {
+            // MADV_PAGEOUT (Linux 5.4): 21. An older kernel answers EINVAL: nothing is released, nothing breaks.
+            if madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), range.count, 21) == 0 {
+                ranges += 1
+            }
+        }
+        #else
+        let ranges = 0
+        #endif
+        return Outcome(rssBeforeKiB: before, rssAfterKiB: residentKiB(), pagedOutRanges: ranges)
+    }
+
+    /// Waits `delay` (start-up's reads finish meanwhile; a read still in flight only pages back in what it
+    /// uses), then releases and logs what it gave back. One timer, once: no periodic wake-up.
+    public static func release(after delay: Duration, logger: Logger) async {
+        try? await Task.sleep(for: delay)
+        guard !Task.isCancelled else { return }
+        logger.info("start-up memory released: \(release())")
+    }
+
+    #if canImport(Glibc)
+    /// glibc's malloc_trim(3), looked up at run time: <malloc.h> is not part of Swift's Glibc module. nil with
+    /// another C library (then only the page-out is done).
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(nil, "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+    #endif
+
+    /// The read-only (not writable) file mappings of our own executable, from /proc/self/maps.
+    static func executableReadOnlyRanges() -> [Range<UInt>] {
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+            let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        else { return [] }
+        var ranges: [Range<UInt>] = []
+        for line in maps.split(separator: "\n") {
+            // "start-end perms offset dev inode path"
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count == 6, fields[5].trimmingCharacters(in: .whitespaces) == exe,
+                fields[1].count == 4, !fields[1].contains("w")
+            else { continue }
+            let bounds = fields[0].split(separator: "-")
+            guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16),
+                low < high
+            else { continue }
+            ranges.append(low..<high)
+        }
+        return ranges
+    }
+
+    /// VmRSS of this process in KiB (0 if unreadable).
+    static func residentKiB() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        }
+        return 0
+    }
+}
