@@ -19,12 +19,20 @@ import Testing
         }
     }
 
+    @Test func cleanRangesOfWritableMappingsAreInsideThem() {
+        let writable = StartupMemory.executableReadOnlyRanges(writable: true)
+        let readOnly = StartupMemory.executableReadOnlyRanges()
+        for range in StartupMemory.executableCleanRanges() where !readOnly.contains(range) {
+            #expect(writable.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound })
+        }
+    }
+
     @Test func releaseShrinksTheResidentSetAndTheProcessGoesOn() {
         // Touch a good part of the executable first (the test runner's own code ran already).
         let before = StartupMemory.residentKiB()
         #expect(before > 0)
         let outcome = StartupMemory.release()
-        #expect(outcome.pagedOutRanges == StartupMemory.executableReadOnlyRanges().count)
+        #expect(outcome.pagedOutRanges >= StartupMemory.executableReadOnlyRanges().count)
         #expect(outcome.rssAfterKiB < outcome.rssBeforeKiB, "\(outcome)")
         // Code and constant data paged out come back on use.
         #expect(String(describing: outcome).contains("KiB"))
