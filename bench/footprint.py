@@ -265,6 +265,8 @@ def cellprovd_runs(config, work):
         again = lines.wait(2, 20)
         figures["reread"] = (again - hup) * 1000 if again else None
         figures["VmRSS_after_reread"] = status_kb(proc.pid).get("VmRSS", 0)
+        time.sleep(SETTLE)  # cellprovd gives the memory back again 5 s after a burst
+        figures["VmRSS_settled"] = status_kb(proc.pid).get("VmRSS", 0)
     finally:
         stop(proc)
     figures["start"] = times
@@ -377,7 +379,8 @@ def show(name, f):
           + ", ".join(f"{n} {c}" for c, n in f["named"]) + ")")
     if f.get("reread") is not None:
         print(f"  after the idle window, SIGHUP -> identities read again: {f['reread']:.1f} ms; "
-              f"VmRSS then {f['VmRSS_after_reread'] / 1024:.1f} MiB")
+              f"VmRSS then {f['VmRSS_after_reread'] / 1024:.1f} MiB, {SETTLE:.0f} s later "
+              f"{f['VmRSS_settled'] / 1024:.1f} MiB")
     print("  largest mappings (Rss, Private_Dirty, size in KiB):")
     for rss, dirty, size, perms, path in f["maps"]:
         print(f"    {rss:7d} {dirty:7d} {size:8d} {perms} {os.path.basename(path) if '/' in path else path}")

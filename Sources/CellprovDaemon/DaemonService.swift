@@ -56,10 +56,14 @@ public struct DaemonService: Service, CustomStringConvertible {
         if reporter == nil {
             logger.notice("no backend url configured: events stay in the local outbox (cellprov events)")
         }
+        let release = StartupMemory.AfterQuiet(logger: logger)
         let sink = StoreSink(store: store, reporter: reporter, logger: logger)
         let supervisor = Supervisor(
             reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
-            onStatus: { line in _ = SystemdNotifier.status(line) })
+            onStatus: { line in
+                _ = SystemdNotifier.status(line)
+                release.poke()  // a slot added, read or removed: give the memory back once it is quiet again
+            })
 
         logger.notice(
             "cellprovd starting",
@@ -90,7 +94,7 @@ public struct DaemonService: Service, CustomStringConvertible {
                 }
             }
             _ = SystemdNotifier.ready(status: await supervisor.statusLine())
-            group.addTask { await StartupMemory.release(after: .seconds(5), logger: logger) }
+            release.poke()
 
             if let interval = SystemdNotifier.watchdogInterval {
                 group.addTask {
@@ -114,6 +118,7 @@ public struct DaemonService: Service, CustomStringConvertible {
             _ = SystemdNotifier.stopping()
             logger.notice("cellprovd stopping", metadata: ["MESSAGE_ID": "\(CellprovMessageID.daemonStopping.id)"])
             hangups.cancel()
+            release.cancel()
             await supervisor.stopAll()
             group.cancelAll()
         }

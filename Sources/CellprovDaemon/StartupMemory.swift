@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 
@@ -5,8 +6,8 @@ import Logging
 import Glibc
 #endif
 
-/// Gives back, once start-up is over, the memory an idle daemon does not use (issue 8; figures in
-/// docs/performance.md):
+/// Gives back, once start-up (and later each burst of activity) is over, the memory an idle daemon does not
+/// use (issue 8; figures in docs/performance.md):
 /// - the heap pages start-up freed but malloc kept (`malloc_trim(0)`: configuration parsing, udev enumeration,
 ///   the first AT exchanges, GRDB's migrations leave free chunks in the arenas);
 /// - the executable's own read-only file pages that start-up touched (Swift metadata, Foundation, ICU data,
@@ -50,12 +51,32 @@ public enum StartupMemory {
         return Outcome(rssBeforeKiB: before, rssAfterKiB: residentKiB(), pagedOutRanges: ranges)
     }
 
-    /// Waits `delay` (start-up's reads finish meanwhile; a read still in flight only pages back in what it
-    /// uses), then releases and logs what it gave back. One timer, once: no periodic wake-up.
-    public static func release(after delay: Duration, logger: Logger) async {
-        try? await Task.sleep(for: delay)
-        guard !Task.isCancelled else { return }
-        logger.info("start-up memory released: \(release())")
+    /// Releases once things are quiet again: ``poke()`` at each burst of activity (start-up, a slot added or read,
+    /// a SIGHUP), and ``release()`` runs when `quiet` has passed without another poke. One dispatch timer per burst,
+    /// none between bursts: no periodic wake-up.
+    public final class AfterQuiet: @unchecked Sendable {
+        private let lock = NSLock()
+        private var pending: DispatchWorkItem?
+        private let quiet: DispatchTimeInterval
+        private let logger: Logger
+
+        public init(quiet: DispatchTimeInterval = .seconds(5), logger: Logger) {
+            self.quiet = quiet
+            self.logger = logger
+        }
+
+        public func poke() {
+            let item = DispatchWorkItem { [logger] in logger.info("memory released: \(StartupMemory.release())") }
+            lock.withLock {
+                pending?.cancel()
+                pending = item
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + quiet, execute: item)
+        }
+
+        public func cancel() {
+            lock.withLock { pending?.cancel() }
+        }
     }
 
     #if canImport(Glibc)
