@@ -54,7 +54,9 @@ bench: release
 install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/cellprov $(DESTDIR)$(DATADIR)
-	install -s -m 0755 .build/release/cellprov .build/release/cellprovd $(DESTDIR)$(BINDIR)/
+	# One multi-call executable: cellprov, and cellprovd as a hard link to it (it runs the daemon by that name).
+	install -s -m 0755 .build/release/cellprov $(DESTDIR)$(BINDIR)/cellprov
+	ln -f $(DESTDIR)$(BINDIR)/cellprov $(DESTDIR)$(BINDIR)/cellprovd
 	sed 's|/usr/bin/cellprovd|$(BINDIR)/cellprovd|' systemd/cellprovd.service > $(DESTDIR)$(UNITDIR)/cellprovd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cellprovd.service
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/catalog

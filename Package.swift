@@ -4,6 +4,18 @@ import PackageDescription
 /// Our own targets build with warnings as errors (dependencies keep their own settings).
 let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
 
+/// The installed executables link with lld and packed relative relocations (DT_RELR, glibc >= 2.36): a static
+/// Swift binary is a PIE with ~130,000 relative relocations; as RELA they are 3 MB of the file that ld.so reads at
+/// every start, as RELR 25 KB (issue 8, docs/performance.md). --no-export-dynamic: the executable's ~40,000
+/// symbols stay out of its dynamic symbol table (2 MB that ld.so's symbol lookups touched at start); nothing
+/// loads a plugin that would need them. PIE and RELRO stay. Link commands only: changing these flags relinks,
+/// it does not recompile.
+let lean: [LinkerSetting] = [
+    .unsafeFlags(
+        ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
+        .when(platforms: [.linux]))
+]
+
 let package = Package(
     name: "cellprov",
     platforms: [.macOS(.v15)],
@@ -49,13 +61,22 @@ let package = Package(
             ], swiftSettings: strict),
         // Test kit shipped with the product: the modem simulator (PTY), used by tests, bench and demo.
         .target(name: "CellprovSimulator", dependencies: ["CellprovCore"], swiftSettings: strict),
-        .executableTarget(
-            name: "cellprov",
+        // The CLI's commands (Sources/cellprov); the `cellprov` executable runs them.
+        .target(
+            name: "CellprovCLI",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovSimulator", "CellprovUdev", "CellprovStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ], swiftSettings: strict),
+            ], path: "Sources/cellprov", swiftSettings: strict),
+        // The installed program: one multi-call executable, `cellprov`, and `cellprovd` when run by that name
+        // (`make install` adds the cellprovd link): one copy of the runtime and libraries instead of two.
+        .executableTarget(
+            name: "cellprov",
+            dependencies: [
+                "CellprovCLI", "CellprovDaemonCommand", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], path: "Sources/cellprov-main",
+            swiftSettings: strict, linkerSettings: lean),
         // Thin C shims: the only places libudev and libsystemd are imported.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -99,14 +120,21 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ], swiftSettings: strict),
-        .executableTarget(
-            name: "cellprovd",
+        // cellprovd's command: argument parsing and wiring (Sources/cellprovd).
+        .target(
+            name: "CellprovDaemonCommand",
             dependencies: [
                 "CellprovCore", "CellprovDaemon", "CellprovSystemd", "CellprovStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ], swiftSettings: strict),
+            ], path: "Sources/cellprovd", swiftSettings: strict),
+        // The daemon alone, for development builds and tests (.build/debug/cellprovd); not installed.
+        .executableTarget(
+            name: "cellprovd",
+            dependencies: ["CellprovDaemonCommand", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/cellprovd-main",
+            swiftSettings: strict, linkerSettings: lean),
         // Test kit: `cellprov-receiver`, the loopback enrollment endpoint of the demo.
         .executableTarget(
             name: "cellprov-receiver",

@@ -63,10 +63,14 @@ public struct DaemonService: Service, CustomStringConvertible {
         if reporter == nil {
             logger.notice("no backend url configured: events stay in the local outbox (cellprov events)")
         }
+        let release = StartupMemory.AfterQuiet(logger: logger)
         let sink = StoreSink(store: store, reporter: reporter, logger: logger)
         let supervisor = Supervisor(
             reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
-            onStatus: { line in _ = SystemdNotifier.status(line) })
+            onStatus: { line in
+                _ = SystemdNotifier.status(line)
+                release.poke()  // a slot added, read or removed: give the memory back once it is quiet again
+            })
 
         logger.notice(
             "cellprovd starting",
@@ -103,6 +107,7 @@ public struct DaemonService: Service, CustomStringConvertible {
                 group.addTask { await source.run() }
             }
             _ = SystemdNotifier.ready(status: await supervisor.statusLine())
+            release.poke()
 
             if let interval = SystemdNotifier.watchdogInterval {
                 group.addTask {
@@ -138,6 +143,7 @@ public struct DaemonService: Service, CustomStringConvertible {
             _ = SystemdNotifier.stopping()
             logger.notice("cellprovd stopping", metadata: ["MESSAGE_ID": "\(CellprovMessageID.daemonStopping.id)"])
             hangups.cancel()
+            release.cancel()
             await supervisor.stopAll()
             group.cancelAll()
         }

@@ -74,7 +74,10 @@ public actor Reporter {
     private var config: ReporterConfiguration
     private let store: StateStore
     private let logger: Logger
-    private var client: HTTPClient
+    /// Created on the first delivery, not at start: an idle daemon with an empty outbox never starts NIO's event
+    /// loop threads nor a TLS context (issue 8: threads and memory at idle).
+    private var client: HTTPClient?
+    private var clientConfig: HTTPClient.Configuration
     private let wakeStream: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let onDelivery: @Sendable (IdentityEvent, DeliveryOutcome) -> Void
@@ -92,12 +95,14 @@ public actor Reporter {
         self.store = store
         self.logger = logger
         self.onDelivery = onDelivery
-        client = try Self.makeClient(config)
+        clientConfig = try Self.makeClientConfiguration(config)
         (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// An HTTP client for `config`: https (plain http only to loopback), the CA file, the client certificate.
-    static func makeClient(_ config: ReporterConfiguration) throws -> HTTPClient {
+    /// The HTTP client's configuration for `config`: https (plain http only to loopback), the CA file, the client
+    /// certificate. Read (and checked) at start and on reload, so that a bad file is reported then; the client
+    /// itself is made on the first delivery.
+    static func makeClientConfiguration(_ config: ReporterConfiguration) throws -> HTTPClient.Configuration {
         let scheme = config.url.scheme?.lowercased()
         guard scheme == "https" || (scheme == "http" && Self.isLoopback(config.url.host ?? "")) else {
             throw ReporterError(description: "backend url: https is required (plain http only to loopback)")
@@ -117,7 +122,7 @@ public actor Reporter {
         // counted and retried by run()'s own backoff; the pool's default is to retry silently until the request
         // deadline, which hid the reason (and the attempt) for a whole requestTimeout.
         clientConfig.connectionPool.retryConnectionEstablishment = false
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        return clientConfig
     }
 
     /// New events are in the outbox.
@@ -129,9 +134,9 @@ public actor Reporter {
     /// caller and here). The next attempt uses them at once, without waiting out the backoff; on an error the
     /// old credentials stay.
     public func reload(_ newConfig: ReporterConfiguration) async throws {
-        let fresh = try Self.makeClient(newConfig)
+        clientConfig = try Self.makeClientConfiguration(newConfig)
         let old = client
-        client = fresh
+        client = nil  // the next delivery makes one with the new credentials
         config.token = newConfig.token
         config.caFile = newConfig.caFile
         config.clientCertificate = newConfig.clientCertificate
@@ -145,7 +150,7 @@ public actor Reporter {
             interrupted = true
         }
         wake()
-        try? await old.shutdown()
+        try? await old?.shutdown()
     }
 
     /// Delivers until cancelled, then shuts the HTTP client down.
@@ -181,7 +186,14 @@ public actor Reporter {
                 break  // start again from the oldest
             }
         }
-        try? await client.shutdown()
+        try? await client?.shutdown()
+    }
+
+    private func httpClient() -> HTTPClient {
+        if let client { return client }
+        let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        client = made
+        return made
     }
 
     /// One POST of one event.
@@ -197,7 +209,7 @@ public actor Reporter {
             request.body = .bytes(ByteBuffer(bytes: body))
             let (seconds, attoseconds) = config.requestTimeout.components
             let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            let response = try await client.execute(request, timeout: timeout)
+            let response = try await httpClient().execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 4096)
             return Self.outcome(status: Int(response.status.code), body: Array(bytes.readableBytesView))
         } catch {

@@ -7,10 +7,10 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// cellprovd: argument parsing and wiring only; the parts live in CellprovDaemon.
-@main
-struct CellprovDaemonCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// cellprovd: argument parsing and wiring only; the parts live in CellprovDaemon. Run by the multi-call
+/// executable (Sources/cellprov-main) when invoked as cellprovd, and by the development `cellprovd` executable.
+public struct CellprovDaemonCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "cellprovd",
         abstract: "Watch cellular modules' identities (IMEI, IMSI, ICCID) and report changes.",
         discussion: "Exit status: 0 stopped cleanly; 78 configuration error; 1 failure at start.",
@@ -28,7 +28,9 @@ struct CellprovDaemonCommand: AsyncParsableCommand {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); overrides the configuration.")
     var logLevel: String?
 
-    func run() async throws {
+    public init() {}
+
+    public func run() async throws {
         let settings: DaemonConfig
         let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
         do {
