@@ -142,56 +142,20 @@ class Bus:
             self.proc.kill()
 
 
-class ServedTty:
-    """`cellprov simulate --identity-file` behind an emulated tty (bytes copied both ways)."""
+class ServedTty(td.SimulatorBridge):
+    """`cellprov simulate --identity-file` behind an emulated tty (test_discovery's bridge: bytes copied both
+    ways), with the pass-through handler attached before the device was added."""
 
-    def __init__(self, testbed, devnode, identity_file):
-        self.master = testbed.get_dev_fd(devnode)
-        if self.master < 0:
-            raise RuntimeError(f"no PTY behind {devnode}")
-        self.sim = subprocess.Popen(
-            [CELLPROV, "simulate", "--profile", "quectel", "--identity-file", identity_file],
-            stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
-        ready, _, _ = select.select([self.sim.stdout], [], [], 10)
-        if not ready:
-            self.sim.kill()
-            raise RuntimeError("cellprov simulate printed no PTY path")
-        self.sim_fd = os.open(self.sim.stdout.readline().strip(), os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self.sim_fd)
-        tty.setraw(self.master)
-        self.stop_r, self.stop_w = os.pipe()
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self):
-        pairs = {self.master: self.sim_fd, self.sim_fd: self.master}
-        while True:
-            ready, _, _ = select.select([self.master, self.sim_fd, self.stop_r], [], [])
-            if self.stop_r in ready:
-                return
-            for fd in ready:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:  # EIO: no client has the tty open right now
-                    data = b""
-                if data:
-                    os.write(pairs[fd], data)
-                else:
-                    time.sleep(0.01)
+    def __init__(self, testbed, devnode, identity_file, handler):
+        super().__init__(
+            testbed, devnode, sim_args=["--profile", "quectel", "--identity-file", identity_file], handler=handler)
 
     def swap(self):
         """SIGHUP: the simulator re-reads its identity file and swaps the SIM (+CPIN: NOT READY, READY...)."""
         self.sim.send_signal(signal.SIGHUP)
 
     def stop(self):
-        os.write(self.stop_w, b"x")
-        self.thread.join(2)
-        self.sim.terminate()
-        try:
-            self.sim.wait(5)
-        except subprocess.TimeoutExpired:
-            self.sim.kill()
-        os.close(self.sim_fd)
+        self.close()
 
 
 def write_identity(path, identity):
@@ -369,7 +333,7 @@ def run(workdir, testbed, bus):
     if not testbed.add_from_file(FIXTURE):
         check(False, "umockdev: add the EC25 description")
         return
-    served = ServedTty(testbed, "/dev/ttyUSB2", identity_file)
+    served = ServedTty(testbed, "/dev/ttyUSB2", identity_file, handler)
     watcher = Watcher(bus.address)
     daemons = []
     mms = []

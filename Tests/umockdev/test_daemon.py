@@ -131,12 +131,12 @@ class FakeTty:
     With `identity`, a `cellprov simulate` serves it (started before the device is added: the bridge is up a
     moment after the add); without, every byte written by a client is recorded and nothing is answered."""
 
-    def __init__(self, testbed, devnode, identity=None):
+    def __init__(self, testbed, devnode, identity=None, handler=None, sim_args=()):
         self.testbed = testbed
         self.devnode = devnode
         self.identity = identity
         self.written = bytearray()  # what clients wrote to the tty
-        self.handler = CountingPassthrough()
+        self.handler = handler or CountingPassthrough()
         testbed.attach_ioctl(devnode, self.handler)
         self.master = None
         self.sim = None
@@ -146,7 +146,7 @@ class FakeTty:
         self.lock = threading.Lock()
         if identity:
             self.sim = subprocess.Popen(
-                [CELLPROV, "simulate", *identity.args()],
+                [CELLPROV, "simulate", *sim_args, *identity.args()],
                 stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
             ready, _, _ = select.select([self.sim.stdout], [], [], 10)
             if not ready:
@@ -169,8 +169,12 @@ class FakeTty:
         if self.master < 0:
             raise RuntimeError(f"no PTY behind {self.devnode}")
         tty.setraw(self.master)
+        self.configure_master()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
+
+    def configure_master(self):
+        """After the master is raw, before clients are served: line settings a subclass wants clients to find."""
 
     def _pump(self):
         fds = [self.master, self.stop_r] + ([self.sim_fd] if self.sim_fd is not None else [])

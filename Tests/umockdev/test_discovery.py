@@ -208,14 +208,18 @@ class SimulatorBridge:
     """Serves an emulated tty with a `cellprov simulate` process: bytes are copied both ways between the
     umockdev PTY's master side (Testbed.get_dev_fd) and the simulator's PTY slave."""
 
-    def __init__(self, testbed, devnode, extra_args=()):
+    def __init__(self, testbed, devnode, extra_args=(), sim_args=None, handler=None):
+        """`sim_args` replaces the default identity flags; `handler`: a pass-through attached earlier (before the
+        device was added), else one is attached now."""
         self.devnode = devnode
-        self.handler = attach_passthrough(testbed, devnode)
+        self.handler = handler or attach_passthrough(testbed, devnode)
         self.master = testbed.get_dev_fd(devnode)
         if self.master < 0:
             raise RuntimeError(f"no PTY behind {devnode}")
+        if sim_args is None:
+            sim_args = ["--imei", SIM_IMEI, "--imsi", SIM_IMSI, "--iccid", SIM_ICCID]
         self.sim = subprocess.Popen(
-            [CELLPROV, "simulate", "--imei", SIM_IMEI, "--imsi", SIM_IMSI, "--iccid", SIM_ICCID, *extra_args],
+            [CELLPROV, "simulate", *sim_args, *extra_args],
             stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
         ready, _, _ = select.select([self.sim.stdout], [], [], 10)
         if not ready:

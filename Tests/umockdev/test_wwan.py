@@ -150,67 +150,22 @@ class WWANIoctls(UMockdev.IoctlBase):
         return True
 
 
-class WWANNode:
-    """An emulated WWAN AT port: recording ioctl handler (attached before the device exists), sentinel line
-    settings on its PTY, and a `cellprov simulate` behind it when an identity is given."""
+class WWANNode(tdd.FakeTty):
+    """An emulated WWAN AT port: test_daemon's FakeTty with the recording ioctl handler, sentinel line settings on
+    its PTY, and a `cellprov simulate` of the given profile behind it."""
 
     def __init__(self, testbed, devnode, identity, profile):
-        self.testbed = testbed
-        self.devnode = devnode
-        self.handler = WWANIoctls()
-        testbed.attach_ioctl(devnode, self.handler)
-        self.written = bytearray()
-        self.lock = threading.Lock()
-        self.master = None
-        self.thread = None
-        self.stop_r, self.stop_w = os.pipe()
-        self.sim = subprocess.Popen(
-            [CELLPROV, "simulate", *profile, *identity.args()],
-            stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
-        ready, _, _ = select.select([self.sim.stdout], [], [], 10)
-        if not ready:
-            self.sim.kill()
-            raise RuntimeError("cellprov simulate printed no PTY path")
-        self.sim_fd = os.open(self.sim.stdout.readline().strip(), os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self.sim_fd)
+        super().__init__(testbed, devnode, identity, handler=WWANIoctls(), sim_args=profile)
 
-    def activate(self):
-        self.master = self.testbed.get_dev_fd(self.devnode)
-        if self.master < 0:
-            raise RuntimeError(f"no PTY behind {self.devnode}")
+    def configure_master(self):
         # Raw (a WWAN port is a byte pipe) at 9600 baud: termios calls on the master act on the slave's settings,
         # so this is what a client opening the node finds, and what cellprov's tty mode would change.
-        tty.setraw(self.master)
         attrs = termios.tcgetattr(self.master)
         attrs[4] = attrs[5] = termios.B9600
         termios.tcsetattr(self.master, termios.TCSANOW, attrs)
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
 
     def speed(self):
         return termios.tcgetattr(self.master)[5] if self.master is not None else None
-
-    def _pump(self):
-        while True:
-            ready, _, _ = select.select([self.master, self.sim_fd, self.stop_r], [], [])
-            if self.stop_r in ready:
-                return
-            idle = False
-            for fd in ready:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:  # EIO: no client has the node open right now
-                    data = b""
-                if not data:
-                    idle = True
-                elif fd == self.master:
-                    with self.lock:
-                        self.written += data
-                    os.write(self.sim_fd, data)
-                else:
-                    os.write(self.master, data)
-            if idle:
-                time.sleep(0.005)
 
     def forbidden(self):
         with self.handler.lock:
@@ -219,20 +174,6 @@ class WWANNode:
     def all_requests(self):
         with self.handler.lock:
             return [hex(r) for r in self.handler.requests]
-
-    def stop(self):
-        if self.thread:
-            os.write(self.stop_w, b"x")
-            self.thread.join(2)
-            self.thread = None
-        if self.sim:
-            self.sim.send_signal(signal.SIGTERM)
-            try:
-                self.sim.wait(5)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
-            os.close(self.sim_fd)
-            self.sim = None
 
 
 libc = ctypes.CDLL(None, use_errno=True)
