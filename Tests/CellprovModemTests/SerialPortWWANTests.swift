@@ -23,8 +23,11 @@ struct SentinelPTY: ~Copyable {
         var master: Int32 = -1
         var slave: Int32 = -1
         guard openpty(&master, &slave, nil, nil, nil) == 0 else { throw POSIXError(.EIO) }
+        // ttyname_r: ttyname's static buffer is shared by the tests running in parallel (a torn "/dev/pts/" was seen).
+        var name = [CChar](repeating: 0, count: 128)
+        let found = ttyname_r(slave, &name, name.count) == 0
         self.master = master
-        slavePath = String(cString: ttyname(slave))
+        slavePath = found ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
         var tio = termios()
         tcgetattr(slave, &tio)
         cfmakeraw(&tio)
