@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "cellprov", targets: ["cellprov"]),
         .executable(name: "cellprovd", targets: ["cellprovd"]),
+        .executable(name: "cellprov-registry", targets: ["cellprov-registry"]),
         .library(name: "CellprovCore", targets: ["CellprovCore"]),
         .library(name: "CellprovSimulator", targets: ["CellprovSimulator"]),
         // Fuzz targets (scripts/fuzz.sh, docs/robustness.md): libFuzzer targets when built with -DCELLPROV_FUZZ and
@@ -43,6 +44,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // cellprov-registry (issue 9) only: HTTP server, pages, PostgreSQL, metrics, carrier CSV exports.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
@@ -149,6 +157,59 @@ let package = Package(
                 "CellprovCore", "CellprovStore", "CellprovReporter", "CellprovTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // The enrollment API's wire types (docs/enrollment-api.yaml): what cellprovd and `cellprov probe --report`
+        // send and what cellprov-registry decodes. Pure; shared by both sides, so the two cannot drift apart.
+        .target(name: "CellprovEnrollmentAPI", dependencies: ["CellprovCore"], swiftSettings: strict),
+        // cellprov-registry (docs/registry.md). Its pure domain: units, flags and the rules that raise them,
+        // masking, token hashing, carrier reconciliation, and the storage protocol the backends implement.
+        .target(
+            name: "CellprovRegistryCore",
+            dependencies: [
+                "CellprovCore", "CellprovEnrollmentAPI",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftCSV", package: "SwiftCSV"),
+            ], swiftSettings: strict),
+        // The registry's storage: SQLite (GRDB) and PostgreSQL (postgres-nio) behind CellprovRegistryCore's protocol.
+        .target(
+            name: "CellprovRegistryStore",
+            dependencies: [
+                "CellprovRegistryCore", "CellprovEnrollmentAPI",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        // The registry's HTTP layer (Hummingbird): device API, operator API, pages, metrics. Talks to storage only
+        // through the protocol.
+        .target(
+            name: "CellprovRegistryHTTP",
+            dependencies: [
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        // The registry's outbound alerts: critical flags POSTed to a webhook, retried with backoff.
+        .target(
+            name: "CellprovRegistryAlerts",
+            dependencies: [
+                "CellprovRegistryCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        // `cellprov-registry`: serve, device add, operator add (thin: parses arguments and wires the parts).
+        .executableTarget(
+            name: "cellprov-registry",
+            dependencies: [
+                "CellprovCore", "CellprovRegistryCore", "CellprovRegistryStore", "CellprovRegistryHTTP",
+                "CellprovRegistryAlerts", "CellprovSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ], swiftSettings: strict, linkerSettings: lean),
         // Fuzzing: the shared driver, and one thin executable per fuzz target, each calling production code.
         .target(name: "CellprovFuzzSupport", swiftSettings: strict),
         .executableTarget(name: "cellprov-fuzz-at", dependencies: ["CellprovCore", "CellprovFuzzSupport"], swiftSettings: strict),
@@ -169,6 +230,14 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"], swiftSettings: strict),
+        .testTarget(
+            name: "CellprovRegistryTests",
+            dependencies: [
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore", "CellprovRegistryStore",
+                "CellprovRegistryHTTP", "CellprovRegistryAlerts",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ], swiftSettings: strict),
         .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"], swiftSettings: strict),
         .testTarget(
             name: "CellprovDaemonTests",

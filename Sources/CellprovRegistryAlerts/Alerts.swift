@@ -1,0 +1,5 @@
+import AsyncHTTPClient
+import CellprovRegistryCore
+
+/// cellprov-registry's outbound alerts.
+public enum RegistryAlerts {}

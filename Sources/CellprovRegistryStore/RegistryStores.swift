@@ -1,0 +1,6 @@
+import CellprovRegistryCore
+import GRDB
+import PostgresNIO
+
+/// The storage backends of cellprov-registry.
+public enum RegistryStores {}
