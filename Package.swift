@@ -103,7 +103,7 @@ let package = Package(
         .target(
             name: "CellprovReporter",
             dependencies: [
-                "CellprovCore", "CellprovStore", "CellprovSystemd",
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovStore", "CellprovSystemd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -6,7 +6,7 @@
    declares (no unknown key, every required key), follows the per-type rules of the document's table
    (previous / usb_serial_changed / other_slots / severity), and every event type has one example.
 3. When the Swift sources are beside it: the schema matches what the code writes. Property names and
-   which ones are always present come from EnrollmentPayload (Sources/CellprovReporter/Reporter.swift);
+   which ones are always present come from EnrollmentRequest (Sources/CellprovEnrollmentAPI/EnrollmentAPI.swift);
    the event types, severities, problem fields, problem codes and the module's `source` values
    (ObservationSource) from CellprovCore. A renamed, added or
    removed field on either side fails the check.
@@ -23,7 +23,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "enrollment-api.yaml")
-REPORTER = os.path.join(ROOT, "Sources", "CellprovReporter", "Reporter.swift")
+REPORTER = os.path.join(ROOT, "Sources", "CellprovEnrollmentAPI", "EnrollmentAPI.swift")
 EVENT = os.path.join(ROOT, "Sources", "CellprovCore", "Changes", "IdentityEvent.swift")
 PROBLEM = os.path.join(ROOT, "Sources", "CellprovCore", "Problem.swift")
 SOURCE = os.path.join(ROOT, "Sources", "CellprovCore", "ModemManager", "ModemManagerModem.swift")
@@ -218,10 +218,13 @@ def block(text, header):
 
 
 def top_level(body):
-    """`body` with every nested brace block removed."""
+    """`body` with the contents of every nested brace block removed (an empty `{}` stays in its place, so that a
+    computed property still shows its brace)."""
     out, depth = [], 0
     for ch in body:
         if ch == "{":
+            if depth == 0:
+                out.append("{}")
             depth += 1
         elif ch == "}":
             depth -= 1
@@ -230,11 +233,23 @@ def top_level(body):
     return "".join(out)
 
 
+def coding_keys(body):
+    """{swift name: JSON name} from a struct's own CodingKeys enum (the last one in its body: nested structs come
+    first)."""
+    last = body.rfind("enum CodingKeys")
+    coding = block(body[last:], r"enum\s+CodingKeys\b[^{]*\{") if last >= 0 else None
+    return dict(re.findall(r"(\w+)\s*=\s*\"([^\"]+)\"", coding or ""))
+
+
 def stored_properties(body):
-    """{name: optional} of a Swift struct's stored `var`s."""
+    """{JSON name: optional} of a Swift struct's stored `var`s (computed ones, `var x: T { ... }`, are skipped),
+    renamed by its CodingKeys enum if it has one."""
+    keys = coding_keys(body)
     found = {}
-    for name, type_ in re.findall(r"\bvar\s+(\w+)\s*:\s*([^\n=;{]+)", top_level(body)):
-        found[name] = type_.strip().endswith("?")
+    for name, type_, brace in re.findall(r"\bvar\s+(\w+)\s*:\s*([^\n=;{]+)(\{?)", top_level(body)):
+        if brace:
+            continue
+        found[keys.get(name, name)] = type_.strip().endswith("?")
     return found
 
 
@@ -278,9 +293,9 @@ def check_sources(spec):
         return
     schemas = spec["components"]["schemas"]
     reporter = read(REPORTER)
-    body = block(reporter, r"struct\s+Body\s*:\s*Encodable\s*\{")
+    body = block(reporter, r"struct\s+EnrollmentRequest\b[^{]*\{")
     if body is None:
-        fail("Reporter.swift: EnrollmentPayload.Body not found")
+        fail("EnrollmentAPI.swift: struct EnrollmentRequest not found")
         return
     nested = {
         "Device": ("Device",),
@@ -290,18 +305,26 @@ def check_sources(spec):
         "StateLostBody": ("StateLost",),
     }
     for swift_name, schema_names in nested.items():
-        struct = block(body, r"struct\s+" + swift_name + r"\s*:\s*Encodable\s*\{")
+        struct = block(body, r"struct\s+" + swift_name + r"\b[^{]*\{")
         if struct is None:
-            fail(f"Reporter.swift: struct {swift_name} not found")
+            fail(f"EnrollmentAPI.swift: struct {swift_name} not found")
             continue
         props = stored_properties(struct)
         for schema_name in schema_names:
             compare_object(spec, schema_name, props, f"Body.{swift_name}")
     # Top level: the custom encode(to:) decides what is always written.
     props = stored_properties(body)
-    encoded = {key: call for call, key in re.findall(r"c\.(encode|encodeIfPresent)\(\s*\w+\s*,\s*forKey:\s*\.(\w+)\)", body)}
+    renames = coding_keys(body)
+    # The top-level encode(to:) is the struct's last one (the nested structs' come first).
+    last = body.rfind("func encode(to")
+    encode_fn = block(body[last:], r"func\s+encode\(to\b[^{]*\{") if last >= 0 else None
+    encode_fn = encode_fn or ""
+    encoded = {
+        renames.get(key, key): call
+        for call, key in re.findall(r"c\.(encode|encodeIfPresent)\(\s*\w+\s*,\s*forKey:\s*\.(\w+)\)", encode_fn)
+    }
     if set(encoded) != set(props):
-        fail(f"Reporter.swift: Body's encode(to:) writes {sorted(encoded)}, its properties are {sorted(props)}")
+        fail(f"EnrollmentAPI.swift: EnrollmentRequest's encode(to:) writes {sorted(encoded)}, its properties are {sorted(props)}")
     always = {k for k, call in encoded.items() if call == "encode"}
     compare_object(spec, "EnrollmentEvent", props, "EnrollmentPayload.Body", always_present=always)
     # A property written with encode() although optional is written as null: the schema must say nullable.

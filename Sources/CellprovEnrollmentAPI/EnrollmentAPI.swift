@@ -1,6 +1,281 @@
 import CellprovCore
+import Foundation
 
 /// The enrollment API's version as the wire types here implement it (docs/enrollment-api.yaml `info.version`).
 public enum EnrollmentAPI {
     public static let version = "0.1.0"
+    /// The path, appended to a backend's base URL, that events are posted to.
+    public static let path = "/v1/enrollments"
+}
+
+/// The request body of `POST /v1/enrollments` (schema `EnrollmentEvent` of docs/enrollment-api.yaml), as
+/// cellprovd and `cellprov probe --report` send it and cellprov-registry decodes it.
+///
+/// This is a data channel: it holds full identifiers. It prints nothing but its event id and type, so that
+/// logging one by accident leaks nothing.
+///
+/// Encoding follows the API's "absent and null" rule: `previous` is always written (null when there is none);
+/// every other optional property is left out when it has no value. Decoding is lenient the other way: an absent
+/// property and a null one are alike, and unknown properties are ignored (later versions may add some).
+public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConvertible,
+    CustomDebugStringConvertible, CustomReflectable
+{
+    public struct Device: Sendable, Codable, Equatable {
+        public var serial: String?
+        public init(serial: String? = nil) { self.serial = serial }
+    }
+
+    public struct Module: Sendable, Codable, Equatable {
+        public var slot: String
+        public var usbSerial: String?
+        public var manufacturer: String?
+        public var model: String?
+        public var revision: String?
+        /// How the identities were read: "at" (cellprov's own AT session) or "modemmanager" (D-Bus). Absent in
+        /// payloads of senders older than the property: decoded as "at".
+        public var source: String
+
+        public init(
+            slot: String, usbSerial: String? = nil, manufacturer: String? = nil, model: String? = nil,
+            revision: String? = nil, source: String = "at"
+        ) {
+            self.slot = slot
+            self.usbSerial = usbSerial
+            self.manufacturer = manufacturer
+            self.model = model
+            self.revision = revision
+            self.source = source
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case slot, manufacturer, model, revision, source
+            case usbSerial = "usb_serial"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            slot = try c.decode(String.self, forKey: .slot)
+            usbSerial = try c.decodeIfPresent(String.self, forKey: .usbSerial)
+            manufacturer = try c.decodeIfPresent(String.self, forKey: .manufacturer)
+            model = try c.decodeIfPresent(String.self, forKey: .model)
+            revision = try c.decodeIfPresent(String.self, forKey: .revision)
+            source = try c.decodeIfPresent(String.self, forKey: .source) ?? "at"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(slot, forKey: .slot)
+            try c.encodeIfPresent(usbSerial, forKey: .usbSerial)
+            try c.encodeIfPresent(manufacturer, forKey: .manufacturer)
+            try c.encodeIfPresent(model, forKey: .model)
+            try c.encodeIfPresent(revision, forKey: .revision)
+            try c.encode(source, forKey: .source)
+        }
+    }
+
+    /// IMEI, IMSI and ICCID as digit strings (the values read, for `identity_invalid` as read).
+    public struct Identity: Sendable, Codable, Equatable {
+        public var imei: String?
+        public var imsi: String?
+        public var iccid: String?
+
+        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+            self.imei = imei
+            self.imsi = imsi
+            self.iccid = iccid
+        }
+
+        public init(_ snapshot: IdentitySnapshot) {
+            self.init(imei: snapshot.imei, imsi: snapshot.imsi, iccid: snapshot.iccid)
+        }
+
+        public var snapshot: IdentitySnapshot { IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid) }
+
+        public func encode(to encoder: any Encoder) throws {
+            enum K: String, CodingKey { case imei, imsi, iccid }
+            var c = encoder.container(keyedBy: K.self)
+            try c.encodeIfPresent(imei, forKey: .imei)
+            try c.encodeIfPresent(imsi, forKey: .imsi)
+            try c.encodeIfPresent(iccid, forKey: .iccid)
+        }
+    }
+
+    public struct ProblemBody: Sendable, Codable, Equatable {
+        public var code: String
+        public var field: String
+        public var severity: String
+        public var message: String
+
+        public init(code: String, field: String, severity: String, message: String) {
+            self.code = code
+            self.field = field
+            self.severity = severity
+            self.message = message
+        }
+
+        public init(_ problem: Problem) {
+            self.init(
+                code: problem.code.rawValue, field: problem.field.rawValue, severity: problem.severity.rawValue,
+                message: problem.message)
+        }
+    }
+
+    public struct StateLostBody: Sendable, Codable, Equatable {
+        public var reason: String
+        public var detectedAt: String
+        public var eventsSalvaged: Int
+        public var eventsLost: Int
+        public var lastSequence: Int?
+
+        public init(reason: String, detectedAt: String, eventsSalvaged: Int, eventsLost: Int, lastSequence: Int?) {
+            self.reason = reason
+            self.detectedAt = detectedAt
+            self.eventsSalvaged = eventsSalvaged
+            self.eventsLost = eventsLost
+            self.lastSequence = lastSequence
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case reason
+            case detectedAt = "detected_at"
+            case eventsSalvaged = "events_salvaged"
+            case eventsLost = "events_lost"
+            case lastSequence = "last_sequence"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(reason, forKey: .reason)
+            try c.encode(detectedAt, forKey: .detectedAt)
+            try c.encode(eventsSalvaged, forKey: .eventsSalvaged)
+            try c.encode(eventsLost, forKey: .eventsLost)
+            try c.encodeIfPresent(lastSequence, forKey: .lastSequence)  // absent: unknown
+        }
+    }
+
+    /// Lowercase UUID; the `Idempotency-Key` header carries the same value.
+    public var eventID: String
+    /// An event type name (`IdentityEventType` raw values). Kept as a string: a receiver must be able to tell an
+    /// unknown type apart from a malformed body.
+    public var type: String
+    /// RFC 3339 time, as sent.
+    public var occurredAt: String
+    public var sequence: Int
+    public var severity: String
+    public var device: Device
+    public var module: Module
+    public var identity: Identity
+    public var previous: Identity?
+    public var usbSerialChanged: Bool?
+    public var otherSlots: [String]?
+    public var problems: [ProblemBody]
+    public var stateLost: StateLostBody?
+
+    public init(
+        eventID: String, type: String, occurredAt: String, sequence: Int, severity: String, device: Device,
+        module: Module, identity: Identity, previous: Identity? = nil, usbSerialChanged: Bool? = nil,
+        otherSlots: [String]? = nil, problems: [ProblemBody] = [], stateLost: StateLostBody? = nil
+    ) {
+        self.eventID = eventID
+        self.type = type
+        self.occurredAt = occurredAt
+        self.sequence = sequence
+        self.severity = severity
+        self.device = device
+        self.module = module
+        self.identity = identity
+        self.previous = previous
+        self.usbSerialChanged = usbSerialChanged
+        self.otherSlots = otherSlots
+        self.problems = problems
+        self.stateLost = stateLost
+    }
+
+    /// The request for one of cellprovd's events.
+    public init(_ event: IdentityEvent, deviceSerial: String?) {
+        self.init(
+            eventID: event.id.uuidString.lowercased(), type: event.type.rawValue,
+            occurredAt: Self.timestamp(event.occurredAt), sequence: event.sequence,
+            severity: event.severity.rawValue, device: Device(serial: deviceSerial),
+            module: Module(
+                slot: event.slot, usbSerial: event.module.usbSerial, manufacturer: event.module.manufacturer,
+                model: event.module.model, revision: event.module.revision,
+                source: (event.module.source ?? .at).rawValue),
+            identity: Identity(event.identity), previous: event.previous.map(Identity.init),
+            usbSerialChanged: event.usbSerialChanged, otherSlots: event.otherSlots,
+            problems: event.problems.map(ProblemBody.init),
+            stateLost: event.stateLost.map {
+                StateLostBody(
+                    reason: $0.reason.rawValue, detectedAt: Self.timestamp($0.detectedAt),
+                    eventsSalvaged: $0.eventsSalvaged, eventsLost: $0.eventsLost, lastSequence: $0.lastSequence)
+            })
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, sequence, severity, device, module, identity, previous, problems
+        case eventID = "event_id"
+        case occurredAt = "occurred_at"
+        case usbSerialChanged = "usb_serial_changed"
+        case otherSlots = "other_slots"
+        case stateLost = "state_lost"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        eventID = try c.decode(String.self, forKey: .eventID)
+        type = try c.decode(String.self, forKey: .type)
+        occurredAt = try c.decode(String.self, forKey: .occurredAt)
+        sequence = try c.decode(Int.self, forKey: .sequence)
+        severity = try c.decode(String.self, forKey: .severity)
+        device = try c.decodeIfPresent(Device.self, forKey: .device) ?? Device()
+        module = try c.decode(Module.self, forKey: .module)
+        identity = try c.decodeIfPresent(Identity.self, forKey: .identity) ?? Identity()
+        previous = try c.decodeIfPresent(Identity.self, forKey: .previous)
+        usbSerialChanged = try c.decodeIfPresent(Bool.self, forKey: .usbSerialChanged)
+        otherSlots = try c.decodeIfPresent([String].self, forKey: .otherSlots)
+        problems = try c.decodeIfPresent([ProblemBody].self, forKey: .problems) ?? []
+        stateLost = try c.decodeIfPresent(StateLostBody.self, forKey: .stateLost)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(eventID, forKey: .eventID)
+        try c.encode(type, forKey: .type)
+        try c.encode(occurredAt, forKey: .occurredAt)
+        try c.encode(sequence, forKey: .sequence)
+        try c.encode(severity, forKey: .severity)
+        try c.encode(device, forKey: .device)
+        try c.encode(module, forKey: .module)
+        try c.encode(identity, forKey: .identity)
+        try c.encode(previous, forKey: .previous)  // null when there is none
+        try c.encodeIfPresent(usbSerialChanged, forKey: .usbSerialChanged)
+        try c.encodeIfPresent(otherSlots, forKey: .otherSlots)
+        try c.encode(problems, forKey: .problems)
+        try c.encodeIfPresent(stateLost, forKey: .stateLost)
+    }
+
+    /// The JSON body as sent: UTF-8, slashes unescaped.
+    public func jsonBytes() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return [UInt8](try encoder.encode(self))
+    }
+
+    /// Decodes a body; throws `DecodingError` for a body that is not this schema.
+    public static func decode(_ bytes: some Collection<UInt8>) throws -> EnrollmentRequest {
+        try JSONDecoder().decode(EnrollmentRequest.self, from: Data(bytes))
+    }
+
+    /// RFC 3339 in UTC, whole seconds, as the API writes times.
+    public static func timestamp(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: date)
+    }
+
+    public var description: String { "EnrollmentRequest(\(eventID), \(type))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["event_id": eventID, "type": type], displayStyle: .struct)
+    }
 }

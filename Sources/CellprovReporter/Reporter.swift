@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovStore
 import CellprovSystemd
 import Foundation
@@ -322,97 +323,10 @@ public actor Reporter {
     }
 }
 
-/// The enrollment API's request body (docs/enrollment-api.yaml).
+/// The enrollment API's request body (docs/enrollment-api.yaml): CellprovEnrollmentAPI's wire type, shared with
+/// cellprov-registry's decoder.
 public enum EnrollmentPayload {
-    struct Body: Encodable {
-        struct Device: Encodable { var serial: String? }
-        struct Module: Encodable {
-            var slot: String
-            var usb_serial: String?
-            var manufacturer: String?
-            var model: String?
-            var revision: String?
-            /// How the identities were read: "at" (cellprov's own AT session) or "modemmanager" (D-Bus).
-            var source: String
-        }
-        struct Identity: Encodable {
-            var imei: String?
-            var imsi: String?
-            var iccid: String?
-        }
-        struct ProblemBody: Encodable {
-            var code: String
-            var field: String
-            var severity: String
-            var message: String
-        }
-        struct StateLostBody: Encodable {
-            var reason: String
-            var detected_at: String
-            var events_salvaged: Int
-            var events_lost: Int
-            var last_sequence: Int?
-        }
-        var event_id: String
-        var type: String
-        var occurred_at: String
-        var sequence: Int
-        var severity: String
-        var device: Device
-        var module: Module
-        var identity: Identity
-        var previous: Identity?
-        var usb_serial_changed: Bool?
-        var other_slots: [String]?
-        var problems: [ProblemBody]
-        var state_lost: StateLostBody?
-
-        func encode(to encoder: any Encoder) throws {
-            enum K: String, CodingKey {
-                case event_id, type, occurred_at, sequence, severity, device, module, identity, previous
-                case usb_serial_changed, other_slots, problems, state_lost
-            }
-            var c = encoder.container(keyedBy: K.self)
-            try c.encode(event_id, forKey: .event_id)
-            try c.encode(type, forKey: .type)
-            try c.encode(occurred_at, forKey: .occurred_at)
-            try c.encode(sequence, forKey: .sequence)
-            try c.encode(severity, forKey: .severity)
-            try c.encode(device, forKey: .device)
-            try c.encode(module, forKey: .module)
-            try c.encode(identity, forKey: .identity)
-            try c.encode(previous, forKey: .previous)  // null when there is none
-            try c.encodeIfPresent(usb_serial_changed, forKey: .usb_serial_changed)
-            try c.encodeIfPresent(other_slots, forKey: .other_slots)
-            try c.encode(problems, forKey: .problems)
-            try c.encodeIfPresent(state_lost, forKey: .state_lost)
-        }
-    }
-
     public static func encode(_ event: IdentityEvent, deviceSerial: String?) throws -> [UInt8] {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        func identity(_ s: IdentitySnapshot) -> Body.Identity { .init(imei: s.imei, imsi: s.imsi, iccid: s.iccid) }
-        let body = Body(
-            event_id: event.id.uuidString.lowercased(), type: event.type.rawValue,
-            occurred_at: f.string(from: event.occurredAt), sequence: event.sequence,
-            severity: event.severity.rawValue, device: .init(serial: deviceSerial),
-            module: .init(
-                slot: event.slot, usb_serial: event.module.usbSerial, manufacturer: event.module.manufacturer,
-                model: event.module.model, revision: event.module.revision,
-                source: (event.module.source ?? .at).rawValue),
-            identity: identity(event.identity), previous: event.previous.map(identity),
-            usb_serial_changed: event.usbSerialChanged, other_slots: event.otherSlots,
-            problems: event.problems.map {
-                .init(code: $0.code.rawValue, field: $0.field.rawValue, severity: $0.severity.rawValue, message: $0.message)
-            },
-            state_lost: event.stateLost.map {
-                .init(
-                    reason: $0.reason.rawValue, detected_at: f.string(from: $0.detectedAt),
-                    events_salvaged: $0.eventsSalvaged, events_lost: $0.eventsLost, last_sequence: $0.lastSequence)
-            })
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return [UInt8](try encoder.encode(body))
+        try EnrollmentRequest(event, deviceSerial: deviceSerial).jsonBytes()
     }
 }
