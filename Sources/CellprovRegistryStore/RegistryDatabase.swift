@@ -74,7 +74,14 @@ public enum RegistryDatabase {
             try await store.migrate()
             return store
         case .postgres(let location):
-            throw RegistryStoreError("the PostgreSQL backend is not built yet (\(location))")
+            let store = PostgresRegistryStore(location: location, logger: logger)
+            do {
+                try await store.migrate()
+            } catch {
+                await store.close()
+                throw RegistryStoreError("cannot open the PostgreSQL database \(location): \(error)")
+            }
+            return store
         }
     }
 
@@ -124,6 +131,7 @@ public enum RegistryDatabase {
         var socketDir: String?
         var tls: PostgresLocation.TLSMode?
         var userFromQuery: String?
+        var portFromQuery: Int?
         for item in components.queryItems ?? [] {
             switch item.name {
             case "host":
@@ -137,6 +145,11 @@ public enum RegistryDatabase {
                 }
             case "user":
                 userFromQuery = item.value
+            case "port":
+                guard let p = item.value.flatMap({ Int($0) }) else {
+                    throw RegistryDatabaseURLError("the PostgreSQL URL's port parameter is not a number")
+                }
+                portFromQuery = p
             case "application_name", "connect_timeout":
                 break
             default:
@@ -150,7 +163,7 @@ public enum RegistryDatabase {
             throw RegistryDatabaseURLError("the PostgreSQL URL's path must be one database name (/DB)")
         }
         if database.isEmpty { database = user }
-        let port = components.port ?? 5432
+        let port = components.port ?? portFromQuery ?? 5432
         guard (1...65535).contains(port) else { throw RegistryDatabaseURLError("the PostgreSQL port is out of range") }
         let host = components.host ?? ""
         if let dir = socketDir, dir.hasPrefix("/") {
