@@ -66,8 +66,12 @@ public struct RegistryDatabaseURLError: Error, Sendable, Equatable, CustomString
 
 /// Opens the registry's storage from its `--database` URL.
 public enum RegistryDatabase {
-    /// Opens (and migrates) the store the URL names: `SQLiteRegistryStore` or `PostgresRegistryStore`.
-    public static func open(url: String, logger: Logger) async throws -> any RegistryStore {
+    /// Opens (and migrates) the store the URL names: `SQLiteRegistryStore` or `PostgresRegistryStore`. A
+    /// PostgreSQL server that cannot be reached (or migrated) within `connectTimeout` is an error rather than a wait
+    /// (postgres-nio's pool would keep retrying for about a minute): under systemd the unit restarts and tries again.
+    public static func open(url: String, logger: Logger, connectTimeout: Duration = .seconds(15)) async throws
+        -> any RegistryStore
+    {
         switch try parse(url) {
         case .sqlite(let path):
             let store = try SQLiteRegistryStore(path: path, logger: logger)
@@ -76,7 +80,15 @@ public enum RegistryDatabase {
         case .postgres(let location):
             let store = PostgresRegistryStore(location: location, logger: logger)
             do {
-                try await store.migrate()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await store.migrate() }
+                    group.addTask {
+                        try await Task.sleep(for: connectTimeout)
+                        throw RegistryStoreError("no answer within \(connectTimeout)")
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
             } catch {
                 await store.close()
                 throw RegistryStoreError("cannot open the PostgreSQL database \(location): \(error)")
