@@ -311,7 +311,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
                 logger: logger)
             let fieldSeen: Int64? = origin == .device ? received : nil
             // The unit, its slot and the references in one round trip (data-modifying CTEs all run).
-            try await conn.query(
+            let written = try await conn.query(
                 """
                 WITH unit AS (
                     INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (\(serial), \(received),
@@ -340,7 +340,15 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
                     RETURNING 1)
                 SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM slot), (SELECT count(*) FROM refs_added)
                 """, logger: logger)
-            let context = try await Self.context(conn, logger, request: request, serial: serial, origin: origin)
+            var isCurrent = false
+            for try await (_, slotRows, _) in written.decode((Int64, Int64, Int64).self) { isCurrent = slotRows == 1 }
+            var context = try await Self.context(conn, logger, request: request, serial: serial, origin: origin)
+            if !isCurrent {
+                // An older event than the slot's current one (a late backlog): it says nothing about who holds
+                // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
+                context.imeiHolders = []
+                context.iccidHolders = []
+            }
             let flags = FlagRules.evaluate(context)
             if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
                 try await conn.query(
