@@ -213,6 +213,35 @@ import Testing
         Self.expectNoLeak(run.stderr, token: token, "stderr")
     }
 
+    /// A registry behind https with a private CA: trusted with --ca-file; without it the system trust store
+    /// refuses the certificate and nothing is stored.
+    @Test func httpsWithTheStationsCAFile() async throws {
+        let certs = try TestCertificates()
+        let sims = try Self.simulators(1)
+        defer { sims.forEach { $0.stop() } }
+        let receiver = try EnrollmentReceiver(
+            tls: .init(certificateFile: certs.file("server.pem"), keyFile: certs.file("server.key")))
+        defer { receiver.stop() }
+        let base = ["probe", "--json", "--device-serial", Self.serial, "--report", "https://\(receiver.url)"]
+
+        let trusted = try await CLI.run(base + ["--ca-file", certs.file("ca.pem"), sims[0].path])
+        #expect(trusted.status == 0, "\(trusted.stderr)")
+        let report = try #require(try Self.lines(trusted)[sims[0].path]?["report"] as? [String: Any])
+        #expect(report["outcome"] as? String == "stored")
+        #expect(receiver.requests.count == 1)
+
+        let untrusted = try await CLI.run(base + [sims[0].path])
+        #expect(untrusted.status == 4, "\(untrusted.stderr)")
+        let refused = try #require(try Self.lines(untrusted)[sims[0].path]?["report"] as? [String: Any])
+        #expect(refused["outcome"] as? String == "failed")
+        #expect(refused["status"] is NSNull)
+        #expect((refused["reason"] as? String)?.contains("TLS") == true)
+        #expect(receiver.requests.count == 1, "no request got through without the CA")
+
+        let missing = try await CLI.run(base + ["--ca-file", certs.file("nope.pem"), sims[0].path])
+        #expect(missing.status == 78, "\(missing.stderr)")
+    }
+
     @Test(arguments: [0o644, 0o620, 0o604])
     func aTokenFileOthersCanReadIsRefusedBeforeAnyPortIsOpened(mode: Int) async throws {
         let receiver = try EnrollmentReceiver()
@@ -247,5 +276,42 @@ import Testing
     func usageErrors(arguments: [String]) async throws {
         let run = try await CLI.run(["probe"] + arguments + ["/dev/null"])
         #expect(run.status == 64, "\(run.stderr)")
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl` at test time.
+final class TestCertificates {
+    let dir: URL
+
+    func file(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    init() throws {
+        dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-certs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        try Self.openssl(
+            ["req", "-x509"] + ec + ["-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "2", "-subj",
+            "/CN=cellprov test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign"])
+        try "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
+        try Self.openssl(
+            ["req", "-new"] + ec + ["-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=127.0.0.1"])
+        try Self.openssl(
+            ["x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
+             "-CAcreateserial", "-out", file("server.pem"), "-days", "2", "-extfile", file("server.ext")])
+    }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
+
+    private static func openssl(_ args: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["openssl"] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
 }
