@@ -152,9 +152,16 @@ public final class EnrollmentPoster: Sendable {
             let amount = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             let response = try await client.execute(request, timeout: amount)
             let status = Int(response.status.code)
-            let bytes = try await response.body.collect(upTo: 4096)
-            let text = String(decoding: bytes.readableBytesView, as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // The answer's body is untrusted: its first 4 KiB at most are read (a longer one is cut, not an error: the
+            // status is the answer), and the read may fail without losing the status.
+            var bytes: [UInt8] = []
+            do {
+                for try await chunk in response.body {
+                    bytes += chunk.readableBytesView.prefix(4096 - bytes.count)
+                    if bytes.count >= 4096 { break }
+                }
+            } catch {}
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             let reason = (200..<300).contains(status) || status == 409
                 ? nil : "HTTP \(status)" + (text.isEmpty ? "" : ": " + String(Redaction.scrub(text).prefix(200)))
             return (status, reason, Self.isTransient(status: status))

@@ -138,6 +138,22 @@ import Testing
         Self.expectNoLeak(run.stderr, token: token, "stderr")
     }
 
+    /// A refusal with a body far past what is read: the status still decides, the reason is cut to 200 characters.
+    @Test func aHugeAnswerBodyIsCutNotAFailure() async throws {
+        let sims = try Self.simulators(1)
+        defer { sims.forEach { $0.stop() } }
+        let receiver = try EnrollmentReceiver(behaviour: .status(422))
+        defer { receiver.stop() }
+        receiver.setResponseBody(String(repeating: "no such unit; ", count: 20_000))
+        let run = try await Self.probe(sims.map(\.path), receiver: receiver, token: nil)
+        #expect(run.status == 3, "\(run.stderr)")
+        let report = try #require(try Self.lines(run)[sims[0].path]?["report"] as? [String: Any])
+        #expect(report["status"] as? Int == 422)
+        #expect(report["outcome"] as? String == "rejected")
+        #expect(report["attempts"] as? Int == 1)
+        #expect(((report["reason"] as? String)?.count ?? 0) <= "HTTP 422: ".count + 200)
+    }
+
     @Test func aTransientFailureIsRetriedAndThenStored() async throws {
         let sims = try Self.simulators(1)
         defer { sims.forEach { $0.stop() } }
