@@ -207,8 +207,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
 
     /// Lowercase UUID; the `Idempotency-Key` header carries the same value.
     public var eventID: String
-    /// An event type name (`IdentityEventType` raw values, or `APIEventType`'s). Kept as a string: a receiver must be able to tell an
-    /// unknown type apart from a malformed body.
+    /// An event type name (`IdentityEventType` raw values, or `APIEventType`'s). Kept as a string: a receiver
+    /// must be able to tell an unknown type apart from a malformed body.
     public var type: String
     /// RFC 3339 time, as sent.
     public var occurredAt: String

@@ -101,7 +101,8 @@ public final class EnrollmentPoster: Sendable {
     public init(_ config: Configuration) throws {
         self.config = config
         let clientConfig = try Reporter.makeClientConfiguration(
-            ReporterConfiguration(url: config.url, token: config.token, caFile: config.caFile, userAgent: config.userAgent))
+            ReporterConfiguration(
+                url: config.url, token: config.token, caFile: config.caFile, userAgent: config.userAgent))
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
     }
 
@@ -202,7 +203,8 @@ public enum TokenFile {
     public static func read(path: String) throws(ReporterError) -> String {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw ReporterError(description: "\(path): cannot read the token file (\(String(cString: strerror(errno))))")
+            let reason = String(cString: strerror(errno))
+            throw ReporterError(description: "\(path): cannot read the token file (\(reason))")
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw ReporterError(description: "\(path): the token file is not a regular file")

@@ -18,7 +18,8 @@ import Testing
         var path: String { dir.appendingPathComponent("station.token").path }
 
         init(mode: Int = 0o600) throws {
-            dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-token-\(UUID().uuidString)")
+            dir = URL(fileURLWithPath: NSTemporaryDirectory())
+                .appendingPathComponent("cellprov-token-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try (token + "\n").write(toFile: path, atomically: false, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
@@ -31,7 +32,8 @@ import Testing
         try (0..<count).map { i in
             try ModemSimulator(
                 SimulatorOptions(
-                    profile: VendorProfile.allCases[i], identity: identities[i], quirks: quirks[i] ?? SimulatorQuirks()))
+                    profile: VendorProfile.allCases[i], identity: identities[i],
+                    quirks: quirks[i] ?? SimulatorQuirks()))
         }
     }
 
@@ -79,7 +81,8 @@ import Testing
         #expect(requests.count == 2)
         let lines = try Self.lines(run)
         for (sim, id) in zip(sims, Self.identities) {
-            let request = try #require(requests.first { ($0.json?["module"] as? [String: Any])?["slot"] as? String == sim.path })
+            let request = try #require(
+                requests.first { ($0.json?["module"] as? [String: Any])?["slot"] as? String == sim.path })
             #expect(request.method == "POST")
             #expect(request.path == "/v1/enrollments")
             #expect(request.headers["authorization"] == "Bearer \(token.token)")
@@ -309,10 +312,11 @@ final class TestCertificates {
             ["req", "-x509"] + ec + ["-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "2", "-subj",
             "/CN=cellprov test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
             "keyUsage=critical,keyCertSign,cRLSign"])
-        try "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-            .write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
+        try ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nsubjectAltName=IP:127.0.0.1\n"
+            + "extendedKeyUsage=serverAuth\n").write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
         try Self.openssl(
-            ["req", "-new"] + ec + ["-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=127.0.0.1"])
+            ["req", "-new"] + ec
+                + ["-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=127.0.0.1"])
         try Self.openssl(
             ["x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
              "-CAcreateserial", "-out", file("server.pem"), "-days", "2", "-extfile", file("server.ext")])

@@ -29,7 +29,8 @@ import Testing
                 iccid: iccid.map { pseudonymizer.reference(kind: "iccid", value: $0) })
         }
 
-        let enrolled = try EnrollmentRequest.decode([UInt8](try #require(setup.requests(ofType: "enrolled").first).body))
+        let enrolled = try EnrollmentRequest.decode(
+            [UInt8](try #require(setup.requests(ofType: "enrolled").first).body))
         let expected = refs(E2E.original.imei, E2E.original.imsi, E2E.original.iccid)
         #expect(enrolled.references == expected)
         for ref in expected.all {
