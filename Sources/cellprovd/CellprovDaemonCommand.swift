@@ -30,6 +30,12 @@ public struct CellprovDaemonCommand: AsyncParsableCommand {
 
     public init() {}
 
+    /// What the daemon process sets up before anything else runs: its own executor for Swift concurrency's global
+    /// jobs (``DaemonExecutor``: no libdispatch pool monitor, no wake-up while idle). Call first in `main`.
+    public static func prepareProcess() {
+        DaemonExecutor.install()
+    }
+
     public func run() async throws {
         let settings: DaemonConfig
         let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
