@@ -222,7 +222,8 @@ public final class ModemManagerClient: @unchecked Sendable {
             return
         }
         logger.debug(
-            "waiting for the system bus socket", metadata: ["directory": "\(watch.directory)", "entry": "\(watch.awaited)"])
+            "waiting for the system bus socket",
+            metadata: ["directory": "\(watch.directory)", "entry": "\(watch.awaited)"])
         while !isStopped {
             wait(fd: watch.fd, events: Int16(POLLIN), timeoutMilliseconds: -1)
             if watch.consume() { return }

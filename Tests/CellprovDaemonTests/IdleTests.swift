@@ -13,7 +13,8 @@ import Glibc
 /// executor's deadline arithmetic, and the daemon process itself staying asleep between triggers.
 @Suite struct BusSocketWatchTests {
     @Test func socketPathOfAnAddress() {
-        #expect(BusSocketWatch.socketPath(address: "unix:path=/run/dbus/system_bus_socket") == "/run/dbus/system_bus_socket")
+        let standard = "/run/dbus/system_bus_socket"
+        #expect(BusSocketWatch.socketPath(address: "unix:path=\(standard)") == standard)
         #expect(BusSocketWatch.socketPath(address: "unix:abstract=/x;unix:guid=1,path=/tmp/a%20b") == "/tmp/a b")
         #expect(BusSocketWatch.socketPath(address: "tcp:host=localhost,port=1") == nil)
         #expect(BusSocketWatch.socketPath(address: "") == nil)
@@ -29,9 +30,11 @@ import Glibc
         #expect(watch.directory == dir.path)
         #expect(watch.awaited == "run")
         #expect(!watch.consume())
-        #expect(FileManager.default.createFile(atPath: dir.appendingPathComponent("unrelated").path, contents: nil))
+        let unrelated = dir.appendingPathComponent("unrelated").path
+        #expect(FileManager.default.createFile(atPath: unrelated, contents: nil))
         #expect(!watch.consume())
-        try FileManager.default.createDirectory(at: dir.appendingPathComponent("run"), withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(
+            at: dir.appendingPathComponent("run"), withIntermediateDirectories: false)
         #expect(watch.consume())
         #expect(!watch.consume())
     }
@@ -64,8 +67,8 @@ import Glibc
         return result
     }
 
-    /// cellprovd with one modem and no system bus: it waits for the bus socket without retrying, connects as soon as
-    /// a dbus-daemon creates it, and between triggers none of its threads wakes (no libdispatch pool monitor).
+    /// cellprovd with one modem and no system bus: it waits for the bus socket without retrying, connects as soon
+    /// as a dbus-daemon creates it, and between triggers none of its threads wakes (no libdispatch pool monitor).
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/dbus-daemon")))
     func idleDaemonSleepsAndFindsTheBusWhenItAppears() async throws {
         let modem = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: DaemonProcessTests.first))
@@ -80,7 +83,8 @@ import Glibc
         #expect(await daemon.waitForStderr { $0.contains("identity read:") }, "\(daemon.stderr)")
         #expect(await daemon.waitForStderr { $0.contains("waiting for the system bus socket") }, "\(daemon.stderr)")
         // After start-up's burst: the memory release 5 s later, then dispatch's idle worker threads end (5 s).
-        #expect(await daemon.waitForStderr(timeout: .seconds(15)) { $0.contains("memory released") }, "\(daemon.stderr)")
+        #expect(
+            await daemon.waitForStderr(timeout: .seconds(15)) { $0.contains("memory released") }, "\(daemon.stderr)")
         try await Task.sleep(for: .seconds(6))
 
         let pid = daemon.process.processIdentifier
