@@ -63,7 +63,7 @@ public struct CarrierExport: Sendable, Equatable {
                 builder.add(fields)
             }
         } catch {
-            throw ReconciliationError.malformed("a quoted field has text after its closing quote")
+            throw ReconciliationError.malformed("a field has a stray quote (text after a closing quote, or an unescaped quote)")
         }
         guard builder.rows > 0 else { throw ReconciliationError.empty }
         guard !builder.sims.isEmpty else { throw ReconciliationError.noValidRows(skipped: builder.skippedCount) }
