@@ -6,7 +6,7 @@ import Foundation
 /// (REGISTRY.md "Masking": the CellprovCore types' descriptions, `IMEI(TAC 35209900, ref 1a2b3c4d5e)`,
 /// `IMSI(262-01, ref …)`, `ICCID(894922, ref …)`; a value that does not validate as `IMEI(ref …)`), so a receiving
 /// chat channel or ticket system never holds full identifiers, while the references still correlate with the
-/// registry's pages (same key: `Redaction.pseudonymizer`, set at start to the registry's key).
+/// registry's pages (same key: `Masking.configure(pseudonymKey:)` at start; the masking is `Masking`'s).
 ///
 ///     {"id": 42, "kind": "imei_on_two_units", "severity": "critical", "serial": "GW-000200", "slot": "usb-1",
 ///      "summary": "IMEI also enrolled by GW-000201", "raised_at": "2026-11-30T04:12:30Z",
@@ -53,10 +53,9 @@ public struct AlertPayload: Sendable, Equatable, Encodable {
         // Summaries and notes carry no identifier digits by contract; scrubbed anyway, as the last line of defence.
         summary = Redaction.scrub(flag.summary)
         raisedAt = Self.rfc3339(stored.raisedAt)
+        let masked = Masking.evidence(flag.evidence)
         identifiers = Identifiers(
-            imei: flag.evidence.imei.map(AlertMasking.imei), imsi: flag.evidence.imsi.map(AlertMasking.imsi),
-            iccid: flag.evidence.iccid.map(AlertMasking.iccid),
-            expectedIMEI: flag.evidence.expectedIMEI.map(AlertMasking.imei))
+            imei: masked.imei, imsi: masked.imsi, iccid: masked.iccid, expectedIMEI: masked.expectedIMEI)
         otherSerials = flag.evidence.otherSerials
         note = flag.evidence.note.map(Redaction.scrub)
     }
@@ -69,25 +68,5 @@ public struct AlertPayload: Sendable, Equatable, Encodable {
 
     static func rfc3339(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
-    }
-}
-
-/// The masked forms of REGISTRY.md. (When regstore's `Masking` lands in CellprovRegistryCore, this can defer to it;
-/// both are the CellprovCore types' descriptions.)
-enum AlertMasking {
-    static func imei(_ raw: String) -> String {
-        IMEI.validate(raw).value?.description ?? "IMEI(ref \(reference("imei", raw)))"
-    }
-
-    static func imsi(_ raw: String) -> String {
-        IMSI.validate(raw).value?.description ?? "IMSI(ref \(reference("imsi", raw)))"
-    }
-
-    static func iccid(_ raw: String) -> String {
-        ICCID.validate(raw).value?.description ?? "ICCID(ref \(reference("iccid", raw)))"
-    }
-
-    private static func reference(_ kind: String, _ raw: String) -> String {
-        Redaction.pseudonymizer.reference(kind: kind, value: raw)
     }
 }

@@ -62,7 +62,8 @@ public struct SilenceMonitor: Sendable {
             logger.notice(
                 "unit_silent flags raised",
                 metadata: [
-                    AlertMessageID.metadataKey: .string(AlertMessageID.unitSilentRaised.id),
+                    RegistryMessageID.metadataKey: .string(RegistryMessageID.flagRaised(.unitSilent).id),
+                    "kind": "unit_silent",
                     "count": "\(raised.count)", "silent_units": "\(serials.count)",
                 ])
             onRaised(raised)

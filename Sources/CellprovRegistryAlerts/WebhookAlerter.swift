@@ -67,7 +67,8 @@ public struct WebhookAlerterStatistics: Sendable, Equatable {
 /// The body carries no identifier digits: identifiers only in their masked forms (``AlertPayload``).
 public final class WebhookAlerter: Sendable {
     struct State {
-        var queue: [AlertPayload] = []
+        /// Flags as raised: masking (HMAC references) happens in the worker, so that `enqueue` stays cheap.
+        var queue: [RegistryFlag] = []
         var statistics = WebhookAlerterStatistics()
         /// Overflow drops not yet logged (logged by the worker, so `enqueue` never logs per alert).
         var unreportedDrops = 0
@@ -99,9 +100,8 @@ public final class WebhookAlerter: Sendable {
     public func enqueue(_ flags: [RegistryFlag]) {
         let wanted = flags.filter { Self.rank($0.flag.severity) >= Self.rank(configuration.minimumSeverity) }
         guard !wanted.isEmpty else { return }
-        let payloads = wanted.map(AlertPayload.init)
         state.withLock { s in
-            s.queue.append(contentsOf: payloads)
+            s.queue.append(contentsOf: wanted)
             let excess = s.queue.count - configuration.queueCapacity
             if excess > 0 {
                 s.queue.removeFirst(excess)
@@ -117,7 +117,7 @@ public final class WebhookAlerter: Sendable {
         for await _ in wakeups {
             reportDrops()
             while !Task.isCancelled, let next = pop() {
-                await deliver(next)
+                await deliver(AlertPayload(next))
                 reportDrops()
             }
             if Task.isCancelled { return }
@@ -127,7 +127,7 @@ public final class WebhookAlerter: Sendable {
     /// Stops ``run()`` once the current delivery ends.
     public func finish() { wake.finish() }
 
-    private func pop() -> AlertPayload? {
+    private func pop() -> RegistryFlag? {
         state.withLock { s in s.queue.isEmpty ? nil : s.queue.removeFirst() }
     }
 
@@ -206,7 +206,7 @@ public final class WebhookAlerter: Sendable {
         logger.error(
             "alert given up",
             metadata: meta.merging([
-                AlertMessageID.metadataKey: .string(AlertMessageID.alertGivenUp.id), "reason": .string(reason),
+                RegistryMessageID.metadataKey: .string(RegistryMessageID.alertFailed.id), "reason": .string(reason),
             ]) { $1 })
     }
 

@@ -2,18 +2,15 @@
 ///
 /// Kept in their own file beside the registry's other ids (`RegistryMessageID`, regstore's) so that the two
 /// branches do not edit one enum at the same time; the integrator may fold them into one. Each id is 32 lowercase
-/// hex digits and never changes once released.
+/// hex digits and never changes once released. An alert given up logs `RegistryMessageID.alertFailed`; flags the
+/// silence check raises log `RegistryMessageID.flagRaised(.unitSilent)`.
 public enum AlertMessageID: String, CaseIterable, Sendable {
     /// A critical flag was POSTed to the webhook and accepted (2xx).
     case alertDelivered = "740ea553f47e456694144a1d638d44fb"
     /// A webhook delivery failed and will be retried after a backoff.
     case alertRetrying = "d7f688c3be864da6b994676637ed7c9c"
-    /// An alert was given up: the webhook refused it for good (4xx) or every attempt failed.
-    case alertGivenUp = "f0d78aa1c5e348208ce6b0322325a35c"
     /// The alert queue was full (webhook down for long): the oldest alerts were dropped; the count is attached.
     case alertQueueOverflow = "414071ee45a946a88c558b951567e63f"
-    /// The periodic silence check raised `unit_silent` flags (count attached, serials in the flags).
-    case unitSilentRaised = "e8d044f19bf5494ab5eea5bd0f29e134"
     /// The periodic silence check could not query or write the store (it retries at its next period).
     case silenceCheckFailed = "487653ebd2484d86a33ac5b8d61920fa"
 
