@@ -231,6 +231,17 @@ import Testing
         let again = try Reconciliation.reconcile(csv: bytes, mapping: nil, assignments: assignments.reversed())
         let sameFlags = again.flags == r.flags
         #expect(sameFlags)
+
+        // The report's lines for the page: no identifier digits, the counts as computed.
+        let lines = r.summaryLines
+        for (label, value) in lines {
+            #expect(!(label + value).contains(/[0-9]{6}/), "\(label): \(value)")
+        }
+        let byLabel = Dictionary(lines.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        #expect(byLabel["rows read"] == "\(r.rows)")
+        #expect(byLabel["imsi_iccid_mismatch"] == "\(r.count(.imsiICCIDMismatch))")
+        #expect(byLabel["unrecognised statuses (taken as not active)"] == "zombie (10)")
+        #expect(byLabel["delimiter"] == "semicolon")
     }
 
     @Test func nineteenDigitExportMatchesOnlyTheLuhnValidTwentyDigitRead() throws {
@@ -246,6 +257,17 @@ import Testing
         let bad = try Reconciliation.reconcile(
             csv: csv, mapping: nil, assignments: [SIMAssignment(serial: "A", slot: "s", iccid: invalid, imsi: nil)])
         #expect(Set(bad.findings.map(\.kind)) == [.simActiveUnassigned, .simUnknownToCarrier])
+    }
+
+    @Test func configuredMappingDetectsTheRolesLeftOut() throws {
+        #expect(ColumnMapping.configured(iccid: nil, imsi: " ", status: nil) == nil)
+        let mapping = try #require(ColumnMapping.configured(iccid: nil, imsi: nil, status: "Zustand"))
+        let csv = Array("ICCID,IMSI,Zustand\n89492000000000000018,262011234567890,Activated\n".utf8)
+        let r = try Reconciliation.reconcile(csv: csv, mapping: mapping, assignments: [])
+        #expect(r.iccidColumn == "ICCID")
+        #expect(r.imsiColumn == "IMSI")
+        #expect(r.statusColumn == "Zustand")
+        #expect(r.activeCarrierSIMs == 1)
     }
 
     @Test func exportWithoutStatusTakesListedSIMsAsActive() throws {

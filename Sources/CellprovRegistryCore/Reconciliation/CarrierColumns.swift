@@ -68,7 +68,7 @@ public enum CarrierColumns {
         }
 
         let iccid: Int
-        if let name = mapping?.iccid {
+        if let name = mapping?.iccid, !name.isEmpty {
             iccid = try named(name, role: "ICCID")
         } else {
             guard let found = try detect(iccidNames, role: "ICCID", excluding: []) else {

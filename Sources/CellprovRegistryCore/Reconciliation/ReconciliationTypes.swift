@@ -1,8 +1,10 @@
 import CellprovCore
+import Foundation
 
 /// Which columns of a carrier export hold what. Given by the operator when the portal's header names are not
 /// among the ones ``Reconciliation`` detects (``CarrierColumns``); names are matched case-insensitively, ignoring
-/// blanks, `_`, `-` and `.` (so `SIM ICCID`, `sim_iccid` and `Sim-Iccid` are one name).
+/// blanks, `_`, `-` and `.` (so `SIM ICCID`, `sim_iccid` and `Sim-Iccid` are one name). A role left nil (or an
+/// empty ICCID name) is detected as without a mapping.
 public struct ColumnMapping: Sendable, Equatable, Codable {
     /// The ICCID column (required).
     public var iccid: String
@@ -15,6 +17,16 @@ public struct ColumnMapping: Sendable, Equatable, Codable {
         self.iccid = iccid
         self.imsi = imsi
         self.status = status
+    }
+
+    /// A mapping from optional configuration (`[reconciliation] iccid_column`, …): nil when nothing is configured;
+    /// an unconfigured ICCID column is then detected.
+    public static func configured(iccid: String?, imsi: String?, status: String?) -> ColumnMapping? {
+        func clean(_ s: String?) -> String? {
+            s.flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+        }
+        guard clean(iccid) != nil || clean(imsi) != nil || clean(status) != nil else { return nil }
+        return ColumnMapping(iccid: clean(iccid) ?? "", imsi: clean(imsi), status: clean(status))
     }
 }
 
@@ -189,4 +201,37 @@ public struct ReconciliationReport: Sendable, Equatable {
 
     /// Findings per kind.
     public func count(_ kind: FlagKind) -> Int { findings.count { $0.kind == kind } }
+
+    /// The report as label/value lines for a page or a JSON answer, in order, without identifier digits (header
+    /// names and status texts have digits masked as `#`; the first 20 skipped rows are listed by record number).
+    public var summaryLines: [(String, String)] {
+        func masked(_ s: String) -> String { String(s.prefix(40).map { $0.isNumber ? "#" : $0 }) }
+        let delimiterName = [",": "comma", ";": "semicolon", "\t": "tab"][delimiter] ?? "comma"
+        var lines: [(String, String)] = [
+            ("ICCID column", masked(iccidColumn)),
+            ("IMSI column", imsiColumn.map(masked) ?? "none"),
+            ("status column", statusColumn.map(masked) ?? "none: every listed SIM is taken as active"),
+            ("delimiter", delimiterName),
+            ("rows read", "\(rows)"),
+            ("rows skipped", "\(skippedRowCount)"),
+            ("SIMs in the export", "\(carrierSIMs)"),
+            ("active at the carrier", "\(activeCarrierSIMs)"),
+        ]
+        if !unrecognisedStatuses.isEmpty {
+            let list = unrecognisedStatuses.sorted { $0.key < $1.key }.map { "\(masked($0.key)) (\($0.value))" }
+            lines.append(("unrecognised statuses (taken as not active)", list.joined(separator: ", ")))
+        }
+        lines += [
+            ("unit SIMs compared", "\(assignmentsCompared)"),
+            ("unit SIMs of other issuers (not compared)", "\(assignmentsOutOfScope)"),
+            ("unit SIMs found in the export", "\(matched)"),
+            ("of them matched through the check digit", "\(matchedByCheckDigit)"),
+            ("unit SIMs the carrier lists as not active", "\(assignedButInactive)"),
+            (FlagKind.simActiveUnassigned.rawValue, "\(count(.simActiveUnassigned))"),
+            (FlagKind.simUnknownToCarrier.rawValue, "\(count(.simUnknownToCarrier))"),
+            (FlagKind.imsiICCIDMismatch.rawValue, "\(count(.imsiICCIDMismatch))"),
+        ]
+        for row in skippedRows.prefix(20) { lines.append(("skipped row \(row.line)", row.reason)) }
+        return lines
+    }
 }
