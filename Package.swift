@@ -184,6 +184,7 @@ let package = Package(
             name: "CellprovRegistryHTTP",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
