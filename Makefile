@@ -36,6 +36,7 @@ test-scripts:
 	/usr/bin/python3 scripts/check-udev-data.py
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator || true
 	python3 scripts/check-openapi.py
+	python3 scripts/check-registry-api.py
 	CELLPROV_TEST_NO_SKIP=1 Tests/umockdev/run.sh
 	CELLPROV_TEST_NO_SKIP=1 Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
