@@ -6,8 +6,10 @@ import CellprovRegistryStore
 import CellprovSystemd
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOSSL
 import ServiceLifecycle
 
 /// `cellprov-registry`: the fleet's enrollment registry (docs/registry.md). Thin: it parses arguments and wires
