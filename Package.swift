@@ -176,6 +176,7 @@ let package = Package(
                 "CellprovRegistryCore", "CellprovEnrollmentAPI",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         // The registry's HTTP layer (Hummingbird): device API, operator API, pages, metrics. Talks to storage only
@@ -242,6 +243,9 @@ let package = Package(
                 "CellprovRegistryHTTP", "CellprovRegistryAlerts",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The storage suite checks the schema's own guards (append-only audit) with raw SQL.
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ], swiftSettings: strict),
         .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"], swiftSettings: strict),
         .testTarget(

@@ -16,7 +16,7 @@ import Testing
                 let event = RegistryFixture.event()
                 // 401: no token, an unknown token.
                 #expect(try await client.post(event, token: nil) == .unauthorized)
-                #expect(try await client.post(event, token: RegistryTokens.generate(.device)) == .unauthorized)
+                #expect(try await client.post(event, token: Tokens.generate(.device)) == .unauthorized)
                 // 201 stored, then 409 for the same event_id.
                 #expect(try await client.post(event, token: f.deviceToken) == .created)
                 #expect(try await client.post(event, token: f.deviceToken) == .conflict)

@@ -36,7 +36,7 @@ import Testing
                 // The admin exports: full identifiers, for asset systems.
                 let (status, csv) = try await client.call(.get, "/v1/units.csv", token: f.adminToken)
                 #expect(status == .ok)
-                #expect(csv.hasPrefix("serial,slot,imei,imsi,iccid,module,first_seen,last_seen"))
+                #expect(csv.hasPrefix("serial,slot,origin,imei,imsi,iccid,module,first_seen,last_seen"))
                 #expect(csv.contains(RegistryFixture.imeiA))
                 // No reconciliation engine given: 501.
                 #expect(

@@ -187,8 +187,8 @@ import Testing
     @Test func pagesEscapeWhatDevicesSend() async throws {
         try await RegistryFixture.with { f in
             let serial = "<script>alert(1)</script>"
-            let token = RegistryTokens.generate(.device)
-            try await f.store.putDeviceToken(serial: serial, tokenHash: RegistryTokens.hash(token), at: Date())
+            let token = Tokens.generate(.device)
+            try await f.store.putDeviceToken(serial: serial, tokenHash: Tokens.hash(token), at: Date())
             try await f.test { client in
                 let event = RegistryFixture.event(serial: serial, imei: RegistryFixture.imeiB, iccid: RegistryFixture.iccid2)
                 #expect(try await client.post(event, token: token) == .created)
