@@ -439,4 +439,48 @@ import Testing
         #expect(r.skippedRows.map(\.reason) == ["the ICCID is not valid (iccid_prefix)", "the ICCID is not valid (iccid_length)"])
         #expect(r.carrierSIMs == 1)
     }
+
+    /// Hostile input: random bytes and random mutations of a valid export never crash; each gives a report or a
+    /// `ReconciliationError`, and no message carries identifier digits.
+    @Test func randomInputNeverCrashes() throws {
+        var g = Generator(state: 0xF022)
+        let valid = Array(
+            ("ICCID;IMSI;Status;Label\r\n" + (0..<50).map { i in
+                "\"8949200000000000\(String(format: "%03d", i))9\";26201123456\(String(format: "%04d", i));Active;\"a;b\""
+            }.joined(separator: "\r\n")).utf8)
+        let alphabet = Array("\",;\t\r\n 89FfE+.='ab\u{FF}".utf8)
+        var outcomes = [0, 0]
+        for round in 0..<400 {
+            var bytes: [UInt8]
+            if round % 4 == 0 {
+                bytes = (0..<Int(g.next() % 300)).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+            } else {
+                bytes = valid
+                for _ in 0..<(1 + Int(g.next() % 8)) {
+                    let at = Int(g.next() % UInt64(bytes.count))
+                    let byte = alphabet[Int(g.next() % UInt64(alphabet.count))]
+                    switch g.next() % 3 {
+                    case 0: bytes[at] = byte
+                    case 1: bytes.insert(byte, at: at)
+                    default: bytes.remove(at: at)
+                    }
+                }
+            }
+            let assignments = [SIMAssignment(serial: "A", slot: "s", iccid: "89492000000000000019", imsi: "262011234560000")]
+            do {
+                let report = try Reconciliation.reconcile(
+                    csv: bytes, mapping: nil, assignments: assignments,
+                    limits: ReconciliationLimits(maxBytes: 64 * 1024, maxRows: 1000, maxColumns: 64))
+                outcomes[0] += 1
+                for (label, value) in report.summaryLines {
+                    #expect(!(label + value).contains(/[0-9]{10}/), "\(label): \(value)")
+                }
+            } catch let error as ReconciliationError {
+                outcomes[1] += 1
+                #expect(!error.description.contains(/[0-9]{10}/), "\(error.description)")
+            }
+        }
+        // Both paths exercised.
+        #expect(outcomes[0] > 50 && outcomes[1] > 50, "\(outcomes)")
+    }
 }
