@@ -198,8 +198,10 @@ let package = Package(
             name: "CellprovRegistryHTTP",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -224,6 +226,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ], swiftSettings: strict, linkerSettings: lean),
         // Fuzzing: the shared driver, and one thin executable per fuzz target, each calling production code.
         .target(name: "CellprovFuzzSupport", swiftSettings: strict),
