@@ -41,9 +41,11 @@ test-registry:
 # the journald test (with a real systemd-journald; they use the debug build).
 test-scripts:
 	scripts/check-systemd-unit.sh
+	scripts/check-registry-unit.sh
 	/usr/bin/python3 scripts/check-udev-data.py
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator || true
 	python3 scripts/check-openapi.py
+	python3 scripts/check-registry-api.py
 	CELLPROV_TEST_NO_SKIP=1 Tests/umockdev/run.sh
 	CELLPROV_TEST_NO_SKIP=1 Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
@@ -79,6 +81,13 @@ install: release
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVDIR)/
 	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ports.tsv
 	install -m 0644 config/cellprovd.toml.example $(DESTDIR)$(SYSCONFDIR)/cellprov/cellprovd.toml.example
+	# cellprov-registry (docs/registry.md): its own executable, unit, user and directories.
+	install -s -m 0755 .build/release/cellprov-registry $(DESTDIR)$(BINDIR)/cellprov-registry
+	sed 's|/usr/bin/cellprov-registry|$(BINDIR)/cellprov-registry|' systemd/cellprov-registry.service \
+		> $(DESTDIR)$(UNITDIR)/cellprov-registry.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cellprov-registry.service
+	install -m 0644 systemd/cellprov-registry.sysusers $(DESTDIR)$(SYSUSERSDIR)/cellprov-registry.conf
+	install -m 0644 systemd/cellprov-registry.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cellprov-registry.conf
 
 # Robustness (docs/robustness.md). `make fuzz`: every libFuzzer target for FUZZ_SECONDS each (300); `make test`
 # runs the four that need only CellprovCore/CellprovModem built with the fuzzer (FUZZ_CI_TARGETS) for 10 s each.

@@ -184,6 +184,7 @@ let package = Package(
             name: "CellprovRegistryHTTP",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -209,6 +210,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ], swiftSettings: strict, linkerSettings: lean),
         // Fuzzing: the shared driver, and one thin executable per fuzz target, each calling production code.
         .target(name: "CellprovFuzzSupport", swiftSettings: strict),

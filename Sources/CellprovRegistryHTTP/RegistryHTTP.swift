@@ -1,7 +1,386 @@
+import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovRegistryCore
+import Foundation
 import Hummingbird
-import Mustache
-import Prometheus
+import Logging
+import NIOCore
 
-/// cellprov-registry's HTTP layer.
-public enum RegistryHTTP {}
+/// cellprov-registry's HTTP layer (docs/registry.md, docs/architecture.md "Registry HTTP layer"): the device API
+/// (`POST /v1/enrollments`, docs/enrollment-api.yaml), the operator API (docs/registry-api.yaml), the pages, and
+/// `/healthz` `/readyz` `/metrics`. It talks to storage only through `RegistryStore`.
+public enum RegistryHTTP {
+    /// The bound on an enrollment body: a real event is under 2 KiB; anything past 64 KiB is refused with 413
+    /// before it is decoded.
+    public static let maxEnrollmentBody = 64 * 1024
+    /// The bound on a carrier export upload (a 200 000-SIM export is ~15 MB).
+    public static let maxReconciliationBody = 32 * 1024 * 1024
+    /// The bound on a form post of the pages (other than the reconciliation upload).
+    static let maxFormBody = 64 * 1024
+    /// Search and list limits.
+    static let searchLimit = 100
+    static let flagsLimit = 1000
+
+    /// Builds the router of every route. `store` is wrapped so that its latency is measured.
+    public static func makeRouter(
+        store: any RegistryStore, options: RegistryHTTPOptions = RegistryHTTPOptions(),
+        metrics: RegistryMetrics = RegistryMetrics(), logger: Logger
+    ) async throws -> Router<RegistryRequestContext> {
+        let timed = TimedStore(base: store, metrics: metrics)
+        let signer = SessionSigner(secret: try await timed.pseudonymKey())
+        let state = RegistryState(store: timed, options: options, metrics: metrics, signer: signer, logger: logger)
+        let router = Router(context: RegistryRequestContext.self)
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(middleware: SecurityHeadersMiddleware())
+        DeviceAPI(state: state).register(on: router)
+        OperatorAPI(state: state).register(on: router)
+        OperationsRoutes(state: state).register(on: router)
+        Pages(state: state).register(on: router)
+        return router
+    }
+}
+
+/// What the executable decides for the HTTP layer.
+public struct RegistryHTTPOptions: Sendable {
+    /// Served over TLS: the session cookie gets `Secure`.
+    public var tls: Bool
+    /// How long a page session lasts.
+    public var sessionLifetime: TimeInterval
+    /// Carrier reconciliation (CellprovRegistryCore's `Reconciliation`, wired by the executable); nil: the route
+    /// answers 501.
+    public var reconcile: ReconcileHook?
+
+    public init(tls: Bool = false, sessionLifetime: TimeInterval = 8 * 3600, reconcile: ReconcileHook? = nil) {
+        self.tls = tls
+        self.sessionLifetime = sessionLifetime
+        self.reconcile = reconcile
+    }
+}
+
+/// Compares a carrier export (the uploaded bytes) with the current SIM assignments: the flags to raise and the
+/// report's lines (counts, column names; without identifier digits).
+public typealias ReconcileHook = @Sendable (_ csv: [UInt8], _ assignments: [SIMAssignment]) throws
+    -> ReconcileResult
+
+public struct ReconcileResult: Sendable {
+    public var flags: [NewFlag]
+    /// Report lines, label and value ("rows read", "12000"), in order.
+    public var summary: [(String, String)]
+
+    public init(flags: [NewFlag], summary: [(String, String)]) {
+        self.flags = flags
+        self.summary = summary
+    }
+}
+
+/// The request context: Hummingbird's core storage, and the client's address (for the audit log).
+public struct RegistryRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// Bodies are collected explicitly with a per-route bound; this is the outer bound.
+    public var maxUploadSize: Int { RegistryHTTP.maxReconciliationBody }
+
+    /// The client's address as the audit log records it (`127.0.0.1`), or nil.
+    var remote: String? { remoteAddress?.ipAddress }
+}
+
+/// Shared by the route groups.
+struct RegistryState: Sendable {
+    let store: any RegistryStore
+    let options: RegistryHTTPOptions
+    let metrics: RegistryMetrics
+    let signer: SessionSigner
+    let logger: Logger
+
+    /// Logs a store failure (its message carries no identifier digits) and gives the client a generic 500.
+    func storeFailure(_ error: any Error, _ what: String) -> Response {
+        logger.error("store failure: \(what)", metadata: ["error": "\(error)"])
+        return jsonError(.internalServerError, "storage unavailable")
+    }
+
+    func logFlags(_ flags: [RegistryFlag]) {
+        for f in flags {
+            metrics.flagRaised(kind: f.flag.kind)
+            logger.warning(
+                "flag raised: \(f.flag.summary)",
+                metadata: [
+                    "MESSAGE_ID": "\(RegistryMessageID.flagRaised.id)", "kind": "\(f.flag.kind.rawValue)",
+                    "severity": "\(f.flag.severity.rawValue)", "flag_id": "\(f.id)",
+                    "serial": "\(f.flag.serial ?? "-")",
+                ])
+        }
+    }
+}
+
+// MARK: - Responses
+
+let jsonEncoder: JSONEncoder = {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return e
+}()
+
+func json(_ status: HTTPResponse.Status = .ok, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
+    var fields = headers
+    fields[.contentType] = "application/json"
+    fields[.cacheControl] = "no-store"
+    let data = (try? jsonEncoder.encode(value)) ?? Data("{}".utf8)
+    return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+struct ErrorBody: Codable {
+    var error: String
+}
+
+func jsonError(_ status: HTTPResponse.Status, _ message: String) -> Response {
+    json(status, ErrorBody(error: message))
+}
+
+func text(_ status: HTTPResponse.Status, _ body: String, contentType: String = "text/plain; charset=utf-8")
+    -> Response
+{
+    Response(
+        status: status, headers: [.contentType: contentType, .cacheControl: "no-store"],
+        body: .init(byteBuffer: ByteBuffer(string: body)))
+}
+
+/// Every answer: no sniffing, no framing, no referrer, and a content security policy that allows nothing but the
+/// page itself (the pages use no script at all).
+struct SecurityHeadersMiddleware: RouterMiddleware {
+    typealias Context = RegistryRequestContext
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.init("X-Frame-Options")!] = "DENY"
+        response.headers[.init("Referrer-Policy")!] = "no-referrer"
+        response.headers[.contentSecurityPolicy] =
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+        return response
+    }
+}
+
+// MARK: - Device API
+
+/// `POST /v1/enrollments` (docs/enrollment-api.yaml): who may post what, in the order of the checks.
+struct DeviceAPI {
+    let state: RegistryState
+
+    func register(on router: Router<RegistryRequestContext>) {
+        router.post("/v1/enrollments") { request, context in
+            await enroll(request, context)
+        }
+    }
+
+    private func refused(_ status: HTTPResponse.Status, _ message: String, type: String?, outcome: String) -> Response {
+        state.metrics.eventIngested(type: type, outcome: outcome)
+        state.logger.notice(
+            "enrollment refused: \(message)",
+            metadata: ["MESSAGE_ID": "\(RegistryMessageID.eventRefused.id)", "status": "\(status.code)"])
+        return jsonError(status, message)
+    }
+
+    func enroll(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        // 1. Credentials: a token we know (valid or revoked).
+        guard let token = RegistryTokens.bearer(request.headers[.authorization]) else {
+            return refused(.unauthorized, "missing bearer token", type: nil, outcome: "unauthorized")
+        }
+        let record: CredentialRecord?
+        do {
+            record = try await state.store.credential(tokenHash: RegistryTokens.hash(token))
+        } catch {
+            return state.storeFailure(error, "credential lookup")
+        }
+        guard let record else {
+            return refused(.unauthorized, "unknown token", type: nil, outcome: "unauthorized")
+        }
+
+        // 2. The body, bounded.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > RegistryHTTP.maxEnrollmentBody {
+            return refused(.contentTooLarge, "body larger than 64 KiB", type: nil, outcome: "too_large")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: RegistryHTTP.maxEnrollmentBody)
+        } catch {
+            return refused(.contentTooLarge, "body larger than 64 KiB", type: nil, outcome: "too_large")
+        }
+        let bytes = Array(body.readableBytesView)
+        let event: EnrollmentRequest
+        do {
+            event = try EnrollmentRequest.decode(bytes)
+        } catch {
+            return refused(.badRequest, "body is not an enrollment event", type: nil, outcome: "invalid")
+        }
+        if let problem = IngestValidation.problem(event) {
+            return refused(.unprocessableContent, problem, type: event.type, outcome: "invalid")
+        }
+        let references = IngestValidation.references(bytes)
+
+        // 3. Who may post this event.
+        let serial: String
+        let origin: EventOrigin
+        let actor: String
+        switch record.principal {
+        case .device(let tokenSerial):
+            actor = "device:\(tokenSerial)"
+            if record.revokedAt != nil {
+                await refuse(serial: tokenSerial, actor: actor, reason: "revoked device token", context)
+                return refused(.forbidden, "token revoked", type: event.type, outcome: "forbidden")
+            }
+            if let claimed = event.device.serial, claimed != tokenSerial {
+                await refuse(serial: claimed, actor: actor, reason: "device token used for another serial", context)
+                return refused(.forbidden, "token is not this device's", type: event.type, outcome: "forbidden")
+            }
+            if event.type == IngestValidation.manufactured {
+                await refuse(serial: tokenSerial, actor: actor, reason: "device token posted a factory record", context)
+                return refused(.forbidden, "devices may not post manufactured", type: event.type, outcome: "forbidden")
+            }
+            serial = tokenSerial
+            origin = .device
+        case .station(let name):
+            actor = "station:\(name)"
+            guard record.revokedAt == nil else {
+                return refused(.forbidden, "token revoked", type: event.type, outcome: "forbidden")
+            }
+            guard event.type == IngestValidation.manufactured else {
+                return refused(.forbidden, "stations may post manufactured only", type: event.type, outcome: "forbidden")
+            }
+            guard let claimed = event.device.serial, IngestValidation.isPlausibleSerial(claimed) else {
+                return refused(
+                    .unprocessableContent, "a factory record needs device.serial", type: event.type, outcome: "invalid")
+            }
+            serial = claimed
+            origin = .factory
+        case .operator:
+            return refused(.forbidden, "operator tokens may not post events", type: event.type, outcome: "forbidden")
+        }
+
+        // 4. Store it, with the flags it raises.
+        let outcome: IngestOutcome
+        do {
+            outcome = try await state.store.ingest(
+                event, serial: serial, origin: origin, references: references, receivedAt: Date())
+        } catch {
+            state.metrics.eventIngested(type: event.type, outcome: "error")
+            return state.storeFailure(error, "ingest")
+        }
+        switch outcome {
+        case .duplicate:
+            state.metrics.eventIngested(type: event.type, outcome: "duplicate")
+            return json(.conflict, ErrorBody(error: "event_id already stored"))
+        case .stored(let raised):
+            state.metrics.eventIngested(type: event.type, outcome: "stored")
+            state.logger.info(
+                "event stored",
+                metadata: [
+                    "MESSAGE_ID": "\(RegistryMessageID.eventStored.id)", "type": "\(event.type)",
+                    "serial": "\(serial)", "actor": "\(actor)", "flags": "\(raised.count)",
+                ])
+            state.logFlags(raised)
+            return json(.created, StoredBody(eventID: event.eventID, flagsRaised: raised.count))
+        }
+    }
+
+    private func refuse(serial: String, actor: String, reason: String, _ context: RegistryRequestContext) async {
+        do {
+            let flags = try await state.store.recordRefusal(
+                serial: serial, actor: actor, reason: reason, remote: context.remote, at: Date())
+            state.logFlags(flags)
+        } catch {
+            state.logger.error("store failure: record refusal", metadata: ["error": "\(error)"])
+        }
+    }
+
+    struct StoredBody: Codable {
+        var eventID: String
+        var flagsRaised: Int
+        enum CodingKeys: String, CodingKey {
+            case eventID = "event_id"
+            case flagsRaised = "flags_raised"
+        }
+    }
+}
+
+/// Checks of a decoded enrollment body beyond its JSON shape (each failure is a 422: the payload is wrong and
+/// resending it cannot help).
+enum IngestValidation {
+    static let manufactured = "manufactured"
+    static let eventTypes = IdentityEventType.allCases.map(\.rawValue) + [manufactured]
+    static let severities: Set<String> = ["info", "warning", "critical"]
+
+    static func problem(_ e: EnrollmentRequest) -> String? {
+        if !eventTypes.contains(e.type) { return "unknown event type" }
+        if !severities.contains(e.severity) { return "unknown severity" }
+        if e.eventID.isEmpty || e.eventID.utf8.count > 64
+            || !e.eventID.utf8.allSatisfy({ $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) })
+        {
+            return "event_id is not a UUID"
+        }
+        if EnrollmentTimestamp.parse(e.occurredAt) == nil { return "occurred_at is not an RFC 3339 time" }
+        if e.sequence < 1 { return "sequence must be 1 or more" }
+        if e.module.slot.isEmpty || e.module.slot.utf8.count > 128 { return "module.slot is empty or too long" }
+        if let s = e.device.serial, !isPlausibleSerial(s) { return "device.serial is empty, too long or not printable" }
+        for value in [e.identity.imei, e.identity.imsi, e.identity.iccid, e.previous?.imei, e.previous?.imsi,
+            e.previous?.iccid]
+        {
+            if let value, value.utf8.count > 32 { return "an identifier is too long" }
+        }
+        return nil
+    }
+
+    /// 1 to 128 printable ASCII characters, no blanks.
+    static func isPlausibleSerial(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// The payload's optional `references` (cellprovd's log refs of the values in `identity`): only well-formed
+    /// ones (10 lowercase hex digits) are kept.
+    static func references(_ bytes: [UInt8]) -> [String] {
+        struct Body: Decodable {
+            struct Refs: Decodable {
+                var imei: String?
+                var imsi: String?
+                var iccid: String?
+            }
+            var references: Refs?
+        }
+        guard let refs = (try? JSONDecoder().decode(Body.self, from: Data(bytes)))?.references else { return [] }
+        return [refs.imei, refs.imsi, refs.iccid].compactMap { $0 }.filter { ref in
+            ref.utf8.count == 10 && ref.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+        }
+    }
+}
+
+// MARK: - Operations
+
+/// `/healthz` (the process answers), `/readyz` (the database answers and is migrated), `/metrics`.
+struct OperationsRoutes {
+    let state: RegistryState
+
+    func register(on router: Router<RegistryRequestContext>) {
+        router.get("/healthz") { _, _ in text(.ok, "ok\n") }
+        router.get("/readyz") { _, _ in
+            do {
+                try await state.store.checkReady()
+                return text(.ok, "ready\n")
+            } catch {
+                state.logger.warning("not ready", metadata: ["error": "\(error)"])
+                return text(.serviceUnavailable, "not ready\n")
+            }
+        }
+        router.get("/metrics") { _, _ in
+            if let counts = try? await state.store.openFlagCounts() {
+                state.metrics.setOpenFlags(counts)
+            }
+            return text(.ok, state.metrics.text(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+    }
+}

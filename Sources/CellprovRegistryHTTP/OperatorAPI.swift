@@ -1,0 +1,392 @@
+import CellprovCore
+import CellprovRegistryCore
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// An authenticated operator (API token or page session).
+struct OperatorIdentity: Sendable {
+    var name: String
+    var role: OperatorRole
+    var isAdmin: Bool { role == .admin }
+}
+
+/// The operator API (docs/registry-api.yaml): `Authorization: Bearer cpo_...`; no or unknown token 401, a viewer
+/// on an admin route (or asking `reveal=true`) 403.
+struct OperatorAPI {
+    let state: RegistryState
+
+    func register(on router: Router<RegistryRequestContext>) {
+        router.get("/v1/units") { request, context in await searchUnits(request, context) }
+        router.get("/v1/units.csv") { request, context in await exportCSV(request, context) }
+        router.get("/v1/units/{serial}") { request, context in await unit(request, context) }
+        router.post("/v1/units/{serial}/lost") { request, context in await markLost(request, context) }
+        router.post("/v1/units/{serial}/found") { request, context in await markFound(request, context) }
+        router.get("/v1/flags") { request, context in await listFlags(request, context) }
+        router.post("/v1/flags/{id}/resolve") { request, context in await resolve(request, context) }
+        router.post("/v1/carrier-reconciliations") { request, context in await reconcile(request, context) }
+        router.get("/v1/audit") { request, context in await audit(request, context) }
+    }
+
+    /// The operator behind a bearer token, or the response refusing the request.
+    func authenticate(_ request: Request, admin: Bool) async -> Result<OperatorIdentity, Refusal> {
+        guard let token = RegistryTokens.bearer(request.headers[.authorization]) else {
+            return .failure(Refusal(jsonError(.unauthorized, "missing bearer token")))
+        }
+        let record: CredentialRecord?
+        do {
+            record = try await state.store.credential(tokenHash: RegistryTokens.hash(token))
+        } catch {
+            return .failure(Refusal(state.storeFailure(error, "credential lookup")))
+        }
+        guard let record, record.revokedAt == nil, case .operator(let name, let role) = record.principal else {
+            return .failure(Refusal(jsonError(.unauthorized, "not an operator token")))
+        }
+        let who = OperatorIdentity(name: name, role: role)
+        if admin && !who.isAdmin {
+            return .failure(Refusal(jsonError(.forbidden, "admin role required")))
+        }
+        return .success(who)
+    }
+
+    struct Refusal: Error {
+        var response: Response
+        init(_ response: Response) { self.response = response }
+    }
+
+    /// `reveal=true` (or `1`): full identifiers, admins only.
+    static func wantsReveal(_ request: Request) -> Bool {
+        let v = request.uri.queryParameters["reveal"].map { String($0).lowercased() }
+        return v == "true" || v == "1" || v == "yes"
+    }
+
+    /// Appends a `reveal` audit entry per unit whose identifiers were shown in full, and logs it.
+    static func auditReveal(
+        _ state: RegistryState, who: OperatorIdentity, serials: [String?], what: String, remote: String?
+    ) async throws {
+        for serial in serials {
+            try await state.store.appendAudit(
+                AuditEntry(at: Date(), actor: who.name, action: "reveal", serial: serial, remote: remote, detail: what))
+        }
+        state.logger.notice(
+            "identifiers revealed",
+            metadata: [
+                "MESSAGE_ID": "\(RegistryMessageID.reveal.id)", "operator": "\(who.name)", "what": "\(what)",
+                "units": "\(serials.count)",
+            ])
+    }
+
+    // MARK: Routes
+
+    func searchUnits(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let reveal = Self.wantsReveal(request)
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: reveal) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        let q = request.uri.queryParameters["q"].map { String($0).removingPercentEncoding ?? String($0) } ?? ""
+        let terms = SearchTerms(parsing: q)
+        guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [])) }
+        do {
+            let units = try await state.store.searchUnits(terms, limit: RegistryHTTP.searchLimit)
+            if reveal {
+                try await Self.auditReveal(
+                    state, who: who, serials: units.map(\.serial), what: "search", remote: context.remote)
+            }
+            return json(.ok, UnitsBody(units: units.map { UnitSummaryView($0, reveal: reveal) }))
+        } catch {
+            return state.storeFailure(error, "search")
+        }
+    }
+
+    func unit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let reveal = Self.wantsReveal(request)
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: reveal) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        do {
+            guard let detail = try await state.store.unit(serial: serial) else {
+                return jsonError(.notFound, "no such unit")
+            }
+            if reveal {
+                try await Self.auditReveal(state, who: who, serials: [serial], what: "unit", remote: context.remote)
+            }
+            return json(.ok, UnitBody(unit: UnitDetailView(detail, reveal: reveal)))
+        } catch {
+            return state.storeFailure(error, "unit")
+        }
+    }
+
+    func listFlags(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let reveal = Self.wantsReveal(request)
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: reveal) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        let all = request.uri.queryParameters["status"].map(String.init) == "all"
+        do {
+            let flags = try await state.store.flags(openOnly: !all, limit: RegistryHTTP.flagsLimit)
+            if reveal {
+                let serials = Array(Set(flags.map(\.flag.serial))).sorted { ($0 ?? "") < ($1 ?? "") }
+                try await Self.auditReveal(state, who: who, serials: serials, what: "flags", remote: context.remote)
+            }
+            return json(.ok, FlagsBody(flags: flags.map { FlagView($0, reveal: reveal) }))
+        } catch {
+            return state.storeFailure(error, "flags")
+        }
+    }
+
+    func resolve(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        guard let id = context.parameters.get("id", as: Int64.self) else {
+            return jsonError(.badRequest, "flag id must be a number")
+        }
+        guard let note = await Self.decodeNote(request, required: true) else {
+            return jsonError(.badRequest, "body must be {\"note\": \"...\"} with a non-empty note of at most 2000 characters")
+        }
+        return await Actions(state: state).resolve(id: id, note: note, who: who, remote: context.remote).json
+    }
+
+    func markLost(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        let note = await Self.decodeNote(request, required: false)
+        return await Actions(state: state).markLost(serial: serial, note: note, who: who, remote: context.remote).json
+    }
+
+    func markFound(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        return await Actions(state: state).markFound(serial: serial, who: who, remote: context.remote).json
+    }
+
+    func reconcile(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try await request.body.collect(upTo: RegistryHTTP.maxReconciliationBody).readableBytesView)
+        } catch {
+            return jsonError(.contentTooLarge, "export larger than 32 MiB")
+        }
+        return await Actions(state: state).reconcile(csv: bytes, who: who, remote: context.remote).json
+    }
+
+    func exportCSV(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success(let w): who = w
+        }
+        do {
+            let rows = try await state.store.exportUnits()
+            try await state.store.appendAudit(
+                AuditEntry(
+                    at: Date(), actor: who.name, action: "export", remote: context.remote,
+                    detail: "units.csv, \(rows.count) rows"))
+            var out = "serial,slot,imei,imsi,iccid,module,first_seen,last_seen\r\n"
+            for r in rows {
+                out += [
+                    r.serial, r.slot, r.identity.imei ?? "", r.identity.imsi ?? "", r.identity.iccid ?? "",
+                    r.module ?? "", RFC3339.string(r.firstSeen) ?? "", RFC3339.string(r.lastSeen) ?? "",
+                ].map(CSV.field).joined(separator: ",") + "\r\n"
+            }
+            var response = text(.ok, out, contentType: "text/csv; charset=utf-8")
+            response.headers[.contentDisposition] = "attachment; filename=\"units.csv\""
+            return response
+        } catch {
+            return state.storeFailure(error, "export")
+        }
+    }
+
+    func audit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+        switch await authenticate(request, admin: true) {
+        case .failure(let r): return r.response
+        case .success: break
+        }
+        let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) }.map { min(max($0, 1), 10_000) }
+        do {
+            let entries = try await state.store.audit(limit: limit ?? 1000)
+            return json(.ok, AuditBody(audit: entries.map(AuditView.init)))
+        } catch {
+            return state.storeFailure(error, "audit")
+        }
+    }
+
+    /// A JSON body `{"note": "..."}` (absent or empty body: nil note). nil also when it does not decode or the
+    /// note is too long; `required` makes an empty note nil.
+    static func decodeNote(_ request: Request, required: Bool) async -> String?? {
+        struct Body: Decodable { var note: String? }
+        guard let buffer = try? await request.body.collect(upTo: RegistryHTTP.maxFormBody) else { return nil }
+        if buffer.readableBytes == 0 { return required ? nil : .some(nil) }
+        guard let body = try? JSONDecoder().decode(Body.self, from: Data(buffer.readableBytesView)) else { return nil }
+        let note = body.note?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let note, note.count > 2000 { return nil }
+        if required && (note ?? "").isEmpty { return nil }
+        return .some(note?.isEmpty == true ? nil : note)
+    }
+
+    struct UnitsBody: Codable { var units: [UnitSummaryView] }
+    struct UnitBody: Codable { var unit: UnitDetailView }
+    struct FlagsBody: Codable { var flags: [FlagView] }
+    struct AuditBody: Codable { var audit: [AuditView] }
+}
+
+/// RFC 4180 fields; a field that a spreadsheet would run as a formula is prefixed with a quote.
+enum CSV {
+    static func field(_ s: String) -> String {
+        var v = s
+        if let first = v.first, "=+-@".contains(first) { v = "'" + v }
+        if v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+            return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        return v
+    }
+}
+
+/// The state-changing operations, shared by the API and the pages: each checks, acts, audits and logs once.
+struct Actions {
+    let state: RegistryState
+
+    enum Outcome {
+        case ok(any Encodable & Sendable)
+        case failed(HTTPResponse.Status, String)
+        case storeFailed(Response)
+
+        var json: Response {
+            switch self {
+            case .ok(let body): return CellprovRegistryHTTP.json(.ok, body)
+            case .failed(let status, let message): return jsonError(status, message)
+            case .storeFailed(let r): return r
+            }
+        }
+    }
+
+    struct LostBody: Codable, Sendable { var serial: String; var lost: Bool }
+    struct FoundBody: Codable, Sendable { var serial: String; var lost: Bool; var token: String }
+    struct ResolvedBody: Codable, Sendable { var id: Int64; var resolved: Bool }
+    struct ReconcileBody: Codable, Sendable {
+        var summary: [String: String]
+        var order: [String]
+        var flagsRaised: [FlagView]
+        enum CodingKeys: String, CodingKey {
+            case summary, order
+            case flagsRaised = "flags_raised"
+        }
+    }
+
+    func markLost(serial: String, note: String??, who: OperatorIdentity, remote: String?) async -> Outcome {
+        do {
+            guard try await state.store.markLost(serial: serial, by: who.name, note: note ?? nil, at: Date()) else {
+                return .failed(.notFound, "no such unit")
+            }
+            try await state.store.appendAudit(
+                AuditEntry(at: Date(), actor: who.name, action: "mark_lost", serial: serial, remote: remote))
+            state.logger.notice(
+                "unit marked lost; device token revoked",
+                metadata: [
+                    "MESSAGE_ID": "\(RegistryMessageID.unitLost.id)", "serial": "\(serial)", "operator": "\(who.name)",
+                ])
+            return .ok(LostBody(serial: serial, lost: true))
+        } catch {
+            return .storeFailed(state.storeFailure(error, "mark lost"))
+        }
+    }
+
+    func markFound(serial: String, who: OperatorIdentity, remote: String?) async -> Outcome {
+        let token = RegistryTokens.generate(.device)
+        do {
+            guard
+                try await state.store.markFound(
+                    serial: serial, by: who.name, newTokenHash: RegistryTokens.hash(token), at: Date())
+            else {
+                if try await state.store.unit(serial: serial) == nil { return .failed(.notFound, "no such unit") }
+                return .failed(.conflict, "unit is not marked lost")
+            }
+            try await state.store.appendAudit(
+                AuditEntry(
+                    at: Date(), actor: who.name, action: "mark_found", serial: serial, remote: remote,
+                    detail: "new device token issued"))
+            state.logger.notice(
+                "unit found; new device token issued",
+                metadata: [
+                    "MESSAGE_ID": "\(RegistryMessageID.unitFound.id)", "serial": "\(serial)", "operator": "\(who.name)",
+                ])
+            return .ok(FoundBody(serial: serial, lost: false, token: token))
+        } catch {
+            return .storeFailed(state.storeFailure(error, "mark found"))
+        }
+    }
+
+    func resolve(id: Int64, note: String?, who: OperatorIdentity, remote: String?) async -> Outcome {
+        guard let note, !note.isEmpty else { return .failed(.badRequest, "a note is required") }
+        do {
+            guard let flag = try await state.store.flag(id: id) else { return .failed(.notFound, "no such flag") }
+            guard try await state.store.resolveFlag(id: id, by: who.name, note: note, at: Date()) else {
+                return .failed(.conflict, "flag already resolved")
+            }
+            try await state.store.appendAudit(
+                AuditEntry(
+                    at: Date(), actor: who.name, action: "resolve_flag", serial: flag.flag.serial, remote: remote,
+                    detail: "flag \(id) (\(flag.flag.kind.rawValue))"))
+            state.logger.notice(
+                "flag resolved",
+                metadata: [
+                    "MESSAGE_ID": "\(RegistryMessageID.flagResolved.id)", "flag_id": "\(id)",
+                    "kind": "\(flag.flag.kind.rawValue)", "operator": "\(who.name)",
+                ])
+            return .ok(ResolvedBody(id: id, resolved: true))
+        } catch {
+            return .storeFailed(state.storeFailure(error, "resolve flag"))
+        }
+    }
+
+    func reconcile(csv: [UInt8], who: OperatorIdentity, remote: String?) async -> Outcome {
+        guard let hook = state.options.reconcile else {
+            return .failed(.notImplemented, "carrier reconciliation is not available in this build")
+        }
+        do {
+            let assignments = try await state.store.simAssignments()
+            let result: ReconcileResult
+            do {
+                result = try hook(csv, assignments)
+            } catch {
+                return .failed(.unprocessableContent, "\(error)")
+            }
+            let raised = try await state.store.raise(result.flags, at: Date())
+            state.logFlags(raised)
+            try await state.store.appendAudit(
+                AuditEntry(
+                    at: Date(), actor: who.name, action: "reconcile", remote: remote,
+                    detail: "\(result.flags.count) findings, \(raised.count) new flags"))
+            var summary: [String: String] = [:]
+            for (k, v) in result.summary { summary[k] = v }
+            return .ok(
+                ReconcileBody(
+                    summary: summary, order: result.summary.map(\.0),
+                    flagsRaised: raised.map { FlagView($0, reveal: false) }))
+        } catch {
+            return .storeFailed(state.storeFailure(error, "reconcile"))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+/// The pages' templates (swift-mustache), compiled into the binary as string literals: one installed file, no
+/// template directory to deploy or to get out of step with the code. `{{x}}` escapes HTML; `{{{body}}}` is used
+/// only for the layout's already-rendered page. No script anywhere: every action is a plain form.
+enum Templates {
+    static let layout = """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{{title}} - cellprov registry</title>
+        <style>
+        body { font-family: system-ui, sans-serif; margin: 0; color: #1d2330; background: #f6f7f9; }
+        header { background: #1d2330; color: #fff; padding: .6rem 1rem; display: flex; gap: 1rem; align-items: center; }
+        header a { color: #fff; text-decoration: none; }
+        header .brand { font-weight: 600; }
+        header nav { display: flex; gap: 1rem; align-items: center; flex: 1; }
+        header .who { margin-left: auto; opacity: .8; }
+        main { padding: 1rem 1.5rem; max-width: 70rem; }
+        table { border-collapse: collapse; width: 100%; background: #fff; margin-bottom: 1rem; }
+        th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #e3e6eb; vertical-align: top; }
+        th { background: #eef0f4; font-weight: 600; }
+        code, .id { font-family: ui-monospace, monospace; font-size: .9em; }
+        .critical { color: #a1001c; font-weight: 600; }
+        .warning { color: #8a5a00; font-weight: 600; }
+        .lost { background: #a1001c; color: #fff; padding: .5rem .8rem; border-radius: 4px; }
+        .notice { background: #e6f4ea; padding: .5rem .8rem; border-radius: 4px; }
+        .error { background: #fde7e9; padding: .5rem .8rem; border-radius: 4px; }
+        form.inline { display: inline; }
+        input[type=text], input[type=password], textarea { padding: .4rem; font-size: 1rem; }
+        #q { width: 28rem; max-width: 90%; }
+        button { padding: .35rem .8rem; font-size: .95rem; cursor: pointer; }
+        button.danger { background: #a1001c; color: #fff; border: 0; border-radius: 3px; }
+        </style>
+        </head>
+        <body>
+        <header>
+        <a class="brand" href="/">cellprov registry</a>
+        {{#signedIn}}
+        <nav>
+        <a href="/" id="nav-search">Search</a>
+        <a href="/flags" id="nav-flags">Flags</a>
+        {{#admin}}<a href="/reconcile" id="nav-reconcile">Carrier reconciliation</a>{{/admin}}
+        <span class="who" id="operator">{{operator}} ({{role}})</span>
+        <form class="inline" method="post" action="/signout">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <button id="signout" type="submit">Sign out</button>
+        </form>
+        </nav>
+        {{/signedIn}}
+        </header>
+        <main>
+        {{{body}}}
+        </main>
+        </body>
+        </html>
+        """
+
+    static let signIn = """
+        <h1>Sign in</h1>
+        {{#error}}<p class="error" id="signin-error">{{error}}</p>{{/error}}
+        <p>Sign in with your operator token (<code>cellprov-registry operator add NAME --role viewer|admin</code>).</p>
+        <form method="post" action="/signin">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="token">Operator token</label>
+        <input type="password" id="token" name="token" autocomplete="off" required>
+        <button type="submit" id="signin">Sign in</button>
+        </form>
+        """
+
+    static let search = """
+        <h1>Find a unit</h1>
+        <form method="get" action="/" role="search">
+        <input type="text" id="q" name="q" value="{{q}}" autofocus
+          placeholder="IMEI, IMSI, ICCID, serial, TAC (8 digits) or a log reference">
+        <button type="submit" id="search">Search</button>
+        </form>
+        {{#searched}}
+        <p id="result-count">{{count}} unit(s) found.</p>
+        {{#hasUnits}}
+        <table id="results">
+        <tr><th>Serial</th><th>Slots</th><th>Last seen</th><th>Open flags</th><th></th></tr>
+        {{#units}}
+        <tr class="unit-result">
+        <td><a class="unit-link" href="/units/{{serialPath}}">{{serial}}</a></td>
+        <td>{{#slots}}<div><code>{{slot}}</code> {{imei}}</div>{{/slots}}</td>
+        <td>{{lastSeen}}</td>
+        <td>{{openFlags}}</td>
+        <td>{{#lost}}<span class="lost">LOST</span>{{/lost}}</td>
+        </tr>
+        {{/units}}
+        </table>
+        {{/hasUnits}}
+        {{/searched}}
+        """
+
+    static let unit = """
+        <h1>Unit <span id="serial">{{serial}}</span></h1>
+        {{#newToken}}
+        <div class="notice" id="found-notice">
+        <p>Unit marked found. Its new device token is shown once; install it on the unit
+        (<code>[backend] token_file</code>):</p>
+        <p><code id="new-token">{{newToken}}</code></p>
+        </div>
+        {{/newToken}}
+        {{#lostState}}
+        <p class="lost" id="lost-banner">Marked lost by {{markedBy}} at {{markedAt}}.{{#note}} Note: {{note}}{{/note}}</p>
+        {{/lostState}}
+        {{#hasPlaybook}}
+        <h2>Lost/stolen playbook</h2>
+        <ol id="playbook">{{#playbook}}<li>{{.}}</li>{{/playbook}}</ol>
+        {{/hasPlaybook}}
+        <p>First seen {{firstSeen}}, last seen {{lastSeen}}.
+        {{#admin}}{{^revealed}}<a id="reveal" href="/units/{{serialPath}}?reveal=true">Reveal identifiers (audited)</a>{{/revealed}}{{/admin}}
+        {{#revealed}}<strong id="revealed">Identifiers revealed; this view is in the audit log.</strong>{{/revealed}}</p>
+        {{#admin}}
+        <div id="admin-actions">
+        {{^lost}}
+        <form method="post" action="/units/{{serialPath}}/lost">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="lost-note">Note</label> <input type="text" id="lost-note" name="note" maxlength="2000">
+        <button class="danger" type="submit" id="mark-lost">Mark lost</button>
+        </form>
+        {{/lost}}
+        {{#lost}}
+        <form method="post" action="/units/{{serialPath}}/found">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <button type="submit" id="mark-found">Mark found (issues a new device token)</button>
+        </form>
+        {{/lost}}
+        </div>
+        {{/admin}}
+        <h2>Slots</h2>
+        <table id="slots">
+        <tr><th>Slot</th><th>IMEI</th><th>IMSI</th><th>ICCID</th><th>Module</th><th>Last event</th></tr>
+        {{#slots}}
+        <tr class="slot"><td><code>{{slot}}</code></td><td class="id">{{imei}}</td><td class="id">{{imsi}}</td>
+        <td class="id">{{iccid}}</td><td>{{manufacturer}} {{model}}</td><td>{{lastEventType}} {{updatedAt}}</td></tr>
+        {{/slots}}
+        </table>
+        <h2>Flags</h2>
+        {{^hasFlags}}<p id="no-flags">No flags.</p>{{/hasFlags}}
+        {{#hasFlags}}
+        <table id="unit-flags">
+        <tr><th>Kind</th><th>Severity</th><th>Summary</th><th>Raised</th><th>State</th></tr>
+        {{#flags}}
+        <tr class="flag" data-kind="{{kind}}"><td><code>{{kind}}</code></td><td class="{{severity}}">{{severity}}</td>
+        <td>{{summary}}</td><td>{{raisedAt}}</td><td>{{#open}}open{{/open}}{{^open}}resolved by {{resolvedBy}}{{/open}}</td></tr>
+        {{/flags}}
+        </table>
+        {{/hasFlags}}
+        <h2>Timeline</h2>
+        <table id="timeline">
+        <tr><th>When</th><th>Origin</th><th>Event</th><th>Slot</th><th>IMEI</th><th>IMSI</th><th>ICCID</th></tr>
+        {{#timeline}}
+        <tr class="timeline-entry" data-type="{{type}}"><td>{{occurredAt}}</td><td>{{origin}}</td>
+        <td class="{{severity}}">{{type}}</td><td><code>{{slot}}</code></td>
+        <td class="id">{{identity.imei}}</td><td class="id">{{identity.imsi}}</td><td class="id">{{identity.iccid}}</td></tr>
+        {{/timeline}}
+        </table>
+        """
+
+    static let flags = """
+        <h1>Open flags</h1>
+        {{#message}}<p class="notice" id="message">{{message}}</p>{{/message}}
+        {{^hasFlags}}<p id="no-flags">No open flags.</p>{{/hasFlags}}
+        {{#hasFlags}}
+        <table id="flags">
+        <tr><th>Kind</th><th>Severity</th><th>Unit</th><th>Summary</th><th>Raised</th>{{#admin}}<th>Resolve</th>{{/admin}}</tr>
+        {{#flags}}
+        <tr class="flag" data-kind="{{kind}}" id="flag-{{id}}">
+        <td><code>{{kind}}</code></td><td class="{{severity}}">{{severity}}</td>
+        <td>{{#serial}}<a href="/units/{{serialPath}}">{{serial}}</a>{{/serial}}</td>
+        <td>{{summary}}</td><td>{{raisedAt}}</td>
+        {{#admin}}<td>
+        <form method="post" action="/flags/{{id}}/resolve">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <input type="text" name="note" required maxlength="2000" placeholder="note" aria-label="resolution note">
+        <button type="submit" class="resolve">Resolve</button>
+        </form>
+        </td>{{/admin}}
+        </tr>
+        {{/flags}}
+        </table>
+        {{/hasFlags}}
+        """
+
+    static let reconcile = """
+        <h1>Carrier reconciliation</h1>
+        <p>Paste a carrier or IoT-connectivity portal export (CSV with an ICCID column; IMSI and status columns are
+        used when present). Findings become flags.</p>
+        {{#error}}<p class="error" id="reconcile-error">{{error}}</p>{{/error}}
+        {{#hasReport}}
+        <h2>Report</h2>
+        <table id="report">
+        {{#summary}}<tr><th>{{label}}</th><td>{{value}}</td></tr>{{/summary}}
+        </table>
+        <h2>Flags raised ({{raisedCount}})</h2>
+        <table>
+        {{#raised}}<tr class="flag" data-kind="{{kind}}"><td><code>{{kind}}</code></td><td>{{summary}}</td></tr>{{/raised}}
+        </table>
+        {{/hasReport}}
+        <form method="post" action="/reconcile">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <textarea id="csv" name="csv" rows="14" cols="100" required></textarea><br>
+        <button type="submit" id="reconcile">Reconcile</button>
+        </form>
+        """
+
+    static let message = """
+        <h1>{{title}}</h1>
+        <p class="{{kind}}" id="message">{{message}}</p>
+        <p><a href="{{back}}">Back</a></p>
+        """
+}

@@ -1,0 +1,292 @@
+import CellprovCore
+import CellprovRegistryCore
+import Foundation
+
+/// The operator API's JSON shapes (docs/registry-api.yaml), built from the store's domain values with every
+/// identifier masked unless `reveal` (see ``IdentifierMask``). The same values feed the pages' templates.
+enum RFC3339 {
+    static func string(_ date: Date?) -> String? {
+        guard let date else { return nil }
+        return EnrollmentTimestamp.format(date)
+    }
+}
+
+/// RFC 3339 in UTC, whole seconds (as the enrollment API writes times).
+enum EnrollmentTimestamp {
+    static func format(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: date)
+    }
+
+    static func parse(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
+    }
+}
+
+struct IdentityView: Codable, Equatable {
+    var imei: String?
+    var imsi: String?
+    var iccid: String?
+
+    init(_ s: IdentitySnapshot, reveal: Bool) {
+        imei = IdentifierMask.imei(s.imei, reveal: reveal)
+        imsi = IdentifierMask.imsi(s.imsi, reveal: reveal)
+        iccid = IdentifierMask.iccid(s.iccid, reveal: reveal)
+    }
+}
+
+struct SlotView: Codable {
+    var slot: String
+    var imei: String?
+    var imsi: String?
+    var iccid: String?
+    var manufacturer: String?
+    var model: String?
+    var revision: String?
+    var source: String
+    var lastEventType: String
+    var updatedAt: String?
+
+    init(_ s: SlotState, reveal: Bool) {
+        slot = s.slot
+        let id = IdentityView(s.identity, reveal: reveal)
+        imei = id.imei
+        imsi = id.imsi
+        iccid = id.iccid
+        manufacturer = s.manufacturer
+        model = s.model
+        revision = s.revision
+        source = s.source
+        lastEventType = s.lastEventType
+        updatedAt = RFC3339.string(s.updatedAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case slot, imei, imsi, iccid, manufacturer, model, revision, source
+        case lastEventType = "last_event_type"
+        case updatedAt = "updated_at"
+    }
+}
+
+struct UnitSummaryView: Codable {
+    var serial: String
+    var lost: Bool
+    var firstSeen: String?
+    var lastSeen: String?
+    var openFlags: Int
+    var slots: [SlotView]
+
+    init(_ u: UnitSummary, reveal: Bool) {
+        serial = u.serial
+        lost = u.lost
+        firstSeen = RFC3339.string(u.firstSeen)
+        lastSeen = RFC3339.string(u.lastSeen)
+        openFlags = u.openFlags
+        slots = u.slots.map { SlotView($0, reveal: reveal) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case serial, lost, slots
+        case firstSeen = "first_seen"
+        case lastSeen = "last_seen"
+        case openFlags = "open_flags"
+    }
+}
+
+struct TimelineEntryView: Codable {
+    var eventID: String
+    var type: String
+    var slot: String
+    var origin: String
+    var occurredAt: String?
+    var receivedAt: String?
+    var sequence: Int
+    var severity: String
+    var identity: IdentityView
+    var previous: IdentityView?
+
+    init(_ e: TimelineEntry, reveal: Bool) {
+        eventID = e.eventID
+        type = e.type
+        slot = e.slot
+        origin = e.origin.rawValue
+        occurredAt = RFC3339.string(e.occurredAt)
+        receivedAt = RFC3339.string(e.receivedAt)
+        sequence = e.sequence
+        severity = e.severity
+        identity = IdentityView(e.identity, reveal: reveal)
+        previous = e.previous.map { IdentityView($0, reveal: reveal) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, slot, origin, sequence, severity, identity, previous
+        case eventID = "event_id"
+        case occurredAt = "occurred_at"
+        case receivedAt = "received_at"
+    }
+}
+
+struct EvidenceView: Codable {
+    var imei: String?
+    var imsi: String?
+    var iccid: String?
+    var expectedIMEI: String?
+    var otherSerials: [String]
+    var eventIDs: [String]
+    var note: String?
+
+    init(_ e: FlagEvidence, reveal: Bool) {
+        imei = IdentifierMask.imei(e.imei, reveal: reveal)
+        imsi = IdentifierMask.imsi(e.imsi, reveal: reveal)
+        iccid = IdentifierMask.iccid(e.iccid, reveal: reveal)
+        expectedIMEI = IdentifierMask.imei(e.expectedIMEI, reveal: reveal)
+        otherSerials = e.otherSerials
+        eventIDs = e.eventIDs
+        note = e.note
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case imei, imsi, iccid, note
+        case expectedIMEI = "expected_imei"
+        case otherSerials = "other_serials"
+        case eventIDs = "event_ids"
+    }
+}
+
+struct FlagView: Codable {
+    var id: Int64
+    var kind: String
+    var severity: String
+    var serial: String?
+    var slot: String?
+    var summary: String
+    var evidence: EvidenceView
+    var raisedAt: String?
+    var open: Bool
+    var resolvedAt: String?
+    var resolvedBy: String?
+    var resolutionNote: String?
+
+    init(_ f: RegistryFlag, reveal: Bool) {
+        id = f.id
+        kind = f.flag.kind.rawValue
+        severity = f.flag.severity.rawValue
+        serial = f.flag.serial
+        slot = f.flag.slot
+        summary = f.flag.summary
+        evidence = EvidenceView(f.flag.evidence, reveal: reveal)
+        raisedAt = RFC3339.string(f.raisedAt)
+        open = f.isOpen
+        resolvedAt = RFC3339.string(f.resolvedAt)
+        resolvedBy = f.resolvedBy
+        resolutionNote = f.resolutionNote
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, severity, serial, slot, summary, evidence, open
+        case raisedAt = "raised_at"
+        case resolvedAt = "resolved_at"
+        case resolvedBy = "resolved_by"
+        case resolutionNote = "resolution_note"
+    }
+}
+
+struct LostView: Codable {
+    var markedAt: String?
+    var markedBy: String
+    var note: String?
+
+    init(_ l: LostState) {
+        markedAt = RFC3339.string(l.markedAt)
+        markedBy = l.markedBy
+        note = l.note
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case note
+        case markedAt = "marked_at"
+        case markedBy = "marked_by"
+    }
+}
+
+struct UnitDetailView: Codable {
+    var serial: String
+    var lost: Bool
+    var lostState: LostView?
+    var firstSeen: String?
+    var lastSeen: String?
+    var slots: [SlotView]
+    var manufacturing: [TimelineEntryView]
+    var timeline: [TimelineEntryView]
+    var flags: [FlagView]
+    var playbook: [String]
+    var revealed: Bool
+
+    init(_ d: UnitDetail, reveal: Bool) {
+        serial = d.summary.serial
+        lost = d.summary.lost || d.lost != nil
+        lostState = d.lost.map(LostView.init)
+        firstSeen = RFC3339.string(d.summary.firstSeen)
+        lastSeen = RFC3339.string(d.summary.lastSeen)
+        slots = d.summary.slots.map { SlotView($0, reveal: reveal) }
+        manufacturing = d.manufacturing.map { TimelineEntryView($0, reveal: reveal) }
+        timeline = d.timeline.map { TimelineEntryView($0, reveal: reveal) }
+        flags = d.flags.map { FlagView($0, reveal: reveal) }
+        playbook = Playbook.steps(for: d)
+        revealed = reveal
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case serial, lost, slots, manufacturing, timeline, flags, playbook, revealed
+        case lostState = "lost_state"
+        case firstSeen = "first_seen"
+        case lastSeen = "last_seen"
+    }
+}
+
+struct AuditView: Codable {
+    var id: Int64?
+    var at: String?
+    var actor: String
+    var action: String
+    var serial: String?
+    var remote: String?
+    var detail: String?
+
+    init(_ a: AuditEntry) {
+        id = a.id
+        at = RFC3339.string(a.at)
+        actor = a.actor
+        action = a.action
+        serial = a.serial
+        remote = a.remote
+        detail = a.detail
+    }
+}
+
+/// The lost/stolen playbook: what else to do once a unit is marked lost (the registry does the first step
+/// itself; the others happen at the carrier and the PKI). Shown on the unit page and in the API.
+enum Playbook {
+    static func steps(for d: UnitDetail) -> [String] {
+        guard d.summary.lost || d.lost != nil else { return [] }
+        var steps = [
+            "Device token revoked by the registry: its requests now get 403 and raise lost_unit_seen.",
+        ]
+        let slots = d.summary.slots
+        if slots.contains(where: { $0.identity.imei != nil }) {
+            steps.append("Ask each carrier to block the IMEI of every slot (reveal the IMEI as an admin to file it).")
+        }
+        if slots.contains(where: { $0.identity.iccid != nil }) {
+            steps.append("Suspend or block each SIM (ICCID) at the carrier or IoT-connectivity portal.")
+        }
+        steps.append("Revoke the unit's TLS client certificate, if it has one, at your certificate authority.")
+        steps.append("Watch this page and the flags list: a lost_unit_seen flag means the unit tried to report.")
+        steps.append("When the unit is recovered, mark it found: it gets a new device token to install.")
+        return steps
+    }
+}

@@ -1,0 +1,262 @@
+import ArgumentParser
+import CellprovCore
+import CellprovRegistryCore
+import CellprovRegistryHTTP
+import CellprovRegistryStore
+import CellprovSystemd
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import ServiceLifecycle
+
+/// `cellprov-registry`: the fleet's enrollment registry (docs/registry.md). Thin: it parses arguments and wires
+/// the store, the HTTP layer and logging; the parts live in CellprovRegistryStore and CellprovRegistryHTTP.
+@main
+struct RegistryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cellprov-registry",
+        abstract: "The fleet's enrollment registry: receives cellprovd's and the factory stations' events.",
+        version: "0.1.0",
+        subcommands: [Serve.self, DeviceCommand.self, StationCommand.self, OperatorCommand.self]
+    )
+}
+
+/// `--database URL`, shared by every subcommand.
+struct DatabaseOption: ParsableArguments {
+    @Option(help: "sqlite:///ABSOLUTE/PATH, postgres://USER@HOST:PORT/DB or postgres:///DB?host=/socket/dir")
+    var database: String = Registry.defaultDatabaseURL
+}
+
+/// A management command's store: errors to stderr (never stdout, which carries only the token), exit 1.
+func openStore(_ url: String, logger: Logger) async throws -> any RegistryStore {
+    do {
+        return try await RegistryDatabase.open(url: url, logger: logger)
+    } catch {
+        FileHandle.standardError.write(Data("cellprov-registry: cannot open the database: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Management commands log warnings and errors only, to stderr.
+func managementLogger() -> Logger {
+    var logger = Logger(label: "cellprov-registry") { label in StderrLogHandler(label: label, logLevel: .warning) }
+    logger.logLevel = .warning
+    return logger
+}
+
+/// Creates or replaces a credential and prints its token (one line, nothing else on stdout).
+func issueToken(
+    database: String, kind: RegistryTokens.Kind,
+    put: @escaping @Sendable (any RegistryStore, String) async throws -> Void
+) async throws {
+    let logger = managementLogger()
+    let store = try await openStore(database, logger: logger)
+    let token = RegistryTokens.generate(kind)
+    do {
+        try await put(store, RegistryTokens.hash(token))
+    } catch {
+        await store.close()
+        FileHandle.standardError.write(Data("cellprov-registry: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+    await store.close()
+    print(token)
+}
+
+struct DeviceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "device", abstract: "Manage device credentials.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a device (or give it a new token, revoking the old one); prints its bearer token.")
+        @Argument(help: "The device serial (as cellprovd's [device] serial reports it).") var serial: String
+        @OptionGroup var db: DatabaseOption
+
+        func validate() throws {
+            guard !serial.isEmpty, serial.utf8.count <= 128, serial.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ValidationError("a serial is 1 to 128 printable ASCII characters without blanks")
+            }
+        }
+
+        func run() async throws {
+            let serial = self.serial
+            try await issueToken(database: db.database, kind: .device) { store, hash in
+                try await store.putDeviceToken(serial: serial, tokenHash: hash, at: Date())
+            }
+        }
+    }
+}
+
+struct StationCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "station", abstract: "Manage factory station credentials.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a factory station token (it may post `manufactured` records); prints it.")
+        @Argument(help: "The station's name.") var name: String
+        @OptionGroup var db: DatabaseOption
+
+        func validate() throws {
+            guard !name.isEmpty, name.utf8.count <= 128, !name.contains(where: \.isNewline) else {
+                throw ValidationError("a station name is 1 to 128 characters on one line")
+            }
+        }
+
+        func run() async throws {
+            let name = self.name
+            try await issueToken(database: db.database, kind: .station) { store, hash in
+                try await store.putStationToken(name: name, tokenHash: hash, at: Date())
+            }
+        }
+    }
+}
+
+struct OperatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "operator", abstract: "Manage operator credentials.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an operator token (viewer or admin); prints it once.")
+        @Argument(help: "The operator's name (shown in the audit log).") var name: String
+        @Option(help: "viewer or admin") var role: String
+        @OptionGroup var db: DatabaseOption
+
+        func validate() throws {
+            guard OperatorRole(rawValue: role) != nil else { throw ValidationError("--role is viewer or admin") }
+            guard !name.isEmpty, name.utf8.count <= 128, !name.contains(where: \.isNewline) else {
+                throw ValidationError("an operator name is 1 to 128 characters on one line")
+            }
+        }
+
+        func run() async throws {
+            let name = self.name
+            let role = OperatorRole(rawValue: self.role)!
+            try await issueToken(database: db.database, kind: .operator) { store, hash in
+                try await store.putOperatorToken(name: name, role: role, tokenHash: hash, at: Date())
+            }
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the registry's HTTP server.",
+        discussion: "Exit status: 0 stopped (SIGTERM/SIGINT); 64 bad arguments; 78 configuration error; 1 failure.")
+
+    @Option(help: "HOST:PORT to listen on (port 0: any free port, logged).") var listen: String = "127.0.0.1:8443"
+    @OptionGroup var db: DatabaseOption
+    @Option(help: "Configuration file (TOML), optional.") var config: String?
+    @Option(help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS.") var tlsCertificate: String?
+    @Option(help: "TLS private key (PEM).") var tlsKey: String?
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel: String = "info"
+
+    func validate() throws {
+        guard ListenAddress(listen) != nil else { throw ValidationError("--listen is HOST:PORT") }
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-certificate and --tls-key go together")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level") }
+    }
+
+    func run() async throws {
+        CellprovLogging.bootstrap(identifier: "cellprov-registry", level: Logger.Level(rawValue: logLevel)!)
+        let logger = Logger(label: "cellprov-registry")
+        let settings: RegistrySettings
+        do {
+            settings = try config.map { try RegistrySettings.load(path: $0) } ?? RegistrySettings()
+        } catch {
+            logger.critical("configuration: \(error)")
+            throw ExitCode(78)
+        }
+        let address = ListenAddress(listen)!
+
+        let store: any RegistryStore
+        do {
+            store = try await RegistryDatabase.open(url: db.database, logger: logger)
+            // Masked identifiers in answers carry references under the registry's own key, shared by every
+            // instance on the database, so a reference means the same thing whichever instance printed it.
+            Redaction.configure(Pseudonymizer(key: try await store.pseudonymKey()))
+        } catch {
+            logger.critical("cannot open the database: \(error)")
+            throw ExitCode(1)
+        }
+
+        let server: HTTPServerBuilder
+        var options = RegistryHTTPOptions(
+            tls: tlsCertificate != nil, sessionLifetime: TimeInterval(settings.sessionHours) * 3600)
+        options.reconcile = settings.reconcileHook
+        if let tlsCertificate, let tlsKey {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(file: tlsKey, format: .pem)
+                let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                server = try .tls(.http1(), tlsConfiguration: tls)
+            } catch {
+                logger.critical("TLS: cannot load the certificate or key: \(error)")
+                await store.close()
+                throw ExitCode(78)
+            }
+        } else {
+            server = .http1()
+        }
+
+        let router: Router<RegistryRequestContext>
+        do {
+            router = try await RegistryHTTP.makeRouter(store: store, options: options, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            await store.close()
+            throw ExitCode(1)
+        }
+        var appLogger = logger
+        appLogger.logLevel = max(logger.logLevel, .notice)  // Hummingbird's per-request lines stay out
+        let app = Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? address.port
+                logger.notice(
+                    "listening on \(address.hostForDisplay):\(port)",
+                    metadata: ["MESSAGE_ID": "\(RegistryMessageID.listening.id)"])
+                _ = SystemdNotifier.ready(status: "listening on \(address.hostForDisplay):\(port)")
+            },
+            logger: appLogger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("server stopped: \(error)")
+            _ = SystemdNotifier.stopping()
+            await store.close()
+            throw ExitCode(1)
+        }
+        _ = SystemdNotifier.stopping()
+        await store.close()
+        logger.notice("stopped")
+    }
+}
+
+/// `HOST:PORT`, `[IPv6]:PORT`.
+struct ListenAddress {
+    var host: String
+    var port: Int
+
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    var hostForDisplay: String { host.contains(":") ? "[\(host)]" : host }
+}

@@ -1,0 +1,90 @@
+import CellprovRegistryHTTP
+import Foundation
+import TOMLKit
+
+/// `serve --config FILE` (TOML, optional; every key has a default):
+///
+///     [alerts]
+///     webhook_url = "https://alerts.example/cellprov"   # critical flags are POSTed here
+///     unit_silent_days = 7                               # a unit silent this long raises unit_silent
+///     [reconciliation]
+///     iccid_column = "ICCID"                             # carrier export column names; detected when absent
+///     imsi_column = "IMSI"
+///     status_column = "Status"
+///     [server]
+///     session_hours = 8
+///
+/// Unknown tables and keys are errors (a typo must not silently leave a default in place).
+struct RegistrySettings: Sendable {
+    var webhookURL: String?
+    var unitSilentDays: Int = 7
+    var iccidColumn: String?
+    var imsiColumn: String?
+    var statusColumn: String?
+    var sessionHours: Int = 8
+
+    struct Error: Swift.Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static let schema: [String: Set<String>] = [
+        "alerts": ["webhook_url", "unit_silent_days"],
+        "reconciliation": ["iccid_column", "imsi_column", "status_column"],
+        "server": ["session_hours"],
+    ]
+
+    static func load(path: String) throws -> RegistrySettings {
+        guard let data = FileManager.default.contents(atPath: path), data.count <= 1 << 20 else {
+            throw Error(description: "\(path): cannot read the file (or it is larger than 1 MiB)")
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw Error(description: "\(path): syntax error: \(error)")
+        }
+        var s = RegistrySettings()
+        for section in root.keys {
+            guard let table = root[section]?.table, let keys = schema[section] else {
+                throw Error(description: "\(path): unknown table [\(section)]; known: alerts, reconciliation, server")
+            }
+            for key in table.keys {
+                guard keys.contains(key) else {
+                    throw Error(description: "\(path): unknown key \(section).\(key)")
+                }
+                let value = table[key]!
+                func string() throws -> String {
+                    guard let v = value.string, !v.isEmpty else {
+                        throw Error(description: "\(path): \(section).\(key) must be a non-empty string")
+                    }
+                    return v
+                }
+                func int(_ range: ClosedRange<Int>) throws -> Int {
+                    guard let v = value.int, range.contains(v) else {
+                        throw Error(description: "\(path): \(section).\(key) must be an integer in \(range)")
+                    }
+                    return v
+                }
+                switch (section, key) {
+                case ("alerts", "webhook_url"):
+                    let url = try string()
+                    guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                        throw Error(description: "\(path): alerts.webhook_url must be an http(s) URL")
+                    }
+                    s.webhookURL = url
+                case ("alerts", "unit_silent_days"): s.unitSilentDays = try int(1...3650)
+                case ("reconciliation", "iccid_column"): s.iccidColumn = try string()
+                case ("reconciliation", "imsi_column"): s.imsiColumn = try string()
+                case ("reconciliation", "status_column"): s.statusColumn = try string()
+                case ("server", "session_hours"): s.sessionHours = try int(1...168)
+                default: break
+                }
+            }
+        }
+        return s
+    }
+
+    /// Carrier reconciliation, once CellprovRegistryCore's `Reconciliation` is in this build (branch
+    /// `reconcile`); until then the route answers 501.
+    var reconcileHook: ReconcileHook? { nil }
+}
