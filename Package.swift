@@ -74,6 +74,8 @@ let package = Package(
             name: "CellprovCLI",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovSimulator", "CellprovUdev", "CellprovStore",
+                // `probe --report`: the factory record (wire type) and its poster (the reporter's transport rules).
+                "CellprovEnrollmentAPI", "CellprovReporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Sources/cellprov", swiftSettings: strict),
@@ -242,7 +244,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ], swiftSettings: strict),
-        .testTarget(name: "CellprovCLITests", dependencies: ["CellprovCore", "CellprovSimulator"], swiftSettings: strict),
+        .testTarget(
+            name: "CellprovCLITests",
+            dependencies: ["CellprovCore", "CellprovSimulator", "CellprovEnrollmentAPI", "CellprovTestKit"],
+            swiftSettings: strict),
         .testTarget(
             name: "CellprovDaemonTests",
             dependencies: [

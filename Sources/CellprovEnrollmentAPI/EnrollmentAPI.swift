@@ -3,9 +3,22 @@ import Foundation
 
 /// The enrollment API's version as the wire types here implement it (docs/enrollment-api.yaml `info.version`).
 public enum EnrollmentAPI {
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
     /// The path, appended to a backend's base URL, that events are posted to.
     public static let path = "/v1/enrollments"
+
+    /// Every event type the API accepts: cellprovd's (`IdentityEventType`) and the API-only ones.
+    public static let eventTypes: Set<String> =
+        Set(IdentityEventType.allCases.map(\.rawValue)).union(APIEventType.allCases.map(\.rawValue))
+}
+
+/// Event types of the API that cellprovd's change detector never produces (so they are not in CellprovCore's
+/// `IdentityEventType`): records made by other senders. scripts/check-openapi.py reads this enum: the document's
+/// `EventType` must be `IdentityEventType`'s raw values plus these.
+public enum APIEventType: String, Sendable, CaseIterable {
+    /// The factory station's record of a unit as built (`cellprov probe --device-serial SN --report URL`): one per
+    /// module, severity info, sequence 1, no `previous`, no `references`.
+    case manufactured
 }
 
 /// The request body of `POST /v1/enrollments` (schema `EnrollmentEvent` of docs/enrollment-api.yaml), as
@@ -100,6 +113,42 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         }
     }
 
+    /// The keyed pseudonyms (10 lowercase hex characters) of the values in `identity`, as the sender's log prints
+    /// them (`IMEI(TAC …, ref 1a2b3c4d5e)`): HMAC-SHA256 under the sender's own pseudonym key, which the receiver
+    /// does not hold. With them a receiver can find a unit from a log line alone.
+    public struct References: Sendable, Codable, Equatable {
+        public var imei: String?
+        public var imsi: String?
+        public var iccid: String?
+
+        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+            self.imei = imei
+            self.imsi = imsi
+            self.iccid = iccid
+        }
+
+        /// The references of each value present in `identity`, as `pseudonymizer` makes them: the same call the
+        /// identifier types' descriptions and `IdentitySnapshot`'s make (kind "imei", "imsi", "iccid"; the
+        /// value as in the payload, which is the validated, normalised value the log printed).
+        public init(_ identity: Identity, pseudonymizer: Pseudonymizer) {
+            self.init(
+                imei: identity.imei.map { pseudonymizer.reference(kind: "imei", value: $0) },
+                imsi: identity.imsi.map { pseudonymizer.reference(kind: "imsi", value: $0) },
+                iccid: identity.iccid.map { pseudonymizer.reference(kind: "iccid", value: $0) })
+        }
+
+        /// The references present, for a receiver's index.
+        public var all: [String] { [imei, imsi, iccid].compactMap { $0 } }
+
+        public func encode(to encoder: any Encoder) throws {
+            enum K: String, CodingKey { case imei, imsi, iccid }
+            var c = encoder.container(keyedBy: K.self)
+            try c.encodeIfPresent(imei, forKey: .imei)
+            try c.encodeIfPresent(imsi, forKey: .imsi)
+            try c.encodeIfPresent(iccid, forKey: .iccid)
+        }
+    }
+
     public struct ProblemBody: Sendable, Codable, Equatable {
         public var code: String
         public var field: String
@@ -155,7 +204,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
 
     /// Lowercase UUID; the `Idempotency-Key` header carries the same value.
     public var eventID: String
-    /// An event type name (`IdentityEventType` raw values). Kept as a string: a receiver must be able to tell an
+    /// An event type name (`IdentityEventType` raw values, or `APIEventType`'s). Kept as a string: a receiver must be able to tell an
     /// unknown type apart from a malformed body.
     public var type: String
     /// RFC 3339 time, as sent.
@@ -170,11 +219,15 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
     public var otherSlots: [String]?
     public var problems: [ProblemBody]
     public var stateLost: StateLostBody?
+    /// Absent from payloads older than API 0.2.0 and from `manufactured` records (a station's key is not the
+    /// unit's, so its references would match no log line of the unit).
+    public var references: References?
 
     public init(
         eventID: String, type: String, occurredAt: String, sequence: Int, severity: String, device: Device,
         module: Module, identity: Identity, previous: Identity? = nil, usbSerialChanged: Bool? = nil,
-        otherSlots: [String]? = nil, problems: [ProblemBody] = [], stateLost: StateLostBody? = nil
+        otherSlots: [String]? = nil, problems: [ProblemBody] = [], stateLost: StateLostBody? = nil,
+        references: References? = nil
     ) {
         self.eventID = eventID
         self.type = type
@@ -189,10 +242,15 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         self.otherSlots = otherSlots
         self.problems = problems
         self.stateLost = stateLost
+        self.references = references
     }
 
-    /// The request for one of cellprovd's events.
-    public init(_ event: IdentityEvent, deviceSerial: String?) {
+    /// The request for one of cellprovd's events, with the references of its identity under `pseudonymizer`
+    /// (cellprovd's is the process-wide one, set from its per-device `pseudonym.key` at start: the key its log
+    /// lines are made with).
+    public init(
+        _ event: IdentityEvent, deviceSerial: String?, pseudonymizer: Pseudonymizer = Redaction.pseudonymizer
+    ) {
         self.init(
             eventID: event.id.uuidString.lowercased(), type: event.type.rawValue,
             occurredAt: Self.timestamp(event.occurredAt), sequence: event.sequence,
@@ -208,7 +266,22 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
                 StateLostBody(
                     reason: $0.reason.rawValue, detectedAt: Self.timestamp($0.detectedAt),
                     eventsSalvaged: $0.eventsSalvaged, eventsLost: $0.eventsLost, lastSequence: $0.lastSequence)
-            })
+            },
+            references: References(Identity(event.identity), pseudonymizer: pseudonymizer))
+    }
+
+    /// A factory station's `manufactured` record of one module of unit `deviceSerial`, from a probe whose
+    /// identity is complete and valid (the caller checks): severity info, sequence 1, a fresh event id, no
+    /// `previous`, no `references`. `problems` are the probe's warnings (an ICCID without a matching check digit).
+    public static func manufactured(
+        eventID: UUID = UUID(), occurredAt: Date = Date(), deviceSerial: String, module: Module, identity: Identity,
+        problems: [ProblemBody] = []
+    ) -> EnrollmentRequest {
+        EnrollmentRequest(
+            eventID: eventID.uuidString.lowercased(), type: APIEventType.manufactured.rawValue,
+            occurredAt: timestamp(occurredAt), sequence: 1, severity: EventSeverity.info.rawValue,
+            device: Device(serial: deviceSerial), module: module, identity: identity, previous: nil,
+            problems: problems)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -218,6 +291,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         case usbSerialChanged = "usb_serial_changed"
         case otherSlots = "other_slots"
         case stateLost = "state_lost"
+        case references
     }
 
     public init(from decoder: any Decoder) throws {
@@ -235,6 +309,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         otherSlots = try c.decodeIfPresent([String].self, forKey: .otherSlots)
         problems = try c.decodeIfPresent([ProblemBody].self, forKey: .problems) ?? []
         stateLost = try c.decodeIfPresent(StateLostBody.self, forKey: .stateLost)
+        references = try c.decodeIfPresent(References.self, forKey: .references)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -252,6 +327,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         try c.encodeIfPresent(otherSlots, forKey: .otherSlots)
         try c.encode(problems, forKey: .problems)
         try c.encodeIfPresent(stateLost, forKey: .stateLost)
+        try c.encodeIfPresent(references, forKey: .references)
     }
 
     /// The JSON body as sent: UTF-8, slashes unescaped.
