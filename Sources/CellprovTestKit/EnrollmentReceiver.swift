@@ -59,6 +59,10 @@ public final class EnrollmentReceiver: Sendable {
     struct State {
         var behaviour: Behaviour = .status(201)
         var faults: Faults?
+        /// Answers for the next requests, in order, before `behaviour` applies again.
+        var script: [Behaviour] = []
+        /// The body of every answer instead of the default JSON (nil: `{"status":"ok"}` / `{"error":...}`).
+        var responseBody: String?
         var requests: [Request] = []
         var handshakeFailures = 0
     }
@@ -110,6 +114,18 @@ public final class EnrollmentReceiver: Sendable {
     /// Replaces the faults (nil: none).
     public func setFaults(_ faults: Faults?) {
         box.state.withLock { $0.faults = faults }
+    }
+
+    /// Answers the next requests with these, one each and in order; then `behaviour` again. For retry tests
+    /// (503, 503, 201).
+    public func enqueue(_ behaviours: [Behaviour]) {
+        box.state.withLock { $0.script += behaviours }
+    }
+
+    /// Answers with this body (for example one that echoes identifiers, as a careless backend might); nil: the
+    /// default bodies.
+    public func setResponseBody(_ body: String?) {
+        box.state.withLock { $0.responseBody = body }
     }
 
     public var requests: [Request] { box.state.withLock { $0.requests } }
@@ -173,7 +189,7 @@ public final class EnrollmentReceiver: Sendable {
                 guard let head else { return }
                 var headers: [String: String] = [:]
                 for (name, value) in head.headers { headers[name.lowercased()] = value }
-                var behaviour = box.state.withLock { $0.behaviour }
+                var behaviour = box.state.withLock { s in s.script.isEmpty ? s.behaviour : s.script.removeFirst() }
                 if case .status = behaviour, let faults = box.state.withLock({ $0.faults }) {
                     let draw = Double.random(in: 0..<1)
                     if draw < faults.hangFraction {
@@ -189,7 +205,8 @@ public final class EnrollmentReceiver: Sendable {
                 }
                 box.state.withLock { $0.requests.append(request) }
                 guard case .status(let code) = behaviour else { return }  // .hang: never answer
-                let text = code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}"
+                let text = box.state.withLock { $0.responseBody }
+                    ?? (code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}")
                 var responseHeaders = HTTPHeaders()
                 responseHeaders.add(name: "Content-Type", value: "application/json")
                 responseHeaders.add(name: "Content-Length", value: "\(text.utf8.count)")
