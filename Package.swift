@@ -178,6 +178,7 @@ let package = Package(
                 "CellprovRegistryCore", "CellprovEnrollmentAPI",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         // The registry's HTTP layer (Hummingbird): device API, operator API, pages, metrics. Talks to storage only
@@ -212,6 +213,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -243,6 +245,9 @@ let package = Package(
                 "CellprovRegistryHTTP", "CellprovRegistryAlerts",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The storage suite checks the schema's own guards (append-only audit) with raw SQL.
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ], swiftSettings: strict),
         .testTarget(
             name: "CellprovCLITests",

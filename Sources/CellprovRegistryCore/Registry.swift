@@ -155,6 +155,8 @@ public struct RegistryFlag: Sendable, Equatable {
 /// One slot of a unit as last reported.
 public struct SlotState: Sendable, Equatable {
     public var slot: String
+    /// `device` for the unit's field slots (cellprovd), `factory` for the slots its manufacturing records describe.
+    public var origin: EventOrigin
     public var identity: IdentitySnapshot
     public var manufacturer: String?
     public var model: String?
@@ -167,9 +169,11 @@ public struct SlotState: Sendable, Equatable {
 
     public init(
         slot: String, identity: IdentitySnapshot, manufacturer: String? = nil, model: String? = nil,
-        revision: String? = nil, source: String = "at", lastEventType: String, updatedAt: Date
+        revision: String? = nil, source: String = "at", lastEventType: String, updatedAt: Date,
+        origin: EventOrigin = .device
     ) {
         self.slot = slot
+        self.origin = origin
         self.identity = identity
         self.manufacturer = manufacturer
         self.model = model
@@ -388,16 +392,20 @@ public struct SIMAssignment: Sendable, Equatable {
 public struct UnitExportRow: Sendable, Equatable {
     public var serial: String
     public var slot: String
+    /// `device` (field slot) or `factory` (manufacturing record's slot).
+    public var origin: EventOrigin
     public var identity: IdentitySnapshot
     public var module: String?
     public var firstSeen: Date?
     public var lastSeen: Date?
 
     public init(
-        serial: String, slot: String, identity: IdentitySnapshot, module: String?, firstSeen: Date?, lastSeen: Date?
+        serial: String, slot: String, identity: IdentitySnapshot, module: String?, firstSeen: Date?, lastSeen: Date?,
+        origin: EventOrigin = .device
     ) {
         self.serial = serial
         self.slot = slot
+        self.origin = origin
         self.identity = identity
         self.module = module
         self.firstSeen = firstSeen
@@ -423,6 +431,9 @@ public protocol RegistryStore: Sendable {
     /// The registry's own pseudonym key (made by the first migration, shared by every instance): masked identifiers
     /// in answers carry references under it.
     func pseudonymKey() async throws -> [UInt8]
+    /// The key that signs session cookies and CSRF tokens (made by the first migration, shared by every instance,
+    /// distinct from ``pseudonymKey()``).
+    func sessionKey() async throws -> [UInt8]
     func close() async
 
     // Credentials (tokens are stored only as hashes, CellprovRegistryCore's `TokenHash`).
@@ -455,7 +466,9 @@ public protocol RegistryStore: Sendable {
     func raise(_ flags: [NewFlag], at: Date) async throws -> [RegistryFlag]
 
     // Lost/stolen playbook.
-    /// Marks the unit lost and revokes its device tokens; false when the unit is unknown.
+    /// Marks the unit lost and revokes its device tokens; false when the unit is unknown. Marking a lost unit lost
+    /// again keeps the first mark and returns true. The store writes no audit entry for it (nor for `markFound`,
+    /// `resolveFlag`, reveals, exports): the caller appends one with the request's remote address.
     func markLost(serial: String, by: String, note: String?, at: Date) async throws -> Bool
     /// Clears the lost mark and gives the device a new token (its hash); false when the unit is unknown or not lost.
     func markFound(serial: String, by: String, newTokenHash: String, at: Date) async throws -> Bool
@@ -467,7 +480,7 @@ public protocol RegistryStore: Sendable {
     // Exports and periodic checks.
     func exportUnits() async throws -> [UnitExportRow]
     func simAssignments() async throws -> [SIMAssignment]
-    /// Serials (not lost) whose last event is older than `before`.
+    /// Serials (not lost) whose last field event is older than `before` (units that never reported are left out).
     func silentUnits(lastSeenBefore before: Date) async throws -> [String]
     /// Open flags by kind (`/metrics`).
     func openFlagCounts() async throws -> [FlagKind: Int]

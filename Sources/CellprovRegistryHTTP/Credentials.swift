@@ -3,30 +3,9 @@ import CellprovRegistryCore
 import Crypto
 import Foundation
 
-/// Bearer tokens of devices, stations and operators: 32 random bytes from the system's generator, base64url
-/// without padding, behind a prefix that says what the token is for (`cpd_` device, `cps_` station, `cpo_`
-/// operator), so that a token pasted in the wrong place is recognisable. Only the SHA-256 (lowercase hex) of the
-/// whole token is stored: a database leak gives no usable credential, and a 256-bit random token needs no slow
-/// hash.
+/// Reading bearer tokens from requests, and the base64url helpers of the session cookie. Tokens themselves are
+/// CellprovRegistryCore's `Tokens` (generation, SHA-256 hashing).
 public enum RegistryTokens {
-    public enum Kind: String, Sendable {
-        case device = "cpd_"
-        case station = "cps_"
-        case `operator` = "cpo_"
-    }
-
-    /// A new token of `kind`.
-    public static func generate(_ kind: Kind) -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return kind.rawValue + base64URL(bytes)
-    }
-
-    /// The stored form of a token: SHA-256 of its UTF-8 bytes, lowercase hex.
-    public static func hash(_ token: String) -> String {
-        hex(SHA256.hash(data: Data(token.utf8)))
-    }
-
     /// The token of an `Authorization: Bearer ...` header value; nil when the header is absent, of another
     /// scheme, empty, or implausibly long (a bound: nothing longer is hashed or looked up).
     public static func bearer(_ header: String?) -> String? {
@@ -76,13 +55,12 @@ public struct OperatorSession: Sendable, Equatable {
 }
 
 /// Stateless sessions: the cookie carries the operator's name, role and expiry, signed with HMAC-SHA256 under a
-/// key derived from the registry's own secret (the database's pseudonym key), so that every instance sharing the
+/// key derived from the registry's session secret (`RegistryStore.sessionKey()`, one row of the database), so that every instance sharing the
 /// database accepts every other instance's sessions and nothing is stored per session. The CSRF token of a
 /// session is another HMAC of the cookie value: a page's forms carry it, every POST checks it.
 ///
 /// A session cannot be revoked before it expires (the price of statelessness); its lifetime is bounded (8 h by
-/// default) and the role is re-checked against the store on every request (``SessionAuthority``), so an
-/// operator whose token is revoked loses access at the next request.
+/// default, `[server] session_hours`).
 public struct SessionSigner: Sendable {
     // Raw bytes (SymmetricKey is not Sendable); a key is made per use, which costs a copy of 32 bytes.
     private let sessionKeyBytes: [UInt8]
@@ -141,28 +119,10 @@ public struct SessionSigner: Sendable {
     }
 }
 
-/// How identifiers are shown: masked, exactly as the CellprovCore types describe themselves (TAC, MCC-MNC or
-/// issuer prefix, and a reference under the registry's pseudonym key, `Redaction.pseudonymizer`), or revealed
-/// (raw digits, admins only, audited).
+/// How identifiers are shown: masked by CellprovRegistryCore's `Masking` (the CellprovCore types' descriptions
+/// under the registry's pseudonym key), or revealed (raw digits, admins only, audited by the caller).
 public enum IdentifierMask {
-    public static func imei(_ value: String?, reveal: Bool) -> String? {
-        guard let value else { return nil }
-        if reveal { return value }
-        if let imei = IMEI.validate(value).value { return imei.description }
-        return "IMEI(ref \(Redaction.pseudonymizer.reference(kind: "imei", value: value)))"
-    }
-
-    public static func imsi(_ value: String?, reveal: Bool) -> String? {
-        guard let value else { return nil }
-        if reveal { return value }
-        if let imsi = IMSI.validate(value).value { return imsi.description }
-        return "IMSI(ref \(Redaction.pseudonymizer.reference(kind: "imsi", value: value)))"
-    }
-
-    public static func iccid(_ value: String?, reveal: Bool) -> String? {
-        guard let value else { return nil }
-        if reveal { return value }
-        if let iccid = ICCID.validate(value).value { return iccid.description }
-        return "ICCID(ref \(Redaction.pseudonymizer.reference(kind: "iccid", value: value)))"
-    }
+    public static func imei(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.imei(value) }
+    public static func imsi(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.imsi(value) }
+    public static func iccid(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.iccid(value) }
 }

@@ -121,6 +121,7 @@ struct TimedStore: RegistryStore {
     func migrate() async throws { try await timed("migrate") { try await base.migrate() } }
     func checkReady() async throws { try await timed("check_ready") { try await base.checkReady() } }
     func pseudonymKey() async throws -> [UInt8] { try await timed("pseudonym_key") { try await base.pseudonymKey() } }
+    func sessionKey() async throws -> [UInt8] { try await timed("session_key") { try await base.sessionKey() } }
     func close() async { await base.close() }
 
     func putDeviceToken(serial: String, tokenHash: String, at: Date) async throws {

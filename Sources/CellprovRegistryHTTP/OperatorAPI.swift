@@ -35,7 +35,7 @@ struct OperatorAPI {
         }
         let record: CredentialRecord?
         do {
-            record = try await state.store.credential(tokenHash: RegistryTokens.hash(token))
+            record = try await state.store.credential(tokenHash: Tokens.hash(token))
         } catch {
             return .failure(Refusal(state.storeFailure(error, "credential lookup")))
         }
@@ -204,10 +204,10 @@ struct OperatorAPI {
                 AuditEntry(
                     at: Date(), actor: who.name, action: "export", remote: context.remote,
                     detail: "units.csv, \(rows.count) rows"))
-            var out = "serial,slot,imei,imsi,iccid,module,first_seen,last_seen\r\n"
+            var out = "serial,slot,origin,imei,imsi,iccid,module,first_seen,last_seen\r\n"
             for r in rows {
                 out += [
-                    r.serial, r.slot, r.identity.imei ?? "", r.identity.imsi ?? "", r.identity.iccid ?? "",
+                    r.serial, r.slot, r.origin.rawValue, r.identity.imei ?? "", r.identity.imsi ?? "", r.identity.iccid ?? "",
                     r.module ?? "", RFC3339.string(r.firstSeen) ?? "", RFC3339.string(r.lastSeen) ?? "",
                 ].map(CSV.field).joined(separator: ",") + "\r\n"
             }
@@ -314,11 +314,11 @@ struct Actions {
     }
 
     func markFound(serial: String, who: OperatorIdentity, remote: String?) async -> Outcome {
-        let token = RegistryTokens.generate(.device)
+        let token = Tokens.generate(.device)
         do {
             guard
                 try await state.store.markFound(
-                    serial: serial, by: who.name, newTokenHash: RegistryTokens.hash(token), at: Date())
+                    serial: serial, by: who.name, newTokenHash: Tokens.hash(token), at: Date())
             else {
                 if try await state.store.unit(serial: serial) == nil { return .failed(.notFound, "no such unit") }
                 return .failed(.conflict, "unit is not marked lost")
@@ -352,7 +352,7 @@ struct Actions {
             state.logger.notice(
                 "flag resolved",
                 metadata: [
-                    "MESSAGE_ID": "\(RegistryMessageID.flagResolved.id)", "flag_id": "\(id)",
+                    "flag_id": "\(id)",
                     "kind": "\(flag.flag.kind.rawValue)", "operator": "\(who.name)",
                 ])
             return .ok(ResolvedBody(id: id, resolved: true))

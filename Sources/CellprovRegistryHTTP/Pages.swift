@@ -148,7 +148,7 @@ struct Pages {
         else { return signInPage("Enter an operator token.", status: .unauthorized) }
         let record: CredentialRecord?
         do {
-            record = try await state.store.credential(tokenHash: RegistryTokens.hash(token))
+            record = try await state.store.credential(tokenHash: Tokens.hash(token))
         } catch {
             return state.storeFailure(error, "credential lookup")
         }

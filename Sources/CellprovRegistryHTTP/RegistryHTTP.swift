@@ -27,7 +27,7 @@ public enum RegistryHTTP {
         metrics: RegistryMetrics = RegistryMetrics(), logger: Logger
     ) async throws -> Router<RegistryRequestContext> {
         let timed = TimedStore(base: store, metrics: metrics)
-        let signer = SessionSigner(secret: try await timed.pseudonymKey())
+        let signer = SessionSigner(secret: try await timed.sessionKey())
         let state = RegistryState(store: timed, options: options, metrics: metrics, signer: signer, logger: logger)
         let router = Router(context: RegistryRequestContext.self)
         router.add(middleware: MetricsMiddleware(metrics: metrics))
@@ -110,7 +110,7 @@ struct RegistryState: Sendable {
             logger.warning(
                 "flag raised: \(f.flag.summary)",
                 metadata: [
-                    "MESSAGE_ID": "\(RegistryMessageID.flagRaised.id)", "kind": "\(f.flag.kind.rawValue)",
+                    "MESSAGE_ID": "\(RegistryMessageID.flagRaised(f.flag.kind).id)", "kind": "\(f.flag.kind.rawValue)",
                     "severity": "\(f.flag.severity.rawValue)", "flag_id": "\(f.id)",
                     "serial": "\(f.flag.serial ?? "-")",
                 ])
@@ -194,7 +194,7 @@ struct DeviceAPI {
         }
         let record: CredentialRecord?
         do {
-            record = try await state.store.credential(tokenHash: RegistryTokens.hash(token))
+            record = try await state.store.credential(tokenHash: Tokens.hash(token))
         } catch {
             return state.storeFailure(error, "credential lookup")
         }

@@ -42,6 +42,8 @@ struct IdentityView: Codable, Equatable {
 
 struct SlotView: Codable {
     var slot: String
+    /// `device` (a field slot) or `factory` (a manufacturing record's slot).
+    var origin: String
     var imei: String?
     var imsi: String?
     var iccid: String?
@@ -54,6 +56,7 @@ struct SlotView: Codable {
 
     init(_ s: SlotState, reveal: Bool) {
         slot = s.slot
+        origin = s.origin.rawValue
         let id = IdentityView(s.identity, reveal: reveal)
         imei = id.imei
         imsi = id.imsi
@@ -67,7 +70,7 @@ struct SlotView: Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case slot, imei, imsi, iccid, manufacturer, model, revision, source
+        case slot, origin, imei, imsi, iccid, manufacturer, model, revision, source
         case lastEventType = "last_event_type"
         case updatedAt = "updated_at"
     }

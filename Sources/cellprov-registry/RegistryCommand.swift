@@ -6,8 +6,10 @@ import CellprovRegistryStore
 import CellprovSystemd
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOSSL
 import ServiceLifecycle
 
 /// `cellprov-registry`: the fleet's enrollment registry (docs/registry.md). Thin: it parses arguments and wires
@@ -47,14 +49,14 @@ func managementLogger() -> Logger {
 
 /// Creates or replaces a credential and prints its token (one line, nothing else on stdout).
 func issueToken(
-    database: String, kind: RegistryTokens.Kind,
+    database: String, kind: TokenKind,
     put: @escaping @Sendable (any RegistryStore, String) async throws -> Void
 ) async throws {
     let logger = managementLogger()
     let store = try await openStore(database, logger: logger)
-    let token = RegistryTokens.generate(kind)
+    let token = Tokens.generate(kind)
     do {
-        try await put(store, RegistryTokens.hash(token))
+        try await put(store, Tokens.hash(token))
     } catch {
         await store.close()
         FileHandle.standardError.write(Data("cellprov-registry: \(error)\n".utf8))

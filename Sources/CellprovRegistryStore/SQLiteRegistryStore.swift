@@ -1,0 +1,540 @@
+import CellprovCore
+import CellprovEnrollmentAPI
+import CellprovRegistryCore
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// The registry on one host: SQLite through GRDB, in WAL mode with `synchronous=FULL` (a stored event survives a
+/// power cut once the API answered 201). Writes run in IMMEDIATE transactions (the write lock is taken at
+/// BEGIN, so a transaction that reads and then writes never fails with SQLITE_BUSY half-way) and wait up to
+/// ``busyTimeout`` for another process's transaction: `cellprov-registry device add` works while a server runs.
+/// SQLite serialises writers, so the ingest rules need no further locking.
+public final class SQLiteRegistryStore: RegistryStore, Sendable {
+    /// How long a writer waits for another process's write transaction.
+    public static let busyTimeout: TimeInterval = 10
+
+    let pool: DatabasePool
+    let logger: Logger
+    private let keys = Mutex<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+
+    /// Opens (creating it and its directory's file if needed) the database at `path`. Call ``migrate()`` next
+    /// (``RegistryDatabase/open(url:logger:)`` does).
+    public init(path: String, logger: Logger) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(Self.busyTimeout)
+        config.journalMode = .wal
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw RegistryStoreError("cannot open the SQLite database: \(Self.describe(error))")
+        }
+        self.logger = logger
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? DatabaseError { return "\(e.resultCode) \(e.message ?? "")" }
+        return "\(error)"
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    // MARK: Schema
+
+    public func migrate() async throws {
+        try await transaction { db in
+            try db.execute(
+                sql: "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            let applied = Set(try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations"))
+            for migration in SQLiteSchema.migrations where !applied.contains(migration.version) {
+                try db.execute(sql: migration.sql)
+                try db.execute(
+                    sql: "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    arguments: [migration.version, StoreSupport.ms(Date())])
+            }
+            for name in [StoreSupport.pseudonymKeyName, StoreSupport.sessionKeyName] {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)",
+                    arguments: [name, Data(StoreSupport.randomKey())])
+            }
+        }
+    }
+
+    public func checkReady() async throws {
+        let versions = try await pool.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
+        let missing = Set(SQLiteSchema.migrations.map(\.version)).subtracting(versions)
+        guard missing.isEmpty else { throw RegistryStoreError("database migrations not applied: \(missing.sorted())") }
+    }
+
+    func setting(_ name: String) async throws -> [UInt8] {
+        let data = try await pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT value FROM settings WHERE name = ?", arguments: [name])
+        }
+        guard let data, !data.isEmpty else { throw RegistryStoreError("the database has no \(name) (not migrated)") }
+        return [UInt8](data)
+    }
+
+    public func pseudonymKey() async throws -> [UInt8] {
+        if let k = keys.withLock({ $0.pseudonym }) { return k }
+        let k = try await setting(StoreSupport.pseudonymKeyName)
+        keys.withLock { $0.pseudonym = k }
+        return k
+    }
+
+    public func sessionKey() async throws -> [UInt8] {
+        if let k = keys.withLock({ $0.session }) { return k }
+        let k = try await setting(StoreSupport.sessionKeyName)
+        keys.withLock { $0.session = k }
+        return k
+    }
+
+    public func close() async {
+        try? pool.close()
+    }
+
+    // MARK: Credentials
+
+    public func putDeviceToken(serial: String, tokenHash: String, at: Date) async throws {
+        let t = StoreSupport.ms(at)
+        try await transaction { db in
+            try db.execute(
+                sql: "INSERT INTO units (serial, created_at) VALUES (?, ?) ON CONFLICT (serial) DO NOTHING",
+                arguments: [serial, t])
+            try Self.putCredential(db, kind: "device", subject: serial, role: nil, tokenHash: tokenHash, at: t)
+        }
+    }
+
+    public func putStationToken(name: String, tokenHash: String, at: Date) async throws {
+        let t = StoreSupport.ms(at)
+        try await transaction { db in
+            try Self.putCredential(db, kind: "station", subject: name, role: nil, tokenHash: tokenHash, at: t)
+        }
+    }
+
+    public func putOperatorToken(name: String, role: OperatorRole, tokenHash: String, at: Date) async throws {
+        let t = StoreSupport.ms(at)
+        try await transaction { db in
+            try Self.putCredential(db, kind: "operator", subject: name, role: role.rawValue, tokenHash: tokenHash, at: t)
+        }
+    }
+
+    /// Revokes the subject's valid tokens of that kind and stores the new one: one valid token per subject.
+    static func putCredential(
+        _ db: Database, kind: String, subject: String, role: String?, tokenHash: String, at: Int64
+    ) throws {
+        try db.execute(
+            sql: "UPDATE credentials SET revoked_at = ? WHERE kind = ? AND subject = ? AND revoked_at IS NULL",
+            arguments: [at, kind, subject])
+        try db.execute(
+            sql: """
+                INSERT INTO credentials (token_hash, kind, subject, role, created_at) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [tokenHash, kind, subject, role, at])
+    }
+
+    public func credential(tokenHash: String) async throws -> CredentialRecord? {
+        try await pool.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT kind, subject, role, revoked_at FROM credentials WHERE token_hash = ?",
+                    arguments: [tokenHash])
+            else { return nil }
+            return StoreRows.credential(
+                kind: row["kind"], subject: row["subject"], role: row["role"], revokedAt: row["revoked_at"])
+        }
+    }
+
+    // MARK: Ingest
+
+    public func ingest(
+        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
+    ) async throws -> IngestOutcome {
+        let key = try await pseudonymKey()
+        let payload = try StoreSupport.payload(request)
+        let refs = StoreSupport.references(reported: references, identity: request.identity, key: key)
+        let received = StoreSupport.ms(receivedAt)
+        let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
+        return try await transaction { db -> IngestOutcome in
+            let id = request.identity
+            let prev = request.previous
+            try db.execute(
+                sql: """
+                    INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
+                        received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (event_id) DO NOTHING
+                    """,
+                arguments: [
+                    request.eventID, serial, origin.rawValue, request.type, request.module.slot, request.sequence,
+                    request.severity, occurred, received, id.imei, id.imsi, id.iccid, prev?.imei, prev?.imsi,
+                    prev?.iccid, payload,
+                ])
+            guard db.changesCount == 1 else { return .duplicate }
+            let fieldSeen: Int64? = origin == .device ? received : nil
+            try db.execute(
+                sql: """
+                    INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (serial) DO UPDATE SET
+                        first_seen = min(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
+                        last_seen = CASE WHEN excluded.last_seen IS NULL THEN units.last_seen
+                            ELSE max(coalesce(units.last_seen, excluded.last_seen), excluded.last_seen) END
+                    """, arguments: [serial, received, received, fieldSeen])
+            try db.execute(
+                sql: """
+                    INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
+                        revision, source, last_event_type, occurred_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
+                        iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
+                        tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
+                        revision = excluded.revision, source = excluded.source,
+                        last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
+                        updated_at = excluded.updated_at
+                    WHERE excluded.occurred_at >= slots.occurred_at
+                    """,
+                arguments: [
+                    serial, origin.rawValue, request.module.slot, id.imei, id.imsi, id.iccid,
+                    id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
+                    request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
+                ])
+            for ref in refs {
+                try db.execute(
+                    sql: "INSERT INTO refs (ref, serial) VALUES (?, ?) ON CONFLICT DO NOTHING", arguments: [ref, serial])
+            }
+            let context = try Self.context(db, request: request, serial: serial, origin: origin)
+            let flags = FlagRules.evaluate(context)
+            if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
+                // The SIM is in this unit now: the previous holder's slot no longer holds it.
+                try db.execute(
+                    sql: """
+                        UPDATE slots SET iccid = NULL, imsi = NULL, last_iccid = NULL
+                        WHERE origin = 'device' AND serial <> ? AND (iccid = ? OR last_iccid = ?)
+                        """, arguments: [serial, iccid, iccid])
+            }
+            return .stored(raised: try Self.insertFlags(db, flags, at: received))
+        }
+    }
+
+    static func context(_ db: Database, request: EnrollmentRequest, serial: String, origin: EventOrigin) throws
+        -> IngestContext
+    {
+        let lost = try Int64?.fetchOne(db, sql: "SELECT lost_at FROM units WHERE serial = ?", arguments: [serial])
+        var context = IngestContext(request: request, serial: serial, origin: origin, unitLost: lost.flatMap { $0 } != nil)
+        if let imei = request.identity.imei {
+            context.imeiHolders = try String.fetchAll(
+                db, sql: "SELECT DISTINCT serial FROM slots WHERE imei = ? AND origin = 'device' AND serial <> ?",
+                arguments: [imei, serial])
+        }
+        if let iccid = request.identity.iccid {
+            context.iccidHolders = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT serial FROM slots WHERE iccid = ? AND origin = 'device' AND serial <> ?
+                    UNION SELECT serial FROM slots WHERE last_iccid = ? AND origin = 'device' AND serial <> ?
+                    """, arguments: [iccid, serial, iccid, serial])
+        }
+        context.manufacturingIMEIs = try String.fetchAll(
+            db,
+            sql: """
+                SELECT DISTINCT imei FROM events WHERE serial = ? AND origin = 'factory' AND imei IS NOT NULL
+                    AND event_id <> ?
+                """, arguments: [serial, request.eventID])
+        if origin == .factory {
+            context.fieldIMEIs = try String.fetchAll(
+                db, sql: "SELECT imei FROM slots WHERE serial = ? AND origin = 'device' AND imei IS NOT NULL",
+                arguments: [serial])
+        }
+        return context
+    }
+
+    /// Inserts the flags whose dedupe key has no open flag (the partial unique index decides), returning those
+    /// inserted.
+    static func insertFlags(_ db: Database, _ flags: [NewFlag], at: Int64) throws -> [RegistryFlag] {
+        var raised = [RegistryFlag]()
+        for flag in flags {
+            let id = try Int64.fetchOne(
+                db,
+                sql: """
+                    INSERT INTO flags (kind, severity, serial, slot, summary, evidence, dedupe_key, raised_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (dedupe_key) WHERE resolved_at IS NULL DO NOTHING
+                    RETURNING id
+                    """,
+                arguments: [
+                    flag.kind.rawValue, flag.severity.rawValue, flag.serial, flag.slot, flag.summary,
+                    StoreSupport.encodeEvidence(flag.evidence), flag.dedupeKey, at,
+                ])
+            if let id { raised.append(RegistryFlag(id: id, flag: flag, raisedAt: StoreSupport.date(at))) }
+        }
+        return raised
+    }
+
+    public func recordRefusal(serial: String, actor: String, reason: String, remote: String?, at: Date) async throws
+        -> [RegistryFlag]
+    {
+        let t = StoreSupport.ms(at)
+        return try await transaction { db in
+            try Self.insertAudit(
+                db, AuditEntry(at: at, actor: actor, action: "device_refused", serial: serial, remote: remote,
+                    detail: reason))
+            let lost = try Int64?.fetchOne(db, sql: "SELECT lost_at FROM units WHERE serial = ?", arguments: [serial])
+            guard lost.flatMap({ $0 }) != nil else { return [] }
+            return try Self.insertFlags(db, [FlagRules.lostUnitSeen(serial: serial, how: "tried to report")], at: t)
+        }
+    }
+
+    // MARK: Queries
+
+    public func searchUnits(_ terms: SearchTerms, limit: Int) async throws -> [UnitSummary] {
+        guard !terms.isEmpty, limit > 0 else { return [] }
+        return try await pool.read { db in
+            var serials = [String]()
+            var seen = Set<String>()
+            func add(_ sql: String, _ value: String?) throws {
+                guard let value, serials.count < limit else { return }
+                for s in try String.fetchAll(db, sql: sql, arguments: [value, limit]) where seen.insert(s).inserted {
+                    serials.append(s)
+                }
+            }
+            try add("SELECT serial FROM units WHERE serial = ? LIMIT ?", terms.serial)
+            try add("SELECT DISTINCT serial FROM slots WHERE imei = ? LIMIT ?", terms.imei)
+            try add("SELECT DISTINCT serial FROM slots WHERE iccid = ? LIMIT ?", terms.iccid)
+            try add("SELECT DISTINCT serial FROM slots WHERE imsi = ? LIMIT ?", terms.imsi)
+            try add("SELECT serial FROM refs WHERE ref = ? LIMIT ?", terms.reference)
+            try add("SELECT DISTINCT serial FROM slots WHERE tac = ? ORDER BY serial LIMIT ?", terms.tac)
+            return try Self.summaries(db, serials: Array(serials.prefix(limit)))
+        }
+    }
+
+    static func summaries(_ db: Database, serials: [String]) throws -> [UnitSummary] {
+        try serials.compactMap { serial in
+            guard
+                let unit = try Row.fetchOne(
+                    db, sql: "SELECT first_seen, last_seen, lost_at FROM units WHERE serial = ?", arguments: [serial])
+            else { return nil }
+            let slots = try Row.fetchAll(
+                db, sql: "SELECT * FROM slots WHERE serial = ? ORDER BY origin, slot", arguments: [serial]
+            ).map(slotState)
+            let open = try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM flags WHERE serial = ? AND resolved_at IS NULL", arguments: [serial]) ?? 0
+            return UnitSummary(
+                serial: serial, slots: slots, lost: (unit["lost_at"] as Int64?) != nil,
+                firstSeen: StoreSupport.date(unit["first_seen"] as Int64?),
+                lastSeen: StoreSupport.date(unit["last_seen"] as Int64?), openFlags: open)
+        }
+    }
+
+    static func slotState(_ row: Row) -> SlotState {
+        SlotState(
+            slot: row["slot"], identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]),
+            manufacturer: row["manufacturer"], model: row["model"], revision: row["revision"], source: row["source"],
+            lastEventType: row["last_event_type"], updatedAt: StoreSupport.date(row["updated_at"] as Int64),
+            origin: EventOrigin(rawValue: row["origin"]) ?? .device)
+    }
+
+    public func unit(serial: String) async throws -> UnitDetail? {
+        try await pool.read { db in
+            guard let summary = try Self.summaries(db, serials: [serial]).first,
+                let unit = try Row.fetchOne(
+                    db, sql: "SELECT lost_at, lost_by, lost_note FROM units WHERE serial = ?", arguments: [serial])
+            else { return nil }
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM (SELECT * FROM events WHERE serial = ? ORDER BY occurred_at DESC, id DESC LIMIT ?)
+                    ORDER BY occurred_at, id
+                    """, arguments: [serial, StoreSupport.timelineLimit])
+            let timeline = rows.map(Self.timelineEntry)
+            let flags = try Row.fetchAll(
+                db, sql: "SELECT * FROM flags WHERE serial = ? ORDER BY id DESC LIMIT 1000", arguments: [serial]
+            ).map(Self.flag)
+            let lost = (unit["lost_at"] as Int64?).map {
+                LostState(markedAt: StoreSupport.date($0), markedBy: unit["lost_by"] ?? "", note: unit["lost_note"])
+            }
+            return UnitDetail(
+                summary: summary, manufacturing: timeline.filter { $0.origin == .factory }, timeline: timeline,
+                flags: flags, lost: lost)
+        }
+    }
+
+    static func timelineEntry(_ row: Row) -> TimelineEntry {
+        let prev: IdentitySnapshot? =
+            (row["prev_imei"] as String?) == nil && (row["prev_imsi"] as String?) == nil
+                && (row["prev_iccid"] as String?) == nil
+            ? nil : IdentitySnapshot(imei: row["prev_imei"], imsi: row["prev_imsi"], iccid: row["prev_iccid"])
+        return TimelineEntry(
+            eventID: row["event_id"], origin: EventOrigin(rawValue: row["origin"]) ?? .device, type: row["type"],
+            slot: row["slot"], sequence: row["sequence"], severity: row["severity"],
+            occurredAt: StoreSupport.date(row["occurred_at"] as Int64),
+            receivedAt: StoreSupport.date(row["received_at"] as Int64),
+            identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]), previous: prev)
+    }
+
+    static func flag(_ row: Row) -> RegistryFlag {
+        StoreRows.flag(
+            id: row["id"], kind: row["kind"], severity: row["severity"], serial: row["serial"], slot: row["slot"],
+            summary: row["summary"], evidence: row["evidence"], dedupeKey: row["dedupe_key"],
+            raisedAt: row["raised_at"], resolvedAt: row["resolved_at"], resolvedBy: row["resolved_by"],
+            note: row["resolution_note"])
+    }
+
+    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: openOnly
+                    ? "SELECT * FROM flags WHERE resolved_at IS NULL ORDER BY id DESC LIMIT ?"
+                    : "SELECT * FROM flags ORDER BY id DESC LIMIT ?", arguments: [max(0, limit)]
+            ).map(Self.flag)
+        }
+    }
+
+    public func flag(id: Int64) async throws -> RegistryFlag? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM flags WHERE id = ?", arguments: [id]).map(Self.flag)
+        }
+    }
+
+    public func resolveFlag(id: Int64, by: String, note: String, at: Date) async throws -> Bool {
+        let t = StoreSupport.ms(at)
+        return try await transaction { db in
+            try db.execute(
+                sql: """
+                    UPDATE flags SET resolved_at = ?, resolved_by = ?, resolution_note = ?
+                    WHERE id = ? AND resolved_at IS NULL
+                    """, arguments: [t, by, note, id])
+            return db.changesCount == 1
+        }
+    }
+
+    public func raise(_ flags: [NewFlag], at: Date) async throws -> [RegistryFlag] {
+        let t = StoreSupport.ms(at)
+        return try await transaction { db in try Self.insertFlags(db, flags, at: t) }
+    }
+
+    // MARK: Lost / found
+
+    public func markLost(serial: String, by: String, note: String?, at: Date) async throws -> Bool {
+        let t = StoreSupport.ms(at)
+        return try await transaction { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM units WHERE serial = ?", arguments: [serial]) != nil else {
+                return false
+            }
+            try db.execute(
+                sql: "UPDATE units SET lost_at = ?, lost_by = ?, lost_note = ? WHERE serial = ? AND lost_at IS NULL",
+                arguments: [t, by, note, serial])
+            try db.execute(
+                sql: """
+                    UPDATE credentials SET revoked_at = ? WHERE kind = 'device' AND subject = ? AND revoked_at IS NULL
+                    """, arguments: [t, serial])
+            return true
+        }
+    }
+
+    public func markFound(serial: String, by: String, newTokenHash: String, at: Date) async throws -> Bool {
+        let t = StoreSupport.ms(at)
+        return try await transaction { db in
+            guard
+                let lost = try Int64?.fetchOne(db, sql: "SELECT lost_at FROM units WHERE serial = ?", arguments: [serial]),
+                lost != nil
+            else { return false }
+            try db.execute(
+                sql: "UPDATE units SET lost_at = NULL, lost_by = NULL, lost_note = NULL WHERE serial = ?",
+                arguments: [serial])
+            try Self.putCredential(db, kind: "device", subject: serial, role: nil, tokenHash: newTokenHash, at: t)
+            return true
+        }
+    }
+
+    // MARK: Audit
+
+    static func insertAudit(_ db: Database, _ e: AuditEntry) throws {
+        try db.execute(
+            sql: "INSERT INTO audit (at, actor, action, serial, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [StoreSupport.ms(e.at), e.actor, e.action, e.serial, e.remote, e.detail])
+    }
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        try await transaction { db in try Self.insertAudit(db, entry) }
+    }
+
+    public func audit(limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [max(0, limit)]).map {
+                AuditEntry(
+                    id: $0["id"], at: StoreSupport.date($0["at"] as Int64), actor: $0["actor"], action: $0["action"],
+                    serial: $0["serial"], remote: $0["remote"], detail: $0["detail"])
+            }
+        }
+    }
+
+    // MARK: Exports and checks
+
+    public func exportUnits() async throws -> [UnitExportRow] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.*, u.first_seen, u.last_seen FROM slots s JOIN units u ON u.serial = s.serial
+                    ORDER BY s.serial, s.origin, s.slot
+                    """
+            ).map { row in
+                UnitExportRow(
+                    serial: row["serial"], slot: row["slot"],
+                    identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]),
+                    module: StoreRows.module(row["manufacturer"], row["model"]),
+                    firstSeen: StoreSupport.date(row["first_seen"] as Int64?),
+                    lastSeen: StoreSupport.date(row["last_seen"] as Int64?),
+                    origin: EventOrigin(rawValue: row["origin"]) ?? .device)
+            }
+        }
+    }
+
+    public func simAssignments() async throws -> [SIMAssignment] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT serial, slot, iccid, imsi FROM slots WHERE origin = 'device' AND iccid IS NOT NULL
+                    ORDER BY serial, slot
+                    """
+            ).map { SIMAssignment(serial: $0["serial"], slot: $0["slot"], iccid: $0["iccid"], imsi: $0["imsi"]) }
+        }
+    }
+
+    public func silentUnits(lastSeenBefore before: Date) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT serial FROM units WHERE lost_at IS NULL AND last_seen IS NOT NULL AND last_seen < ?
+                    ORDER BY serial
+                    """, arguments: [StoreSupport.ms(before)])
+        }
+    }
+
+    public func openFlagCounts() async throws -> [FlagKind: Int] {
+        try await pool.read { db in
+            var counts = [FlagKind: Int]()
+            for row in try Row.fetchAll(
+                db, sql: "SELECT kind, count(*) AS n FROM flags WHERE resolved_at IS NULL GROUP BY kind")
+            {
+                if let kind = FlagKind(rawValue: row["kind"]) { counts[kind] = row["n"] }
+            }
+            return counts
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import CellprovCore
+import CellprovRegistryCore
+import Foundation
+
+/// Row-to-domain conversions both backends share.
+enum StoreRows {
+    static func credential(kind: String, subject: String, role: String?, revokedAt: Int64?) -> CredentialRecord? {
+        let principal: Principal
+        switch kind {
+        case "device": principal = .device(serial: subject)
+        case "station": principal = .station(name: subject)
+        case "operator":
+            guard let role = role.flatMap(OperatorRole.init(rawValue:)) else { return nil }
+            principal = .operator(name: subject, role: role)
+        default: return nil
+        }
+        return CredentialRecord(principal: principal, revokedAt: StoreSupport.date(revokedAt))
+    }
+
+    static func flag(
+        id: Int64, kind: String, severity: String, serial: String?, slot: String?, summary: String, evidence: String?,
+        dedupeKey: String, raisedAt: Int64, resolvedAt: Int64?, resolvedBy: String?, note: String?
+    ) -> RegistryFlag {
+        RegistryFlag(
+            id: id,
+            flag: NewFlag(
+                kind: FlagKind(rawValue: kind) ?? .imeiChanged, severity: EventSeverity(rawValue: severity) ?? .warning,
+                serial: serial, slot: slot, summary: summary, evidence: StoreSupport.decodeEvidence(evidence),
+                dedupeKey: dedupeKey),
+            raisedAt: StoreSupport.date(raisedAt), resolvedAt: StoreSupport.date(resolvedAt), resolvedBy: resolvedBy,
+            resolutionNote: note)
+    }
+
+    /// "Manufacturer Model" for the export's module column.
+    static func module(_ manufacturer: String?, _ model: String?) -> String? {
+        let parts = [manufacturer, model].compactMap { $0 }.filter { !$0.isEmpty }
+        return parts.isEmpty ? nil : parts.joined(separator: " ")
+    }
+}
+
+/// The SQLite schema, as versioned migrations (applied in order, each once, recorded in `schema_migrations`).
+enum SQLiteSchema {
+    struct Migration {
+        var version: Int
+        var sql: String
+    }
+
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            sql: """
+                CREATE TABLE settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+                CREATE TABLE credentials (
+                    token_hash TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, role TEXT,
+                    created_at INTEGER NOT NULL, revoked_at INTEGER);
+                CREATE INDEX credentials_subject ON credentials (kind, subject) WHERE revoked_at IS NULL;
+                CREATE TABLE units (
+                    serial TEXT PRIMARY KEY, created_at INTEGER NOT NULL, first_seen INTEGER, last_seen INTEGER,
+                    lost_at INTEGER, lost_by TEXT, lost_note TEXT);
+                CREATE INDEX units_last_seen ON units (last_seen) WHERE lost_at IS NULL;
+                CREATE TABLE slots (
+                    serial TEXT NOT NULL, origin TEXT NOT NULL, slot TEXT NOT NULL,
+                    imei TEXT, imsi TEXT, iccid TEXT, last_iccid TEXT, tac TEXT,
+                    manufacturer TEXT, model TEXT, revision TEXT, source TEXT NOT NULL,
+                    last_event_type TEXT NOT NULL, occurred_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (serial, origin, slot));
+                CREATE INDEX slots_imei ON slots (imei);
+                CREATE INDEX slots_imsi ON slots (imsi);
+                CREATE INDEX slots_iccid ON slots (iccid);
+                CREATE INDEX slots_last_iccid ON slots (last_iccid);
+                CREATE INDEX slots_tac ON slots (tac, serial);
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, serial TEXT NOT NULL,
+                    origin TEXT NOT NULL, type TEXT NOT NULL, slot TEXT NOT NULL, sequence INTEGER NOT NULL,
+                    severity TEXT NOT NULL, occurred_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
+                    imei TEXT, imsi TEXT, iccid TEXT, prev_imei TEXT, prev_imsi TEXT, prev_iccid TEXT,
+                    payload TEXT NOT NULL);
+                CREATE INDEX events_serial ON events (serial, occurred_at);
+                CREATE TABLE refs (ref TEXT NOT NULL, serial TEXT NOT NULL, PRIMARY KEY (ref, serial)) WITHOUT ROWID;
+                CREATE TABLE flags (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, severity TEXT NOT NULL, serial TEXT,
+                    slot TEXT, summary TEXT NOT NULL, evidence TEXT NOT NULL, dedupe_key TEXT NOT NULL,
+                    raised_at INTEGER NOT NULL, resolved_at INTEGER, resolved_by TEXT, resolution_note TEXT);
+                CREATE UNIQUE INDEX flags_open_dedupe ON flags (dedupe_key) WHERE resolved_at IS NULL;
+                CREATE INDEX flags_serial ON flags (serial, id);
+                CREATE INDEX flags_open ON flags (id) WHERE resolved_at IS NULL;
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL,
+                    action TEXT NOT NULL, serial TEXT, remote TEXT, detail TEXT);
+                CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                """)
+    ]
+}

@@ -1,0 +1,92 @@
+import CellprovCore
+import CellprovEnrollmentAPI
+import CellprovRegistryCore
+import Crypto
+import Foundation
+
+/// What both backends share: time encoding, the values an event writes to its slot, the references it indexes,
+/// and the schema's version list. Kept here so that the two backends cannot drift apart in meaning.
+enum StoreSupport {
+    /// Times are stored as UTC milliseconds since 1970 (BIGINT / INTEGER): one encoding for both backends,
+    /// compared and indexed as numbers.
+    static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
+    static func date(_ ms: Int64?) -> Date? { ms.map { date($0) } }
+
+    /// `occurred_at` as sent (RFC 3339, with or without fractional seconds); `fallback` (the receive time) when
+    /// it does not parse, so that a device with a broken clock string still has its event stored.
+    static func occurredAt(_ text: String, fallback: Date) -> Date {
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        if let d = plain.date(from: text) { return d }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: text) ?? fallback
+    }
+
+    /// The Type Allocation Code of a 15-digit IMEI (nil otherwise): indexed so that a TAC search is one lookup.
+    static func tac(_ imei: String?) -> String? {
+        guard let imei, imei.utf8.count == 15, imei.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return String(imei.prefix(8))
+    }
+
+    /// The references a search for this event's unit may use: those cellprovd reported (its log's refs, under
+    /// the device's key) and the registry's own refs of the event's identifiers (what masked answers show), all
+    /// 10 lowercase hex digits; anything else is dropped (bounded: a payload cannot make us index junk).
+    static func references(reported: [String], identity: EnrollmentRequest.Identity, key: [UInt8]) -> [String] {
+        var refs = Set<String>()
+        for r in reported.prefix(16) {
+            let lower = r.lowercased()
+            if isReference(lower) { refs.insert(lower) }
+        }
+        let p = Pseudonymizer(key: key)
+        if let v = identity.imei, !v.isEmpty { refs.insert(p.reference(kind: "imei", value: v)) }
+        if let v = identity.imsi, !v.isEmpty { refs.insert(p.reference(kind: "imsi", value: v)) }
+        if let v = identity.iccid, !v.isEmpty { refs.insert(p.reference(kind: "iccid", value: v)) }
+        return refs.sorted()
+    }
+
+    static func isReference(_ s: String) -> Bool {
+        s.utf8.count == 10 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// A 64-bit advisory-lock key for a name (`imei:…`, `iccid:…`, `serial:…`): the first 8 bytes of its SHA-256.
+    static func lockKey(_ name: String) -> Int64 {
+        let digest = Array(SHA256.hash(data: Data(name.utf8)))
+        var v: UInt64 = 0
+        for b in digest.prefix(8) { v = v << 8 | UInt64(b) }
+        return Int64(bitPattern: v)
+    }
+
+    static func randomKey() -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &g) }
+    }
+
+    static func encodeEvidence(_ e: FlagEvidence) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(e)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func decodeEvidence(_ s: String?) -> FlagEvidence {
+        guard let s, let e = try? JSONDecoder().decode(FlagEvidence.self, from: Data(s.utf8)) else {
+            return FlagEvidence()
+        }
+        return e
+    }
+
+    static func payload(_ r: EnrollmentRequest) throws -> String {
+        String(decoding: try r.jsonBytes(), as: UTF8.self)
+    }
+
+    /// The slot key and origin of an event: field events and manufacturing records keep separate slot rows, so a
+    /// factory station's slot naming never overwrites what cellprovd reports.
+    static let schemaVersion = 1
+
+    /// Bound on the timeline a unit page gets (newest kept).
+    static let timelineLimit = 1000
+
+    static let pseudonymKeyName = "pseudonym_key"
+    static let sessionKeyName = "session_key"
+}

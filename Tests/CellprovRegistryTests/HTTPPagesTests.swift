@@ -1,0 +1,204 @@
+import CellprovCore
+import CellprovEnrollmentAPI
+import CellprovRegistryCore
+import CellprovRegistryHTTP
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// The pages: sign-in, the session cookie's attributes, CSRF on every POST, roles, HTML escaping.
+@Suite(.serialized) struct HTTPPagesTests {
+    /// `name=value` of the Set-Cookie headers, and the full header lines.
+    struct Cookies {
+        var values: [String: String] = [:]
+        var lines: [String: String] = [:]
+
+        init(_ headers: HTTPFields) {
+            for line in headers[values: .setCookie] {
+                let pair = line.split(separator: ";", maxSplits: 1)[0]
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = String(parts[0]).trimmingCharacters(in: .whitespaces)
+                values[name] = parts.count > 1 ? String(parts[1]) : ""
+                lines[name] = line
+            }
+        }
+    }
+
+    static func csrf(in html: String) -> String? {
+        guard let r = html.range(of: "name=\"csrf\" value=\"") else { return nil }
+        return String(html[r.upperBound...].prefix { $0 != "\"" })
+    }
+
+    static func form(_ fields: [String: String]) -> ByteBuffer {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return ByteBuffer(
+            string: fields.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
+                .joined(separator: "&"))
+    }
+
+    /// Signs in with `token` through the sign-in form; returns the session cookie and a page's CSRF token.
+    static func signIn(_ client: any TestClientProtocol, token: String) async throws -> (cookie: String, csrf: String) {
+        let (pre, csrf) = try await client.execute(uri: "/", method: .get) { r in
+            (Cookies(r.headers).values["cellprov_presession"] ?? "", Self.csrf(in: String(buffer: r.body)) ?? "")
+        }
+        let session = try await client.execute(
+            uri: "/signin", method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "cellprov_presession=\(pre)"],
+            body: form(["csrf": csrf, "token": token])
+        ) { r in
+            #expect(r.status == .seeOther)
+            return Cookies(r.headers).values["cellprov_session"] ?? ""
+        }
+        let pageCSRF = try await client.execute(
+            uri: "/", method: .get, headers: [.cookie: "cellprov_session=\(session)"]
+        ) { r in Self.csrf(in: String(buffer: r.body)) ?? "" }
+        return ("cellprov_session=\(session)", pageCSRF)
+    }
+
+    @Test func signInSetsAStrictHttpOnlySessionCookieAndChecksCSRF() async throws {
+        try await RegistryFixture.with { f in
+            try await f.test { client in
+                // The first page is the sign-in form, with a CSRF token bound to a pre-session nonce.
+                let (pre, csrf, html) = try await client.execute(uri: "/", method: .get) { r in
+                    (
+                        Cookies(r.headers).values["cellprov_presession"] ?? "",
+                        Self.csrf(in: String(buffer: r.body)) ?? "", String(buffer: r.body)
+                    )
+                }
+                #expect(html.contains("id=\"token\""))
+                #expect(html.contains("id=\"signin\""))
+                #expect(!html.contains("<script"))
+                // Without the CSRF token, or with another nonce: refused.
+                for (cookie, token) in [(pre, ""), ("other", csrf)] {
+                    let status = try await client.execute(
+                        uri: "/signin", method: .post,
+                        headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "cellprov_presession=\(cookie)"],
+                        body: Self.form(["csrf": token, "token": f.adminToken])
+                    ) { $0.status }
+                    #expect(status == .forbidden)
+                }
+                // A wrong token: 401; a device token is not an operator token either.
+                for token in ["cpo_nope", f.deviceToken] {
+                    let status = try await client.execute(
+                        uri: "/signin", method: .post,
+                        headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "cellprov_presession=\(pre)"],
+                        body: Self.form(["csrf": csrf, "token": token])
+                    ) { $0.status }
+                    #expect(status == .unauthorized)
+                }
+                // The right one: a session cookie, HttpOnly, SameSite=Strict, not Secure over plain HTTP.
+                let line = try await client.execute(
+                    uri: "/signin", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "cellprov_presession=\(pre)"],
+                    body: Self.form(["csrf": csrf, "token": f.adminToken])
+                ) { r in Cookies(r.headers).lines["cellprov_session"] ?? "" }
+                #expect(line.contains("HttpOnly"))
+                #expect(line.contains("SameSite=Strict"))
+                #expect(!line.contains("Secure"))
+                #expect(!line.contains(f.adminToken))
+                // A forged cookie is no session.
+                let forged = try await client.execute(
+                    uri: "/flags", method: .get, headers: [.cookie: "cellprov_session=YWxpY2U.YWRtaW4"]
+                ) { $0.status }
+                #expect(forged == .seeOther)
+            }
+        }
+        // Served over TLS, the cookie is Secure.
+        try await RegistryFixture.with(options: RegistryHTTPOptions(tls: true)) { f in
+            try await f.test { client in
+                let (pre, csrf) = try await client.execute(uri: "/", method: .get) { r in
+                    (Cookies(r.headers).values["cellprov_presession"] ?? "", Self.csrf(in: String(buffer: r.body)) ?? "")
+                }
+                let line = try await client.execute(
+                    uri: "/signin", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "cellprov_presession=\(pre)"],
+                    body: Self.form(["csrf": csrf, "token": f.viewerToken])
+                ) { r in Cookies(r.headers).lines["cellprov_session"] ?? "" }
+                #expect(line.contains("Secure"))
+            }
+        }
+    }
+
+    @Test func adminMarksLostThroughThePagesOnlyWithCSRF() async throws {
+        try await RegistryFixture.with { f in
+            try await f.test { client in
+                #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
+                let admin = try await Self.signIn(client, token: f.adminToken)
+                let viewer = try await Self.signIn(client, token: f.viewerToken)
+                // Search by IMEI, masked.
+                let results = try await client.execute(
+                    uri: "/?q=\(RegistryFixture.imeiA)", method: .get, headers: [.cookie: viewer.cookie]
+                ) { String(buffer: $0.body) }
+                #expect(results.contains("href=\"/units/GW-000100\""))
+                #expect(identifierDigitRuns(results.replacingOccurrences(of: RegistryFixture.imeiA, with: "")).isEmpty)
+                // The viewer's unit page has no lost button; the admin's has.
+                let viewerPage = try await client.execute(
+                    uri: "/units/GW-000100", method: .get, headers: [.cookie: viewer.cookie]
+                ) { String(buffer: $0.body) }
+                #expect(viewerPage.contains("class=\"timeline-entry\""))
+                #expect(!viewerPage.contains("id=\"mark-lost\""))
+                #expect(identifierDigitRuns(viewerPage).isEmpty)
+                let adminPage = try await client.execute(
+                    uri: "/units/GW-000100", method: .get, headers: [.cookie: admin.cookie]
+                ) { String(buffer: $0.body) }
+                #expect(adminPage.contains("id=\"mark-lost\""))
+                let headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .cookie: admin.cookie]
+                // No CSRF token, a wrong one, the viewer's with the admin's cookie: refused, nothing changes.
+                for token in ["", "AAAA", viewer.csrf] {
+                    let status = try await client.execute(
+                        uri: "/units/GW-000100/lost", method: .post, headers: headers, body: Self.form(["csrf": token])
+                    ) { $0.status }
+                    #expect(status == .forbidden)
+                }
+                #expect(try await f.store.unit(serial: RegistryFixture.serial)?.lost == nil)
+                // The viewer, with its own valid CSRF token: 403 (role).
+                let viewerStatus = try await client.execute(
+                    uri: "/units/GW-000100/lost", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", .cookie: viewer.cookie],
+                    body: Self.form(["csrf": viewer.csrf])
+                ) { $0.status }
+                #expect(viewerStatus == .forbidden)
+                // The admin with the right token: done.
+                let status = try await client.execute(
+                    uri: "/units/GW-000100/lost", method: .post, headers: headers,
+                    body: Self.form(["csrf": admin.csrf, "note": "left in a taxi"])
+                ) { $0.status }
+                #expect(status == .seeOther)
+                #expect(try await f.store.unit(serial: RegistryFixture.serial)?.lost?.markedBy == "alice")
+                // Its next report is refused and raises the flag the flags page shows.
+                let later = RegistryFixture.event(type: "sim_removed", sequence: 2, severity: "warning")
+                #expect(try await client.post(later, token: f.deviceToken) == .forbidden)
+                let flagsPage = try await client.execute(uri: "/flags", method: .get, headers: [.cookie: admin.cookie]) {
+                    String(buffer: $0.body)
+                }
+                #expect(flagsPage.contains("class=\"flag\" data-kind=\"lost_unit_seen\""))
+                // Found through the page: the new token is shown once.
+                let found = try await client.execute(
+                    uri: "/units/GW-000100/found", method: .post, headers: headers,
+                    body: Self.form(["csrf": admin.csrf])
+                ) { String(buffer: $0.body) }
+                #expect(found.contains("id=\"new-token\">cpd_"))
+            }
+        }
+    }
+
+    @Test func pagesEscapeWhatDevicesSend() async throws {
+        try await RegistryFixture.with { f in
+            let serial = "<script>alert(1)</script>"
+            let token = Tokens.generate(.device)
+            try await f.store.putDeviceToken(serial: serial, tokenHash: Tokens.hash(token), at: Date())
+            try await f.test { client in
+                let event = RegistryFixture.event(serial: serial, imei: RegistryFixture.imeiB, iccid: RegistryFixture.iccid2)
+                #expect(try await client.post(event, token: token) == .created)
+                let admin = try await Self.signIn(client, token: f.adminToken)
+                let page = try await client.execute(
+                    uri: "/units/%3Cscript%3Ealert(1)%3C%2Fscript%3E", method: .get, headers: [.cookie: admin.cookie]
+                ) { String(buffer: $0.body) }
+                #expect(!page.contains("<script>"))
+                #expect(page.contains("&lt;script&gt;"))
+            }
+        }
+    }
+}
