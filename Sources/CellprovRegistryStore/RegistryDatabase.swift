@@ -66,15 +66,34 @@ public struct RegistryDatabaseURLError: Error, Sendable, Equatable, CustomString
 
 /// Opens the registry's storage from its `--database` URL.
 public enum RegistryDatabase {
-    /// Opens (and migrates) the store the URL names: `SQLiteRegistryStore` or `PostgresRegistryStore`.
-    public static func open(url: String, logger: Logger) async throws -> any RegistryStore {
+    /// Opens (and migrates) the store the URL names: `SQLiteRegistryStore` or `PostgresRegistryStore`. A
+    /// PostgreSQL server that cannot be reached (or migrated) within `connectTimeout` is an error rather than a wait
+    /// (postgres-nio's pool would keep retrying for about a minute): under systemd the unit restarts and tries again.
+    public static func open(url: String, logger: Logger, connectTimeout: Duration = .seconds(15)) async throws
+        -> any RegistryStore
+    {
         switch try parse(url) {
         case .sqlite(let path):
             let store = try SQLiteRegistryStore(path: path, logger: logger)
             try await store.migrate()
             return store
         case .postgres(let location):
-            throw RegistryStoreError("the PostgreSQL backend is not built yet (\(location))")
+            let store = PostgresRegistryStore(location: location, logger: logger)
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await store.migrate() }
+                    group.addTask {
+                        try await Task.sleep(for: connectTimeout)
+                        throw RegistryStoreError("no answer within \(connectTimeout)")
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
+            } catch {
+                await store.close()
+                throw RegistryStoreError("cannot open the PostgreSQL database \(location): \(error)")
+            }
+            return store
         }
     }
 
@@ -124,6 +143,7 @@ public enum RegistryDatabase {
         var socketDir: String?
         var tls: PostgresLocation.TLSMode?
         var userFromQuery: String?
+        var portFromQuery: Int?
         for item in components.queryItems ?? [] {
             switch item.name {
             case "host":
@@ -137,6 +157,11 @@ public enum RegistryDatabase {
                 }
             case "user":
                 userFromQuery = item.value
+            case "port":
+                guard let p = item.value.flatMap({ Int($0) }) else {
+                    throw RegistryDatabaseURLError("the PostgreSQL URL's port parameter is not a number")
+                }
+                portFromQuery = p
             case "application_name", "connect_timeout":
                 break
             default:
@@ -150,7 +175,7 @@ public enum RegistryDatabase {
             throw RegistryDatabaseURLError("the PostgreSQL URL's path must be one database name (/DB)")
         }
         if database.isEmpty { database = user }
-        let port = components.port ?? 5432
+        let port = components.port ?? portFromQuery ?? 5432
         guard (1...65535).contains(port) else { throw RegistryDatabaseURLError("the PostgreSQL port is out of range") }
         let host = components.host ?? ""
         if let dir = socketDir, dir.hasPrefix("/") {
