@@ -258,7 +258,7 @@ let package = Package(
             name: "CellprovDaemonTests",
             dependencies: [
                 "CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator",
-                "CellprovStore", "CellprovReporter", "CellprovTestKit",
+                "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
             ], swiftSettings: strict),
     ]
 )

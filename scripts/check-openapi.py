@@ -7,8 +7,9 @@
    (previous / usb_serial_changed / other_slots / severity), and every event type has one example.
 3. When the Swift sources are beside it: the schema matches what the code writes. Property names and
    which ones are always present come from EnrollmentRequest (Sources/CellprovEnrollmentAPI/EnrollmentAPI.swift);
-   the event types, severities, problem fields, problem codes and the module's `source` values
-   (ObservationSource) from CellprovCore. A renamed, added or
+   the event types (CellprovCore's IdentityEventType plus the API-only APIEventType of EnrollmentAPI.swift),
+   severities, problem fields, problem codes and the module's `source` values (ObservationSource) from
+   CellprovCore. A renamed, added or
    removed field on either side fails the check.
 
 Installs nothing. Without the Python modules it needs (openapi-spec-validator, which brings PyYAML and
@@ -50,6 +51,7 @@ TYPE_RULES = {
     "sim_inserted": ({"info"}, "object", False, False),
     "identity_invalid": ({"warning", "critical"}, "either", False, False),
     "duplicate_imei": ({"critical"}, "null", False, True),
+    "manufactured": ({"info"}, "null", False, False),
 }
 
 failures = []
@@ -181,8 +183,18 @@ def check_examples(spec):
             fail(f"{where}: other_slots appears on duplicate_imei, and only there")
         if kind == "sim_removed" and set(value.get("identity", {})) != {"imei"}:
             fail(f"{where}: a sim_removed identity holds the IMEI only")
-        if kind == "enrolled" and set(value.get("identity", {})) != {"imei", "imsi", "iccid"}:
-            fail(f"{where}: an enrolled identity holds IMEI, IMSI and ICCID")
+        if kind in ("enrolled", "manufactured") and set(value.get("identity", {})) != {"imei", "imsi", "iccid"}:
+            fail(f"{where}: an {kind} identity holds IMEI, IMSI and ICCID")
+        if kind == "manufactured":
+            if value.get("sequence") != 1:
+                fail(f"{where}: a manufactured record has sequence 1")
+            if "references" in value:
+                fail(f"{where}: a manufactured record carries no references (the station's key is not the unit's)")
+            if any(p.get("severity") == "error" for p in value.get("problems", [])):
+                fail(f"{where}: a manufactured record comes from a valid read (no error problem)")
+        extra = set(value.get("references") or {}) - set(value.get("identity") or {})
+        if extra:
+            fail(f"{where}: references {sorted(extra)} name values that are not in identity")
     for kind in types:
         if kind not in seen:
             fail(f"no request example for event type '{kind}'")
@@ -303,6 +315,7 @@ def check_sources(spec):
         "Identity": ("Identity", "PreviousIdentity"),
         "ProblemBody": ("Problem",),
         "StateLostBody": ("StateLost",),
+        "References": ("References",),
     }
     for swift_name, schema_names in nested.items():
         struct = block(body, r"struct\s+" + swift_name + r"\b[^{]*\{")
@@ -345,8 +358,14 @@ def check_sources(spec):
             fail("sources: enum StateLossReason not found")
         elif sorted(reasons) != sorted(declared):
             fail(f"schema StateLost.reason: enum {sorted(declared)} differs from StateLossReason {sorted(reasons)}")
+    # The API's event types: cellprovd's (IdentityEventType) and the API-only ones (APIEventType).
+    detector_types = enum_raw_values(event, r"enum\s+IdentityEventType\b[^{]*\{")
+    api_types = enum_raw_values(reporter, r"enum\s+APIEventType\b[^{]*\{")
+    if api_types is None:
+        fail("EnrollmentAPI.swift: enum APIEventType not found")
     enums = [
-        ("EventType", enum_raw_values(event, r"enum\s+IdentityEventType\b[^{]*\{"), "IdentityEventType"),
+        ("EventType", None if detector_types is None else detector_types + (api_types or []),
+         "IdentityEventType + APIEventType"),
         ("EventSeverity", enum_raw_values(event, r"enum\s+EventSeverity\b[^{]*\{"), "EventSeverity"),
     ]
     problem_props, _ = flatten(spec, schemas["Problem"])

@@ -140,6 +140,9 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         /// The references present, for a receiver's index.
         public var all: [String] { [imei, imsi, iccid].compactMap { $0 } }
 
+        /// nil when no value has a reference (an event whose identity is empty writes no `references`).
+        public var nonEmpty: References? { all.isEmpty ? nil : self }
+
         public func encode(to encoder: any Encoder) throws {
             enum K: String, CodingKey { case imei, imsi, iccid }
             var c = encoder.container(keyedBy: K.self)
@@ -204,8 +207,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
 
     /// Lowercase UUID; the `Idempotency-Key` header carries the same value.
     public var eventID: String
-    /// An event type name (`IdentityEventType` raw values, or `APIEventType`'s). Kept as a string: a receiver must be able to tell an
-    /// unknown type apart from a malformed body.
+    /// An event type name (`IdentityEventType` raw values, or `APIEventType`'s). Kept as a string: a receiver
+    /// must be able to tell an unknown type apart from a malformed body.
     public var type: String
     /// RFC 3339 time, as sent.
     public var occurredAt: String
@@ -267,7 +270,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
                     reason: $0.reason.rawValue, detectedAt: Self.timestamp($0.detectedAt),
                     eventsSalvaged: $0.eventsSalvaged, eventsLost: $0.eventsLost, lastSequence: $0.lastSequence)
             },
-            references: References(Identity(event.identity), pseudonymizer: pseudonymizer))
+            references: References(Identity(event.identity), pseudonymizer: pseudonymizer).nonEmpty)
     }
 
     /// A factory station's `manufactured` record of one module of unit `deviceSerial`, from a probe whose

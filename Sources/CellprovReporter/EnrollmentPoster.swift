@@ -101,7 +101,8 @@ public final class EnrollmentPoster: Sendable {
     public init(_ config: Configuration) throws {
         self.config = config
         let clientConfig = try Reporter.makeClientConfiguration(
-            ReporterConfiguration(url: config.url, token: config.token, caFile: config.caFile, userAgent: config.userAgent))
+            ReporterConfiguration(
+                url: config.url, token: config.token, caFile: config.caFile, userAgent: config.userAgent))
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
     }
 
@@ -152,9 +153,16 @@ public final class EnrollmentPoster: Sendable {
             let amount = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             let response = try await client.execute(request, timeout: amount)
             let status = Int(response.status.code)
-            let bytes = try await response.body.collect(upTo: 4096)
-            let text = String(decoding: bytes.readableBytesView, as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // The answer's body is untrusted: its first 4 KiB at most are read (a longer one is cut, not an error: the
+            // status is the answer), and the read may fail without losing the status.
+            var bytes: [UInt8] = []
+            do {
+                for try await chunk in response.body {
+                    bytes += chunk.readableBytesView.prefix(4096 - bytes.count)
+                    if bytes.count >= 4096 { break }
+                }
+            } catch {}
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             let reason = (200..<300).contains(status) || status == 409
                 ? nil : "HTTP \(status)" + (text.isEmpty ? "" : ": " + String(Redaction.scrub(text).prefix(200)))
             return (status, reason, Self.isTransient(status: status))
@@ -195,7 +203,8 @@ public enum TokenFile {
     public static func read(path: String) throws(ReporterError) -> String {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw ReporterError(description: "\(path): cannot read the token file (\(String(cString: strerror(errno))))")
+            let reason = String(cString: strerror(errno))
+            throw ReporterError(description: "\(path): cannot read the token file (\(reason))")
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw ReporterError(description: "\(path): the token file is not a regular file")

@@ -107,7 +107,8 @@ struct FactoryReport {
         var out = ""
         for (index, report) in reports.enumerated() {
             guard let result = results[index] else {
-                out += "report \(report.port): not reported (\(report.portUnusable ? "port unusable" : "identity incomplete or invalid"))\n"
+                let why = report.portUnusable ? "port unusable" : "identity incomplete or invalid"
+                out += "report \(report.port): not reported (\(why))\n"
                 continue
             }
             let status = result.status.map { "HTTP \($0)" } ?? "no answer"

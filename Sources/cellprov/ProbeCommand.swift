@@ -17,7 +17,7 @@ struct ProbeCommand: AsyncParsableCommand {
             2 a port could not be used (absent, busy, silent, not a modem, too slow, unplugged); \
             3 the registry refused a record (401/403 credentials, 400/422 payload, 404 URL: retrying will not help); \
             4 a record could not be delivered (no answer, 5xx, 429, after 3 attempts: run the probe again); \
-            64 usage error; 78 bad pseudonym key in the state directory, or a bad --token-file. \
+            64 usage error; 78 bad pseudonym key in the state directory, or a bad --token-file or --ca-file. \
             The first that applies wins, in the order 2, 1, 3, 4.
             Factory station: --device-serial SN --report URL posts one `manufactured` record per valid port to \
             URL/v1/enrollments (https, or http to loopback), with the token of --token-file (mode 0600 or 0640).
@@ -61,6 +61,9 @@ struct ProbeCommand: AsyncParsableCommand {
     @Option(help: "The station's bearer token (cellprov-registry station add), one line, mode 0600 or 0640.")
     var tokenFile: String?
 
+    @Option(help: "Trust only this CA (PEM) for the registry's certificate, instead of the system trust store.")
+    var caFile: String?
+
     enum Status: Int32 {
         case valid = 0
         case invalidIdentity = 1
@@ -86,6 +89,7 @@ struct ProbeCommand: AsyncParsableCommand {
         } else {
             if deviceSerial != nil { throw ValidationError("--device-serial goes with --report") }
             if tokenFile != nil { throw ValidationError("--token-file goes with --report") }
+            if caFile != nil { throw ValidationError("--ca-file goes with --report") }
         }
     }
 
@@ -103,7 +107,7 @@ struct ProbeCommand: AsyncParsableCommand {
             do {
                 let token = try tokenFile.map { path throws(ReporterError) in try TokenFile.read(path: path) }
                 let poster = try EnrollmentPoster(
-                    .init(url: url, token: token, userAgent: "cellprov/\(CellprovVersion.string)"))
+                    .init(url: url, token: token, caFile: caFile, userAgent: "cellprov/\(CellprovVersion.string)"))
                 factory = FactoryReport(serial: deviceSerial, poster: poster, logger: logger)
             } catch {
                 logger.error("\(error)")

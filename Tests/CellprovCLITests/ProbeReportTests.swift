@@ -18,7 +18,8 @@ import Testing
         var path: String { dir.appendingPathComponent("station.token").path }
 
         init(mode: Int = 0o600) throws {
-            dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-token-\(UUID().uuidString)")
+            dir = URL(fileURLWithPath: NSTemporaryDirectory())
+                .appendingPathComponent("cellprov-token-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try (token + "\n").write(toFile: path, atomically: false, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
@@ -31,7 +32,8 @@ import Testing
         try (0..<count).map { i in
             try ModemSimulator(
                 SimulatorOptions(
-                    profile: VendorProfile.allCases[i], identity: identities[i], quirks: quirks[i] ?? SimulatorQuirks()))
+                    profile: VendorProfile.allCases[i], identity: identities[i],
+                    quirks: quirks[i] ?? SimulatorQuirks()))
         }
     }
 
@@ -79,7 +81,8 @@ import Testing
         #expect(requests.count == 2)
         let lines = try Self.lines(run)
         for (sim, id) in zip(sims, Self.identities) {
-            let request = try #require(requests.first { ($0.json?["module"] as? [String: Any])?["slot"] as? String == sim.path })
+            let request = try #require(
+                requests.first { ($0.json?["module"] as? [String: Any])?["slot"] as? String == sim.path })
             #expect(request.method == "POST")
             #expect(request.path == "/v1/enrollments")
             #expect(request.headers["authorization"] == "Bearer \(token.token)")
@@ -136,6 +139,22 @@ import Testing
         #expect(Set(receiver.requests.compactMap { $0.headers["idempotency-key"] }) == [report["event_id"] as? String])
         if exit != 0 { #expect((report["reason"] as? String)?.hasPrefix("HTTP \(status)") == true) }
         Self.expectNoLeak(run.stderr, token: token, "stderr")
+    }
+
+    /// A refusal with a body far past what is read: the status still decides, the reason is cut to 200 characters.
+    @Test func aHugeAnswerBodyIsCutNotAFailure() async throws {
+        let sims = try Self.simulators(1)
+        defer { sims.forEach { $0.stop() } }
+        let receiver = try EnrollmentReceiver(behaviour: .status(422))
+        defer { receiver.stop() }
+        receiver.setResponseBody(String(repeating: "no such unit; ", count: 20_000))
+        let run = try await Self.probe(sims.map(\.path), receiver: receiver, token: nil)
+        #expect(run.status == 3, "\(run.stderr)")
+        let report = try #require(try Self.lines(run)[sims[0].path]?["report"] as? [String: Any])
+        #expect(report["status"] as? Int == 422)
+        #expect(report["outcome"] as? String == "rejected")
+        #expect(report["attempts"] as? Int == 1)
+        #expect(((report["reason"] as? String)?.count ?? 0) <= "HTTP 422: ".count + 200)
     }
 
     @Test func aTransientFailureIsRetriedAndThenStored() async throws {
@@ -213,6 +232,35 @@ import Testing
         Self.expectNoLeak(run.stderr, token: token, "stderr")
     }
 
+    /// A registry behind https with a private CA: trusted with --ca-file; without it the system trust store
+    /// refuses the certificate and nothing is stored.
+    @Test func httpsWithTheStationsCAFile() async throws {
+        let certs = try TestCertificates()
+        let sims = try Self.simulators(1)
+        defer { sims.forEach { $0.stop() } }
+        let receiver = try EnrollmentReceiver(
+            tls: .init(certificateFile: certs.file("server.pem"), keyFile: certs.file("server.key")))
+        defer { receiver.stop() }
+        let base = ["probe", "--json", "--device-serial", Self.serial, "--report", "https://\(receiver.url)"]
+
+        let trusted = try await CLI.run(base + ["--ca-file", certs.file("ca.pem"), sims[0].path])
+        #expect(trusted.status == 0, "\(trusted.stderr)")
+        let report = try #require(try Self.lines(trusted)[sims[0].path]?["report"] as? [String: Any])
+        #expect(report["outcome"] as? String == "stored")
+        #expect(receiver.requests.count == 1)
+
+        let untrusted = try await CLI.run(base + [sims[0].path])
+        #expect(untrusted.status == 4, "\(untrusted.stderr)")
+        let refused = try #require(try Self.lines(untrusted)[sims[0].path]?["report"] as? [String: Any])
+        #expect(refused["outcome"] as? String == "failed")
+        #expect(refused["status"] is NSNull)
+        #expect((refused["reason"] as? String)?.contains("TLS") == true)
+        #expect(receiver.requests.count == 1, "no request got through without the CA")
+
+        let missing = try await CLI.run(base + ["--ca-file", certs.file("nope.pem"), sims[0].path])
+        #expect(missing.status == 78, "\(missing.stderr)")
+    }
+
     @Test(arguments: [0o644, 0o620, 0o604])
     func aTokenFileOthersCanReadIsRefusedBeforeAnyPortIsOpened(mode: Int) async throws {
         let receiver = try EnrollmentReceiver()
@@ -247,5 +295,43 @@ import Testing
     func usageErrors(arguments: [String]) async throws {
         let run = try await CLI.run(["probe"] + arguments + ["/dev/null"])
         #expect(run.status == 64, "\(run.stderr)")
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl` at test time.
+final class TestCertificates {
+    let dir: URL
+
+    func file(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    init() throws {
+        dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-certs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        try Self.openssl(
+            ["req", "-x509"] + ec + ["-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "2", "-subj",
+            "/CN=cellprov test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign"])
+        try ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nsubjectAltName=IP:127.0.0.1\n"
+            + "extendedKeyUsage=serverAuth\n").write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
+        try Self.openssl(
+            ["req", "-new"] + ec
+                + ["-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=127.0.0.1"])
+        try Self.openssl(
+            ["x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
+             "-CAcreateserial", "-out", file("server.pem"), "-days", "2", "-extfile", file("server.ext")])
+    }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
+
+    private static func openssl(_ args: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["openssl"] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
 }

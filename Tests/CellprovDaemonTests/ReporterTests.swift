@@ -370,7 +370,7 @@ private struct RTCertificates {
             #expect(
                 Set(o.keys) == [
                     "event_id", "type", "occurred_at", "sequence", "severity", "device", "module", "identity",
-                    "previous", "problems",
+                    "previous", "problems", "references",
                 ])
             #expect(o["event_id"] as? String == "3f2504e0-4f89-41d3-9a0c-0305e82c3301")
             #expect(o["type"] as? String == "sim_changed")
@@ -390,6 +390,14 @@ private struct RTCertificates {
             #expect(
                 o["previous"] as? [String: String] == [
                     "imei": RTValue.imeiA, "imsi": RTValue.imsi1, "iccid": RTValue.iccid1,
+                ])
+            // API 0.2.0: the refs of the identity's values under the process's pseudonymizer (the daemon's key).
+            let p = Redaction.pseudonymizer
+            #expect(
+                o["references"] as? [String: String] == [
+                    "imei": p.reference(kind: "imei", value: RTValue.imeiA),
+                    "imsi": p.reference(kind: "imsi", value: RTValue.imsi2),
+                    "iccid": p.reference(kind: "iccid", value: RTValue.iccid2),
                 ])
             let problems = try #require(o["problems"] as? [[String: String]])
             #expect(
@@ -411,9 +419,10 @@ private struct RTCertificates {
             #expect(
                 Set(o.keys) == [
                     "event_id", "type", "occurred_at", "sequence", "severity", "device", "module", "identity",
-                    "previous", "problems",
+                    "previous", "problems", "references",
                 ])
             #expect(o["previous"] is NSNull)
+            #expect((o["references"] as? [String: String])?.keys.sorted() == ["imei"], "refs of the values present only")
             #expect((o["problems"] as? [Any])?.isEmpty == true)
             #expect(o["occurred_at"] as? String == "2025-06-15T15:06:40Z")
             #expect((o["device"] as? [String: Any])?.isEmpty == true)

@@ -12,7 +12,8 @@ What it builds (see `usb_module`):
   - module C, an unknown module (1234:5678) on USB port 3: ttyUSB8, one vendor-specific interface.
 Checks `cellprov ports --json`, then the hotplug path (`cellprov ports --monitor --json` as a child while this
 process unplugs and re-plugs module A), then `cellprov probe` on module A's AT port served by `cellprov simulate`
-through `serve_with_simulator` (which needs the termios/TIOCEXCL passthrough, see `TtyPassthrough`).
+through `serve_with_simulator` (which needs the termios/TIOCEXCL passthrough, see `TtyPassthrough`), and
+`cellprov probe --report` on it (the factory record is keyed by udev's slot of the port).
 
 Pitfalls handled here (see shared/peers/modemmanager.md):
   - umockdev 0.17 answers ENOTTY to termios and TIOCEXCL ioctls on its PTY-backed ttys: `TtyPassthrough`
@@ -442,8 +443,50 @@ def test_probe_through_bridge(testbed, devnode):
               (result.returncode, result.stdout, result.stderr[-2000:]))
         check((record.get("imei"), record.get("imsi"), record.get("iccid")) == (SIM_IMEI, SIM_IMSI, SIM_ICCID),
               f"probe {devnode}: IMEI, IMSI, ICCID read", record)
+        test_probe_report_slot(devnode)
     finally:
         bridge.close()
+
+
+def test_probe_report_slot(devnode):
+    """`cellprov probe --report` keys its factory record by the slot udev gives the port (what `cellprov ports`
+    shows and cellprovd uses), with the module's USB serial: a loopback HTTP receiver records the body. Runs
+    while test_probe_through_bridge's simulator serves the port (a devnode takes one ioctl handler only)."""
+    import http.server
+
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", "0"))
+            received.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = by_devnode(parse_json_lines(run_cellprov("ports", "--json", "--ports-table", PORTS_TABLE).stdout))
+    expected = ports.get(devnode, {})
+    try:
+        result = run_cellprov("probe", "--json", "--timeout", "10", "--state-directory", "/nonexistent",
+                              "--device-serial", "UMOCK-1", "--report", f"http://127.0.0.1:{server.server_port}",
+                              devnode)
+        check(result.returncode == 0, f"probe --report {devnode} exits 0",
+              (result.returncode, result.stdout, result.stderr[-2000:]))
+        body = received[0][1] if len(received) == 1 else {}
+        module = body.get("module", {})
+        check(len(received) == 1 and received[0][0] == "/v1/enrollments" and body.get("type") == "manufactured",
+              "probe --report: one manufactured record posted", received)
+        check(expected.get("slot") and module.get("slot") == expected.get("slot"),
+              "probe --report: the record's slot is udev's slot of the port", (module, expected.get("slot")))
+        check(module.get("usb_serial") == expected.get("usbSerial") and module.get("usb_serial"),
+              "probe --report: the record carries the module's USB serial", module)
+    finally:
+        server.shutdown()
 
 
 def main():
