@@ -200,7 +200,8 @@ let package = Package(
         .target(
             name: "CellprovRegistryAlerts",
             dependencies: [
-                "CellprovRegistryCore",
+                "CellprovCore", "CellprovRegistryCore",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
@@ -243,7 +244,7 @@ let package = Package(
             name: "CellprovRegistryTests",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore", "CellprovRegistryStore",
-                "CellprovRegistryHTTP", "CellprovRegistryAlerts",
+                "CellprovRegistryHTTP", "CellprovRegistryAlerts", "CellprovTestKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 // The storage suite checks the schema's own guards (append-only audit) with raw SQL.

@@ -1,0 +1,303 @@
+import CellprovCore
+import Foundation
+import SwiftCSV
+
+/// One SIM of a carrier export (rows with the same ICCID merged).
+public struct CarrierSIM: Sendable, Equatable {
+    /// The normalised ICCID as the export writes it (``ICCIDKey/normalise(_:)``).
+    public var iccid: String
+    /// The IMSIs the carrier lists for it (several for a multi-IMSI SIM, from several columns or rows).
+    public var imsis: [String]
+    /// The normalised status text (lower case, `_` for blanks and dashes); nil without a status column.
+    public var status: String?
+    /// Active at the carrier (``CarrierStatus``); true for every SIM of an export without a status column.
+    public var active: Bool
+    /// The record number of the SIM's first row (the header is record 1).
+    public var line: Int
+
+    var issuerPrefix: String { String(iccid.prefix(6)) }
+}
+
+/// A parsed carrier export: its SIMs by matching key (``ICCIDKey/key(_:)``) and what was skipped.
+public struct CarrierExport: Sendable, Equatable {
+    public var iccidColumn: String
+    public var imsiColumn: String?
+    public var statusColumn: String?
+    public var delimiter: Character
+    public var rows: Int
+    public var sims: [String: CarrierSIM]
+    public var skippedRowCount: Int
+    public var skippedRows: [SkippedRow]
+    public var unrecognisedStatuses: [String: Int]
+
+    /// How many skipped rows the report lists (all are counted).
+    static let skippedRowsListed = 100
+
+    /// Parses a carrier export. Bounds are checked on the bytes before any parsing (size), then in one pass over
+    /// the text before SwiftCSV sees it (records, columns, balanced quotes), so a hostile upload costs one linear
+    /// scan at most.
+    public static func parse(
+        _ bytes: [UInt8], mapping: ColumnMapping?, limits: ReconciliationLimits = .default
+    ) throws -> CarrierExport {
+        guard bytes.count <= limits.maxBytes else {
+            throw ReconciliationError.tooLarge(bytes: bytes.count, limit: limits.maxBytes)
+        }
+        let text = try decodeText(bytes)
+        let shape = try scan(text, limits: limits)
+
+        let csv: EnumeratedCSV
+        do {
+            // rowLimit 0: only the header is parsed here; the data rows are enumerated below, one at a time.
+            csv = try EnumeratedCSV(string: text, delimiter: CSVDelimiter(shape.delimiter), loadColumns: false,
+                rowLimit: 0)
+        } catch {
+            throw ReconciliationError.malformed("the header row cannot be read")
+        }
+        let header = csv.header.map { $0.trimmingCharacters(in: .whitespaces) }
+        guard header.contains(where: { !$0.isEmpty }) else { throw ReconciliationError.empty }
+        let columns = try CarrierColumns.resolve(header: header, mapping: mapping)
+
+        var builder = Builder(columns: columns, header: header)
+        do {
+            try csv.enumerateAsArray(startAt: 1, rowLimit: limits.maxRows + 1) { fields in
+                builder.add(fields)
+            }
+        } catch {
+            throw ReconciliationError.malformed("a field has a stray quote (text after a closing quote, or an unescaped quote)")
+        }
+        guard builder.rows > 0 else { throw ReconciliationError.empty }
+        guard !builder.sims.isEmpty else { throw ReconciliationError.noValidRows(skipped: builder.skippedCount) }
+        return CarrierExport(
+            iccidColumn: header[columns.iccid], imsiColumn: columns.imsi.map { header[$0] },
+            statusColumn: columns.status.map { header[$0] }, delimiter: shape.delimiter, rows: builder.rows,
+            sims: builder.sims, skippedRowCount: builder.skippedCount, skippedRows: builder.skipped,
+            unrecognisedStatuses: builder.unrecognised)
+    }
+
+    /// Accumulates the data rows.
+    private struct Builder {
+        let columns: CarrierColumns.Resolved
+        let header: [String]
+        var rows = 0
+        var record = 1
+        var sims: [String: CarrierSIM] = [:]
+        var skipped: [SkippedRow] = []
+        var skippedCount = 0
+        var unrecognised: [String: Int] = [:]
+
+        init(columns: CarrierColumns.Resolved, header: [String]) {
+            self.columns = columns
+            self.header = header
+        }
+
+        mutating func skip(_ reason: String) {
+            skippedCount += 1
+            if skipped.count < CarrierExport.skippedRowsListed { skipped.append(SkippedRow(line: record, reason: reason)) }
+        }
+
+        mutating func add(_ fields: [String]) {
+            record += 1
+            // A blank line is no row.
+            if fields.allSatisfy({ $0.allSatisfy(\.isWhitespace) }) { return }
+            rows += 1
+            let rawICCID = columns.iccid < fields.count ? fields[columns.iccid] : ""
+            let trimmed = rawICCID.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty { return skip("no ICCID") }
+            if trimmed.contains(where: \.isNewline) { return skip("the ICCID field spans lines") }
+            let upper = trimmed.uppercased()
+            if upper.contains("E+") || upper.contains("E1") && upper.contains(".") {
+                return skip("the ICCID is in scientific notation (rounded by a spreadsheet): re-export as text")
+            }
+            let normalised = ICCIDKey.normalise(trimmed)
+            let validated = ICCID.validate(normalised)
+            guard let iccid = validated.value else {
+                let code = validated.problems.first?.code.rawValue ?? "iccid_format"
+                return skip("the ICCID is not valid (\(code))")
+            }
+            let text = iccid.unredacted
+            let key = ICCIDKey.key(text)
+
+            var imsis: [String] = []
+            for index in columns.imsis where index < fields.count {
+                for value in IMSIText.values(fields[index]) where !imsis.contains(value) { imsis.append(value) }
+            }
+            var status: String?
+            var active = true
+            if let index = columns.status {
+                let normalisedStatus = CarrierStatus.normalise(index < fields.count ? fields[index] : "")
+                status = normalisedStatus
+                switch CarrierStatus.classify(normalisedStatus) {
+                case .active: active = true
+                case .inactive: active = false
+                case .unknown:
+                    active = false
+                    let label = CarrierStatus.label(normalisedStatus)
+                    if unrecognised[label] != nil || unrecognised.count < 20 { unrecognised[label, default: 0] += 1 }
+                }
+            }
+            if var existing = sims[key] {
+                for imsi in imsis where !existing.imsis.contains(imsi) { existing.imsis.append(imsi) }
+                if active && !existing.active {
+                    existing.active = true
+                    existing.status = status
+                }
+                sims[key] = existing
+            } else {
+                sims[key] = CarrierSIM(iccid: text, imsis: imsis, status: status, active: active, line: record)
+            }
+        }
+    }
+
+    /// UTF-8 (BOM dropped), UTF-16 with a BOM (Excel's "Unicode text"), else Windows-1252. NUL bytes mean a binary
+    /// file (an .xlsx is a zip archive).
+    static func decodeText(_ bytes: [UInt8]) throws -> String {
+        if bytes.count >= 2, bytes[0] == 0xFF && bytes[1] == 0xFE || bytes[0] == 0xFE && bytes[1] == 0xFF {
+            let encoding: String.Encoding = bytes[0] == 0xFF ? .utf16LittleEndian : .utf16BigEndian
+            guard let text = String(data: Data(bytes[2...]), encoding: encoding), !text.contains("\u{0}") else {
+                throw ReconciliationError.notText
+            }
+            return text
+        }
+        if bytes.contains(0) { throw ReconciliationError.notText }
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        if let text = String(validating: body, as: UTF8.self) { return text }
+        guard let text = String(data: Data(body), encoding: .windowsCP1252) else { throw ReconciliationError.notText }
+        return text
+    }
+
+    struct Shape {
+        var delimiter: Character
+    }
+
+    /// One pass over the text: the delimiter (the most frequent of `,` `;` tab outside quotes on the first
+    /// non-blank line), the record count and the widest record against the limits, and balanced quotes.
+    static func scan(_ text: String, limits: ReconciliationLimits) throws -> Shape {
+        let candidates: [UInt8] = [UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "\t")]
+        var firstLineCounts = [0, 0, 0]
+        var inQuotes = false
+        var firstLineDone = false
+        var sawContent = false
+        var records = 0
+        var recordHasContent = false
+        var perRecord = [0, 0, 0]
+        var widest = [0, 0, 0]
+        var widestRecord = [0, 0, 0]
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "\"") {
+                inQuotes.toggle()
+                recordHasContent = true
+                continue
+            }
+            if inQuotes { continue }
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                if recordHasContent {
+                    records += 1
+                    if sawContent { firstLineDone = true }
+                    for i in 0..<3 where perRecord[i] > widest[i] {
+                        widest[i] = perRecord[i]
+                        widestRecord[i] = records
+                    }
+                    if records > limits.maxRows + 1 { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
+                }
+                recordHasContent = false
+                perRecord = [0, 0, 0]
+                continue
+            }
+            if byte != UInt8(ascii: " ") { recordHasContent = true }
+            if let i = candidates.firstIndex(of: byte) {
+                perRecord[i] += 1
+                if !firstLineDone { firstLineCounts[i] += 1 }
+            } else if byte != UInt8(ascii: " ") {
+                sawContent = true
+            }
+        }
+        guard !inQuotes else {
+            throw ReconciliationError.malformed("a quoted field is not closed (unbalanced quotes)")
+        }
+        if recordHasContent {
+            records += 1
+            for i in 0..<3 where perRecord[i] > widest[i] {
+                widest[i] = perRecord[i]
+                widestRecord[i] = records
+            }
+        }
+        guard records > 0 else { throw ReconciliationError.empty }
+        guard records <= limits.maxRows + 1 else { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
+        // Ties go to tab, then semicolon (a comma also appears inside European decimal values).
+        var best = 0
+        for i in [2, 1] where firstLineCounts[i] > 0 && firstLineCounts[i] >= firstLineCounts[best] { best = i }
+        if firstLineCounts[best] == 0 { best = 0 }
+        if widest[best] + 1 > limits.maxColumns {
+            throw ReconciliationError.tooManyColumns(line: widestRecord[best], limit: limits.maxColumns)
+        }
+        return Shape(delimiter: Character(Unicode.Scalar(candidates[best])))
+    }
+}
+
+extension CSVDelimiter {
+    init(_ character: Character) {
+        switch character {
+        case ";": self = .semicolon
+        case "\t": self = .tab
+        default: self = .comma
+        }
+    }
+}
+
+/// Which statuses count as active. Active means the carrier lets the SIM attach and pass traffic in production
+/// (and bills it): Cisco Jasper Control Center and emnify `Activated`, Twilio and Soracom `active`, 1NCE and
+/// Telnyx `Enabled`, Hologram `LIVE`. Test states (Jasper `TEST_READY`, emnify `Factory Test`), inventory and
+/// ready-to-activate states, suspended, paused, deactivated, retired and deleted SIMs are not active: a SIM in no
+/// unit in those states is expected (stock, factory test) and is not flagged. An unrecognised status is taken as
+/// not active (no flag) and counted in the report, so the operator sees a status column that was not understood
+/// instead of a flood of findings.
+public enum CarrierStatus {
+    public enum Class: Sendable, Equatable { case active, inactive, unknown }
+
+    static let active: Set<String> = [
+        "active", "activated", "enabled", "live", "online", "attached", "in_use", "inuse", "connected",
+        "in_service", "billable",
+    ]
+    static let inactive: Set<String> = [
+        "inactive", "deactivated", "inventory", "activation_ready", "ready", "test_ready", "test", "factory_test",
+        "new", "issued", "retired", "purged", "replaced", "suspended", "disabled", "standby", "canceled", "cancelled",
+        "deleted", "terminated", "dead", "paused", "blocked", "offline", "pending", "scheduled", "updating",
+        "pre_activation", "preactivation", "shutdown", "not_activated", "deactivation_pending",
+    ]
+
+    /// Lower case, blanks and dashes as `_`, trimmed.
+    public static func normalise(_ raw: String) -> String {
+        var out = ""
+        var pendingSeparator = false
+        for character in raw.lowercased() {
+            if character == " " || character == "-" || character == "_" || character == "\t" {
+                pendingSeparator = !out.isEmpty
+                continue
+            }
+            if pendingSeparator { out.append("_") }
+            pendingSeparator = false
+            out.append(character)
+        }
+        return out
+    }
+
+    public static func classify(_ normalised: String) -> Class {
+        if active.contains(normalised) { return .active }
+        if inactive.contains(normalised) { return .inactive }
+        // Hologram's PAUSED-USER / PAUSED-SYS, Telnyx's data_limit_exceeded-like system states.
+        if normalised.hasPrefix("paused") || normalised.hasPrefix("deactivat") || normalised.hasPrefix("suspend") {
+            return .inactive
+        }
+        return .unknown
+    }
+
+    static func isKnown(_ normalised: String) -> Bool { classify(normalised) != .unknown }
+
+    /// A status text fit for a report: at most 32 characters, digits replaced by `#` (a mis-mapped column could
+    /// hold identifiers).
+    static func label(_ normalised: String) -> String {
+        let text = normalised.isEmpty ? "(empty)" : String(normalised.prefix(32))
+        return String(text.map { $0.isNumber ? "#" : $0 })
+    }
+}
