@@ -171,7 +171,7 @@ except urllib.error.HTTPError as e:
     status, body = e.code, e.read()
 print(f"   HTTP {status}")
 try:
-    print("\n".join("   " + l for l in json.dumps(json.loads(body), indent=2).splitlines()[:60]))
+    print("\n".join("   " + l for l in json.dumps(json.loads(body), indent=2).splitlines()[:90]))
 except ValueError:
     print("   " + body.decode(errors="replace")[:500])
 PY
@@ -187,7 +187,7 @@ JSON
     start_sim reg-slot1 quectel --identity-file "$work/reg1.json"
     reg_sim=${pids[-1]}
     start_sim reg-slot2 telit --imei 866954041234569 --imsi 310260987654321 --iccid 8901260881234567898
-    start_sim fab-other sierra --imei 359072061234564 --imsi 262019876543210 --iccid 8949200007654321098
+    start_sim fab-other sierra --imei 359072061234569 --imsi 262019876543210 --iccid 8949200007654321093
     for n in reg-slot1 reg-slot2 fab-other; do
         for _ in $(seq 100); do [ -e "$work/$n" ] && break; sleep 0.05; done
     done
