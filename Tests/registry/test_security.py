@@ -122,6 +122,11 @@ def api_checks(reg, tok, ids, all_ids):
     T.check(r.status == 403, f"viewer reveal=true on a search: 403 ({r.status})")
     r = reg.unit(admin, "GW-S1", reveal=True)
     T.check(r.status == 200 and imei1 in r.text, f"admin reveal=true shows the IMEI ({r.status})")
+    r = reg.request("GET", "/v1/audit", token=admin)
+    T.check(r.status == 200 and "reveal" in r.text and "root-admin" in r.text and "GW-S1" in r.text,
+            f"the reveal is in the audit log (who, which unit), readable by admins ({r.status})")
+    r = reg.request("GET", "/v1/audit", token=viewer)
+    T.check(r.status == 403, f"viewer GET /v1/audit: 403 ({r.status})")
     r = reg.request("POST", "/v1/units/GW-S1/lost", token=viewer, body={"note": "x"})
     T.check(r.status == 403, f"viewer marking a unit lost: 403 ({r.status})")
     r = reg.post_event(d1, h.event("GW-S1", "/dev/ttyS3", "enrolled", 1, *ids["S1d"]))
