@@ -159,6 +159,14 @@ let package = Package(
                 "CellprovCore", "CellprovStore", "CellprovReporter", "CellprovTestKit",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // `cellprov-registry-bench`: the registry storage's lookup latency at 1,000,000 units and ingest rate at 1/16/64
+        // concurrent tasks, on SQLite and PostgreSQL (release build; figures printed, not asserted).
+        .executableTarget(
+            name: "cellprov-registry-bench",
+            dependencies: [
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore", "CellprovRegistryStore",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // The enrollment API's wire types (docs/enrollment-api.yaml): what cellprovd and `cellprov probe --report`
         // send and what cellprov-registry decodes. Pure; shared by both sides, so the two cannot drift apart.
         .target(name: "CellprovEnrollmentAPI", dependencies: ["CellprovCore"], swiftSettings: strict),

@@ -436,7 +436,7 @@ public protocol RegistryStore: Sendable {
     func sessionKey() async throws -> [UInt8]
     func close() async
 
-    // Credentials (tokens are stored only as hashes, CellprovRegistryCore's `TokenHash`).
+    // Credentials (tokens are stored only as hashes, `Tokens.hash`: SHA-256 hex).
     /// Creates the device or gives it a new token (the old one is revoked).
     func putDeviceToken(serial: String, tokenHash: String, at: Date) async throws
     func putStationToken(name: String, tokenHash: String, at: Date) async throws

@@ -25,6 +25,8 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     let location: PostgresLocation
     private let runTask: Task<Void, Never>
     private let keys = Mutex<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+    /// Set once the pool's run task has started (a lease before `run()` logs a warning and waits).
+    private let running: RunFlag
 
     /// Connects lazily (the pool opens connections on first use). Call ``migrate()`` next.
     public init(location: PostgresLocation, logger: Logger) {
@@ -32,7 +34,22 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         self.client = client
         self.logger = logger
         self.location = location
-        runTask = Task { await client.run() }
+        let running = RunFlag()
+        self.running = running
+        runTask = Task {
+            running.value.withLock { $0 = true }
+            await client.run()
+        }
+    }
+
+    /// Waits until the pool's run task is running (the first few microseconds of the store's life).
+    func started() async {
+        var spins = 0
+        while !running.value.withLock({ $0 }) && spins < 10_000 {
+            spins += 1
+            await Task.yield()
+        }
+        await Task.yield()
     }
 
     /// postgres-nio's client configuration for a location: unix socket or TCP; TLS as the URL says (off for unix
@@ -84,6 +101,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 
     /// Runs `body` in one transaction, retrying on deadlock (40P01) and serialisation failure (40001).
     func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        await started()
         var attempt = 0
         while true {
             do {
@@ -111,6 +129,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 
     /// A read outside an explicit transaction (one statement sees one snapshot).
     func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        await started()
         do {
             return try await client.withConnection { conn in try await body(conn) }
         } catch let error as RegistryStoreError {
@@ -291,37 +310,45 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
                 "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(\(locks)::bigint[]) AS k ORDER BY 1) AS keys",
                 logger: logger)
             let fieldSeen: Int64? = origin == .device ? received : nil
-            try await conn.query(
+            // The unit, its slot and the references in one round trip (data-modifying CTEs all run).
+            let written = try await conn.query(
                 """
-                INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (\(serial), \(received),
-                    \(received), \(fieldSeen))
-                ON CONFLICT (serial) DO UPDATE SET
-                    first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
-                    last_seen = greatest(units.last_seen, excluded.last_seen)
-                """, logger: logger)
-            try await conn.query(
-                """
-                INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
-                    revision, source, last_event_type, occurred_at, updated_at)
-                VALUES (\(serial), \(originName), \(m.slot), \(id.imei), \(id.imsi), \(id.iccid),
-                    \(id.iccid ?? prev?.iccid), \(StoreSupport.tac(id.imei)), \(m.manufacturer), \(m.model),
-                    \(m.revision), \(m.source), \(request.type), \(occurred), \(received))
-                ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
-                    iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
-                    tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
-                    revision = excluded.revision, source = excluded.source,
-                    last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
-                    updated_at = excluded.updated_at
-                WHERE excluded.occurred_at >= slots.occurred_at
-                """, logger: logger)
-            if !refs.isEmpty {
-                try await conn.query(
-                    """
+                WITH unit AS (
+                    INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (\(serial), \(received),
+                        \(received), \(fieldSeen))
+                    ON CONFLICT (serial) DO UPDATE SET
+                        first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
+                        last_seen = greatest(units.last_seen, excluded.last_seen)
+                    RETURNING 1),
+                slot AS (
+                    INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
+                        revision, source, last_event_type, occurred_at, updated_at)
+                    VALUES (\(serial), \(originName), \(m.slot), \(id.imei), \(id.imsi), \(id.iccid),
+                        \(id.iccid ?? prev?.iccid), \(StoreSupport.tac(id.imei)), \(m.manufacturer), \(m.model),
+                        \(m.revision), \(m.source), \(request.type), \(occurred), \(received))
+                    ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
+                        iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
+                        tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
+                        revision = excluded.revision, source = excluded.source,
+                        last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
+                        updated_at = excluded.updated_at
+                    WHERE excluded.occurred_at >= slots.occurred_at
+                    RETURNING 1),
+                refs_added AS (
                     INSERT INTO refs (ref, serial) SELECT r, \(serial) FROM unnest(\(refs)::text[]) AS r
                     ON CONFLICT DO NOTHING
-                    """, logger: logger)
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM slot), (SELECT count(*) FROM refs_added)
+                """, logger: logger)
+            var isCurrent = false
+            for try await (_, slotRows, _) in written.decode((Int64, Int64, Int64).self) { isCurrent = slotRows == 1 }
+            var context = try await Self.context(conn, logger, request: request, serial: serial, origin: origin)
+            if !isCurrent {
+                // An older event than the slot's current one (a late backlog): it says nothing about who holds
+                // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
+                context.imeiHolders = []
+                context.iccidHolders = []
             }
-            let context = try await Self.context(conn, logger, request: request, serial: serial, origin: origin)
             let flags = FlagRules.evaluate(context)
             if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
                 try await conn.query(
@@ -340,43 +367,37 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         return out
     }
 
+    /// Everything the flag rules need, in one round trip. None of it depends on this event's own writes (other
+    /// serials' slots, the unit's lost mark, its other manufacturing events, its field slots for a factory event).
     static func context(
         _ conn: PostgresConnection, _ logger: Logger, request: EnrollmentRequest, serial: String, origin: EventOrigin
     ) async throws -> IngestContext {
-        var lost = false
-        for try await l in try await conn.query("SELECT lost_at FROM units WHERE serial = \(serial)", logger: logger)
-            .decode(Int64?.self)
+        let imei = request.identity.imei
+        let iccid = request.identity.iccid
+        let wantField = origin == .factory
+        let rows = try await conn.query(
+            """
+            SELECT
+                (SELECT lost_at IS NOT NULL FROM units WHERE serial = \(serial)),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE imei = \(imei) AND origin = 'device' AND serial <> \(serial)),
+                ARRAY(SELECT serial FROM slots WHERE iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)
+                    UNION SELECT serial FROM slots
+                    WHERE last_iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)),
+                ARRAY(SELECT DISTINCT imei FROM events WHERE serial = \(serial) AND origin = 'factory'
+                    AND imei IS NOT NULL AND event_id <> \(request.eventID)),
+                ARRAY(SELECT imei FROM slots WHERE \(wantField) AND serial = \(serial) AND origin = 'device'
+                    AND imei IS NOT NULL)
+            """, logger: logger)
+        var context = IngestContext(request: request, serial: serial, origin: origin)
+        for try await (lost, imeiHolders, iccidHolders, made, field) in rows.decode(
+            (Bool?, [String], [String], [String], [String]).self)
         {
-            lost = l != nil
-        }
-        var context = IngestContext(request: request, serial: serial, origin: origin, unitLost: lost)
-        if let imei = request.identity.imei {
-            context.imeiHolders = try await strings(
-                conn.query(
-                    """
-                    SELECT DISTINCT serial FROM slots WHERE imei = \(imei) AND origin = 'device' AND serial <> \(serial)
-                    """, logger: logger))
-        }
-        if let iccid = request.identity.iccid {
-            context.iccidHolders = try await strings(
-                conn.query(
-                    """
-                    SELECT serial FROM slots WHERE iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)
-                    UNION SELECT serial FROM slots WHERE last_iccid = \(iccid) AND origin = 'device'
-                        AND serial <> \(serial)
-                    """, logger: logger))
-        }
-        context.manufacturingIMEIs = try await strings(
-            conn.query(
-                """
-                SELECT DISTINCT imei FROM events WHERE serial = \(serial) AND origin = 'factory' AND imei IS NOT NULL
-                    AND event_id <> \(request.eventID)
-                """, logger: logger))
-        if origin == .factory {
-            context.fieldIMEIs = try await strings(
-                conn.query(
-                    "SELECT imei FROM slots WHERE serial = \(serial) AND origin = 'device' AND imei IS NOT NULL",
-                    logger: logger))
+            context.unitLost = lost ?? false
+            context.imeiHolders = imeiHolders
+            context.iccidHolders = iccidHolders
+            context.manufacturingIMEIs = made
+            context.fieldIMEIs = field
         }
         return context
     }
@@ -764,4 +785,9 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             return counts
         }
     }
+}
+
+/// Whether a pool's run task has started.
+final class RunFlag: Sendable {
+    let value = Mutex(false)
 }

@@ -41,15 +41,29 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         return "\(error)"
     }
 
-    /// Runs `body` in one IMMEDIATE transaction.
+    /// Runs `body` in one IMMEDIATE transaction. Database errors become `RegistryStoreError`s carrying SQLite's
+    /// code and message (never statement arguments).
     func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await pool.writeWithoutTransaction { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(db)
-                return .commit
+        do {
+            return try await pool.writeWithoutTransaction { db in
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
             }
-            return result!
+        } catch let error as DatabaseError {
+            throw RegistryStoreError("SQLite: \(Self.describe(error))")
+        }
+    }
+
+    /// A read in one snapshot; errors as for ``transaction(_:)``.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as DatabaseError {
+            throw RegistryStoreError("SQLite: \(Self.describe(error))")
         }
     }
 
@@ -75,13 +89,13 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func checkReady() async throws {
-        let versions = try await pool.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
+        let versions = try await read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations") }
         let missing = Set(SQLiteSchema.migrations.map(\.version)).subtracting(versions)
         guard missing.isEmpty else { throw RegistryStoreError("database migrations not applied: \(missing.sorted())") }
     }
 
     func setting(_ name: String) async throws -> [UInt8] {
-        let data = try await pool.read { db in
+        let data = try await read { db in
             try Data.fetchOne(db, sql: "SELECT value FROM settings WHERE name = ?", arguments: [name])
         }
         guard let data, !data.isEmpty else { throw RegistryStoreError("the database has no \(name) (not migrated)") }
@@ -146,7 +160,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func credential(tokenHash: String) async throws -> CredentialRecord? {
-        try await pool.read { db in
+        try await read { db in
             guard
                 let row = try Row.fetchOne(
                     db, sql: "SELECT kind, subject, role, revoked_at FROM credentials WHERE token_hash = ?",
@@ -210,11 +224,18 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                     id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
                     request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
                 ])
+            let isCurrent = db.changesCount == 1
             for ref in refs {
                 try db.execute(
                     sql: "INSERT INTO refs (ref, serial) VALUES (?, ?) ON CONFLICT DO NOTHING", arguments: [ref, serial])
             }
-            let context = try Self.context(db, request: request, serial: serial, origin: origin)
+            var context = try Self.context(db, request: request, serial: serial, origin: origin)
+            if !isCurrent {
+                // An older event than the slot's current one (a late backlog): it says nothing about who holds
+                // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
+                context.imeiHolders = []
+                context.iccidHolders = []
+            }
             let flags = FlagRules.evaluate(context)
             if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
                 // The SIM is in this unit now: the previous holder's slot no longer holds it.
@@ -300,7 +321,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
 
     public func searchUnits(_ terms: SearchTerms, limit: Int) async throws -> [UnitSummary] {
         guard !terms.isEmpty, limit > 0 else { return [] }
-        return try await pool.read { db in
+        return try await read { db in
             var serials = [String]()
             var seen = Set<String>()
             func add(_ sql: String, _ value: String?) throws {
@@ -346,7 +367,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func unit(serial: String) async throws -> UnitDetail? {
-        try await pool.read { db in
+        try await read { db in
             guard let summary = try Self.summaries(db, serials: [serial]).first,
                 let unit = try Row.fetchOne(
                     db, sql: "SELECT lost_at, lost_by, lost_note FROM units WHERE serial = ?", arguments: [serial])
@@ -392,7 +413,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(
                 db,
                 sql: openOnly
@@ -403,7 +424,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func flag(id: Int64) async throws -> RegistryFlag? {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM flags WHERE id = ?", arguments: [id]).map(Self.flag)
         }
     }
@@ -472,7 +493,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func audit(limit: Int) async throws -> [AuditEntry] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [max(0, limit)]).map {
                 AuditEntry(
                     id: $0["id"], at: StoreSupport.date($0["at"] as Int64), actor: $0["actor"], action: $0["action"],
@@ -484,7 +505,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     // MARK: Exports and checks
 
     public func exportUnits() async throws -> [UnitExportRow] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -504,7 +525,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func simAssignments() async throws -> [SIMAssignment] {
-        try await pool.read { db in
+        try await read { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -516,7 +537,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func silentUnits(lastSeenBefore before: Date) async throws -> [String] {
-        try await pool.read { db in
+        try await read { db in
             try String.fetchAll(
                 db,
                 sql: """
@@ -527,7 +548,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func openFlagCounts() async throws -> [FlagKind: Int] {
-        try await pool.read { db in
+        try await read { db in
             var counts = [FlagKind: Int]()
             for row in try Row.fetchAll(
                 db, sql: "SELECT kind, count(*) AS n FROM flags WHERE resolved_at IS NULL GROUP BY kind")

@@ -35,6 +35,28 @@ struct TestStore: Sendable {
 
     static let logger = Logger(label: "cellprov.registry.test")
 
+    /// A database nobody opened yet (no schema) and how to remove it.
+    static func emptyDatabase(_ backend: StoreBackend) async throws -> (String, @Sendable () async -> Void) {
+        switch backend {
+        case .sqlite:
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "regstore-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            return ("sqlite://" + dir.appendingPathComponent("registry.db").path, {
+                try? FileManager.default.removeItem(at: dir)
+            })
+        case .postgres:
+            guard let admin = StoreBackend.postgresURL else {
+                throw RegistryStoreError("CELLPROV_TEST_POSTGRES_URL is not set and CELLPROV_TEST_NO_SKIP=1")
+            }
+            let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+            try await PostgresTestDatabases.create(String(name), adminURL: admin)
+            return (try PostgresTestDatabases.url(admin, database: String(name)), {
+                try? await PostgresTestDatabases.drop(String(name), adminURL: admin)
+            })
+        }
+    }
+
     static func make(_ backend: StoreBackend) async throws -> TestStore {
         switch backend {
         case .sqlite:

@@ -1,0 +1,163 @@
+import CellprovCore
+import CellprovEnrollmentAPI
+import CellprovRegistryCore
+import CellprovRegistryStore
+import Foundation
+import Logging
+
+// cellprov-registry-bench: the registry storage's lookup latency with many units loaded, and its ingest rate at
+// several concurrencies, on SQLite and (with --postgres URL) PostgreSQL. Figures are printed, not asserted
+// (docs/performance.md). Build it in release: swift build -c release --product cellprov-registry-bench.
+//
+//   cellprov-registry-bench [--units N] [--lookups N] [--events N] [--postgres URL] [--dir DIR]
+//
+// --postgres names a server (e.g. scripts/pg-test-server.sh's URL): the benchmark creates its own database on it
+// and drops it at the end.
+
+struct Options {
+    var units = 1_000_000
+    var lookups = 2000
+    var events = 3000
+    var postgres: String?
+    var dir: String?
+
+    init(_ args: [String]) throws {
+        var i = 0
+        func value() throws -> String {
+            i += 1
+            guard i < args.count else { throw RegistryStoreError("\(args[i - 1]) needs a value") }
+            return args[i]
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--units": units = Int(try value()) ?? units
+            case "--lookups": lookups = Int(try value()) ?? lookups
+            case "--events": events = Int(try value()) ?? events
+            case "--postgres": postgres = try value()
+            case "--dir": dir = try value()
+            default: throw RegistryStoreError("unknown argument \(args[i])")
+            }
+            i += 1
+        }
+    }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
+    return sorted[max(0, index)]
+}
+
+func ms(_ d: Duration) -> Double {
+    Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+}
+
+func fmt(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
+
+func lookups(_ store: any RegistryStore, _ name: String, _ options: Options) async throws {
+    let clock = ContinuousClock()
+    var rng = SystemRandomNumberGenerator()
+    let kinds: [(String, (Int) -> String)] = [
+        ("IMEI", BenchUnits.imei), ("ICCID", BenchUnits.iccid), ("serial", BenchUnits.serial),
+    ]
+    for (kind, value) in kinds {
+        var samples = [Double]()
+        samples.reserveCapacity(options.lookups)
+        for _ in 0..<options.lookups {
+            let n = Int.random(in: 0..<options.units, using: &rng)
+            let terms = SearchTerms(parsing: value(n))
+            let started = clock.now
+            let found = try await store.searchUnits(terms, limit: 20)
+            samples.append(ms(clock.now - started))
+            guard found.contains(where: { $0.serial == BenchUnits.serial(n) }) else {
+                throw RegistryStoreError("lookup by \(kind) did not find unit \(n)")
+            }
+        }
+        samples.sort()
+        print(
+            "\(name) lookup by \(kind): p50 \(fmt(percentile(samples, 0.5))) ms, p99 \(fmt(percentile(samples, 0.99))) ms"
+                + " (\(samples.count) lookups, \(options.units) units)")
+    }
+}
+
+/// Events at `concurrency` tasks: each event enrols a new slot of a new serial (so no flag rules fire beyond their
+/// lookups), with a durable commit per event.
+func ingest(_ store: any RegistryStore, _ name: String, _ options: Options, concurrency: Int, run: Int) async throws {
+    let clock = ContinuousClock()
+    let total = options.events
+    let started = clock.now
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for task in 0..<concurrency {
+            group.addTask {
+                var i = task
+                while i < total {
+                    let serial = "ING-\(run)-\(i)"
+                    let body = "86000000" + String(format: "%06d", (run * total + i) % 1_000_000)
+                    let imei = body + String(Luhn.checkDigit(for: body) ?? 0)
+                    let request = EnrollmentRequest(
+                        eventID: UUID().uuidString.lowercased(), type: "enrolled",
+                        occurredAt: EnrollmentRequest.timestamp(Date()), sequence: 1, severity: "info",
+                        device: .init(serial: serial), module: .init(slot: "usb-1", model: "EG25"),
+                        identity: .init(imei: imei, imsi: "26202" + String(format: "%010d", run * total + i),
+                            iccid: "8949227" + String(format: "%012d", run * total + i)))
+                    let outcome = try await store.ingest(
+                        request, serial: serial, origin: .device, references: [], receivedAt: Date())
+                    guard case .stored = outcome else { throw RegistryStoreError("event not stored") }
+                    i += concurrency
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    let seconds = ms(clock.now - started) / 1000
+    print("\(name) ingest at \(concurrency) concurrent: \(fmt(Double(total) / seconds, 0)) events/s (\(total) events)")
+}
+
+func bench(_ store: any RegistryStore, _ name: String, _ options: Options, load: () async throws -> Void)
+    async throws
+{
+    let started = ContinuousClock.now
+    try await load()
+    print("\(name) loaded \(options.units) units in \(fmt(ms(ContinuousClock.now - started) / 1000, 1)) s")
+    try await lookups(store, name, options)
+    for (run, concurrency) in [1, 16, 64].enumerated() {
+        try await ingest(store, name, options, concurrency: concurrency, run: run)
+    }
+}
+
+let logger = Logger(label: "cellprov.registry.bench")
+do {
+    let options = try Options(Array(CommandLine.arguments.dropFirst()))
+    let dir =
+        options.dir
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("registry-bench-\(UUID().uuidString.prefix(8))")
+        .path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let sqlite = try SQLiteRegistryStore(path: dir + "/registry.db", logger: logger)
+    try await sqlite.migrate()
+    try await bench(sqlite, "sqlite", options) { try await sqlite.benchLoadUnits(count: options.units, at: Date()) }
+    await sqlite.close()
+    try? FileManager.default.removeItem(atPath: dir)
+
+    if let url = options.postgres {
+        guard case .postgres(let admin) = try RegistryDatabase.parse(url) else {
+            throw RegistryStoreError("--postgres needs a postgres:// URL")
+        }
+        let name = "bench_" + String(UUID().uuidString.lowercased().prefix(8))
+        try await PostgresRegistryStore.createDatabase(name, on: admin, logger: logger)
+        let pg = PostgresRegistryStore(location: admin.with(database: name), logger: logger)
+        do {
+            try await pg.migrate()
+            try await bench(pg, "postgresql", options) { try await pg.benchLoadUnits(count: options.units, at: Date()) }
+        } catch {
+            await pg.close()
+            try? await PostgresRegistryStore.dropDatabase(name, on: admin, logger: logger)
+            throw error
+        }
+        await pg.close()
+        try await PostgresRegistryStore.dropDatabase(name, on: admin, logger: logger)
+    }
+} catch {
+    FileHandle.standardError.write(Data("cellprov-registry-bench: \(error)\n".utf8))
+    exit(1)
+}
