@@ -107,7 +107,7 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let w): who = w
         }
-        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         do {
             guard let detail = try await state.store.unit(serial: serial) else {
                 return jsonError(.notFound, "no such unit")
@@ -162,7 +162,7 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let w): who = w
         }
-        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         let note = await Self.decodeNote(request, required: false)
         return await Actions(state: state).markLost(serial: serial, note: note, who: who, remote: context.remote).json
     }
@@ -173,7 +173,7 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let w): who = w
         }
-        guard let serial = context.parameters.get("serial") else { return jsonError(.badRequest, "no serial") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         return await Actions(state: state).markFound(serial: serial, who: who, remote: context.remote).json
     }
 

@@ -213,7 +213,7 @@ struct Pages {
         if reveal && !signed.who.isAdmin {
             return message("Forbidden", "Only admins may reveal identifiers.", signed: signed, status: .forbidden)
         }
-        guard let serial = context.parameters.get("serial") else { return redirect("/") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return redirect("/") }
         return await renderUnit(serial: serial, reveal: reveal, newToken: nil, signed: signed, remote: context.remote)
     }
 
@@ -298,7 +298,7 @@ struct Pages {
         case .failure(let r): return r.response
         case .success(let s): (signed, form) = s
         }
-        guard let serial = context.parameters.get("serial") else { return redirect("/") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return redirect("/") }
         let note = form.note?.trimmingCharacters(in: .whitespacesAndNewlines)
         switch await Actions(state: state).markLost(
             serial: serial, note: .some(note?.isEmpty == false ? String(note!.prefix(2000)) : nil), who: signed.who,
@@ -316,7 +316,7 @@ struct Pages {
         case .failure(let r): return r.response
         case .success(let s): signed = s.0
         }
-        guard let serial = context.parameters.get("serial") else { return redirect("/") }
+        guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return redirect("/") }
         switch await Actions(state: state).markFound(serial: serial, who: signed.who, remote: context.remote) {
         case .ok(let body):
             // The new token is shown once, on this answer (not behind a redirect that could be reloaded).

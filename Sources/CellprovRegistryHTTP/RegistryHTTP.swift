@@ -49,11 +49,18 @@ public struct RegistryHTTPOptions: Sendable {
     /// Carrier reconciliation (CellprovRegistryCore's `Reconciliation`, wired by the executable); nil: the route
     /// answers 501.
     public var reconcile: ReconcileHook?
+    /// Called with every flag this instance raises (ingest, refusals, reconciliation): the webhook alerter's
+    /// `enqueue` (CellprovRegistryAlerts), wired by the executable. Must return at once.
+    public var onFlagsRaised: @Sendable ([RegistryFlag]) -> Void
 
-    public init(tls: Bool = false, sessionLifetime: TimeInterval = 8 * 3600, reconcile: ReconcileHook? = nil) {
+    public init(
+        tls: Bool = false, sessionLifetime: TimeInterval = 8 * 3600, reconcile: ReconcileHook? = nil,
+        onFlagsRaised: @escaping @Sendable ([RegistryFlag]) -> Void = { _ in }
+    ) {
         self.tls = tls
         self.sessionLifetime = sessionLifetime
         self.reconcile = reconcile
+        self.onFlagsRaised = onFlagsRaised
     }
 }
 
@@ -105,6 +112,7 @@ struct RegistryState: Sendable {
     }
 
     func logFlags(_ flags: [RegistryFlag]) {
+        if !flags.isEmpty { options.onFlagsRaised(flags) }
         for f in flags {
             metrics.flagRaised(kind: f.flag.kind)
             logger.warning(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellprovCore
+import CellprovRegistryAlerts
 import CellprovRegistryCore
 import CellprovRegistryHTTP
 import CellprovRegistryStore
@@ -191,6 +192,12 @@ struct Serve: AsyncParsableCommand {
         var options = RegistryHTTPOptions(
             tls: tlsCertificate != nil, sessionLifetime: TimeInterval(settings.sessionHours) * 3600)
         options.reconcile = settings.reconcileHook
+        // Alerts out: critical flags to the webhook (when configured), and the periodic unit_silent check.
+        let alerter = settings.webhookURL.map { WebhookAlerter(configuration: .init(url: $0), logger: logger) }
+        options.onFlagsRaised = { flags in alerter?.enqueue(flags) }
+        let silence = SilenceMonitor(
+            store: store, threshold: .seconds(settings.unitSilentDays * 86_400), logger: logger,
+            onRaised: { flags in alerter?.enqueue(flags) })
         if let tlsCertificate, let tlsKey {
             do {
                 let chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
@@ -227,9 +234,12 @@ struct Serve: AsyncParsableCommand {
                 _ = SystemdNotifier.ready(status: "listening on \(address.hostForDisplay):\(port)")
             },
             logger: appLogger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: app), .init(service: BackgroundTask { await silence.run() }),
+        ]
+        if let alerter { services.append(.init(service: BackgroundTask { await alerter.run() })) }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -241,6 +251,16 @@ struct Serve: AsyncParsableCommand {
         _ = SystemdNotifier.stopping()
         await store.close()
         logger.notice("stopped")
+    }
+}
+
+/// A loop that ends when cancelled (the alerter, the silence monitor), run as a service: graceful shutdown
+/// cancels it.
+struct BackgroundTask: Service {
+    let body: @Sendable () async -> Void
+    init(_ body: @escaping @Sendable () async -> Void) { self.body = body }
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await body() }
     }
 }
 

@@ -1,3 +1,4 @@
+import CellprovRegistryCore
 import CellprovRegistryHTTP
 import Foundation
 import TOMLKit
@@ -84,7 +85,13 @@ struct RegistrySettings: Sendable {
         return s
     }
 
-    /// Carrier reconciliation, once CellprovRegistryCore's `Reconciliation` is in this build (branch
-    /// `reconcile`); until then the route answers 501.
-    var reconcileHook: ReconcileHook? { nil }
+    /// Carrier reconciliation (CellprovRegistryCore's `Reconciliation`), with the configured column names (the
+    /// others detected).
+    var reconcileHook: ReconcileHook {
+        let mapping = ColumnMapping.configured(iccid: iccidColumn, imsi: imsiColumn, status: statusColumn)
+        return { csv, assignments in
+            let report = try Reconciliation.reconcile(csv: csv, mapping: mapping, assignments: assignments)
+            return ReconcileResult(flags: report.flags, summary: report.summaryLines)
+        }
+    }
 }

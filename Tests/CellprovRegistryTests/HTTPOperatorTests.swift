@@ -113,6 +113,38 @@ import Testing
         }
     }
 
+    @Test func carrierReconciliationRaisesTheFindingsAsFlags() async throws {
+        let hook: ReconcileHook = { csv, assignments in
+            let report = try Reconciliation.reconcile(csv: csv, mapping: nil, assignments: assignments)
+            return ReconcileResult(flags: report.flags, summary: report.summaryLines)
+        }
+        var raised: [FlagKind] = []
+        let seen = LogCapture()
+        try await RegistryFixture.with(
+            options: RegistryHTTPOptions(reconcile: hook, onFlagsRaised: { flags in
+                for f in flags { seen.append(f.flag.kind.rawValue) }
+            })
+        ) { f in
+            try await f.test { client in
+                #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
+                // The unit's SIM is active at the carrier; another SIM of the same issuer is active and in no unit.
+                let csv = "ICCID,IMSI,Status\n\(RegistryFixture.iccid1),\(RegistryFixture.imsi1),active\n"
+                    + "\(RegistryFixture.iccid2),262019999999999,active\n"
+                let (status, body) = try await client.call(.post, "/v1/carrier-reconciliations", token: f.adminToken, body: csv)
+                #expect(status == .ok, "\(body)")
+                #expect(body.contains("\"kind\":\"sim_active_unassigned\""))
+                #expect(body.contains("\"sim_unknown_to_carrier\":\"0\""))
+                #expect(identifierDigitRuns(body).isEmpty)
+                // Not CSV with an ICCID column: 422.
+                let (bad, _) = try await client.call(.post, "/v1/carrier-reconciliations", token: f.adminToken, body: "x,y\n1,2\n")
+                #expect(bad == .unprocessableContent)
+            }
+            raised = try await f.store.flags(openOnly: true, limit: 100).map(\.flag.kind)
+        }
+        #expect(raised == [.simActiveUnassigned])
+        #expect(seen.all == ["sim_active_unassigned"])
+    }
+
     @Test func operationsRoutes() async throws {
         try await RegistryFixture.with { f in
             try await f.test { client in

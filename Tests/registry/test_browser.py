@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""cellprov-registry's pages in a real headless Chromium (Debian's chromium + chromium-driver, selenium).
+
+Starts `cellprov-registry serve` on a fresh SQLite database on loopback, makes a device and an admin with the
+executable, lets the device enroll over the real device API, then, in the browser: signs in with the admin token,
+searches the unit by its IMEI, opens it, checks the timeline and that no identifier digits are on the page, marks
+it lost, lets the device report again (403) and finds the `lost_unit_seen` flag on the flags page. Screenshots of
+each step go to a temp directory (printed); with --docs they are also copied to docs/images/.
+
+    python3 Tests/registry/test_browser.py [BUILD_DIR] [--docs]      # BUILD_DIR: .build/debug
+
+Exit status 0 on success, 1 on a failed check, 77 when selenium, chromium or chromedriver is missing and
+CELLPROV_TEST_NO_SKIP is not set (then 1).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMEI = "490154203237518"
+IMSI = "262011234567890"
+ICCID = "8949020000123456788"
+SERIAL = "GW-BROWSER-1"
+
+
+def skip(reason):
+    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
+        print(f"test_browser: FAILED: {reason}", file=sys.stderr)
+        sys.exit(1)
+    print(f"test_browser: skipped ({reason})")
+    sys.exit(77)
+
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+except ImportError:
+    skip("selenium not installed: python3 -m pip install selenium")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+if not CHROMIUM or not DRIVER:
+    skip("chromium or chromedriver missing: apt-get install -y chromium chromium-driver")
+
+
+def luhn_ok(digits):
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+assert luhn_ok(IMEI) and luhn_ok(ICCID)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def event(kind, sequence, severity):
+    return {
+        "event_id": str(uuid.uuid4()), "type": kind, "sequence": sequence, "severity": severity,
+        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": {"serial": SERIAL},
+        "module": {"slot": "usb-1-1.2", "manufacturer": "Quectel", "model": "EG25-G", "source": "at"},
+        "identity": {"imei": IMEI, "imsi": IMSI, "iccid": ICCID}, "previous": None, "problems": [],
+    }
+
+
+def post(base, token, body):
+    request = urllib.request.Request(
+        base + "/v1/enrollments", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    to_docs = "--docs" in sys.argv
+    build = os.path.abspath(args[0] if args else os.path.join(ROOT, ".build", "debug"))
+    exe = os.path.join(build, "cellprov-registry")
+    if not os.access(exe, os.X_OK):
+        print(f"test_browser: {exe} not built (swift build --product cellprov-registry)", file=sys.stderr)
+        return 1
+    work = tempfile.mkdtemp(prefix="cellprov-registry-browser-")
+    shots = os.path.join(work, "screenshots")
+    os.makedirs(shots)
+    database = "sqlite://" + os.path.join(work, "registry.db")
+
+    def make(*argv):
+        out = subprocess.run([exe, *argv, "--database", database], check=True, capture_output=True, text=True)
+        lines = out.stdout.splitlines()
+        check(len(lines) == 1, f"{argv[0]} add printed {len(lines)} lines on stdout")
+        return lines[0]
+
+    device = make("device", "add", SERIAL)
+    admin = make("operator", "add", "alice", "--role", "admin")
+    log_path = os.path.join(work, "registry.log")
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [exe, "serve", "--listen", "127.0.0.1:0", "--database", database], stdout=log, stderr=subprocess.STDOUT)
+    driver = None
+    status = 1
+    try:
+        port = None
+        for _ in range(200):
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(log_path).read())
+            if match:
+                port = int(match.group(1))
+                break
+            check(server.poll() is None, "the server exited at start")
+            time.sleep(0.05)
+        check(port, "no 'listening on' line within 10 s")
+        base = f"http://127.0.0.1:{port}"
+        check(post(base, device, event("enrolled", 1, "info")) == 201, "the device's enrollment was not stored")
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,900"):
+            options.add_argument(arg)
+        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+        driver.implicitly_wait(5)
+
+        def shot(name):
+            driver.save_screenshot(os.path.join(shots, name + ".png"))
+
+        # Sign in.
+        driver.get(base + "/")
+        shot("registry-signin")
+        driver.find_element(By.ID, "token").send_keys(admin)
+        driver.find_element(By.ID, "signin").click()
+        check(driver.find_elements(By.ID, "q"), "no search box after sign-in")
+        check("alice (admin)" in driver.find_element(By.ID, "operator").text, "the operator is not shown")
+        # Search by IMEI.
+        driver.find_element(By.ID, "q").send_keys(IMEI)
+        driver.find_element(By.ID, "search").click()
+        links = driver.find_elements(By.CSS_SELECTOR, "a.unit-link")
+        check(len(links) == 1 and links[0].text == SERIAL, "the search by IMEI did not find the unit")
+        shot("registry-search")
+        # The unit, its timeline, masked identifiers.
+        links[0].click()
+        check(driver.find_element(By.ID, "serial").text == SERIAL, "not the unit page")
+        entries = driver.find_elements(By.CSS_SELECTOR, ".timeline-entry")
+        check(len(entries) == 1 and "enrolled" in entries[0].text, "the timeline does not show the enrollment")
+        source = driver.page_source
+        for value in (IMEI, IMSI, ICCID):
+            check(value not in source, "an identifier is shown unmasked")
+        check("IMEI(TAC 49015420, ref " in source, "the masked IMEI is not shown")
+        shot("registry-unit")
+        # Mark lost (admin).
+        driver.find_element(By.ID, "lost-note").send_keys("left in a taxi")
+        driver.find_element(By.ID, "mark-lost").click()
+        check("Marked lost by alice" in driver.find_element(By.ID, "lost-banner").text, "no lost banner")
+        check(driver.find_elements(By.ID, "mark-found"), "no found button on a lost unit")
+        # The lost unit reports again: refused, flagged.
+        check(post(base, device, event("sim_removed", 2, "warning")) == 403, "the lost unit's token is not refused")
+        driver.refresh()
+        flags = driver.find_elements(By.CSS_SELECTOR, ".flag[data-kind='lost_unit_seen']")
+        check(flags, "no lost_unit_seen flag on the unit page")
+        shot("registry-unit-lost")
+        driver.find_element(By.ID, "nav-flags").click()
+        flags = driver.find_elements(By.CSS_SELECTOR, "tr.flag[data-kind='lost_unit_seen']")
+        check(len(flags) == 1 and SERIAL in flags[0].text, "the flags page does not list lost_unit_seen")
+        shot("registry-flags")
+        status = 0
+        print(f"test_browser: ok (screenshots in {shots})")
+        if to_docs:
+            images = os.path.join(ROOT, "docs", "images")
+            os.makedirs(images, exist_ok=True)
+            for name in ("registry-search", "registry-unit-lost", "registry-flags"):
+                shutil.copy(os.path.join(shots, name + ".png"), images)
+            print(f"test_browser: copied 3 screenshots to {images}")
+    except Failure as failure:
+        print(f"test_browser: FAILED: {failure}", file=sys.stderr)
+        if driver:
+            driver.save_screenshot(os.path.join(shots, "failure.png"))
+            print(f"test_browser: screenshots in {shots}", file=sys.stderr)
+    finally:
+        if driver:
+            driver.quit()
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            code = "killed"
+        log.close()
+        if code != 0:
+            print(f"test_browser: FAILED: the server exited with {code} on SIGTERM", file=sys.stderr)
+            status = 1
+        text = open(log_path).read()
+        for value in (IMEI, IMSI, ICCID, device, admin):
+            if value in text:
+                print("test_browser: FAILED: an identifier or a token is in the server's log", file=sys.stderr)
+                status = 1
+        if status == 0:
+            shutil.rmtree(os.path.join(work, "registry.db"), ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
