@@ -156,6 +156,23 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def postgres_cpu():
+    """CPU seconds of every `postgres` process (the server's backends: where a PostgreSQL ingest spends its time)."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if data[data.index("(") + 1:data.rindex(")")] == "postgres":
+            fields = data.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 def pct(values, p):
     if not values:
         return float("nan")
@@ -178,10 +195,11 @@ def steady(reg, tokens, concurrency):
     devices = [(s, tokens[s], i) for i, s in enumerate(sorted(tokens)[:concurrency])]
     procs = 1 if concurrency < 4 else GEN_PROCS
     shards = [devices[i::procs] for i in range(procs)]
-    cpu0 = proc_cpu(reg.proc.pid)
+    cpu0, pg0 = proc_cpu(reg.proc.pid), postgres_cpu()
     start_at = time.time() + 0.5
     results = run_parallel(steady_worker, shards, reg.port, start_at, SECONDS)
     server_cpu = proc_cpu(reg.proc.pid) - cpu0
+    pg_cpu = postgres_cpu() - pg0
     lat = [x for r in results for x in r[0]]
     counts = {}
     for r in results:
@@ -192,7 +210,8 @@ def steady(reg, tokens, concurrency):
     other = {k: v for k, v in counts.items() if k != 201}
     print(f"  {concurrency:3d} devices: {ok / SECONDS:8.0f} events/s accepted (201)   p50 {pct(lat, 50) * 1000:6.1f} ms"
           f"   p99 {pct(lat, 99) * 1000:6.1f} ms   registry CPU {100 * server_cpu / SECONDS:4.0f} %   "
-          f"generator CPU {100 * gen_cpu / SECONDS:4.0f} % ({procs} proc)" + (f"   other answers {other}" if other
+          f"generator CPU {100 * gen_cpu / SECONDS:4.0f} % ({procs} proc)" +
+          (f"   postgres CPU {100 * pg_cpu / SECONDS:4.0f} %" if pg_cpu > 0 else "") + (f"   other answers {other}" if other
                                                                              else ""), flush=True)
     return ok / SECONDS
 
@@ -320,7 +339,8 @@ def main():
         print(f"SKIP: {h.REGISTRY} is not built or not implemented")
         return
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    print(f"machine: {os.cpu_count()} cores; registry: {h.REGISTRY}; {SECONDS:.0f} s per point")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (a shared machine "
+          f"skews every figure); registry: {h.REGISTRY}; {SECONDS:.0f} s per point")
     pg = h.PostgresServer()
     for backend in BACKENDS:
         work = tempfile.mkdtemp(prefix="cellprov-regbench-")
