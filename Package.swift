@@ -90,6 +90,8 @@ let package = Package(
         // Thin C shims: the only places libudev and libsystemd are imported.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // The Swift concurrency runtime's global-executor hooks (a header only): cellprovd's own executor.
+        .systemLibrary(name: "CSwiftConcurrencyHooks"),
         // Edge: udev enumeration and monitoring of tty devices.
         .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"], swiftSettings: strict),
         // Edge: sd_notify, watchdog, the journald log handler, and ModemManager's D-Bus API (sd-bus).
@@ -125,7 +127,7 @@ let package = Package(
             name: "CellprovDaemon",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
-                "CellprovStore", "CellprovReporter",
+                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -174,7 +174,7 @@ final class SignalStream: Sendable {
         signal(signo, SIG_IGN)
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.stream = stream
-        source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+        source = DispatchSource.makeSignalSource(signal: signo, queue: DaemonExecutor.queue)
         source.setEventHandler { continuation.yield() }
         source.setCancelHandler { continuation.finish() }
         source.resume()

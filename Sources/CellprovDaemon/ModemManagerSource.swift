@@ -136,7 +136,8 @@ public final class ModemManagerSource: Sendable {
             }
         }
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
+            // client.stop() blocks (up to one D-Bus call): on a queue of its own, not the daemon's executor.
+            DispatchQueue(label: "cellprovd.modemmanager-stop").async {
                 client.stop()
                 done.resume()
             }

@@ -45,8 +45,8 @@ actor SlotSession {
     private let triggers: AsyncStream<ReadTrigger>
     private let continuation: AsyncStream<ReadTrigger>.Continuation
     private var task: Task<Void, Never>?
-    /// The one pending re-probe/retry timer. A dispatch timer, not Task.sleep: on Linux a sleeping task keeps
-    /// libdispatch waking every second (measured: 1 wake-up/s per process), a dispatch timer does not.
+    /// The one pending re-probe/retry timer: a dispatch work item on ``DaemonExecutor/queue`` (a dispatch timer armed
+    /// for its deadline only; never a global queue, whose first worker starts libdispatch's 1 Hz pool monitor).
     private var timer: DispatchWorkItem?
     private var channel: ATChannel?
     private var urcTask: Task<Void, Never>?
@@ -186,6 +186,6 @@ actor SlotSession {
         timer = item
         let (seconds, attoseconds) = delay.components
         let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: item)
+        DaemonExecutor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: item)
     }
 }

@@ -71,7 +71,7 @@ public enum StartupMemory {
                 pending?.cancel()
                 pending = item
             }
-            DispatchQueue.global().asyncAfter(deadline: .now() + quiet, execute: item)
+            DaemonExecutor.queue.asyncAfter(deadline: .now() + quiet, execute: item)
         }
 
         public func cancel() {

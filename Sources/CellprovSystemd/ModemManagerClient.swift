@@ -60,7 +60,8 @@ public final class ModemManagerClient: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameters:
-    ///   - retryInterval: how often to try the system bus again while it cannot be reached.
+    ///   - retryInterval: how often to try the system bus again while it cannot be reached and its socket cannot be
+    ///     watched (an address other than `unix:path=`); a socket path is watched (``BusSocketWatch``): no retries.
     ///   - callTimeout: the limit of one D-Bus call (a hung ModemManager).
     public init(logger: Logger, retryInterval: Duration = .seconds(5), callTimeout: Duration = .seconds(5)) {
         self.logger = logger
@@ -146,6 +147,8 @@ public final class ModemManagerClient: @unchecked Sendable {
 
         while !isStopped {
             if bus == nil {
+                // Watch before connecting, so that a socket created in between is not missed.
+                let watch = BusSocketWatch(address: getenv("DBUS_SYSTEM_BUS_ADDRESS").map { String(cString: $0) })
                 switch connect(userdata: pendingPointer.toOpaque()) {
                 case .success(let b):
                     bus = b
@@ -153,7 +156,7 @@ public final class ModemManagerClient: @unchecked Sendable {
                     pending.settleDeadline = 0
                 case .failure(let reason):
                     publish(.noBus(reason: reason))
-                    wait(fd: -1, events: 0, timeoutMilliseconds: Self.milliseconds(retryInterval))
+                    waitForBus(watch)
                     continue
                 }
             }
@@ -208,6 +211,22 @@ public final class ModemManagerClient: @unchecked Sendable {
             }
             let events = sd_bus_get_events(b)
             wait(fd: sd_bus_get_fd(b), events: Int16(truncatingIfNeeded: max(events, 0)), timeoutMilliseconds: timeout)
+        }
+    }
+
+    /// Sleeps until the bus socket's directory says it may be reachable (``BusSocketWatch``), or stop() is called;
+    /// without a watch (an address that is not a socket path, no inotify), for the retry interval.
+    private func waitForBus(_ watch: BusSocketWatch?) {
+        guard let watch else {
+            wait(fd: -1, events: 0, timeoutMilliseconds: Self.milliseconds(retryInterval))
+            return
+        }
+        logger.debug(
+            "waiting for the system bus socket",
+            metadata: ["directory": "\(watch.directory)", "entry": "\(watch.awaited)"])
+        while !isStopped {
+            wait(fd: watch.fd, events: Int16(POLLIN), timeoutMilliseconds: -1)
+            if watch.consume() { return }
         }
     }
 

@@ -12,6 +12,7 @@ enum Multicall {
     static func main() async {
         let invokedAs = CommandLine.arguments.first?.split(separator: "/").last.map(String.init) ?? ""
         if invokedAs == "cellprovd" {
+            CellprovDaemonCommand.prepareProcess()  // before the first global job
             await CellprovDaemonCommand.main()
         } else {
             await CellprovCommand.main()

@@ -6,6 +6,7 @@ import CellprovDaemonCommand
 @main
 enum Daemon {
     static func main() async {
+        CellprovDaemonCommand.prepareProcess()  // before the first global job
         await CellprovDaemonCommand.main()
     }
 }

@@ -30,6 +30,15 @@ public struct CellprovDaemonCommand: AsyncParsableCommand {
 
     public init() {}
 
+    /// What the daemon process sets up before anything else runs: its own executor for Swift concurrency's global
+    /// jobs (``DaemonExecutor``: no libdispatch pool monitor, no wake-up while idle). Call first in `main`.
+    /// `CELLPROVD_EXECUTOR=default` in the environment keeps Swift's default executor instead: a fallback should a
+    /// dependency ever block a task on another task, and the benchmark's A/B comparison (docs/performance.md).
+    public static func prepareProcess() {
+        if let choice = getenv("CELLPROVD_EXECUTOR"), String(cString: choice) == "default" { return }
+        DaemonExecutor.install()
+    }
+
     public func run() async throws {
         let settings: DaemonConfig
         let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
