@@ -446,7 +446,8 @@ public protocol RegistryStore: Sendable {
 
     // Ingest.
     /// Stores one event for `serial` (already authorised) with the flags its rules raise, in one transaction.
-    /// `references` are the pseudonym references the payload carries (cellprovd's log refs), for search.
+    /// `references` are pseudonym references to index for search (cellprovd's log refs); the store also indexes
+    /// those in `request.references` and the registry's own refs of the identity, so passing `[]` is fine.
     func ingest(_ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String],
         receivedAt: Date) async throws -> IngestOutcome
     /// Records a refused attempt (revoked token of a lost unit, a token used for another serial) in the audit

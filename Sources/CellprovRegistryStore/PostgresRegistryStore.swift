@@ -281,7 +281,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     ) async throws -> IngestOutcome {
         let key = try await pseudonymKey()
         let payload = try StoreSupport.payload(request)
-        let refs = StoreSupport.references(reported: references, identity: request.identity, key: key)
+        let refs = StoreSupport.references(reported: references + (request.references?.all ?? []), identity: request.identity, key: key)
         let received = StoreSupport.ms(receivedAt)
         let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
         let logger = logger
@@ -293,25 +293,37 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let locks = Array(Set(lockNames.map(StoreSupport.lockKey))).sorted()
         let originName = origin.rawValue
         let m = request.module
+        let imei = id.imei
+        let iccid = id.iccid
+        let wantField = origin == .factory
+        // Four round trips for an event that raises no flag: BEGIN; the event and the locks; the writes and the
+        // rule context; COMMIT.
         return try await transaction { conn -> IngestOutcome in
-            let inserted = try await conn.query(
+            // 1. The event (deduplicated on event_id: a concurrent twin waits for our commit, then conflicts), and
+            //    when it is new, the advisory locks on serial, IMEI and ICCID, in key order.
+            let first = try await conn.query(
                 """
-                INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
-                    received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
-                VALUES (\(request.eventID), \(serial), \(originName), \(request.type), \(m.slot), \(request.sequence),
-                    \(request.severity), \(occurred), \(received), \(id.imei), \(id.imsi), \(id.iccid), \(prev?.imei),
-                    \(prev?.imsi), \(prev?.iccid), \(payload))
-                ON CONFLICT (event_id) DO NOTHING RETURNING id
+                WITH ev AS (
+                    INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
+                        received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
+                    VALUES (\(request.eventID), \(serial), \(originName), \(request.type), \(m.slot),
+                        \(request.sequence), \(request.severity), \(occurred), \(received), \(id.imei), \(id.imsi),
+                        \(id.iccid), \(prev?.imei), \(prev?.imsi), \(prev?.iccid), \(payload))
+                    ON CONFLICT (event_id) DO NOTHING RETURNING id)
+                SELECT (SELECT count(*) FROM ev),
+                    (SELECT count(pg_advisory_xact_lock(k))
+                        FROM (SELECT unnest(\(locks)::bigint[]) AS k ORDER BY 1) AS keys
+                        WHERE EXISTS (SELECT 1 FROM ev))
                 """, logger: logger)
             var stored = false
-            for try await _ in inserted { stored = true }
+            for try await (inserted, _) in first.decode((Int64, Int64).self) { stored = inserted == 1 }
             guard stored else { return .duplicate }
-            try await conn.query(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(\(locks)::bigint[]) AS k ORDER BY 1) AS keys",
-                logger: logger)
+            // 2. The unit, its slot and the references (data-modifying CTEs all run), and in the same statement the
+            //    rule context, which does not depend on these writes (it reads other serials' slots, the lost mark,
+            //    the unit's other manufacturing events, its field slots for a factory event) and, being read after
+            //    the locks, sees every committed holder of the IMEI or ICCID.
             let fieldSeen: Int64? = origin == .device ? received : nil
-            // The unit, its slot and the references in one round trip (data-modifying CTEs all run).
-            let written = try await conn.query(
+            let second = try await conn.query(
                 """
                 WITH unit AS (
                     INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (\(serial), \(received),
@@ -319,7 +331,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
                     ON CONFLICT (serial) DO UPDATE SET
                         first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
                         last_seen = greatest(units.last_seen, excluded.last_seen)
-                    RETURNING 1),
+                    RETURNING lost_at),
                 slot AS (
                     INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
                         revision, source, last_event_type, occurred_at, updated_at)
@@ -338,11 +350,32 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
                     INSERT INTO refs (ref, serial) SELECT r, \(serial) FROM unnest(\(refs)::text[]) AS r
                     ON CONFLICT DO NOTHING
                     RETURNING 1)
-                SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM slot), (SELECT count(*) FROM refs_added)
+                SELECT
+                    (SELECT count(*) FROM slot),
+                    (SELECT lost_at IS NOT NULL FROM unit),
+                    ARRAY(SELECT DISTINCT serial FROM slots
+                        WHERE imei = \(imei) AND origin = 'device' AND serial <> \(serial)),
+                    ARRAY(SELECT serial FROM slots WHERE iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)
+                        UNION SELECT serial FROM slots
+                        WHERE last_iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)),
+                    ARRAY(SELECT DISTINCT imei FROM events WHERE serial = \(serial) AND origin = 'factory'
+                        AND imei IS NOT NULL AND event_id <> \(request.eventID)),
+                    ARRAY(SELECT imei FROM slots WHERE \(wantField) AND serial = \(serial) AND origin = 'device'
+                        AND imei IS NOT NULL),
+                    (SELECT count(*) FROM refs_added)
                 """, logger: logger)
+            var context = IngestContext(request: request, serial: serial, origin: origin)
             var isCurrent = false
-            for try await (_, slotRows, _) in written.decode((Int64, Int64, Int64).self) { isCurrent = slotRows == 1 }
-            var context = try await Self.context(conn, logger, request: request, serial: serial, origin: origin)
+            for try await (slotRows, lost, imeiHolders, iccidHolders, made, field, _) in second.decode(
+                (Int64, Bool?, [String], [String], [String], [String], Int64).self)
+            {
+                isCurrent = slotRows == 1
+                context.unitLost = lost ?? false
+                context.imeiHolders = imeiHolders
+                context.iccidHolders = iccidHolders
+                context.manufacturingIMEIs = made
+                context.fieldIMEIs = field
+            }
             if !isCurrent {
                 // An older event than the slot's current one (a late backlog): it says nothing about who holds
                 // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
@@ -365,41 +398,6 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         var out = [String]()
         for try await s in rows.decode(String.self) { out.append(s) }
         return out
-    }
-
-    /// Everything the flag rules need, in one round trip. None of it depends on this event's own writes (other
-    /// serials' slots, the unit's lost mark, its other manufacturing events, its field slots for a factory event).
-    static func context(
-        _ conn: PostgresConnection, _ logger: Logger, request: EnrollmentRequest, serial: String, origin: EventOrigin
-    ) async throws -> IngestContext {
-        let imei = request.identity.imei
-        let iccid = request.identity.iccid
-        let wantField = origin == .factory
-        let rows = try await conn.query(
-            """
-            SELECT
-                (SELECT lost_at IS NOT NULL FROM units WHERE serial = \(serial)),
-                ARRAY(SELECT DISTINCT serial FROM slots
-                    WHERE imei = \(imei) AND origin = 'device' AND serial <> \(serial)),
-                ARRAY(SELECT serial FROM slots WHERE iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)
-                    UNION SELECT serial FROM slots
-                    WHERE last_iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)),
-                ARRAY(SELECT DISTINCT imei FROM events WHERE serial = \(serial) AND origin = 'factory'
-                    AND imei IS NOT NULL AND event_id <> \(request.eventID)),
-                ARRAY(SELECT imei FROM slots WHERE \(wantField) AND serial = \(serial) AND origin = 'device'
-                    AND imei IS NOT NULL)
-            """, logger: logger)
-        var context = IngestContext(request: request, serial: serial, origin: origin)
-        for try await (lost, imeiHolders, iccidHolders, made, field) in rows.decode(
-            (Bool?, [String], [String], [String], [String]).self)
-        {
-            context.unitLost = lost ?? false
-            context.imeiHolders = imeiHolders
-            context.iccidHolders = iccidHolders
-            context.manufacturingIMEIs = made
-            context.fieldIMEIs = field
-        }
-        return context
     }
 
     static func insertFlags(_ conn: PostgresConnection, _ logger: Logger, _ flags: [NewFlag], at: Int64) async throws
@@ -459,23 +457,24 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     public func searchUnits(_ terms: SearchTerms, limit: Int) async throws -> [UnitSummary] {
         guard !terms.isEmpty, limit > 0 else { return [] }
         let logger = logger
+        let n = limit
         return try await read { conn in
+            // Every term kind in one round trip (a term that is nil matches nothing), in the order of the kinds.
+            let rows = try await conn.query(
+                """
+                (SELECT serial, 1 AS kind FROM units WHERE serial = \(terms.serial) LIMIT \(n))
+                UNION ALL (SELECT DISTINCT serial, 2 FROM slots WHERE imei = \(terms.imei) LIMIT \(n))
+                UNION ALL (SELECT DISTINCT serial, 3 FROM slots WHERE iccid = \(terms.iccid) LIMIT \(n))
+                UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = \(terms.imsi) LIMIT \(n))
+                UNION ALL (SELECT serial, 5 FROM refs WHERE ref = \(terms.reference) LIMIT \(n))
+                UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = \(terms.tac) ORDER BY serial LIMIT \(n))
+                ORDER BY kind
+                """, logger: logger)
             var serials = [String]()
             var seen = Set<String>()
-            func add(_ query: PostgresQuery?) async throws {
-                guard let query, serials.count < limit else { return }
-                for s in try await Self.strings(conn.query(query, logger: logger)) where seen.insert(s).inserted {
-                    serials.append(s)
-                }
+            for try await (serial, _) in rows.decode((String, Int32).self) where seen.insert(serial).inserted {
+                serials.append(serial)
             }
-            let n = limit
-            try await add(terms.serial.map { "SELECT serial FROM units WHERE serial = \($0) LIMIT \(n)" })
-            try await add(terms.imei.map { "SELECT DISTINCT serial FROM slots WHERE imei = \($0) LIMIT \(n)" })
-            try await add(terms.iccid.map { "SELECT DISTINCT serial FROM slots WHERE iccid = \($0) LIMIT \(n)" })
-            try await add(terms.imsi.map { "SELECT DISTINCT serial FROM slots WHERE imsi = \($0) LIMIT \(n)" })
-            try await add(terms.reference.map { "SELECT serial FROM refs WHERE ref = \($0) LIMIT \(n)" })
-            try await add(
-                terms.tac.map { "SELECT DISTINCT serial FROM slots WHERE tac = \($0) ORDER BY serial LIMIT \(n)" })
             return try await Self.summaries(conn, logger, serials: Array(serials.prefix(limit)))
         }
     }

@@ -178,7 +178,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     ) async throws -> IngestOutcome {
         let key = try await pseudonymKey()
         let payload = try StoreSupport.payload(request)
-        let refs = StoreSupport.references(reported: references, identity: request.identity, key: key)
+        let refs = StoreSupport.references(reported: references + (request.references?.all ?? []), identity: request.identity, key: key)
         let received = StoreSupport.ms(receivedAt)
         let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
         return try await transaction { db -> IngestOutcome in

@@ -173,7 +173,7 @@ import Testing
     static let urlCases: [URLCase] = [
         URLCase(url: "sqlite:///var/lib/cellprov-registry/registry.db",
             expected: .sqlite(path: "/var/lib/cellprov-registry/registry.db")),
-        URLCase(url: "sqlite:///tmp/a%20b.db", expected: .sqlite(path: "/tmp/a b.db")),
+        URLCase(url: "sqlite:///srv/reg/a%20b.db", expected: .sqlite(path: "/srv/reg/a b.db")),
         URLCase(url: "sqlite://relative/x.db", expected: nil),
         URLCase(url: "sqlite:x.db", expected: nil),
         URLCase(url: "sqlite:///", expected: nil),
@@ -188,8 +188,8 @@ import Testing
         URLCase(url: "postgres:///fleet?host=/run/postgresql", expected: .postgres(.init(
             endpoint: .unixSocket(path: "/run/postgresql/.s.PGSQL.5432"), user: "postgres", password: nil,
             database: "fleet", tls: .disable))),
-        URLCase(url: "postgres://cellprov@/cellprov?host=/tmp/x/socket&port=55433", expected: .postgres(.init(
-            endpoint: .unixSocket(path: "/tmp/x/socket/.s.PGSQL.55433"), user: "cellprov", password: nil,
+        URLCase(url: "postgres://cellprov@/cellprov?host=/srv/pg/socket&port=55433", expected: .postgres(.init(
+            endpoint: .unixSocket(path: "/srv/pg/socket/.s.PGSQL.55433"), user: "cellprov", password: nil,
             database: "cellprov", tls: .disable))),
         URLCase(url: "postgres://reg@/fleet", expected: nil),
         URLCase(url: "postgres://reg@db/fleet/extra", expected: nil),

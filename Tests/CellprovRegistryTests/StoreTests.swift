@@ -295,6 +295,13 @@ import Testing
             #expect(try await find("GW-S2") == ["GW-S2"])
             #expect(try await find("gw-s2") == [])
             #expect(try await find(TestID.imei(99)) == [])
+            // References carried in the payload itself (cellprovd >= API 0.2.0) are indexed even when the caller
+            // passes none.
+            var withRefs = event(imei: TestID.imei(73))
+            withRefs.references = .init(imei: "abcdef0123", iccid: "0123abcdef")
+            try await store.field(withRefs, "GW-S4")
+            #expect(try await find("abcdef0123") == ["GW-S4"])
+            #expect(try await find("0123ABCDEF") == ["GW-S4"])
             // The registry's own reference (what masked answers show) finds the unit too.
             let key = try await store.pseudonymKey()
             let ref = Pseudonymizer(key: key).reference(kind: "imei", value: imei)
