@@ -50,6 +50,7 @@ test-scripts:
 	CELLPROV_TEST_NO_SKIP=1 Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
 	CELLPROV_TEST_NO_SKIP=1 Tests/registry/run-browser.sh .build/debug
+	python3 Tests/registry/test_mtls.py .build/debug
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} scripts/fuzz.sh $${FUZZ_CI_TARGETS:-at parsers identity ports}
 
 demo: build

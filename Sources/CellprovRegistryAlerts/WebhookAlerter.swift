@@ -112,7 +112,8 @@ public final class WebhookAlerter: Sendable {
         wake.yield()
     }
 
-    /// Sends queued alerts until the task is cancelled (then returns; what is still queued is not sent).
+    /// Sends queued alerts until the task is cancelled or ``finish()`` is called (then returns; what is still queued
+    /// is not sent). Run it once, in one task (e.g. a service of the executable's ServiceGroup).
     public func run() async {
         for await _ in wakeups {
             reportDrops()
@@ -157,6 +158,7 @@ public final class WebhookAlerter: Sendable {
         do {
             body = try payload.jsonBytes()
         } catch {
+            giveUp(["flag_id": "\(payload.id)", "kind": "\(payload.kind)"], reason: "the payload cannot be encoded")
             return
         }
         var attempt = 1

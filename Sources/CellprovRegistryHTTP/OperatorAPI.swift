@@ -54,6 +54,20 @@ struct OperatorAPI {
         init(_ response: Response) { self.response = response }
     }
 
+    /// A query parameter as a form sends it: `+` is a blank, then percent-decoding (Hummingbird's
+    /// `queryParameters` decodes percent escapes but keeps `+`, so a `%2B` and a blank would be confused).
+    static func formQueryValue(_ request: Request, _ name: String) -> String? {
+        guard let query = request.uri.query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts[0] == name else { continue }
+            let raw = parts.count > 1 ? String(parts[1]) : ""
+            let spaced = raw.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
+        return nil
+    }
+
     /// `reveal=true` (or `1`): full identifiers, admins only.
     static func wantsReveal(_ request: Request) -> Bool {
         let v = request.uri.queryParameters["reveal"].map { String($0).lowercased() }
@@ -85,8 +99,7 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let w): who = w
         }
-        let q = request.uri.queryParameters["q"].map { String($0).removingPercentEncoding ?? String($0) } ?? ""
-        let terms = SearchTerms(parsing: q)
+        let terms = SearchTerms(parsing: Self.formQueryValue(request, "q") ?? "")
         guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [])) }
         do {
             let units = try await state.store.searchUnits(terms, limit: RegistryHTTP.searchLimit)

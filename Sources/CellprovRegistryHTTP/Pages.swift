@@ -180,10 +180,9 @@ struct Pages {
 
     func home(_ request: Request, _ context: RegistryRequestContext) async -> Response {
         guard let signed = session(request) else { return signInPage(nil) }
-        let q = request.uri.queryParameters["q"].map { String($0).removingPercentEncoding ?? String($0) } ?? ""
-        let qPlus = q.replacingOccurrences(of: "+", with: " ")
-        var values: [String: Any] = ["q": qPlus]
-        let terms = SearchTerms(parsing: qPlus)
+        let q = String((OperatorAPI.formQueryValue(request, "q") ?? "").prefix(200))
+        var values: [String: Any] = ["q": q]
+        let terms = SearchTerms(parsing: q)
         if !terms.isEmpty {
             do {
                 let units = try await state.store.searchUnits(terms, limit: RegistryHTTP.searchLimit)

@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOSSL
 
 /// cellprov-registry's HTTP layer (docs/registry.md, docs/architecture.md "Registry HTTP layer"): the device API
 /// (`POST /v1/enrollments`, docs/enrollment-api.yaml), the operator API (docs/registry-api.yaml), the pages, and
@@ -44,6 +45,9 @@ public enum RegistryHTTP {
 public struct RegistryHTTPOptions: Sendable {
     /// Served over TLS: the session cookie gets `Secure`.
     public var tls: Bool
+    /// Client certificates are verified against a CA (`--tls-client-ca`): a device may authenticate with its
+    /// certificate, whose subject common name is its serial.
+    public var mutualTLS: Bool = false
     /// How long a page session lasts.
     public var sessionLifetime: TimeInterval
     /// Carrier reconciliation (CellprovRegistryCore's `Reconciliation`, wired by the executable); nil: the route
@@ -84,10 +88,21 @@ public struct ReconcileResult: Sendable {
 public struct RegistryRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The connection, for the client certificate of mutual TLS.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
+    }
+
+    /// The device serial of a verified client certificate (its subject CN), or nil.
+    func clientCertificateSerial() async -> String? {
+        guard let cert = try? await channel.nioSSL_peerCertificate().get(), let der = try? cert.toDERBytes() else {
+            return nil
+        }
+        return ClientCertificate.commonName(der: der).flatMap { IngestValidation.isPlausibleSerial($0) ? $0 : nil }
     }
 
     /// Bodies are collected explicitly with a per-route bound; this is the outer bound.
@@ -196,15 +211,24 @@ struct DeviceAPI {
     }
 
     func enroll(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        // 1. Credentials: a token we know (valid or revoked).
-        guard let token = RegistryTokens.bearer(request.headers[.authorization]) else {
-            return refused(.unauthorized, "missing bearer token", type: nil, outcome: "unauthorized")
-        }
+        // 1. Credentials: a token we know (valid or revoked), and/or a verified client certificate (mutual TLS,
+        //    the device serial in its subject CN). With both, they must name the same device.
+        let certificateSerial = state.options.mutualTLS ? await context.clientCertificateSerial() : nil
+        let token = RegistryTokens.bearer(request.headers[.authorization])
         let record: CredentialRecord?
-        do {
-            record = try await state.store.credential(tokenHash: Tokens.hash(token))
-        } catch {
-            return state.storeFailure(error, "credential lookup")
+        if let token {
+            do {
+                record = try await state.store.credential(tokenHash: Tokens.hash(token))
+            } catch {
+                return state.storeFailure(error, "credential lookup")
+            }
+            if let certificateSerial, let record, record.principal != .device(serial: certificateSerial) {
+                return refused(.forbidden, "token and client certificate disagree", type: nil, outcome: "forbidden")
+            }
+        } else if let certificateSerial {
+            record = CredentialRecord(principal: .device(serial: certificateSerial))
+        } else {
+            return refused(.unauthorized, "missing bearer token", type: nil, outcome: "unauthorized")
         }
         guard let record else {
             return refused(.unauthorized, "unknown token", type: nil, outcome: "unauthorized")

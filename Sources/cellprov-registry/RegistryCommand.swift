@@ -155,12 +155,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Configuration file (TOML), optional.") var config: String?
     @Option(help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS.") var tlsCertificate: String?
     @Option(help: "TLS private key (PEM).") var tlsKey: String?
+    @Option(help: "CA (PEM) that signs device client certificates: enables mutual TLS (device serial = subject CN).")
+    var tlsClientCa: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).") var logLevel: String = "info"
 
     func validate() throws {
         guard ListenAddress(listen) != nil else { throw ValidationError("--listen is HOST:PORT") }
         guard (tlsCertificate == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-certificate and --tls-key go together")
+        }
+        guard tlsClientCa == nil || tlsCertificate != nil else {
+            throw ValidationError("--tls-client-ca needs --tls-certificate and --tls-key")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level") }
     }
@@ -202,7 +207,14 @@ struct Serve: AsyncParsableCommand {
             do {
                 let chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
                 let key = try NIOSSLPrivateKey(file: tlsKey, format: .pem)
-                let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                if let tlsClientCa {
+                    // A presented client certificate must chain to this CA; one without a certificate still connects
+                    // (it then needs a token), so devices can move from tokens to certificates one at a time.
+                    tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tlsClientCa))
+                    tls.certificateVerification = .optionalVerification
+                    options.mutualTLS = true
+                }
                 server = try .tls(.http1(), tlsConfiguration: tls)
             } catch {
                 logger.critical("TLS: cannot load the certificate or key: \(error)")

@@ -184,6 +184,47 @@ import Testing
         }
     }
 
+    @Test func reconciliationAndResolveThroughThePages() async throws {
+        let hook: ReconcileHook = { csv, _ in
+            // A stand-in engine (the real one is tested by ReconciliationTests and the API test): one finding per
+            // data row, so the page's report and flags can be checked.
+            let rows = String(decoding: csv, as: UTF8.self).split(separator: "\n").dropFirst()
+            return ReconcileResult(
+                flags: rows.enumerated().map { i, _ in
+                    NewFlag(
+                        kind: .simActiveUnassigned, severity: .warning, serial: nil, summary: "row \(i + 1)",
+                        evidence: FlagEvidence(), dedupeKey: "test:\(i)")
+                }, summary: [("rows read", "\(rows.count)")])
+        }
+        try await RegistryFixture.with(options: RegistryHTTPOptions(reconcile: hook)) { f in
+            try await f.test { client in
+                let admin = try await Self.signIn(client, token: f.adminToken)
+                let headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .cookie: admin.cookie]
+                let page = try await client.execute(
+                    uri: "/reconcile", method: .post, headers: headers,
+                    body: Self.form(["csrf": admin.csrf, "csv": "ICCID\na\nb\n"])
+                ) { String(buffer: $0.body) }
+                #expect(page.contains("<th>rows read</th><td>2</td>"))
+                #expect(page.contains("Flags raised (2)"))
+                // Without CSRF: refused, nothing raised.
+                let refused = try await client.execute(
+                    uri: "/reconcile", method: .post, headers: headers, body: Self.form(["csv": "ICCID\nc\n"])
+                ) { $0.status }
+                #expect(refused == .forbidden)
+                let flags = try await f.store.flags(openOnly: true, limit: 10)
+                #expect(flags.count == 2)
+                // Resolve one from the flags page's form.
+                let resolved = try await client.execute(
+                    uri: "/flags/\(flags[0].id)/resolve", method: .post, headers: headers,
+                    body: Self.form(["csrf": admin.csrf, "note": "spare SIM, in the drawer"])
+                ) { $0.status }
+                #expect(resolved == .seeOther)
+                #expect(try await f.store.flags(openOnly: true, limit: 10).count == 1)
+                #expect(try await f.store.flag(id: flags[0].id)?.resolutionNote == "spare SIM, in the drawer")
+            }
+        }
+    }
+
     @Test func pagesEscapeWhatDevicesSend() async throws {
         try await RegistryFixture.with { f in
             let serial = "<script>alert(1)</script>"

@@ -172,66 +172,78 @@ public struct CarrierExport: Sendable, Equatable {
 
     /// One pass over the text: the delimiter (the most frequent of `,` `;` tab outside quotes on the first
     /// non-blank line), the record count and the widest record against the limits, and balanced quotes.
-    static func scan(_ text: String, limits: ReconciliationLimits) throws -> Shape {
-        let candidates: [UInt8] = [UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "\t")]
-        var firstLineCounts = [0, 0, 0]
+    static func scan(_ input: String, limits: ReconciliationLimits) throws -> Shape {
+        var text = input
+        text.makeContiguousUTF8()
+        // Plain counters, not arrays: this loop runs once per byte of a file of up to 16 MiB.
+        let comma = UInt8(ascii: ","), semicolon = UInt8(ascii: ";"), tab = UInt8(ascii: "\t")
+        var (firstCommas, firstSemicolons, firstTabs) = (0, 0, 0)
+        var (commas, semicolons, tabs) = (0, 0, 0)
+        var (widestCommas, widestSemicolons, widestTabs) = (0, 0, 0)
+        var (widestCommasAt, widestSemicolonsAt, widestTabsAt) = (0, 0, 0)
         var inQuotes = false
         var firstLineDone = false
-        var sawContent = false
         var records = 0
         var recordHasContent = false
-        var perRecord = [0, 0, 0]
-        var widest = [0, 0, 0]
-        var widestRecord = [0, 0, 0]
-        for byte in text.utf8 {
-            if byte == UInt8(ascii: "\"") {
-                inQuotes.toggle()
-                recordHasContent = true
-                continue
-            }
-            if inQuotes { continue }
-            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
-                if recordHasContent {
-                    records += 1
-                    if sawContent { firstLineDone = true }
-                    for i in 0..<3 where perRecord[i] > widest[i] {
-                        widest[i] = perRecord[i]
-                        widestRecord[i] = records
-                    }
-                    if records > limits.maxRows + 1 { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
+
+        func endRecord() throws {
+            records += 1
+            firstLineDone = true
+            if commas > widestCommas { (widestCommas, widestCommasAt) = (commas, records) }
+            if semicolons > widestSemicolons { (widestSemicolons, widestSemicolonsAt) = (semicolons, records) }
+            if tabs > widestTabs { (widestTabs, widestTabsAt) = (tabs, records) }
+            if records > limits.maxRows + 1 { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
+        }
+
+        try text.utf8.withContiguousStorageIfAvailable { buffer in
+            for byte in buffer {
+                if byte == UInt8(ascii: "\"") {
+                    inQuotes.toggle()
+                    recordHasContent = true
+                    continue
                 }
-                recordHasContent = false
-                perRecord = [0, 0, 0]
-                continue
-            }
-            if byte != UInt8(ascii: " ") { recordHasContent = true }
-            if let i = candidates.firstIndex(of: byte) {
-                perRecord[i] += 1
-                if !firstLineDone { firstLineCounts[i] += 1 }
-            } else if byte != UInt8(ascii: " ") {
-                sawContent = true
+                if inQuotes { continue }
+                switch byte {
+                case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                    if recordHasContent { try endRecord() }
+                    recordHasContent = false
+                    (commas, semicolons, tabs) = (0, 0, 0)
+                case comma:
+                    commas += 1
+                    if !firstLineDone { firstCommas += 1 }
+                case semicolon:
+                    semicolons += 1
+                    if !firstLineDone { firstSemicolons += 1 }
+                case tab:
+                    tabs += 1
+                    if !firstLineDone { firstTabs += 1 }
+                case UInt8(ascii: " "):
+                    break
+                default:
+                    recordHasContent = true
+                }
             }
         }
         guard !inQuotes else {
             throw ReconciliationError.malformed("a quoted field is not closed (unbalanced quotes)")
         }
-        if recordHasContent {
-            records += 1
-            for i in 0..<3 where perRecord[i] > widest[i] {
-                widest[i] = perRecord[i]
-                widestRecord[i] = records
-            }
-        }
+        if recordHasContent { try endRecord() }
         guard records > 0 else { throw ReconciliationError.empty }
-        guard records <= limits.maxRows + 1 else { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
         // Ties go to tab, then semicolon (a comma also appears inside European decimal values).
-        var best = 0
-        for i in [2, 1] where firstLineCounts[i] > 0 && firstLineCounts[i] >= firstLineCounts[best] { best = i }
-        if firstLineCounts[best] == 0 { best = 0 }
-        if widest[best] + 1 > limits.maxColumns {
-            throw ReconciliationError.tooManyColumns(line: widestRecord[best], limit: limits.maxColumns)
+        let delimiter: Character
+        let widest: Int
+        let widestAt: Int
+        if firstTabs > 0, firstTabs >= firstSemicolons, firstTabs >= firstCommas {
+            (delimiter, widest, widestAt) = ("\t", widestTabs, widestTabsAt)
+        } else if firstSemicolons > 0, firstSemicolons >= firstCommas {
+            (delimiter, widest, widestAt) = (";", widestSemicolons, widestSemicolonsAt)
+        } else {
+            (delimiter, widest, widestAt) = (",", widestCommas, widestCommasAt)
         }
-        return Shape(delimiter: Character(Unicode.Scalar(candidates[best])))
+        if widest + 1 > limits.maxColumns {
+            throw ReconciliationError.tooManyColumns(line: widestAt, limit: limits.maxColumns)
+        }
+        return Shape(delimiter: delimiter)
     }
 }
 
