@@ -65,7 +65,9 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
     static let imsi = "262011234567890"
     static let iccid = "89492000000000000018"
 
-    static func flag(_ id: Int64, kind: FlagKind = .imeiOnTwoUnits, severity: EventSeverity = .critical) -> RegistryFlag {
+    static func flag(
+        _ id: Int64, kind: FlagKind = .imeiOnTwoUnits, severity: EventSeverity = .critical
+    ) -> RegistryFlag {
         RegistryFlag(
             id: id,
             flag: NewFlag(
@@ -180,7 +182,10 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
         try await Task.sleep(for: .milliseconds(100))
         #expect(receiver.requests.count == 1)
         #expect(alerter.statistics.retries == 0)
-        #expect(logs.all.contains { $0.metadata["MESSAGE_ID"] == RegistryMessageID.alertFailed.id && $0.level == .error })
+        let failedLogged = logs.all.contains {
+            $0.metadata["MESSAGE_ID"] == RegistryMessageID.alertFailed.id && $0.level == .error
+        }
+        #expect(failedLogged)
     }
 
     @Test func givesUpAfterMaxAttemptsAndHonoursConnectionFailures() async throws {
@@ -237,7 +242,8 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
             let now = t0.addingTimeInterval(30 * day)
             try await store.field(event(imei: TestID.imei(1), iccid: TestID.iccid(1)), "GW-QUIET", at: t0)
             try await store.field(
-                event(imei: TestID.imei(2), iccid: TestID.iccid(2), at: now), "GW-BUSY", at: now.addingTimeInterval(-day))
+                event(imei: TestID.imei(2), iccid: TestID.iccid(2), at: now), "GW-BUSY",
+                at: now.addingTimeInterval(-day))
             try await store.field(event(imei: TestID.imei(3), iccid: TestID.iccid(3)), "GW-LOST", at: t0)
             #expect(try await store.markLost(serial: "GW-LOST", by: "ops", note: nil, at: t0))
 

@@ -63,7 +63,8 @@ public struct CarrierExport: Sendable, Equatable {
                 builder.add(fields)
             }
         } catch {
-            throw ReconciliationError.malformed("a field has a stray quote (text after a closing quote, or an unescaped quote)")
+            throw ReconciliationError.malformed(
+                "a field has a stray quote (text after a closing quote, or an unescaped quote)")
         }
         guard builder.rows > 0 else { throw ReconciliationError.empty }
         guard !builder.sims.isEmpty else { throw ReconciliationError.noValidRows(skipped: builder.skippedCount) }
@@ -92,7 +93,9 @@ public struct CarrierExport: Sendable, Equatable {
 
         mutating func skip(_ reason: String) {
             skippedCount += 1
-            if skipped.count < CarrierExport.skippedRowsListed { skipped.append(SkippedRow(line: record, reason: reason)) }
+            if skipped.count < CarrierExport.skippedRowsListed {
+                skipped.append(SkippedRow(line: record, reason: reason))
+            }
         }
 
         mutating func add(_ fields: [String]) {
