@@ -69,7 +69,8 @@ def main():
                         "--max-examples", "40", "--request-timeout", "10", "--workers", "1",
                         "--generation-database", "none", "--no-color"]
             try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=SECONDS * 3 + 60)
+                # cwd: the work dir, where schemathesis leaves its .schemathesis cache (never in the source tree)
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=SECONDS * 3 + 60, cwd=work)
                 code, text = out.returncode, out.stdout + out.stderr
             except subprocess.TimeoutExpired as e:
                 code, text = "timeout", str(e.stdout or "")
