@@ -10,7 +10,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DATADIR   ?= $(PREFIX)/share/cellprov
 
-.PHONY: all deps build build-tests test test-swift test-scripts demo bench release install clean fuzz sanitize soak
+.PHONY: all deps build build-tests test test-swift test-scripts test-registry demo bench bench-registry release install \
+	clean fuzz sanitize soak
 
 all: build
 
@@ -23,10 +24,18 @@ build: deps
 build-tests: deps
 	$(SWIFT) build --build-tests
 
-# Every test: Swift unit and integration tests (PTYs, simulator, CLI), then the unit/rules checks.
+# Every test: Swift unit and integration tests (PTYs, simulator, CLI; the registry's storage suite against SQLite
+# and a real PostgreSQL that scripts/with-postgres.sh starts and stops, even on failure), then the unit/rules
+# checks, then the registry's black-box tests.
 test: build-tests
-	$(SWIFT) test --skip-build
+	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	$(MAKE) test-scripts
+	$(MAKE) test-registry
+
+# cellprov-registry black box (Tests/registry/run.sh): e2e with cellprovd and `cellprov probe --report` on SQLite
+# and PostgreSQL, two instances on one PostgreSQL, security (tokens, roles, CSRF, logs), schemathesis, the browser.
+test-registry:
+	CELLPROV_TEST_NO_SKIP=1 Tests/registry/run.sh
 
 # The unit and rules checks, the OpenAPI check, the umockdev hotplug tests, the real-ModemManager D-Bus tests and
 # the journald test (with a real systemd-journald; they use the debug build).
@@ -54,6 +63,10 @@ release: deps
 
 bench: release
 	scripts/bench.sh
+
+# The registry's ingest and boot-storm benchmarks (bench/registry_ingest.py; release build, figures printed).
+bench-registry: release
+	scripts/with-postgres.sh python3 bench/registry_ingest.py .build/release
 
 install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR) $(DESTDIR)$(SYSUSERSDIR) \
