@@ -29,7 +29,13 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     private let running: RunFlag
 
     /// Connects lazily (the pool opens connections on first use). Call ``migrate()`` next.
+    ///
+    /// The logger handed to PostgresNIO is held at `.debug` or above: at `.trace` PostgresNIO logs every wire
+    /// message, bind values and result rows included, so `--log-level trace` would write raw IMEIs, IMSIs and
+    /// ICCIDs (as hex bytes) into the journal. Its `.debug` lines are connection lifecycle and errors.
     public init(location: PostgresLocation, logger: Logger) {
+        var logger = logger
+        if logger.logLevel < .debug { logger.logLevel = .debug }
         let client = PostgresClient(configuration: Self.clientConfiguration(location), backgroundLogger: logger)
         self.client = client
         self.logger = logger

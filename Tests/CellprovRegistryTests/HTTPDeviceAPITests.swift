@@ -7,11 +7,12 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// `POST /v1/enrollments` against a real SQLite store: every status the device API answers, in the order of its
-/// checks (docs/enrollment-api.yaml, REGISTRY.md "Device API").
+/// `POST /v1/enrollments` against a real store (SQLite and PostgreSQL, `StoreBackend`): every status the device API
+/// answers, in the order of its checks (docs/enrollment-api.yaml, REGISTRY.md "Device API").
 @Suite(.serialized) struct HTTPDeviceAPITests {
-    @Test func statusCodesOfTheDeviceAPI() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func statusCodesOfTheDeviceAPI(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { (client: any TestClientProtocol) async throws in
                 let event = RegistryFixture.event()
                 // 401: no token, an unknown token.
@@ -59,8 +60,9 @@ import Testing
         }
     }
 
-    @Test func lostUnitIsRefusedAndFlaggedThenFoundWithANewToken() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func lostUnitIsRefusedAndFlaggedThenFoundWithANewToken(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { (client: any TestClientProtocol) async throws in
                 #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
                 // A viewer may not mark lost; an admin may.

@@ -7,11 +7,12 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// The operator API and the pages against a real SQLite store: roles, masking and audited reveals, sessions,
-/// CSRF, escaping, operations routes, and no identifier digits in the logs.
+/// The operator API and the pages against a real store (SQLite and PostgreSQL, `StoreBackend`): roles, masking and
+/// audited reveals, sessions, CSRF, escaping, operations routes, and no identifier digits in the logs.
 @Suite(.serialized) struct HTTPOperatorTests {
-    @Test func rolesAndAuthentication() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func rolesAndAuthentication(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
                 // No token, a device token: 401 on every operator route.
@@ -47,8 +48,9 @@ import Testing
         }
     }
 
-    @Test func identifiersAreMaskedUnlessAnAdminRevealsThemAndEveryRevealIsAudited() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func identifiersAreMaskedUnlessAnAdminRevealsThemAndEveryRevealIsAudited(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
                 // Found by the full IMEI, by its TAC, by its ICCID; answers masked.
@@ -87,8 +89,9 @@ import Testing
         }
     }
 
-    @Test func flagsListAndResolve() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func flagsListAndResolve(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 // The same IMEI enrolled by two units raises imei_on_two_units.
                 #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
@@ -112,7 +115,8 @@ import Testing
         }
     }
 
-    @Test func carrierReconciliationRaisesTheFindingsAsFlags() async throws {
+    @Test(arguments: StoreBackend.available)
+    func carrierReconciliationRaisesTheFindingsAsFlags(_ backend: StoreBackend) async throws {
         let hook: ReconcileHook = { csv, assignments in
             let report = try Reconciliation.reconcile(csv: csv, mapping: nil, assignments: assignments)
             return ReconcileResult(flags: report.flags, summary: report.summaryLines)
@@ -120,6 +124,7 @@ import Testing
         var raised: [FlagKind] = []
         let seen = LogCapture()
         try await RegistryFixture.with(
+            backend,
             options: RegistryHTTPOptions(reconcile: hook, onFlagsRaised: { flags in
                 for f in flags { seen.append(f.flag.kind.rawValue) }
             })
@@ -144,8 +149,9 @@ import Testing
         #expect(seen.all == ["sim_active_unassigned"])
     }
 
-    @Test func operationsRoutes() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func operationsRoutes(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 #expect(try await client.call(.get, "/healthz", token: nil).0 == .ok)
                 #expect(try await client.call(.get, "/readyz", token: nil).0 == .ok)

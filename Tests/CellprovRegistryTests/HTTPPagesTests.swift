@@ -7,7 +7,8 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// The pages: sign-in, the session cookie's attributes, CSRF on every POST, roles, HTML escaping.
+/// The pages: sign-in, the session cookie's attributes, CSRF on every POST, roles, HTML escaping; against SQLite and
+/// PostgreSQL (`StoreBackend`).
 @Suite(.serialized) struct HTTPPagesTests {
     /// `name=value` of the Set-Cookie headers, and the full header lines.
     struct Cookies {
@@ -57,8 +58,9 @@ import Testing
         return ("cellprov_session=\(session)", pageCSRF)
     }
 
-    @Test func signInSetsAStrictHttpOnlySessionCookieAndChecksCSRF() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func signInSetsAStrictHttpOnlySessionCookieAndChecksCSRF(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 // The first page is the sign-in form, with a CSRF token bound to a pre-session nonce.
                 let (pre, csrf, html) = try await client.execute(uri: "/", method: .get) { r in
@@ -106,7 +108,7 @@ import Testing
             }
         }
         // Served over TLS, the cookie is Secure.
-        try await RegistryFixture.with(options: RegistryHTTPOptions(tls: true)) { f in
+        try await RegistryFixture.with(backend, options: RegistryHTTPOptions(tls: true)) { f in
             try await f.test { client in
                 let (pre, csrf) = try await client.execute(uri: "/", method: .get) { r in
                     (Cookies(r.headers).values["cellprov_presession"] ?? "", Self.csrf(in: String(buffer: r.body)) ?? "")
@@ -121,8 +123,9 @@ import Testing
         }
     }
 
-    @Test func adminMarksLostThroughThePagesOnlyWithCSRF() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func adminMarksLostThroughThePagesOnlyWithCSRF(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 #expect(try await client.post(RegistryFixture.event(), token: f.deviceToken) == .created)
                 let admin = try await Self.signIn(client, token: f.adminToken)
@@ -184,7 +187,8 @@ import Testing
         }
     }
 
-    @Test func reconciliationAndResolveThroughThePages() async throws {
+    @Test(arguments: StoreBackend.available)
+    func reconciliationAndResolveThroughThePages(_ backend: StoreBackend) async throws {
         let hook: ReconcileHook = { csv, _ in
             // A stand-in engine (the real one is tested by ReconciliationTests and the API test): one finding per
             // data row, so the page's report and flags can be checked.
@@ -196,7 +200,7 @@ import Testing
                         evidence: FlagEvidence(), dedupeKey: "test:\(i)")
                 }, summary: [("rows read", "\(rows.count)")])
         }
-        try await RegistryFixture.with(options: RegistryHTTPOptions(reconcile: hook)) { f in
+        try await RegistryFixture.with(backend, options: RegistryHTTPOptions(reconcile: hook)) { f in
             try await f.test { client in
                 let admin = try await Self.signIn(client, token: f.adminToken)
                 let headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .cookie: admin.cookie]
@@ -225,8 +229,9 @@ import Testing
         }
     }
 
-    @Test func pagesEscapeWhatDevicesSend() async throws {
-        try await RegistryFixture.with { f in
+    @Test(arguments: StoreBackend.available)
+    func pagesEscapeWhatDevicesSend(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
             let serial = "<script>alert(1)</script>"
             let token = Tokens.generate(.device)
             try await f.store.putDeviceToken(serial: serial, tokenHash: Tokens.hash(token), at: Date())

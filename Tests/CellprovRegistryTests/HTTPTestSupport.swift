@@ -37,10 +37,11 @@ final class LogCapture: Sendable {
     }
 }
 
-/// A registry on a real SQLite store in a temp directory, with a device, a station, an admin and a viewer.
+/// A registry on a real store (SQLite in a temp directory, or a fresh PostgreSQL database: `TestStore`), with a
+/// device, a station, an admin and a viewer.
 struct RegistryFixture: Sendable {
-    let directory: URL
-    let store: any RegistryStore
+    let testStore: TestStore
+    var store: any RegistryStore { testStore.store }
     let logs: LogCapture
     let responder: RouterResponder<RegistryRequestContext>
     let deviceToken: String
@@ -72,13 +73,23 @@ struct RegistryFixture: Sendable {
         return digits + String((10 - sum % 10) % 10)
     }
 
-    static func make(options: RegistryHTTPOptions = RegistryHTTPOptions()) async throws -> RegistryFixture {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "cellprov-registry-http-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    static func make(
+        _ backend: StoreBackend, options: RegistryHTTPOptions = RegistryHTTPOptions()
+    ) async throws -> RegistryFixture {
         let logs = LogCapture()
-        let store = try await RegistryDatabase.open(
-            url: "sqlite://" + directory.appendingPathComponent("registry.db").path, logger: logs.logger())
+        let testStore = try await TestStore.make(backend, logger: logs.logger())
+        do {
+            return try await populate(testStore, logs: logs, options: options)
+        } catch {
+            await testStore.cleanup()
+            throw error
+        }
+    }
+
+    private static func populate(
+        _ testStore: TestStore, logs: LogCapture, options: RegistryHTTPOptions
+    ) async throws -> RegistryFixture {
+        let store = testStore.store
         // The process-wide pseudonymizer is left alone: suites run in parallel and other suites compare references
         // made under the key they set (the executable sets the store's key at start, docs/architecture.md).
         let now = Date()
@@ -94,15 +105,16 @@ struct RegistryFixture: Sendable {
         try await store.putOperatorToken(name: "bob", role: .viewer, tokenHash: Tokens.hash(viewer), at: now)
         let router = try await RegistryHTTP.makeRouter(store: store, options: options, logger: logs.logger())
         return RegistryFixture(
-            directory: directory, store: store, logs: logs, responder: router.buildResponder(), deviceToken: device,
+            testStore: testStore, logs: logs, responder: router.buildResponder(), deviceToken: device,
             otherDeviceToken: other, stationToken: station, adminToken: admin, viewerToken: viewer)
     }
 
     /// A fixture for the duration of `body`, closed and removed afterwards (also when `body` throws).
     static func with(
-        options: RegistryHTTPOptions = RegistryHTTPOptions(), _ body: (RegistryFixture) async throws -> Void
+        _ backend: StoreBackend, options: RegistryHTTPOptions = RegistryHTTPOptions(),
+        _ body: (RegistryFixture) async throws -> Void
     ) async throws {
-        let f = try await make(options: options)
+        let f = try await make(backend, options: options)
         do {
             try await body(f)
         } catch {
@@ -113,8 +125,7 @@ struct RegistryFixture: Sendable {
     }
 
     func close() async {
-        await store.close()
-        try? FileManager.default.removeItem(at: directory)
+        await testStore.cleanup()
     }
 
     /// Runs `body` against the router (HummingbirdTesting's `.router`: the real responder chain, no socket).

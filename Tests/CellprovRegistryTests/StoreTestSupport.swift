@@ -57,7 +57,9 @@ struct TestStore: Sendable {
         }
     }
 
-    static func make(_ backend: StoreBackend) async throws -> TestStore {
+    /// A migrated store on `backend`; `logger` is the store's (the HTTP fixture passes its capturing one so the leak
+    /// scans see what the store logs too).
+    static func make(_ backend: StoreBackend, logger: Logger = TestStore.logger) async throws -> TestStore {
         switch backend {
         case .sqlite:
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
