@@ -50,31 +50,11 @@ mkdir -p "$root/bin"
 printf '#!/bin/sh\nexit 0\n' >"$root/bin/kill"
 chmod 0755 "$root/bin/kill"
 
+. "$here/scripts/unit-check-lib.sh"
 status=0
 
-echo "== systemd-analyze verify --root=<tmp> --man=no --generators=no cellprovd.service"
-out=$(systemd-analyze verify --root="$root" --man=no --generators=no cellprovd.service 2>&1) || status=1
-if [ -n "$out" ]; then
-    printf '%s\n' "$out"
-    status=1
-fi
-[ "$status" -eq 0 ] && echo "verify: clean"
-
-echo "== systemd-analyze security --offline=yes systemd/cellprovd.service"
-sec=$(systemd-analyze security --offline=yes --no-pager "$unit" 2>&1) || true
-printf '%s\n' "$sec" | grep -E '^✗' || true
-exposure=$(printf '%s\n' "$sec" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
-if [ -z "$exposure" ]; then
-    printf '%s\n' "$sec"
-    echo "security: could not read the exposure level" >&2
-    status=1
-else
-    echo "exposure: $exposure (limit $max)"
-    if awk -v e="$exposure" -v m="$max" 'BEGIN { exit !(e > m) }'; then
-        echo "security: exposure $exposure is above $max" >&2
-        status=1
-    fi
-fi
+unit_verify "$root" cellprovd.service || status=1
+unit_exposure "$unit" "$max" || status=1
 
 echo "== systemd-sysusers --root=<tmp> systemd/cellprov.sysusers"
 if ! out=$(systemd-sysusers --root="$root" "$sysusers" 2>&1); then status=1; fi
