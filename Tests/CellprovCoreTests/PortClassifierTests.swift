@@ -353,6 +353,40 @@ struct PortTableParserTests {
         #expect(table.rows[1].interface == "ff/02/01" && table.rows[1].modemManagerRole == nil)
     }
 
+    /// ASCII text is parsed on bytes; anything else on Characters. A trailing non-ASCII comment sends the same text
+    /// down the Character path: rows, line numbers and errors must be the same either way.
+    @Test(arguments: [
+        "# comment\n\n" + header + "2C7C\t0125\t 3 \tat\tquectel-ec2x\tAT_SECONDARY\tsrc\textra\r\n",
+        header + "2c7c\t0125\t0x3\tat\tq\t\t\n12D1\t1573\tFF/2/1\tat\th\t\t\n1c5d\t2010\tAT1\tat\tt\t\t\n",
+        header + "2c7c\t0125\t0X03\tat\tq\t\t\n \t \r\n#x\n2c7c\t0125\t3\tgps\tq\t\t\n",
+        header + "2c7c\t0125\t1 2\tat\tq\t\t\n",
+        header + "2c7c\t0125\t0x\tat\tq\t\t\n",
+        header + "2c7c\t0125\t03\tat\tq",
+        "vid\tpid\tinterface\tfamily\n",
+        "\n\n",
+    ])
+    func bytePathMatchesCharacterPath(_ text: String) throws {
+        #expect(PortTable.isPlainASCII(text))
+        let characters = text + "\n# caf\u{E9}"
+        #expect(!PortTable.isPlainASCII(characters))
+        switch (Result { try PortTable(tsv: text) }, Result { try PortTable(tsv: characters) }) {
+        case (.success(let a), .success(let b)): #expect(a == b)
+        case (.failure(let a as PortTable.ParseError), .failure(let b as PortTable.ParseError)):
+            // "no header line" names the last line, which the comment moved.
+            if a.message == "no header line" { #expect(b.message == a.message) } else { #expect(a == b) }
+        case (let a, let b): Issue.record("paths differ: \(a) vs \(b)")
+        }
+    }
+
+    @Test func repositoryTableThroughBothPaths() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("udev/ports.tsv")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        #expect(PortTable.isPlainASCII(text))
+        #expect(try PortTable(tsv: text) == PortTable(tsv: text + "# caf\u{E9}\n"))
+        #expect(!PortTable.isPlainASCII("a\rb") && !PortTable.isPlainASCII("a\u{0B}b") && PortTable.isPlainASCII("a\r\n"))
+    }
+
     struct BadCase: Sendable, CustomTestStringConvertible {
         var name: String
         var text: String

@@ -508,11 +508,40 @@ enum PortKeys {
 
     static func hex(_ value: String?, width: Int) -> String? {
         guard let value else { return nil }
+        if let ascii = asciiHex(value, width: width) { return ascii.isEmpty ? nil : ascii }
         var text = trim(value).lowercased()
         if text.hasPrefix("0x") { text = String(text.dropFirst(2)) }
         guard !text.isEmpty, text.count <= width else { return nil }
         for c in text where !c.isHexDigit { return nil }
         return String(repeating: "0", count: width - text.count) + text
+    }
+
+    /// `hex` for ASCII text, on bytes (the port table's 199 rows are parsed on cellprovd's start path): nil when
+    /// the text is not ASCII (the Character path decides), "" when it is ASCII but not hex of at most `width`.
+    private static func asciiHex(_ value: String, width: Int) -> String? {
+        var digits: [UInt8] = []
+        digits.reserveCapacity(width)
+        var started = false
+        var trailing = 0  // whitespace seen after the digits
+        for byte in value.utf8 {
+            if byte >= 0x80 { return nil }
+            if byte == 0x20 || (0x09...0x0D).contains(byte) {
+                if started { trailing += 1 }
+                continue
+            }
+            if trailing > 0 { return "" }  // inner whitespace
+            started = true
+            digits.append((0x41...0x5A).contains(byte) ? byte + 0x20 : byte)
+        }
+        var body = digits[...]
+        if body.count >= 2, body[body.startIndex] == UInt8(ascii: "0"), body[body.startIndex + 1] == UInt8(ascii: "x") {
+            body = body.dropFirst(2)
+        }
+        guard !body.isEmpty, body.count <= width else { return "" }
+        for byte in body {
+            guard (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte) else { return "" }
+        }
+        return String(repeating: "0", count: width - body.count) + String(decoding: body, as: UTF8.self)
     }
 
     static func trim<S: StringProtocol>(_ text: S) -> String {
