@@ -47,24 +47,23 @@ public struct DaemonService: Service, CustomStringConvertible {
         options.serial = SerialSettings(baudRate: config.baudRate)
         let reader = IdentityReader(options: options, logger: logger)
         let logger = self.logger
-        let store = try StateStore(directory: config.stateDirectory) { incident in
-            let id: CellprovMessageID = incident.kind == .damaged ? .stateDamaged : .stateLost
-            logger.critical(
-                "\(incident.message)",
-                metadata: [
-                    "MESSAGE_ID": "\(id.id)", "reason": "\(incident.reason.rawValue)",
-                    "events_salvaged": "\(incident.eventsSalvaged)", "events_pending": "\(incident.pendingSalvaged)",
-                    "events_lost": "\(incident.eventsLost)",
-                ])
-        }
-        let reporter = try config.backend.map { backend in
-            try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger)
-        }
-        if reporter == nil {
-            logger.notice("no backend url configured: events stay in the local outbox (cellprov events)")
+        let directory = config.stateDirectory
+        // Opened beside udev's enumeration and the first reads (StoreOpening); a store that cannot be opened stops
+        // the daemon below, before READY, as it did when it was opened first.
+        let opening = StoreOpening(logger: logger) {
+            try StateStore(directory: directory) { incident in
+                let id: CellprovMessageID = incident.kind == .damaged ? .stateDamaged : .stateLost
+                logger.critical(
+                    "\(incident.message)",
+                    metadata: [
+                        "MESSAGE_ID": "\(id.id)", "reason": "\(incident.reason.rawValue)",
+                        "events_salvaged": "\(incident.eventsSalvaged)", "events_pending": "\(incident.pendingSalvaged)",
+                        "events_lost": "\(incident.eventsLost)",
+                    ])
+            }
         }
         let release = StartupMemory.AfterQuiet(logger: logger)
-        let sink = StoreSink(store: store, reporter: reporter, logger: logger)
+        let sink = StoreSink(opening: opening, logger: logger)
         let supervisor = Supervisor(
             reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
             onStatus: { line in
@@ -85,10 +84,6 @@ public struct DaemonService: Service, CustomStringConvertible {
         }
 
         try await withThrowingDiscardingTaskGroup { group in
-            if let reporter {
-                group.addTask { await reporter.run() }
-                reporter.wake()  // deliver what an earlier run left in the outbox
-            }
             if let discovery {
                 let events = try await discovery.events()  // subscribe before enumerating: no add is lost
                 for slot in try await discovery.enumerate() { await supervisor.add(slot) }
@@ -100,6 +95,17 @@ public struct DaemonService: Service, CustomStringConvertible {
                         }
                     }
                 }
+            }
+            let store = try await opening.opened()
+            let reporter = try config.backend.map { backend in
+                try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger)
+            }
+            if let reporter {
+                sink.attach(reporter)
+                group.addTask { await reporter.run() }
+                reporter.wake()  // deliver what an earlier run left in the outbox, and what the first reads added
+            } else {
+                logger.notice("no backend url configured: events stay in the local outbox (cellprov events)")
             }
             if config.modemManager != .never {
                 // After udev's enumeration: the modules cellprov reads over AT have their sessions already.

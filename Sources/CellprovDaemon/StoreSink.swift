@@ -2,20 +2,130 @@ import CellprovCore
 import CellprovReporter
 import CellprovStore
 import CellprovSystemd
+import Dispatch
 import Foundation
 import Logging
+import Synchronization
 
-/// Observations into the state store (change detection and outbox in one transaction), events into the log
-/// (redacted) and the reporter woken for delivery.
-public final class StoreSink: ObservationSink {
-    let store: StateStore
-    let reporter: Reporter?
-    let logger: Logger
+/// The state store while it opens on a thread of its own at start-up, then the store.
+///
+/// Why: opening the store (SQLite, the state marker, salvage when needed, the live view's reset: a durable
+/// write) is the longest step of cellprovd's start that does not need a modem, and reading a modem does not need
+/// the store until the observation is committed. Opening it beside udev's enumeration and the first AT commands
+/// takes it off the start -> identities path (issue 8; figures in docs/performance.md). Presence changes that
+/// come before it is open are kept, in order, and written first; observations wait for it.
+public final class StoreOpening: Sendable {
+    private enum State {
+        case opening(pending: [Presence], waiters: [CheckedContinuation<Void, Never>])
+        case open(StateStore)
+        case failed(String)
+    }
 
-    public init(store: StateStore, reporter: Reporter?, logger: Logger) {
-        self.store = store
-        self.reporter = reporter
+    struct Presence {
+        var slot: String
+        var port: String
+        var present: Bool
+    }
+
+    private let state: Mutex<State>
+    private let logger: Logger
+
+    /// A store that is open already.
+    public init(store: StateStore, logger: Logger) {
         self.logger = logger
+        state = Mutex(.open(store))
+        Self.clearPresence(store, logger: logger)
+    }
+
+    /// Opens the store with `open` on a dispatch queue of its own (a serial queue: no worker of the global
+    /// pools, see ``DaemonExecutor``); ``opened()`` gives it, or the error.
+    public init(logger: Logger, open: @escaping @Sendable () throws -> StateStore) {
+        self.logger = logger
+        state = Mutex(.opening(pending: [], waiters: []))
+        DispatchQueue(label: "cellprovd.store-open").async { [self] in
+            let store: StateStore
+            do {
+                store = try open()
+            } catch {
+                let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    guard case .opening(_, let waiters) = s else { return [] }
+                    s = .failed("\(error)")
+                    return waiters
+                }
+                for waiter in waiters { waiter.resume() }
+                return
+            }
+            Self.clearPresence(store, logger: logger)
+            // Presence changes recorded meanwhile, oldest first; the store is "open" once none is left.
+            while true {
+                let step = state.withLock { s -> (batch: [Presence], waiters: [CheckedContinuation<Void, Never>]) in
+                    guard case .opening(let pending, let waiters) = s else { return ([], []) }
+                    if pending.isEmpty {
+                        s = .open(store)
+                        return ([], waiters)
+                    }
+                    s = .opening(pending: [], waiters: waiters)
+                    return (pending, [])
+                }
+                if step.batch.isEmpty {
+                    for waiter in step.waiters { waiter.resume() }
+                    return
+                }
+                for change in step.batch { Self.write(change, to: store, logger: logger) }
+            }
+        }
+    }
+
+    /// The store, or the reason it could not be opened (thrown): waits while it opens.
+    public func opened() async throws -> StateStore {
+        await waitUntilSettled()
+        switch state.withLock({ $0 }) {
+        case .open(let store): return store
+        case .failed(let message): throw StoreError(message)
+        case .opening: preconditionFailure("settled")
+        }
+    }
+
+    /// The store, or nil if it could not be opened.
+    func store() async -> StateStore? { try? await opened() }
+
+    /// The store if it is open now.
+    var current: StateStore? {
+        state.withLock { s in
+            if case .open(let store) = s { return store }
+            return nil
+        }
+    }
+
+    /// The live view's presence of a slot: written now when the store is open, kept for the opener otherwise.
+    func setPresence(slot: String, port: String, present: Bool) {
+        let change = Presence(slot: slot, port: port, present: present)
+        let store = state.withLock { s -> StateStore? in
+            switch s {
+            case .open(let store): return store
+            case .opening(var pending, let waiters):
+                pending.append(change)
+                s = .opening(pending: pending, waiters: waiters)
+                return nil
+            case .failed: return nil
+            }
+        }
+        if let store { Self.write(change, to: store, logger: logger) }
+    }
+
+    private func waitUntilSettled() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let settled = state.withLock { s -> Bool in
+                guard case .opening(let pending, var waiters) = s else { return true }
+                waiters.append(continuation)
+                s = .opening(pending: pending, waiters: waiters)
+                return false
+            }
+            if settled { continuation.resume() }
+        }
+    }
+
+    private static func clearPresence(_ store: StateStore, logger: Logger) {
         do {
             try store.clearPresence()
         } catch {
@@ -23,15 +133,47 @@ public final class StoreSink: ObservationSink {
         }
     }
 
-    public func presence(_ slot: ModuleSlot, present: Bool) async {
+    private static func write(_ change: Presence, to store: StateStore, logger: Logger) {
         do {
-            try store.setPresence(slot: slot.key, port: slot.port, present: present)
+            try store.setPresence(slot: change.slot, port: change.port, present: change.present)
         } catch {
-            logger.warning("cannot record the slot's presence: \(error)", metadata: ["slot": "\(slot.key)"])
+            logger.warning("cannot record the slot's presence: \(error)", metadata: ["slot": "\(change.slot)"])
         }
+    }
+}
+
+/// Observations into the state store (change detection and outbox in one transaction), events into the log
+/// (redacted) and the reporter woken for delivery.
+public final class StoreSink: ObservationSink {
+    let opening: StoreOpening
+    private let reporterBox: Mutex<Reporter?>
+    let logger: Logger
+
+    var reporter: Reporter? { reporterBox.withLock { $0 } }
+
+    public convenience init(store: StateStore, reporter: Reporter?, logger: Logger) {
+        self.init(opening: StoreOpening(store: store, logger: logger), reporter: reporter, logger: logger)
+    }
+
+    /// A sink over a store that may still be opening; the reporter, which needs the open store, can come later
+    /// (``attach(_:)``): events committed before it are in the outbox, which it delivers when it starts.
+    public init(opening: StoreOpening, reporter: Reporter? = nil, logger: Logger) {
+        self.opening = opening
+        reporterBox = Mutex(reporter)
+        self.logger = logger
+    }
+
+    public func attach(_ reporter: Reporter?) {
+        reporterBox.withLock { $0 = reporter }
+    }
+
+    public func presence(_ slot: ModuleSlot, present: Bool) async {
+        opening.setPresence(slot: slot.key, port: slot.port, present: present)
     }
 
     public func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool {
+        // A store that could not be opened stops the daemon (DaemonService): nothing to record meanwhile.
+        guard let store = await opening.store() else { return false }
         try? store.recordRead(
             slot: observation.slot.key, port: observation.slot.port, valid: observation.report.isValid,
             problems: observation.report.problems.map(\.code.rawValue), at: observation.observedAt)
@@ -54,7 +196,9 @@ public final class StoreSink: ObservationSink {
     }
 
     public func statusSummary() async -> String? {
-        guard let depth = try? store.outboxDepth() else { return nil }
+        // Not waiting for a store still opening: the status line is published as slots come (READY follows the
+        // open store).
+        guard let store = opening.current, let depth = try? store.outboxDepth() else { return nil }
         var text = "outbox \(depth)"
         if depth > 0, reporter == nil { text += " (no backend)" }
         if reporter != nil, (try? store.credentialsRefused()) != nil { text += "; backend refuses our credentials" }
