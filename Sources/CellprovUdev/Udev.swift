@@ -181,6 +181,10 @@ enum UdevReading {
                 value.wwanType = trimmed(type)
             }
         }
+        // A virtual device (the 63 virtual consoles, ptmx, n_gsm's gsmttys) has no USB or PCI device above it:
+        // not walking up saves libudev about half of its system calls per such tty (on a typical gateway most of
+        // the ttys that enumeration reads; docs/performance.md). Its properties (udev rules) were read above.
+        if value.syspath.contains("/devices/virtual/") { return value }
         // The USB device is the interface's parent. Not "the nearest usb_device above the tty": while a device
         // is being added (its tty announced before its parents exist), that would be the root hub.
         if let interface = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_interface") {

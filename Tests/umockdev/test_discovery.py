@@ -147,6 +147,18 @@ def usb_module(port, vid, pid, serial, interfaces, manufacturer="Quectel", produ
     return "\n".join(records), ttys, syspaths
 
 
+def virtual_ttys():
+    """umockdev text for two ttys with no device above them: a virtual console (nothing names it) and an n_gsm
+    multiplexer channel that a local udev rule marks as a module's AT port (a UART module behind CMUX)."""
+    return (
+        "P: /devices/virtual/tty/tty5\nN: tty5\nE: DEVNAME=/dev/tty5\nE: MAJOR=4\nE: MINOR=5\nE: SUBSYSTEM=tty\n"
+        "A: dev=4:5\\n\n"
+        "\n"
+        "P: /devices/virtual/tty/gsmtty1\nN: gsmtty1\nE: DEVNAME=/dev/gsmtty1\nE: MAJOR=249\nE: MINOR=1\n"
+        "E: SUBSYSTEM=tty\nE: CELLPROV_PORT_ROLE=at\nE: CELLPROV_MODULE=quectel-ec2x\nA: dev=249:1\\n\n"
+    )
+
+
 # What ModemManager's 77-mm-quectel-port-types.rules set on an EC25 (by interface number).
 MM_EC25 = {
     "00": {"ID_MM_CANDIDATE": "1", "ID_MM_PORT_TYPE_QCDM": "1"},
@@ -373,12 +385,23 @@ def test_enumeration():
     if c:
         check(c["slot"] == f"pci-{PCI}-usb-0:3" and c["evidence"] == "none", "module C: slot, no evidence")
 
+    # Virtual ttys: read without walking up (no USB or PCI device there); a udev rule still names one.
+    gsm = ports.get("/dev/gsmtty1")
+    check(gsm is not None and gsm["role"] == "at" and gsm["evidence"] == "rules",
+          "virtual gsmtty1 marked by a udev rule: role at from the rules", gsm)
+    check("/dev/tty5" not in ports, "virtual console tty5 not listed without --all")
+    everything = by_devnode(parse_json_lines(run_cellprov("ports", "--json", "--all", "--ports-table",
+                                                          PORTS_TABLE).stdout))
+    console = everything.get("/dev/tty5")
+    check(console is not None and console["role"] == "ignore" and "virtual terminal" in console["reason"],
+          "virtual console tty5 listed with --all: ignore, virtual terminal", console)
+
     # Plain text output: one line per port plus the header.
     text = run_cellprov("ports", "--ports-table", PORTS_TABLE)
     lines = text.stdout.splitlines()
     row3 = next((line for line in lines if line.startswith("/dev/ttyUSB3 ")), "")
-    check(text.returncode == 0 and len(lines) == 1 + 9 and " at* " in row3 and "EC25A0000001" in row3,
-          "text output: header + 9 ports, ttyUSB3 marked at*", text.stdout)
+    check(text.returncode == 0 and len(lines) == 1 + 10 and " at* " in row3 and "EC25A0000001" in row3,
+          "text output: header + 10 ports (9 USB, gsmtty1), ttyUSB3 marked at*", text.stdout)
 
 
 def test_hotplug(testbed, module_a_ttys, module_a_syspaths):
@@ -392,8 +415,9 @@ def test_hotplug(testbed, module_a_ttys, module_a_syspaths):
         stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL)
     reader = LineReader(child.stdout)
     try:
-        # The monitor is subscribed before the list is printed: once ttyUSB8 (the last) is listed, events count.
-        last, seen = reader.until(lambda r: r["devnode"] == "/dev/ttyUSB8", 15)
+        # The monitor is subscribed before the list is printed: once gsmtty1 (the last by syspath: virtual devices
+        # come after the PCI ones) is listed, events count.
+        last, seen = reader.until(lambda r: r["devnode"] == "/dev/gsmtty1", 15)
         check(last is not None, "monitor: initial list printed", seen)
 
         # Unplug module A: remove uevents (children first, as the kernel sends them), then the devices go.
@@ -500,7 +524,7 @@ def main():
     module_a_text, module_a_ttys, module_a_syspaths = ec25(1, "EC25A0000001", 0, with_our_rules=False)
     module_b_text, _, _ = ec25(2, "EC25B0000002", 4, with_our_rules=True)
     module_c_text, _, _ = unknown_module(3, "ACME0003", 8)
-    for text in (root_hub(), module_a_text, module_b_text, module_c_text):
+    for text in (root_hub(), module_a_text, module_b_text, module_c_text, virtual_ttys()):
         if not testbed.add_from_string(text):
             print("FAIL Testbed.add_from_string")
             return 1
