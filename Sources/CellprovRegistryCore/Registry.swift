@@ -443,6 +443,12 @@ public protocol RegistryStore: Sendable {
     func putOperatorToken(name: String, role: OperatorRole, tokenHash: String, at: Date) async throws
     /// The credential a token hash belongs to, valid or revoked; nil when unknown.
     func credential(tokenHash: String) async throws -> CredentialRecord?
+    /// Revokes every valid token of the operator `name` (someone who left, a token that leaked) and records it in
+    /// the audit log; false when the operator had none.
+    func revokeOperator(name: String, by: String, at: Date) async throws -> Bool
+    /// The role of the operator's valid token; nil when the operator has none (never added, or revoked). Page
+    /// sessions are checked against it on every request, so a revocation ends them at once.
+    func operatorRole(name: String) async throws -> OperatorRole?
 
     // Ingest.
     /// Stores one event for `serial` (already authorised) with the flags its rules raise, in one transaction.

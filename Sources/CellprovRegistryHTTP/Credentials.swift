@@ -59,8 +59,9 @@ public struct OperatorSession: Sendable, Equatable {
 /// database accepts every other instance's sessions and nothing is stored per session. The CSRF token of a
 /// session is another HMAC of the cookie value: a page's forms carry it, every POST checks it.
 ///
-/// A session cannot be revoked before it expires (the price of statelessness); its lifetime is bounded (8 h by
-/// default, `[server] session_hours`).
+/// Nothing is stored per session, but a session is never worth more than its operator's token: the pages check on
+/// every request that the name still holds a valid one (`Pages.session`), so `operator revoke` ends it at once. Its
+/// lifetime is bounded too (8 h by default, `[server] session_hours`).
 public struct SessionSigner: Sendable {
     // Raw bytes (SymmetricKey is not Sendable); a key is made per use, which costs a copy of 32 bytes.
     private let sessionKeyBytes: [UInt8]

@@ -138,6 +138,12 @@ struct TimedStore: RegistryStore {
     func credential(tokenHash: String) async throws -> CredentialRecord? {
         try await timed("credential") { try await base.credential(tokenHash: tokenHash) }
     }
+    func revokeOperator(name: String, by: String, at: Date) async throws -> Bool {
+        try await timed("revoke_operator") { try await base.revokeOperator(name: name, by: by, at: at) }
+    }
+    func operatorRole(name: String) async throws -> OperatorRole? {
+        try await timed("operator_role") { try await base.operatorRole(name: name) }
+    }
     func ingest(
         _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
     ) async throws -> IngestOutcome {

@@ -52,12 +52,26 @@ struct Pages {
         var csrf: String
     }
 
-    func session(_ request: Request) -> Signed? {
+    /// The page session, if its cookie is signed, unexpired, and its operator still holds a valid token: a revoked
+    /// operator (`cellprov-registry operator revoke`) is signed out at the next request, and one whose new token
+    /// has a lesser role gets that role. A store that does not answer ends no session (the page that needs the
+    /// store reports the failure).
+    func session(_ request: Request) async -> Signed? {
         guard let value = request.cookies[Self.sessionCookie]?.value,
             let s = state.signer.session(fromCookie: value)
         else { return nil }
+        var role = s.role
+        do {
+            guard let current = try await state.store.operatorRole(name: s.name) else {
+                state.logger.notice("session of a revoked operator refused", metadata: ["operator": "\(s.name)"])
+                return nil
+            }
+            if current == .viewer { role = .viewer }
+        } catch {
+            state.logger.warning("cannot check the session's operator: \(error)")
+        }
         return Signed(
-            who: OperatorIdentity(name: s.name, role: s.role), cookieValue: value,
+            who: OperatorIdentity(name: s.name, role: role), cookieValue: value,
             csrf: state.signer.csrfToken(for: value))
     }
 
@@ -167,7 +181,7 @@ struct Pages {
     }
 
     func signOut(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        guard let signed = session(request) else { return redirect("/") }
+        guard let signed = await session(request) else { return redirect("/") }
         guard await form(request, boundTo: signed.cookieValue) != nil else {
             return message("Refused", "Missing or wrong CSRF token.", signed: signed, status: .forbidden)
         }
@@ -179,7 +193,7 @@ struct Pages {
     // MARK: Search
 
     func home(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        guard let signed = session(request) else { return signInPage(nil) }
+        guard let signed = await session(request) else { return signInPage(nil) }
         let q = String((OperatorAPI.formQueryValue(request, "q") ?? "").prefix(200))
         var values: [String: Any] = ["q": q]
         let terms = SearchTerms(parsing: q)
@@ -207,7 +221,7 @@ struct Pages {
     // MARK: Unit
 
     func unitPage(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        guard let signed = session(request) else { return redirect("/") }
+        guard let signed = await session(request) else { return redirect("/") }
         let reveal = OperatorAPI.wantsReveal(request)
         if reveal && !signed.who.isAdmin {
             return message("Forbidden", "Only admins may reveal identifiers.", signed: signed, status: .forbidden)
@@ -274,7 +288,7 @@ struct Pages {
 
     /// The admin POSTs of the pages: a session, an admin, a valid CSRF token, in that order.
     func adminForm(_ request: Request, limit: Int = RegistryHTTP.maxFormBody) async -> Result<(Signed, Form), Refusal> {
-        guard let signed = session(request) else { return .failure(Refusal(redirect("/"))) }
+        guard let signed = await session(request) else { return .failure(Refusal(redirect("/"))) }
         guard let form = await form(request, boundTo: signed.cookieValue, limit: limit) else {
             return .failure(
                 Refusal(message("Refused", "Missing or wrong CSRF token.", signed: signed, status: .forbidden)))
@@ -329,7 +343,7 @@ struct Pages {
     // MARK: Flags
 
     func flagsPage(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        guard let signed = session(request) else { return redirect("/") }
+        guard let signed = await session(request) else { return redirect("/") }
         do {
             let flags = try await state.store.flags(openOnly: true, limit: RegistryHTTP.flagsLimit)
             var values: [String: Any] = [
@@ -368,7 +382,7 @@ struct Pages {
     func reconcilePage(
         _ request: Request, _ context: RegistryRequestContext, report: Actions.ReconcileBody?
     ) async -> Response {
-        guard let signed = session(request) else { return redirect("/") }
+        guard let signed = await session(request) else { return redirect("/") }
         guard signed.who.isAdmin else {
             return message("Forbidden", "Carrier reconciliation needs the admin role.", signed: signed, status: .forbidden)
         }

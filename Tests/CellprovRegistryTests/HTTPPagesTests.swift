@@ -124,6 +124,33 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.available)
+    func aRevokedOperatorsSessionEndsAtTheNextRequest(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
+            try await f.test { client in
+                let admin = try await Self.signIn(client, token: f.adminToken)
+                func flagsPage() async throws -> HTTPResponse.Status {
+                    try await client.execute(uri: "/flags", method: .get, headers: [.cookie: admin.cookie]) { $0.status }
+                }
+                #expect(try await flagsPage() == .ok)
+                // Demoted: a new viewer token for the same name; the admin session now acts as a viewer.
+                try await f.store.putOperatorToken(
+                    name: "alice", role: .viewer, tokenHash: Tokens.hash(Tokens.generate(.operator)), at: Date())
+                let reveal = try await client.execute(
+                    uri: "/units/GW-000100?reveal=true", method: .get, headers: [.cookie: admin.cookie]
+                ) { $0.status }
+                #expect(reveal == .forbidden)
+                // Revoked: the session is gone (redirected to sign in), and so is the API token.
+                #expect(try await f.store.revokeOperator(name: "alice", by: "test", at: Date()))
+                #expect(try await flagsPage() == .seeOther)
+                let api = try await client.execute(
+                    uri: "/v1/flags", method: .get, headers: [.authorization: "Bearer \(f.adminToken)"]
+                ) { $0.status }
+                #expect(api == .unauthorized || api == .forbidden)
+            }
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
     func adminMarksLostThroughThePagesOnlyWithCSRF(_ backend: StoreBackend) async throws {
         try await RegistryFixture.with(backend) { f in
             try await f.test { client in

@@ -274,6 +274,32 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.available)
+    func revokingAnOperatorRevokesItsTokensAndIsAudited(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store, _ in
+            let token = Tokens.hash(Tokens.generate(.operator))
+            let other = Tokens.hash(Tokens.generate(.operator))
+            try await store.putOperatorToken(name: "carol", role: .admin, tokenHash: token, at: t0)
+            try await store.putOperatorToken(name: "dave", role: .viewer, tokenHash: other, at: t0)
+            #expect(try await store.operatorRole(name: "carol") == .admin)
+            #expect(try await store.operatorRole(name: "nobody") == nil)
+            #expect(try await store.revokeOperator(name: "carol", by: "cli:uid 0", at: t0))
+            #expect(try await store.credential(tokenHash: token)?.revokedAt != nil)
+            #expect(try await store.operatorRole(name: "carol") == nil)
+            #expect(try await store.revokeOperator(name: "carol", by: "cli:uid 0", at: t0) == false, "nothing left")
+            #expect(try await store.revokeOperator(name: "nobody", by: "cli:uid 0", at: t0) == false)
+            // Others keep theirs; a device with the same name is not an operator.
+            #expect(try await store.operatorRole(name: "dave") == .viewer)
+            try await store.putDeviceToken(serial: "erin", tokenHash: Tokens.hash(Tokens.generate(.device)), at: t0)
+            #expect(try await store.revokeOperator(name: "erin", by: "cli:uid 0", at: t0) == false)
+            let audit = try await store.audit(limit: 10).filter { $0.action == "revoke_operator" }
+            #expect(audit.count == 1 && audit.first?.actor == "cli:uid 0" && audit.first?.detail == "operator carol")
+            // Added again later: a new token, valid.
+            try await store.putOperatorToken(name: "carol", role: .viewer, tokenHash: Tokens.hash("cpo_new"), at: t0)
+            #expect(try await store.operatorRole(name: "carol") == .viewer)
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
     func searchByEveryTermKind(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store, _ in
             let imei = TestID.imei(70)

@@ -230,6 +230,26 @@ def csrf_checks(reg, admin, viewer):
                     "a viewer's unit page has no mark-lost form")
 
 
+def revoke_checks(reg, admin):
+    """`cellprov-registry operator revoke` while the server runs: the token is refused at once, the command says
+    so, a second revoke fails, and the audit log records who did it."""
+    leaver = reg.operator_add("leaver", "admin")
+    T.check(reg.request("GET", "/v1/flags", token=leaver).status == 200, "revoke: the token works before")
+    out = subprocess.run([h.REGISTRY, "operator", "revoke", "leaver", "--database", reg.database],
+                         capture_output=True, text=True, timeout=60)
+    T.check(out.returncode == 0 and out.stdout.strip() == "revoked",
+            f"revoke: exit 0, prints revoked ({out.returncode} {out.stdout!r} {out.stderr!r})")
+    T.check(reg.request("GET", "/v1/flags", token=leaver).status == 401, "revoke: the token is refused at once (401)")
+    again = subprocess.run([h.REGISTRY, "operator", "revoke", "leaver", "--database", reg.database],
+                           capture_output=True, text=True, timeout=60)
+    T.check(again.returncode == 1 and "no valid token" in again.stderr,
+            f"revoke: twice: exit 1, said why ({again.returncode} {again.stderr!r})")
+    audit = reg.request("GET", "/v1/audit", token=admin)
+    entries = audit.json().get("audit", []) if audit.status == 200 else []
+    T.check(any(e.get("action") == "revoke_operator" and "leaver" in (e.get("detail") or "") for e in entries),
+            f"revoke: in the audit log ({audit.body[:300]!r})")
+
+
 def journald_alive():
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -317,6 +337,7 @@ def main():
         reg._tok_s1, reg._ids_s1e = tokens["GW-S1"], ids["S1e"]
         api_checks(reg, tokens, ids, all_ids)
         csrf_checks(reg, tokens["admin"], tokens["viewer"])
+        revoke_checks(reg, tokens["admin"])
         status = reg.stop()
         T.check(status == 0, f"exits 0 on SIGTERM ({status})")
         log = reg.log_text()
