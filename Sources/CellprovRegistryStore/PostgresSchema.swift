@@ -104,7 +104,7 @@ enum PostgresSchema {
     ///    ingests cannot deadlock on them).
     /// 3. The unit, its slot (`is_current`: the slot took this event, it is not older than the slot's current
     ///    one) and the references.
-    /// 4. The flag rules' context, read after the locks (each statement of a PL/pgSQL function takes a new
+    /// 4. The flag rules' context, in one statement, read after the locks (each statement of a PL/pgSQL function takes a new
     ///    snapshot under READ COMMITTED, so every committed holder of the IMEI or ICCID is seen). None of these
     ///    reads can match this event's own writes (other serials, other event ids, the other origin).
     ///
@@ -124,7 +124,6 @@ enum PostgresSchema {
         LANGUAGE plpgsql AS $$
         DECLARE
             n BIGINT;
-            k BIGINT;
         BEGIN
             INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at, received_at,
                 imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
@@ -137,9 +136,7 @@ enum PostgresSchema {
                 RETURN;
             END IF;
             stored := true;
-            FOREACH k IN ARRAY p_locks LOOP
-                PERFORM pg_advisory_xact_lock(k);
-            END LOOP;
+            PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(p_locks) AS k ORDER BY 1) AS keys;
             INSERT INTO units (serial, created_at, first_seen, last_seen)
             VALUES (p_serial, p_received, p_received, CASE WHEN p_origin = 'device' THEN p_received END)
             ON CONFLICT (serial) DO UPDATE SET
@@ -162,15 +159,16 @@ enum PostgresSchema {
             IF cardinality(p_refs) > 0 THEN
                 INSERT INTO refs (ref, serial) SELECT r, p_serial FROM unnest(p_refs) AS r ON CONFLICT DO NOTHING;
             END IF;
-            imei_holders := ARRAY(SELECT DISTINCT serial FROM slots
-                WHERE imei = p_imei AND origin = 'device' AND serial <> p_serial);
-            iccid_holders := ARRAY(
-                SELECT serial FROM slots WHERE iccid = p_iccid AND origin = 'device' AND serial <> p_serial
-                UNION SELECT serial FROM slots WHERE last_iccid = p_iccid AND origin = 'device' AND serial <> p_serial);
-            made := ARRAY(SELECT DISTINCT imei FROM events WHERE serial = p_serial AND origin = 'factory'
-                AND imei IS NOT NULL AND event_id <> p_event_id);
-            field := ARRAY(SELECT imei FROM slots WHERE p_origin = 'factory' AND serial = p_serial
-                AND origin = 'device' AND imei IS NOT NULL);
+            SELECT
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE imei = p_imei AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (iccid = p_iccid OR last_iccid = p_iccid) AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT imei FROM events WHERE serial = p_serial AND origin = 'factory'
+                    AND imei IS NOT NULL AND event_id <> p_event_id),
+                ARRAY(SELECT imei FROM slots WHERE p_origin = 'factory' AND serial = p_serial
+                    AND origin = 'device' AND imei IS NOT NULL)
+            INTO imei_holders, iccid_holders, made, field;
             IF p_fast AND (lost OR cardinality(made) > 0 OR cardinality(field) > 0
                 OR (is_current AND (cardinality(imei_holders) > 0 OR cardinality(iccid_holders) > 0)))
             THEN
