@@ -426,20 +426,12 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let logger = logger
         let n = limit
         return try await read { conn in
-            // Every term kind in one round trip (a term that is nil matches nothing), in the order of the kinds.
-            let rows = try await conn.query(
-                """
-                (SELECT serial, 1 AS kind FROM units WHERE serial = \(terms.serial) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 2 FROM slots WHERE imei = \(terms.imei) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 3 FROM slots WHERE iccid = \(terms.iccid) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = \(terms.imsi) LIMIT \(n))
-                UNION ALL (SELECT serial, 5 FROM refs WHERE ref = \(terms.reference) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = \(terms.tac) ORDER BY serial LIMIT \(n))
-                ORDER BY kind
-                """, logger: logger)
+            // Every term kind in one round trip (a term that is nil matches nothing), in the order of the kinds; a
+            // prepared statement, like the summaries' three (planning them was most of a lookup's time).
+            let rows = try await conn.execute(SearchStatement(terms: terms, limit: n), logger: logger)
             var serials = [String]()
             var seen = Set<String>()
-            for try await (serial, _) in rows.decode((String, Int32).self) where seen.insert(serial).inserted {
+            for try await (serial, _) in rows where seen.insert(serial).inserted {
                 serials.append(serial)
             }
             return try await Self.summaries(conn, logger, serials: Array(serials.prefix(limit)))
@@ -466,25 +458,15 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     {
         guard !serials.isEmpty else { return [] }
         var units = [String: (Int64?, Int64?, Int64?)]()
-        for try await (s, first, last, lost) in try await conn.query(
-            "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY(\(serials))", logger: logger
-        ).decode((String, Int64?, Int64?, Int64?).self) {
+        for try await (s, first, last, lost) in try await conn.execute(UnitRows(serials: serials), logger: logger) {
             units[s] = (first, last, lost)
         }
         var slots = [String: [SlotState]]()
-        for try await row in try await conn.query(
-            PostgresQuery(
-                unsafeSQL: "SELECT \(slotColumns) FROM slots WHERE serial = ANY($1) ORDER BY serial, origin, slot",
-                binds: try binds(serials)), logger: logger
-        ).decode(SlotRow.self) {
+        for try await row in try await conn.execute(SlotRows(serials: serials), logger: logger) {
             slots[row.0, default: []].append(slotState(row))
         }
         var open = [String: Int]()
-        for try await (s, n) in try await conn.query(
-            """
-            SELECT serial, count(*) FROM flags WHERE serial = ANY(\(serials)) AND resolved_at IS NULL GROUP BY serial
-            """, logger: logger
-        ).decode((String, Int64).self) {
+        for try await (s, n) in try await conn.execute(OpenFlagCounts(serials: serials), logger: logger) {
             open[s] = Int(n)
         }
         return serials.compactMap { s in
@@ -878,4 +860,77 @@ struct CredentialLookup: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row {
         try row.decode(Row.self)
     }
+}
+
+/// `searchUnits`' one query (every term kind, in the order of the kinds) as a prepared statement.
+struct SearchStatement: PostgresPreparedStatement {
+    static let sql = """
+        (SELECT serial, 1 AS kind FROM units WHERE serial = $1 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 2 FROM slots WHERE imei = $2 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 3 FROM slots WHERE iccid = $3 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = $4 LIMIT $7)
+        UNION ALL (SELECT serial, 5 FROM refs WHERE ref = $5 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = $6 ORDER BY serial LIMIT $7)
+        ORDER BY kind
+        """
+    typealias Row = (String, Int32)
+    var terms: SearchTerms
+    var limit: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 7)
+        for term in [terms.serial, terms.imei, terms.iccid, terms.imsi, terms.reference, terms.tac] {
+            b.append(term)
+        }
+        b.append(Int64(limit))
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The three queries of a unit summary, prepared.
+struct UnitRows: PostgresPreparedStatement {
+    static let sql = "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY($1::text[])"
+    typealias Row = (String, Int64?, Int64?, Int64?)
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct SlotRows: PostgresPreparedStatement {
+    static let sql =
+        "SELECT \(PostgresRegistryStore.slotColumns) FROM slots WHERE serial = ANY($1::text[]) ORDER BY serial, origin, slot"
+    typealias Row = PostgresRegistryStore.SlotRow
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct OpenFlagCounts: PostgresPreparedStatement {
+    static let sql = """
+        SELECT serial, count(*) FROM flags WHERE serial = ANY($1::text[]) AND resolved_at IS NULL GROUP BY serial
+        """
+    typealias Row = (String, Int64)
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
