@@ -254,7 +254,7 @@ struct DeviceAPI {
         if let problem = IngestValidation.problem(event) {
             return refused(.unprocessableContent, problem, type: event.type, outcome: "invalid")
         }
-        let references = IngestValidation.references(bytes)
+        let references = IngestValidation.references(event)
 
         // 3. Who may post this event.
         let serial: String
@@ -375,16 +375,9 @@ enum IngestValidation {
 
     /// The payload's optional `references` (cellprovd's log refs of the values in `identity`): only well-formed
     /// ones (10 lowercase hex digits) are kept.
-    static func references(_ bytes: [UInt8]) -> [String] {
-        struct Body: Decodable {
-            struct Refs: Decodable {
-                var imei: String?
-                var imsi: String?
-                var iccid: String?
-            }
-            var references: Refs?
-        }
-        guard let refs = (try? JSONDecoder().decode(Body.self, from: Data(bytes)))?.references else { return [] }
+    static func references(_ event: EnrollmentRequest) -> [String] {
+        // From the event as decoded (once: decoding the body a second time for this was 2 % of an ingest's CPU).
+        guard let refs = event.references else { return [] }
         return [refs.imei, refs.imsi, refs.iccid].compactMap { $0 }.filter { ref in
             ref.utf8.count == 10 && ref.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
         }

@@ -20,6 +20,7 @@ enum EnrollmentTimestamp {
     }
 
     static func parse(_ text: String) -> Date? {
+        if let d = RFC3339Time.parse(text) { return d }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         if let d = f.date(from: text) { return d }

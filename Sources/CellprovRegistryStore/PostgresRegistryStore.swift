@@ -270,10 +270,9 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     public func credential(tokenHash: String) async throws -> CredentialRecord? {
         let logger = logger
         return try await read { conn in
-            let rows = try await conn.query(
-                "SELECT kind, subject, role, revoked_at FROM credentials WHERE token_hash = \(tokenHash)",
-                logger: logger)
-            for try await (kind, subject, role, revoked) in rows.decode((String, String, String?, Int64?).self) {
+            for try await (kind, subject, role, revoked) in try await conn.execute(
+                CredentialLookup(tokenHash: tokenHash), logger: logger)
+            {
                 return StoreRows.credential(kind: kind, subject: subject, role: role, revokedAt: revoked)
             }
             return nil
@@ -286,117 +285,79 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
     ) async throws -> IngestOutcome {
         let key = try await pseudonymKey()
-        let payload = try StoreSupport.payload(request)
-        let refs = StoreSupport.references(reported: references + (request.references?.all ?? []), identity: request.identity, key: key)
-        let received = StoreSupport.ms(receivedAt)
-        let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
+        let call = try IngestCall(
+            request: request, serial: serial, origin: origin,
+            refs: StoreSupport.references(
+                reported: references + (request.references?.all ?? []), identity: request.identity, key: key),
+            receivedAt: receivedAt)
         let logger = logger
-        let id = request.identity
-        let prev = request.previous
-        var lockNames = ["serial:\(serial)"]
-        if let imei = id.imei { lockNames.append("imei:\(imei)") }
-        if let iccid = id.iccid { lockNames.append("iccid:\(iccid)") }
-        let locks = Array(Set(lockNames.map(StoreSupport.lockKey))).sorted()
-        let originName = origin.rawValue
-        let m = request.module
-        let imei = id.imei
-        let iccid = id.iccid
-        let wantField = origin == .factory
-        // Four round trips for an event that raises no flag: BEGIN; the event and the locks; the writes and the
-        // rule context; COMMIT.
-        return try await transaction { conn -> IngestOutcome in
-            // 1. The event (deduplicated on event_id: a concurrent twin waits for our commit, then conflicts), and
-            //    when it is new, the advisory locks on serial, IMEI and ICCID, in key order.
-            let first = try await conn.query(
-                """
-                WITH ev AS (
-                    INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
-                        received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
-                    VALUES (\(request.eventID), \(serial), \(originName), \(request.type), \(m.slot),
-                        \(request.sequence), \(request.severity), \(occurred), \(received), \(id.imei), \(id.imsi),
-                        \(id.iccid), \(prev?.imei), \(prev?.imsi), \(prev?.iccid), \(payload))
-                    ON CONFLICT (event_id) DO NOTHING RETURNING id)
-                SELECT (SELECT count(*) FROM ev),
-                    (SELECT count(pg_advisory_xact_lock(k))
-                        FROM (SELECT unnest(\(locks)::bigint[]) AS k ORDER BY 1) AS keys
-                        WHERE EXISTS (SELECT 1 FROM ev))
-                """, logger: logger)
-            var stored = false
-            for try await (inserted, _) in first.decode((Int64, Int64).self) { stored = inserted == 1 }
-            guard stored else { return .duplicate }
-            // 2. The unit, its slot and the references (data-modifying CTEs all run), and in the same statement the
-            //    rule context, which does not depend on these writes (it reads other serials' slots, the lost mark,
-            //    the unit's other manufacturing events, its field slots for a factory event) and, being read after
-            //    the locks, sees every committed holder of the IMEI or ICCID.
-            let fieldSeen: Int64? = origin == .device ? received : nil
-            let second = try await conn.query(
-                """
-                WITH unit AS (
-                    INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (\(serial), \(received),
-                        \(received), \(fieldSeen))
-                    ON CONFLICT (serial) DO UPDATE SET
-                        first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
-                        last_seen = greatest(units.last_seen, excluded.last_seen)
-                    RETURNING lost_at),
-                slot AS (
-                    INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
-                        revision, source, last_event_type, occurred_at, updated_at)
-                    VALUES (\(serial), \(originName), \(m.slot), \(id.imei), \(id.imsi), \(id.iccid),
-                        \(id.iccid ?? prev?.iccid), \(StoreSupport.tac(id.imei)), \(m.manufacturer), \(m.model),
-                        \(m.revision), \(m.source), \(request.type), \(occurred), \(received))
-                    ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
-                        iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
-                        tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
-                        revision = excluded.revision, source = excluded.source,
-                        last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
-                        updated_at = excluded.updated_at
-                    WHERE excluded.occurred_at >= slots.occurred_at
-                    RETURNING 1),
-                refs_added AS (
-                    INSERT INTO refs (ref, serial) SELECT r, \(serial) FROM unnest(\(refs)::text[]) AS r
-                    ON CONFLICT DO NOTHING
-                    RETURNING 1)
-                SELECT
-                    (SELECT count(*) FROM slot),
-                    (SELECT lost_at IS NOT NULL FROM unit),
-                    ARRAY(SELECT DISTINCT serial FROM slots
-                        WHERE imei = \(imei) AND origin = 'device' AND serial <> \(serial)),
-                    ARRAY(SELECT serial FROM slots WHERE iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)
-                        UNION SELECT serial FROM slots
-                        WHERE last_iccid = \(iccid) AND origin = 'device' AND serial <> \(serial)),
-                    ARRAY(SELECT DISTINCT imei FROM events WHERE serial = \(serial) AND origin = 'factory'
-                        AND imei IS NOT NULL AND event_id <> \(request.eventID)),
-                    ARRAY(SELECT imei FROM slots WHERE \(wantField) AND serial = \(serial) AND origin = 'device'
-                        AND imei IS NOT NULL),
-                    (SELECT count(*) FROM refs_added)
-                """, logger: logger)
-            var context = IngestContext(request: request, serial: serial, origin: origin)
-            var isCurrent = false
-            for try await (slotRows, lost, imeiHolders, iccidHolders, made, field, _) in second.decode(
-                (Int64, Bool?, [String], [String], [String], [String], Int64).self)
-            {
-                isCurrent = slotRows == 1
-                context.unitLost = lost ?? false
-                context.imeiHolders = imeiHolders
-                context.iccidHolders = iccidHolders
-                context.manufacturingIMEIs = made
-                context.fieldIMEIs = field
+        // The fast path: when the rules raise nothing for this event on an empty context (an event of a unit that
+        // is not lost, shares no IMEI or SIM with another unit and has no manufacturing record: nearly every
+        // event), the whole ingest is one statement in autocommit, one round trip, durable when it returns. The
+        // function refuses (SQLSTATE CPRUL, everything rolled back) when the context turns out not to be empty.
+        if FlagRules.evaluate(IngestContext(request: request, serial: serial, origin: origin)).isEmpty {
+            let fast = call.fastPath()
+            do {
+                let outcome = try await retrying {
+                    try await self.client.withConnection { conn -> IngestOutcome in
+                        for try await row in try await conn.execute(fast, logger: logger) {
+                            return row.stored ? .stored(raised: []) : .duplicate
+                        }
+                        throw RegistryStoreError("cellprov_ingest returned no row")
+                    }
+                }
+                return outcome
+            } catch let error where Self.sqlState(error) == Self.needsRules {
+                // The context is not empty: run it again, with the rules, in one transaction.
+            } catch let error as RegistryStoreError {
+                throw error
+            } catch {
+                throw RegistryStoreError(Self.describe(error))
             }
-            if !isCurrent {
-                // An older event than the slot's current one (a late backlog): it says nothing about who holds
-                // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
-                context.imeiHolders = []
-                context.iccidHolders = []
+        }
+        // The full path: BEGIN; the function (the same writes, returning the rules' context); the ICCID moved
+        // away from its former holder and the flags, in Swift's rules; COMMIT.
+        return try await transaction { conn -> IngestOutcome in
+            var row: IngestCall.Row?
+            for try await r in try await conn.execute(call, logger: logger) { row = r }
+            guard let row else { throw RegistryStoreError("cellprov_ingest returned no row") }
+            guard row.stored else { return .duplicate }
+            var context = IngestContext(request: request, serial: serial, origin: origin)
+            context.unitLost = row.lost
+            context.manufacturingIMEIs = row.made
+            context.fieldIMEIs = row.field
+            // An older event than the slot's current one (a late backlog) says nothing about who holds the IMEI
+            // or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
+            if row.isCurrent {
+                context.imeiHolders = row.imeiHolders
+                context.iccidHolders = row.iccidHolders
             }
             let flags = FlagRules.evaluate(context)
-            if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
+            if origin == .device, let iccid = request.identity.iccid, !context.iccidHolders.isEmpty {
                 try await conn.query(
                     """
                     UPDATE slots SET iccid = NULL, imsi = NULL, last_iccid = NULL
                     WHERE origin = 'device' AND serial <> \(serial) AND (iccid = \(iccid) OR last_iccid = \(iccid))
                     """, logger: logger)
             }
-            return .stored(raised: try await Self.insertFlags(conn, logger, flags, at: received))
+            return .stored(raised: try await Self.insertFlags(conn, logger, flags, at: call.received))
+        }
+    }
+
+    /// SQLSTATE of `cellprov_ingest`'s refusal on the fast path: the flag rules must run.
+    static let needsRules = "CPRUL"
+
+    /// Runs `body`, retrying on deadlock (40P01) and serialisation failure (40001) like ``transaction(_:)``.
+    func retrying<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await started()
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch let error where ["40P01", "40001"].contains(Self.sqlState(error) ?? "") && attempt < 8 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << attempt))))
+            }
         }
     }
 
@@ -465,20 +426,13 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let logger = logger
         let n = limit
         return try await read { conn in
-            // Every term kind in one round trip (a term that is nil matches nothing), in the order of the kinds.
-            let rows = try await conn.query(
-                """
-                (SELECT serial, 1 AS kind FROM units WHERE serial = \(terms.serial) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 2 FROM slots WHERE imei = \(terms.imei) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 3 FROM slots WHERE iccid = \(terms.iccid) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = \(terms.imsi) LIMIT \(n))
-                UNION ALL (SELECT serial, 5 FROM refs WHERE ref = \(terms.reference) LIMIT \(n))
-                UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = \(terms.tac) ORDER BY serial LIMIT \(n))
-                ORDER BY kind
-                """, logger: logger)
+            // Every term kind in one round trip (a term that is nil matches nothing), in the order of the kinds; a
+            // prepared statement, like the summaries' three (planned once per connection, not per lookup; the
+            // server's part of a lookup is then about 0.15 ms, the rest is the four round trips).
+            let rows = try await conn.execute(SearchStatement(terms: terms, limit: n), logger: logger)
             var serials = [String]()
             var seen = Set<String>()
-            for try await (serial, _) in rows.decode((String, Int32).self) where seen.insert(serial).inserted {
+            for try await (serial, _) in rows where seen.insert(serial).inserted {
                 serials.append(serial)
             }
             return try await Self.summaries(conn, logger, serials: Array(serials.prefix(limit)))
@@ -505,25 +459,15 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     {
         guard !serials.isEmpty else { return [] }
         var units = [String: (Int64?, Int64?, Int64?)]()
-        for try await (s, first, last, lost) in try await conn.query(
-            "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY(\(serials))", logger: logger
-        ).decode((String, Int64?, Int64?, Int64?).self) {
+        for try await (s, first, last, lost) in try await conn.execute(UnitRows(serials: serials), logger: logger) {
             units[s] = (first, last, lost)
         }
         var slots = [String: [SlotState]]()
-        for try await row in try await conn.query(
-            PostgresQuery(
-                unsafeSQL: "SELECT \(slotColumns) FROM slots WHERE serial = ANY($1) ORDER BY serial, origin, slot",
-                binds: try binds(serials)), logger: logger
-        ).decode(SlotRow.self) {
+        for try await row in try await conn.execute(SlotRows(serials: serials), logger: logger) {
             slots[row.0, default: []].append(slotState(row))
         }
         var open = [String: Int]()
-        for try await (s, n) in try await conn.query(
-            """
-            SELECT serial, count(*) FROM flags WHERE serial = ANY(\(serials)) AND resolved_at IS NULL GROUP BY serial
-            """, logger: logger
-        ).decode((String, Int64).self) {
+        for try await (s, n) in try await conn.execute(OpenFlagCounts(serials: serials), logger: logger) {
             open[s] = Int(n)
         }
         return serials.compactMap { s in
@@ -795,4 +739,199 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 /// Whether a pool's run task has started.
 final class RunFlag: Sendable {
     let value = Mutex(false)
+}
+
+/// `SELECT * FROM cellprov_ingest(...)` (PostgresSchema's migration 2) as a prepared statement: parsed and planned
+/// once per connection, and the function's own statements are planned once per connection by PL/pgSQL.
+struct IngestCall: PostgresPreparedStatement {
+    static let sql = """
+        SELECT stored, is_current, lost, imei_holders, iccid_holders, made, field FROM cellprov_ingest(
+            $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+            $24)
+        """
+
+    struct Row {
+        var stored: Bool
+        var isCurrent: Bool
+        var lost: Bool
+        var imeiHolders: [String]
+        var iccidHolders: [String]
+        var made: [String]
+        var field: [String]
+    }
+
+    var eventID: String
+    var serial: String
+    var origin: String
+    var type: String
+    var slot: String
+    var sequence: Int64
+    var severity: String
+    var occurred: Int64
+    var received: Int64
+    var identity: EnrollmentRequest.Identity
+    var previous: EnrollmentRequest.Identity?
+    var payload: String
+    var locks: [Int64]
+    var refs: [String]
+    var tac: String?
+    var module: EnrollmentRequest.Module
+    var fast = false
+
+    init(request: EnrollmentRequest, serial: String, origin: EventOrigin, refs: [String], receivedAt: Date) throws {
+        eventID = request.eventID
+        self.serial = serial
+        self.origin = origin.rawValue
+        type = request.type
+        slot = request.module.slot
+        sequence = Int64(request.sequence)
+        severity = request.severity
+        received = StoreSupport.ms(receivedAt)
+        occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
+        identity = request.identity
+        previous = request.previous
+        payload = try StoreSupport.payload(request)
+        // Advisory locks on the unit, the IMEI and the ICCID, in key order (two ingests cannot deadlock on them).
+        var names = ["serial:\(serial)"]
+        if let imei = identity.imei { names.append("imei:\(imei)") }
+        if let iccid = identity.iccid { names.append("iccid:\(iccid)") }
+        locks = Array(Set(names.map(StoreSupport.lockKey))).sorted()
+        self.refs = refs
+        tac = StoreSupport.tac(identity.imei)
+        module = request.module
+    }
+
+    /// The same call for the fast path (autocommit; refuses with CPRUL when the rules' context is not empty).
+    func fastPath() -> IngestCall {
+        var c = self
+        c.fast = true
+        return c
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 24)
+        b.append(eventID)
+        b.append(serial)
+        b.append(origin)
+        b.append(type)
+        b.append(slot)
+        b.append(sequence)
+        b.append(severity)
+        b.append(occurred)
+        b.append(received)
+        b.append(identity.imei)
+        b.append(identity.imsi)
+        b.append(identity.iccid)
+        b.append(previous?.imei)
+        b.append(previous?.imsi)
+        b.append(previous?.iccid)
+        b.append(payload)
+        b.append(locks)
+        b.append(refs)
+        b.append(tac)
+        b.append(module.manufacturer)
+        b.append(module.model)
+        b.append(module.revision)
+        b.append(module.source)
+        b.append(fast)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        let (stored, current, lost, imei, iccid, made, field) = try row.decode(
+            (Bool, Bool?, Bool?, [String]?, [String]?, [String]?, [String]?).self)
+        return Row(
+            stored: stored, isCurrent: current ?? false, lost: lost ?? false, imeiHolders: imei ?? [],
+            iccidHolders: iccid ?? [], made: made ?? [], field: field ?? [])
+    }
+}
+
+/// The credential lookup every request makes, as a prepared statement (parsed and planned once per connection).
+struct CredentialLookup: PostgresPreparedStatement {
+    static let sql = "SELECT kind, subject, role, revoked_at FROM credentials WHERE token_hash = $1"
+    typealias Row = (String, String, String?, Int64?)
+    var tokenHash: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(tokenHash)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}
+
+/// `searchUnits`' one query (every term kind, in the order of the kinds) as a prepared statement.
+struct SearchStatement: PostgresPreparedStatement {
+    static let sql = """
+        (SELECT serial, 1 AS kind FROM units WHERE serial = $1 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 2 FROM slots WHERE imei = $2 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 3 FROM slots WHERE iccid = $3 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = $4 LIMIT $7)
+        UNION ALL (SELECT serial, 5 FROM refs WHERE ref = $5 LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = $6 ORDER BY serial LIMIT $7)
+        ORDER BY kind
+        """
+    typealias Row = (String, Int32)
+    var terms: SearchTerms
+    var limit: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 7)
+        for term in [terms.serial, terms.imei, terms.iccid, terms.imsi, terms.reference, terms.tac] {
+            b.append(term)
+        }
+        b.append(Int64(limit))
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The three queries of a unit summary, prepared.
+struct UnitRows: PostgresPreparedStatement {
+    static let sql = "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY($1::text[])"
+    typealias Row = (String, Int64?, Int64?, Int64?)
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct SlotRows: PostgresPreparedStatement {
+    static let sql =
+        "SELECT \(PostgresRegistryStore.slotColumns) FROM slots WHERE serial = ANY($1::text[]) ORDER BY serial, origin, slot"
+    typealias Row = PostgresRegistryStore.SlotRow
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+struct OpenFlagCounts: PostgresPreparedStatement {
+    static let sql = """
+        SELECT serial, count(*) FROM flags WHERE serial = ANY($1::text[]) AND resolved_at IS NULL GROUP BY serial
+        """
+    typealias Row = (String, Int64)
+    var serials: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(serials)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

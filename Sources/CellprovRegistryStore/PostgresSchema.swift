@@ -79,6 +79,102 @@ enum PostgresSchema {
                 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
                     FOR EACH STATEMENT EXECUTE FUNCTION cellprov_audit_append_only()
                 """,
-            ])
+            ]),
+        // Version 2: the per-event ingest as one server-side function (one round trip instead of four; see
+        // docs/registry.md, "Ingest on PostgreSQL in one round trip"), a partial index for the manufacturing
+        // records the flag rules read, and no index on `units.last_seen`: it was the only indexed column an
+        // event changes on its unit, so with it gone the unit's update is HOT (no index write); the periodic
+        // `unit_silent` check scans instead.
+        Migration(
+            version: 2,
+            statements: [
+                "CREATE INDEX events_factory ON events (serial) WHERE origin = 'factory'",
+                "DROP INDEX units_last_seen",
+                "ALTER TABLE units SET (fillfactor = 80)",
+                "ALTER TABLE slots SET (fillfactor = 80)",
+                ingestFunction,
+            ]),
     ]
+
+    /// `cellprov_ingest(...)`: what `PostgresRegistryStore.ingest` did in four round trips, in one call.
+    ///
+    /// 1. The event, deduplicated on `event_id` (a concurrent twin waits for our commit, then conflicts:
+    ///    `stored = false`, nothing else done).
+    /// 2. The advisory locks (`p_locks`, sorted by the caller: serial, IMEI, ICCID keys in key order, so two
+    ///    ingests cannot deadlock on them).
+    /// 3. The unit, its slot (`is_current`: the slot took this event, it is not older than the slot's current
+    ///    one) and the references.
+    /// 4. The flag rules' context, in one statement, read after the locks (each statement of a PL/pgSQL function takes a new
+    ///    snapshot under READ COMMITTED, so every committed holder of the IMEI or ICCID is seen). None of these
+    ///    reads can match this event's own writes (other serials, other event ids, the other origin).
+    ///
+    /// With `p_fast` the caller runs it as its own statement (autocommit: one round trip, committed durably when
+    /// it returns) because the flag rules raise nothing for this event on an empty context; if the context is not
+    /// empty (the unit is lost, another unit holds the IMEI or ICCID, manufacturing records exist ...), the rules
+    /// must run in Swift within the same transaction, so the function raises SQLSTATE `CPRUL`, everything it did
+    /// rolls back, and the caller runs it again with `p_fast = false` inside BEGIN ... COMMIT.
+    static let ingestFunction = """
+        CREATE FUNCTION cellprov_ingest(
+            p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,
+            p_severity TEXT, p_occurred BIGINT, p_received BIGINT, p_imei TEXT, p_imsi TEXT, p_iccid TEXT,
+            p_prev_imei TEXT, p_prev_imsi TEXT, p_prev_iccid TEXT, p_payload TEXT, p_locks BIGINT[], p_refs TEXT[],
+            p_tac TEXT, p_manufacturer TEXT, p_model TEXT, p_revision TEXT, p_source TEXT, p_fast BOOLEAN,
+            OUT stored BOOLEAN, OUT is_current BOOLEAN, OUT lost BOOLEAN, OUT imei_holders TEXT[],
+            OUT iccid_holders TEXT[], OUT made TEXT[], OUT field TEXT[])
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            n BIGINT;
+        BEGIN
+            INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at, received_at,
+                imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
+            VALUES (p_event_id, p_serial, p_origin, p_type, p_slot, p_sequence, p_severity, p_occurred, p_received,
+                p_imei, p_imsi, p_iccid, p_prev_imei, p_prev_imsi, p_prev_iccid, p_payload)
+            ON CONFLICT (event_id) DO NOTHING;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n = 0 THEN
+                stored := false;
+                RETURN;
+            END IF;
+            stored := true;
+            PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(p_locks) AS k ORDER BY 1) AS keys;
+            INSERT INTO units (serial, created_at, first_seen, last_seen)
+            VALUES (p_serial, p_received, p_received, CASE WHEN p_origin = 'device' THEN p_received END)
+            ON CONFLICT (serial) DO UPDATE SET
+                first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
+                last_seen = greatest(units.last_seen, excluded.last_seen)
+            RETURNING lost_at IS NOT NULL INTO lost;
+            INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
+                revision, source, last_event_type, occurred_at, updated_at)
+            VALUES (p_serial, p_origin, p_slot, p_imei, p_imsi, p_iccid, coalesce(p_iccid, p_prev_iccid), p_tac,
+                p_manufacturer, p_model, p_revision, p_source, p_type, p_occurred, p_received)
+            ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
+                iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
+                tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
+                revision = excluded.revision, source = excluded.source,
+                last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
+                updated_at = excluded.updated_at
+            WHERE excluded.occurred_at >= slots.occurred_at;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            is_current := n = 1;
+            IF cardinality(p_refs) > 0 THEN
+                INSERT INTO refs (ref, serial) SELECT r, p_serial FROM unnest(p_refs) AS r ON CONFLICT DO NOTHING;
+            END IF;
+            SELECT
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE imei = p_imei AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (iccid = p_iccid OR last_iccid = p_iccid) AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT imei FROM events WHERE serial = p_serial AND origin = 'factory'
+                    AND imei IS NOT NULL AND event_id <> p_event_id),
+                ARRAY(SELECT imei FROM slots WHERE p_origin = 'factory' AND serial = p_serial
+                    AND origin = 'device' AND imei IS NOT NULL)
+            INTO imei_holders, iccid_holders, made, field;
+            IF p_fast AND (lost OR cardinality(made) > 0 OR cardinality(field) > 0
+                OR (is_current AND (cardinality(imei_holders) > 0 OR cardinality(iccid_holders) > 0)))
+            THEN
+                RAISE EXCEPTION 'this event needs the flag rules' USING ERRCODE = 'CPRUL';
+            END IF;
+        END
+        $$
+        """
 }

@@ -1,0 +1,64 @@
+import CellprovCore
+import CellprovEnrollmentAPI
+import CellprovRegistryCore
+import CellprovRegistryStore
+import Foundation
+import Testing
+
+/// PostgreSQL only: migration 2 (ingest as one server-side function) on a database that already holds data.
+@Suite struct StorePostgresIngestTests {
+    static var backends: [StoreBackend] { StoreBackend.available.filter { $0 == .postgres } }
+
+    /// A database written at schema version 1, with units, events, a manufacturing record and references in it,
+    /// is upgraded in place by the next start; afterwards the function sees what was stored before it existed:
+    /// a repeated event is a duplicate, the cross-unit rules find the old holders, the manufacturing rule the old
+    /// record, and the timeline and search are intact.
+    @Test(arguments: backends)
+    func upgradeOfAVersion1DatabaseWithData(_ backend: StoreBackend) async throws {
+        let (url, cleanup) = try await TestStore.emptyDatabase(backend)
+        do {
+            let imei = TestID.imei(70)
+            let iccid = TestID.iccid(70)
+            let first = event(imei: imei, imsi: TestID.imsi(70), iccid: iccid)
+            let made = TestID.imei(71)
+            do {
+                let old = try await RegistryDatabase.open(url: url, logger: TestStore.logger)
+                try await old.field(first, "GW-OLD")
+                try await old.factory(event("manufactured", serial: "GW-M", slot: "probe", imei: made), "GW-M")
+                await old.close()
+            }
+            // Back to exactly what version 1 created (its rows are the same in both versions).
+            for sql in [
+                "DROP FUNCTION cellprov_ingest", "DROP INDEX events_factory",
+                "CREATE INDEX units_last_seen ON units (last_seen) WHERE lost_at IS NULL",
+                "ALTER TABLE units RESET (fillfactor)", "ALTER TABLE slots RESET (fillfactor)",
+                "DELETE FROM schema_migrations WHERE version = 2",
+            ] {
+                try await StoreTestSQL.execute(url, sql)
+            }
+            let store = try await RegistryDatabase.open(url: url, logger: TestStore.logger)
+            do {
+                try await store.checkReady()
+                #expect(
+                    try await store.ingest(first, serial: "GW-OLD", origin: .device, references: [], receivedAt: t0)
+                        == .duplicate)
+                #expect(try await store.field(event(imei: imei, iccid: TestID.iccid(72)), "GW-NEW") == [.imeiOnTwoUnits])
+                #expect(try await store.field(event(imei: TestID.imei(73), iccid: iccid), "GW-NEW2") == [.iccidMoved])
+                #expect(try await store.field(event(imei: TestID.imei(74)), "GW-M") == [.moduleSwappedSinceManufacturing])
+                #expect(try await store.unit(serial: "GW-OLD")?.timeline.map(\.eventID) == [first.eventID])
+                #expect(try await store.searchUnits(SearchTerms(imsi: TestID.imsi(70)), limit: 10).isEmpty)
+                #expect(try await store.searchUnits(SearchTerms(imei: imei), limit: 10).map(\.serial).sorted()
+                    == ["GW-NEW", "GW-OLD"])
+                #expect(try await store.silentUnits(lastSeenBefore: t0.addingTimeInterval(1)).contains("GW-OLD"))
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
+    }
+}
