@@ -8,7 +8,7 @@ packages=(
     libsystemd-dev    # CSystemd shim (sd_notify, journal)
     systemd           # systemd-analyze for the unit checks
     python3-serial    # the pyserial baseline in `make bench`
-    libsqlite3-dev    # GRDB (the state store)
+    libsqlite3-dev    # the state store (CSQLite) and the registry (GRDB)
     openssl           # certificates made at test time (TLS, mTLS)
     util-linux        # flock(1) in the port-busy test
     procps            # ps/pgrep in scripts

@@ -2,7 +2,7 @@ import CellprovCore
 import CellprovReporter
 import CellprovStore
 import CellprovSystemd
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Observations into the state store (change detection and outbox in one transaction), events into the log
