@@ -102,6 +102,11 @@ let package = Package(
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
         // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/architecture.md).
         .target(name: "CellprovStore", dependencies: ["CellprovCore", "CSQLite"], swiftSettings: strict),
+        // The daemon's TOML parser: toml++ (Debian's libtomlplusplus-dev, header-only) behind a small C interface,
+        // instead of TOMLKit, whose Swift layer imports Foundation (docs/architecture.md). The registry keeps TOMLKit.
+        .target(
+            name: "CTOMLShim",
+            cxxSettings: [.define("TOML_EXCEPTIONS", to: "1"), .define("TOML_HEADER_ONLY", to: "1")]),
         // Thin C shim: the only place the state store imports the system's libsqlite3.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Edge: delivery of outbox events to the fleet backend over HTTPS (async-http-client).
@@ -128,9 +133,8 @@ let package = Package(
             name: "CellprovDaemon",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
-                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks",
+                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks", "CTOMLShim",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ], swiftSettings: strict),
         // cellprovd's command: argument parsing and wiring (Sources/cellprovd).

@@ -2,7 +2,6 @@ import CellprovCore
 import CellprovReporter
 import CellprovSerial
 import FoundationEssentials
-import TOMLKit
 
 #if canImport(Glibc)
 import Glibc
@@ -241,10 +240,8 @@ extension DaemonConfig {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigError(file: file, line: error.source.begin.line, message: "syntax error: \(error.description)")
         } catch {
-            throw ConfigError(file: file, message: "syntax error: \(error)")
+            throw ConfigError(file: file, line: error.line, message: "syntax error: \(error.description)")
         }
         let lines = KeyLines(text)
         func fail(_ key: String, _ message: String) -> ConfigError {

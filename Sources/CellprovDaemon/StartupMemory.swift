@@ -132,7 +132,7 @@ public enum StartupMemory {
             // "start-end perms offset dev inode path"
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard fields.count == 6, fields[5].trimmingWhitespace() == exe,
-                fields[1].count == 4, fields[1].contains("w") == writable
+                fields[1].count == 4, fields[1].contains(Character("w")) == writable
             else { continue }
             let bounds = fields[0].split(separator: "-")
             guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16),
