@@ -42,6 +42,7 @@ test-registry:
 test-scripts:
 	scripts/check-systemd-unit.sh
 	scripts/check-registry-unit.sh
+	scripts/check-no-foundation.sh .build/debug
 	/usr/bin/python3 scripts/check-udev-data.py
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator || true
 	python3 scripts/check-openapi.py

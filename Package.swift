@@ -37,7 +37,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -99,10 +99,16 @@ let package = Package(
             name: "CellprovSystemd",
             dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        // Edge: the state directory's SQLite database (slot records, event history, outbox), through GRDB.
+        // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
+        // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/architecture.md).
+        .target(name: "CellprovStore", dependencies: ["CellprovCore", "CSQLite"], swiftSettings: strict),
+        // The daemon's TOML parser: toml++ (Debian's libtomlplusplus-dev, header-only) behind a small C interface,
+        // instead of TOMLKit, whose Swift layer imports Foundation (docs/architecture.md). The registry keeps TOMLKit.
         .target(
-            name: "CellprovStore",
-            dependencies: ["CellprovCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+            name: "CTOMLShim",
+            cxxSettings: [.define("TOML_EXCEPTIONS", to: "1"), .define("TOML_HEADER_ONLY", to: "1")]),
+        // Thin C shim: the only place the state store imports the system's libsqlite3.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Edge: delivery of outbox events to the fleet backend over HTTPS (async-http-client).
         .target(
             name: "CellprovReporter",
@@ -127,9 +133,8 @@ let package = Package(
             name: "CellprovDaemon",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
-                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks",
+                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks", "CTOMLShim",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ], swiftSettings: strict),
         // cellprovd's command: argument parsing and wiring (Sources/cellprovd).
@@ -271,6 +276,8 @@ let package = Package(
             dependencies: [
                 "CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator",
                 "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
+                // The store tests write a real SQLite file with another library (GRDB) to check the salvage reads it.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ], swiftSettings: strict),
     ]
 )

@@ -8,7 +8,8 @@ packages=(
     libsystemd-dev    # CSystemd shim (sd_notify, journal)
     systemd           # systemd-analyze for the unit checks
     python3-serial    # the pyserial baseline in `make bench`
-    libsqlite3-dev    # GRDB (the state store)
+    libsqlite3-dev    # the state store (CSQLite) and the registry (GRDB)
+    libtomlplusplus-dev  # cellprovd's configuration parser (CTOMLShim, header-only: no run-time library)
     openssl           # certificates made at test time (TLS, mTLS)
     util-linux        # flock(1) in the port-busy test
     procps            # ps/pgrep in scripts

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Where a module sits: its slot (the physical position: the USB device's ID_PATH, a PCIe module's PCI device as
 /// "pci-0000:55:00.0", or a static port's path as written in the configuration), the AT port used, and the

@@ -1,8 +1,11 @@
 import CellprovCore
 import CellprovReporter
 import CellprovSerial
-import Foundation
-import TOMLKit
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// cellprovd's configuration (`--config FILE`, TOML). Keys and defaults: config/cellprovd.toml.example.
 public struct DaemonConfig: Sendable, Equatable {
@@ -237,10 +240,8 @@ extension DaemonConfig {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigError(file: file, line: error.source.begin.line, message: "syntax error: \(error.description)")
         } catch {
-            throw ConfigError(file: file, message: "syntax error: \(error)")
+            throw ConfigError(file: file, line: error.line, message: "syntax error: \(error.description)")
         }
         let lines = KeyLines(text)
         func fail(_ key: String, _ message: String) -> ConfigError {
@@ -361,7 +362,7 @@ extension DaemonConfig {
             throw fail("device.serial_file", "give serial or serial_file, not both")
         }
         if let serial {
-            guard !serial.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("device.serial", "is empty") }
+            guard !serial.trimmingWhitespace().isEmpty else { throw fail("device.serial", "is empty") }
             config.deviceSerial = serial
         }
         return config
@@ -402,7 +403,7 @@ extension DaemonConfig {
                 throw fail("device.serial_file", "\(serialFile): no such readable file")
             }
             let first = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first
-            guard let serial = first.map({ $0.trimmingCharacters(in: .whitespaces) }), !serial.isEmpty else {
+            guard let serial = first.map({ $0.trimmingWhitespace() }), !serial.isEmpty else {
                 throw fail("device.serial_file", "\(serialFile) is empty")
             }
             deviceSerial = serial
@@ -423,13 +424,14 @@ struct KeyLines {
     init(_ text: String) {
         var table = ""
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingWhitespace()
             if line.hasPrefix("["), let end = line.firstIndex(of: "]") {
-                table = line[line.index(after: line.startIndex)..<end].trimmingCharacters(in: .whitespaces)
+                table = line[line.index(after: line.startIndex)..<end].trimmingWhitespace()
                 if positions[table] == nil { positions[table] = index + 1 }
             } else if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                let key = line[..<eq].trimmingCharacters(in: .whitespaces).trimmingCharacters(
-                    in: CharacterSet(charactersIn: "\"'"))
+                let key = line[..<eq].trimmingWhitespace().trimmingScalars {
+                    $0 == "\"" || $0 == "'"
+                }
                 let full = table.isEmpty ? key : "\(table).\(key)"
                 if positions[full] == nil { positions[full] = index + 1 }
             }

@@ -5,7 +5,7 @@ import CellprovSerial
 import CellprovStore
 import CellprovSystemd
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 
@@ -163,7 +163,7 @@ extension DaemonService {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw ReporterError(description: "\(file): cannot read the token file")
             }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            token = String(decoding: data, as: UTF8.self).trimmingWhitespace(newlines: true)
         }
         return ReporterConfiguration(
             url: backend.url, token: token, caFile: backend.caFile, clientCertificate: backend.clientCertificate,

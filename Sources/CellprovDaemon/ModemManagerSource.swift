@@ -2,7 +2,7 @@ import CellprovCore
 import CellprovSystemd
 import CellprovUdev
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Modems that ModemManager owns, read over its D-Bus API instead of an AT port (`[discovery] modemmanager`).

@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Synchronization
 import Logging
 
 #if canImport(Glibc)
@@ -55,7 +56,7 @@ public enum StartupMemory {
     /// a SIGHUP), and ``release()`` runs when `quiet` has passed without another poke. One dispatch timer per burst,
     /// none between bursts: no periodic wake-up.
     public final class AfterQuiet: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = Mutex(())
         private var pending: DispatchWorkItem?
         private let quiet: DispatchTimeInterval
         private let logger: Logger
@@ -67,7 +68,7 @@ public enum StartupMemory {
 
         public func poke() {
             let item = DispatchWorkItem { [logger] in logger.info("memory released: \(StartupMemory.release())") }
-            lock.withLock {
+            lock.withLock { _ in
                 pending?.cancel()
                 pending = item
             }
@@ -75,7 +76,7 @@ public enum StartupMemory {
         }
 
         public func cancel() {
-            lock.withLock { pending?.cancel() }
+            lock.withLock { _ in pending?.cancel() }
         }
     }
 
@@ -130,8 +131,8 @@ public enum StartupMemory {
         for line in maps.split(separator: "\n") {
             // "start-end perms offset dev inode path"
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6, fields[5].trimmingCharacters(in: .whitespaces) == exe,
-                fields[1].count == 4, fields[1].contains("w") == writable
+            guard fields.count == 6, fields[5].trimmingWhitespace() == exe,
+                fields[1].count == 4, fields[1].contains(Character("w")) == writable
             else { continue }
             let bounds = fields[0].split(separator: "-")
             guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16),

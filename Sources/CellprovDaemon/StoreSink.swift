@@ -3,7 +3,7 @@ import CellprovReporter
 import CellprovStore
 import CellprovSystemd
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 

@@ -1,6 +1,6 @@
 import CellprovCore
 import CellprovModem
-import Foundation
+import FoundationEssentials
 import CellprovSystemd
 import Logging
 

@@ -1,5 +1,5 @@
 import CellprovCore
-import Foundation
+import FoundationEssentials
 
 /// The enrollment API's version as the wire types here implement it (docs/enrollment-api.yaml `info.version`).
 public enum EnrollmentAPI {
@@ -347,9 +347,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
 
     /// RFC 3339 in UTC, whole seconds, as the API writes times.
     public static func timestamp(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: date)
+        date.formatted(.iso8601)
     }
 
     public var description: String { "EnrollmentRequest(\(eventID), \(type))" }

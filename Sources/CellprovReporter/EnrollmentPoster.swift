@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import CellprovCore
 import CellprovEnrollmentAPI
-import Foundation
+import FoundationEssentials
 import NIOCore
 
 #if canImport(Glibc)
@@ -162,7 +162,7 @@ public final class EnrollmentPoster: Sendable {
                     if bytes.count >= 4096 { break }
                 }
             } catch {}
-            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace(newlines: true)
             let reason = (200..<300).contains(status) || status == 409
                 ? nil : "HTTP \(status)" + (text.isEmpty ? "" : ": " + String(Redaction.scrub(text).prefix(200)))
             return (status, reason, Self.isTransient(status: status))
@@ -220,7 +220,7 @@ public enum TokenFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ReporterError(description: "\(path): cannot read the token file")
         }
-        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = String(decoding: data, as: UTF8.self).trimmingWhitespace(newlines: true)
         guard !token.isEmpty else { throw ReporterError(description: "\(path): the token file is empty") }
         // Visible ASCII only: anything else (a second line, a control character) would corrupt the header.
         guard token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {

@@ -3,7 +3,7 @@ import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovStore
 import CellprovSystemd
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -221,7 +221,7 @@ public actor Reporter {
     /// The outcome of the backend's answer. Its body is untrusted text that may echo the payload: scrubbed of
     /// anything that could be an identifier and cut to 200 characters before it becomes a reason (stored, logged).
     public static func outcome(status: Int, body: [UInt8]) -> DeliveryOutcome {
-        let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: body, as: UTF8.self).trimmingWhitespace(newlines: true)
         return DeliveryOutcome.classify(status: status, body: String(Redaction.scrub(text).prefix(200)))
     }
 
@@ -309,7 +309,7 @@ public actor Reporter {
 
     /// localhost, ::1, or a dotted quad in 127.0.0.0/8: where plain http is allowed.
     public static func isLoopback(_ host: String) -> Bool {
-        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        let h = host.trimmingScalars { $0 == "[" || $0 == "]" }.lowercased()
         if h == "localhost" || h == "::1" { return true }
         // 127.0.0.0/8, as a dotted quad only ("127.example.com" is a name anyone can register).
         let octets = h.split(separator: ".", omittingEmptySubsequences: false)

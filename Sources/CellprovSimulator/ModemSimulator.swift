@@ -5,7 +5,7 @@ import Musl
 #endif
 import Dispatch
 import CellprovCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 // MARK: - Public configuration
@@ -414,7 +414,7 @@ private struct State {
     var cpinState: String { quirks.simPUK ? "SIM PUK" : (quirks.simPIN ? "SIM PIN" : "READY") }
 
     func insertedURCs() -> [String] {
-        traits.insertedURCs.map { $0.replacingOccurrences(of: "%P", with: cpinState) }
+        traits.insertedURCs.map { $0.replacing("%P", with: cpinState) }
     }
 
     // MARK: Output
@@ -570,7 +570,7 @@ private struct State {
             return nil
         }
 
-        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        let trimmed = line.trimmingWhitespace()
         guard trimmed.count >= 2, trimmed.prefix(2).uppercased() == "AT" else {
             return nil  // V.250: a line without the AT prefix is ignored.
         }
@@ -676,10 +676,10 @@ private struct State {
 
     func atiLines() -> [String] {
         traits.atiLines.map {
-            $0.replacingOccurrences(of: "%M", with: manufacturer)
-                .replacingOccurrences(of: "%m", with: model)
-                .replacingOccurrences(of: "%R", with: revision)
-                .replacingOccurrences(of: "%I", with: identity.imei ?? "")
+            $0.replacing("%M", with: manufacturer)
+                .replacing("%m", with: model)
+                .replacing("%R", with: revision)
+                .replacing("%I", with: identity.imei ?? "")
         }
     }
 
@@ -726,7 +726,7 @@ private struct State {
             nameEnd = command.index(after: nameEnd)
         }
         let name = command[..<nameEnd].uppercased()
-        let suffix = String(command[nameEnd...]).trimmingCharacters(in: .whitespaces)
+        let suffix = String(command[nameEnd...]).trimmingWhitespace()
 
         // The vendor ICCID command (its name may include "?", like "^ICCID?" and "!ICCID?").
         if let vendor = traits.vendorICCIDCommand, let format = traits.vendorICCIDFormat,
@@ -752,7 +752,7 @@ private struct State {
             return .ok
         case ("+CGSN", ""), ("+CGSN", "=0"), ("+GSN", ""):
             guard let imei = identity.imei else { return cmeError(3) }
-            return .info([traits.imeiAnswer.replacingOccurrences(of: "%I", with: imei)])
+            return .info([traits.imeiAnswer.replacing("%I", with: imei)])
         case ("+CGSN", "=1"):
             guard let imei = identity.imei else { return cmeError(3) }
             return .info(["+CGSN: \"\(imei)\""])
@@ -760,7 +760,7 @@ private struct State {
             if quirks.cimiUnsupported { return cmeError(4) }
             if let gate = simGate(.imsi) { return gate }
             guard let imsi = identity.imsi else { return cmeError(13) }
-            return .info([traits.imsiAnswer.replacingOccurrences(of: "%S", with: imsi)])
+            return .info([traits.imsiAnswer.replacing("%S", with: imsi)])
         case ("+ICCID", ""):
             guard let format = traits.plusICCIDFormat else { return .error("ERROR") }
             if let gate = simGate(.iccid) { return gate }
@@ -775,7 +775,7 @@ private struct State {
             if let gate = simGate(.cpin) { return gate }
             return .info(["+CPIN: \(cpinState)"])
         case ("+CRSM", _) where suffix.hasPrefix("="):
-            let args = suffix.dropFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let args = suffix.dropFirst().split(separator: ",").map { $0.trimmingWhitespace() }
             guard args.count >= 2, let cmd = Int(args[0]), let file = Int(args[1]), !quirks.crsmUnsupported else {
                 return cmeError(4)
             }

@@ -65,8 +65,8 @@ enum ICCIDFormat: Sendable {
         case .tagged(let tag): "\(tag) \(iccid)"
         case .taggedSwapped(let tag): "\(tag) \(BCD.nibbleSwapped(iccid))"
         case .template(let line):
-            line.replacingOccurrences(of: "%C", with: iccid)
-                .replacingOccurrences(of: "%F", with: iccid + String(repeating: "F", count: max(0, 20 - iccid.count)))
+            line.replacing("%C", with: iccid)
+                .replacing("%F", with: iccid + String(repeating: "F", count: max(0, 20 - iccid.count)))
         }
     }
 }

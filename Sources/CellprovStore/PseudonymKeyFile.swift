@@ -1,5 +1,5 @@
 import CellprovCore
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,5 @@
 import CellprovCore
-import Foundation
-import GRDB
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -60,7 +59,7 @@ public struct StoreIncident: Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The daemon's memory, in `<state_directory>/state.db` (SQLite in WAL mode, synchronous=FULL, through GRDB).
+/// The daemon's memory, in `<state_directory>/state.db` (SQLite in WAL mode, synchronous=FULL, through the CSQLite shim: SQLite.swift).
 ///
 /// One write transaction takes an observation, runs the pure change detector against the slot's last record and
 /// the other slots' records, and stores the new record together with the events it produced. A crash or a power
@@ -74,7 +73,7 @@ public final class StateStore: Sendable {
 
     public let path: String
     public let directory: String
-    private let pool: DatabasePool
+    private let pool: SQLiteDatabase
     private let marker: Mutex<StateMarker>
 
     /// Opens (creating if needed) the store in `directory`.
@@ -95,7 +94,7 @@ public final class StateStore: Sendable {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StoreError("\(directory): cannot create the state directory (\(error.localizedDescription))")
+            throw StoreError("\(directory): cannot create the state directory (\(Self.reason(error)))")
         }
         let found = StateMarker.read(directory: directory)
         let known: StateMarker? = if case .marker(let m) = found { m } else { nil }
@@ -103,7 +102,7 @@ public final class StateStore: Sendable {
 
         var damage: String?
         var lost: StateLossReason?
-        var opened: DatabasePool?
+        var opened: SQLiteDatabase?
         switch Self.regularFileSize(path) {
         case .none where FileManager.default.fileExists(atPath: path):
             damage = "not a regular file"
@@ -134,7 +133,7 @@ public final class StateStore: Sendable {
             opened = pool
             incident = report
         } else if let lost {
-            let pool: DatabasePool
+            let pool: SQLiteDatabase
             do { pool = try Self.open(path: path, readOnly: false) } catch {
                 throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
             }
@@ -194,28 +193,53 @@ public final class StateStore: Sendable {
         }
     }
 
-    private static func open(path: String, readOnly: Bool) throws -> DatabasePool {
-        var config = Configuration()
-        config.readonly = readOnly
-        config.busyMode = .timeout(5)
-        config.prepareDatabase { db in
-            if !readOnly { try db.execute(sql: "PRAGMA synchronous = FULL") }
+    /// How long a statement waits for a lock another process holds (`cellprov events --requeue` beside the daemon).
+    static let busyTimeoutMilliseconds: Int32 = 5000
+
+    /// Opens the database: WAL (readers beside the writer), synchronous=FULL (a commit is on disk when it
+    /// returns), a quick integrity check and the migrations when writing.
+    private static func open(path: String, readOnly: Bool) throws -> SQLiteDatabase {
+        let connection = try SQLiteConnection(
+            path: path, readOnly: readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        if !readOnly {
+            // Outside a transaction (SQLite cannot change the journal mode inside one).
+            let mode = try connection.scalar(String.self, "PRAGMA journal_mode = WAL")
+            guard mode == "wal" else { throw StoreError("cannot use write-ahead logging (journal mode \(mode ?? "?"))") }
+            try connection.execute("PRAGMA synchronous = FULL")
         }
-        let pool = try DatabasePool(path: path, configuration: config)
+        let pool = SQLiteDatabase(connection)
         if !readOnly {
             try pool.write { db in
-                let check = try String.fetchOne(db, sql: "PRAGMA quick_check") ?? "?"
+                let check = try db.scalar(String.self, "PRAGMA quick_check") ?? "?"
                 guard check == "ok" else { throw StoreError("integrity check failed: \(check)") }
             }
-            try migrator.migrate(pool)
+            try migrate(pool)
         }
         return pool
     }
 
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(sql: """
+    /// Applies the migrations the database has not had, each in its own transaction, recording each in
+    /// `grdb_migrations`: the table (name and shape) GRDB's migrator kept, so that the state.db of an installed
+    /// gateway opens unchanged and a new one has exactly the same schema.
+    static func migrate(_ pool: SQLiteDatabase) throws {
+        try pool.write { db in
+            try db.execute("CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
+        }
+        for (identifier, apply) in migrations {
+            try pool.write { db in
+                let applied = try db.scalar(
+                    Int.self, "SELECT COUNT(*) FROM grdb_migrations WHERE identifier = ?", [identifier])
+                guard applied == 0 else { return }
+                try apply(db)
+                try db.execute("INSERT INTO grdb_migrations (identifier) VALUES (?)", [identifier])
+            }
+        }
+    }
+
+    /// The schema's migrations, in order (identifiers as first recorded: never rename one).
+    static let migrations: [(String, @Sendable (SQLiteConnection) throws -> Void)] = [
+        ("v1", { db in
+            try db.execute("""
                 CREATE TABLE slot (
                     key TEXT PRIMARY KEY NOT NULL,
                     record TEXT NOT NULL,
@@ -238,10 +262,10 @@ public final class StateStore: Sendable {
                 CREATE INDEX event_pending ON event (state, position);
                 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
-        }
-        m.registerMigration("v2-live") { db in
+        }),
+        ("v2-live", { db in
             // What the daemon sees now (presence, last read): for `cellprov status`; not part of the history.
-            try db.execute(sql: """
+            try db.execute("""
                 CREATE TABLE live (
                     slot TEXT PRIMARY KEY NOT NULL,
                     port TEXT NOT NULL,
@@ -251,11 +275,11 @@ public final class StateStore: Sendable {
                     problems TEXT
                 );
                 """)
-        }
-        m.registerMigration("v3-state-loss") { db in
+        }),
+        ("v3-state-loss", { db in
             // A database identity (the marker names it), state losses found at start, which slots' next event
             // already told the backend, and where each slot's numbering continues after a loss.
-            try db.execute(sql: """
+            try db.execute("""
                 CREATE TABLE state_loss (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     reason TEXT NOT NULL,
@@ -267,11 +291,10 @@ public final class StateStore: Sendable {
                 CREATE TABLE sequence_floor (slot TEXT PRIMARY KEY NOT NULL, sequence INTEGER NOT NULL);
                 """)
             try db.execute(
-                sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
-                arguments: [UUID().uuidString.lowercased()])
-        }
-        return m
-    }
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
+                [UUID().uuidString.lowercased()])
+        }),
+    ]
 
     // MARK: - Damage and loss
 
@@ -339,7 +362,7 @@ public final class StateStore: Sendable {
     /// (the events waiting for delivery and the slot records in a first transaction, the delivered history in
     /// a second), and records the loss.
     static func salvageAndReplace(path: String, why: String, marker: StateMarker?, now: Date) throws(StoreError)
-        -> (DatabasePool, StoreIncident)
+        -> (SQLiteDatabase, StoreIncident)
     {
         let found = Salvaged(SQLiteSalvage.read(databasePath: path, walPath: path + "-wal").rows)
         let aside = path + ".corrupt-" + Self.stamp()
@@ -349,10 +372,10 @@ public final class StateStore: Sendable {
                 try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
                 if suffix.isEmpty || kept == nil { kept = aside + suffix }
             } catch {
-                throw StoreError("\(path)\(suffix): damaged, and cannot be moved aside (\(error.localizedDescription))")
+                throw StoreError("\(path)\(suffix): damaged, and cannot be moved aside (\(Self.reason(error)))")
             }
         }
-        let pool: DatabasePool
+        let pool: SQLiteDatabase
         do { pool = try Self.open(path: path, readOnly: false) } catch {
             throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
         }
@@ -360,20 +383,20 @@ public final class StateStore: Sendable {
         let pending = ordered.filter { $0.state == .pending }
         let history = ordered.filter { $0.state != .pending }
         var saved = 0
-        func insert(_ db: Database, _ e: Salvaged.Event) throws {
+        func insert(_ db: SQLiteConnection, _ e: Salvaged.Event) throws {
             try db.execute(
-                sql: """
+                """
                     INSERT OR IGNORE INTO event
                         (position, id, slot, sequence, type, occurred_at, payload, state, attempts, last_error,
                          delivered_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [
+                [
                     e.position, e.event.id.uuidString.lowercased(), e.event.slot, e.event.sequence,
                     e.event.type.rawValue, e.event.occurredAt.timeIntervalSince1970, e.payload, e.state.rawValue,
                     e.attempts, e.lastError, e.deliveredAt,
                 ])
-            saved += db.changesCount
+            saved += db.changes
         }
         var floors = marker?.slots ?? [:]
         for e in ordered { floors[e.event.slot] = max(floors[e.event.slot] ?? 0, e.event.sequence) }
@@ -384,18 +407,18 @@ public final class StateStore: Sendable {
                 for e in pending { try insert(db, e) }
                 for (key, r) in found.records {
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO slot (key, record, updated_at) VALUES (?, ?, ?)",
-                        arguments: [key, r.json, r.updatedAt])
+                        "INSERT OR REPLACE INTO slot (key, record, updated_at) VALUES (?, ?, ?)",
+                        [key, r.json, r.updatedAt])
                 }
             }
             try pool.write { db in
                 for e in history { try insert(db, e) }
                 // New events continue after the last position the old database gave, lost ones included.
                 try db.execute(
-                    sql: "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", arguments: [known])
-                if db.changesCount == 0 {
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", [known])
+                if db.changes == 0 {
                     try db.execute(
-                        sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", arguments: [known])
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", [known])
                 }
             }
         } catch {
@@ -422,54 +445,54 @@ public final class StateStore: Sendable {
     }
 
     static func recordLoss(
-        _ pool: DatabasePool, reason: StateLossReason, salvaged: Int, lost: Int, floors: [String: Int], at: Date
+        _ pool: SQLiteDatabase, reason: StateLossReason, salvaged: Int, lost: Int, floors: [String: Int], at: Date
     ) throws {
         try pool.write { db in
             try db.execute(
-                sql: "INSERT INTO state_loss (reason, detected_at, events_salvaged, events_lost) VALUES (?, ?, ?, ?)",
-                arguments: [reason.rawValue, at.timeIntervalSince1970, salvaged, lost])
+                "INSERT INTO state_loss (reason, detected_at, events_salvaged, events_lost) VALUES (?, ?, ?, ?)",
+                [reason.rawValue, at.timeIntervalSince1970, salvaged, lost])
             for (slot, sequence) in floors where sequence > 0 {
                 try db.execute(
-                    sql: """
+                    """
                         INSERT INTO sequence_floor (slot, sequence) VALUES (?, ?)
                         ON CONFLICT(slot) DO UPDATE SET sequence = max(sequence, excluded.sequence)
                         """,
-                    arguments: [slot, sequence])
+                    [slot, sequence])
             }
         }
     }
 
     /// The marker describing the database as it is now.
-    static func currentMarker(_ pool: DatabasePool, now: Date) throws -> StateMarker {
+    static func currentMarker(_ pool: SQLiteDatabase, now: Date) throws -> StateMarker {
         try pool.read { db in
-            let id = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'database_id'") ?? "?"
+            let id = try db.scalar(String.self, "SELECT value FROM meta WHERE key = 'database_id'") ?? "?"
             var m = StateMarker(databaseID: id, updatedAt: now)
-            for row in try Row.fetchAll(db, sql: "SELECT slot, MAX(sequence) AS s FROM event GROUP BY slot") {
-                m.slots[row["slot"]] = row["s"]
+            for row in try db.rows("SELECT slot, MAX(sequence) AS s FROM event GROUP BY slot") {
+                m.slots[try row.value("slot")] = try row.value("s")
             }
-            for row in try Row.fetchAll(db, sql: "SELECT slot, sequence FROM sequence_floor") {
-                let slot: String = row["slot"]
-                m.slots[slot] = max(m.slots[slot] ?? 0, row["sequence"])
+            for row in try db.rows("SELECT slot, sequence FROM sequence_floor") {
+                let slot: String = try row.value("slot")
+                m.slots[slot] = max(m.slots[slot] ?? 0, try row.value("sequence"))
             }
-            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'event'") ?? 0
-            m.lastPosition = max(last, try Int64.fetchOne(db, sql: "SELECT MAX(position) FROM event") ?? 0)
+            let last = try db.scalar(Int64.self, "SELECT seq FROM sqlite_sequence WHERE name = 'event'") ?? 0
+            m.lastPosition = max(last, try db.scalar(Int64.self, "SELECT MAX(position) FROM event") ?? 0)
             return m
         }
     }
 
     /// The loss the slot's next event must announce (nil when there is none, or the slot was told).
-    static func unannouncedLoss(_ db: Database, slot: String, floor: Int) throws -> (Int64, StateLoss)? {
+    static func unannouncedLoss(_ db: SQLiteConnection, slot: String, floor: Int) throws -> (Int64, StateLoss)? {
         guard
-            let row = try Row.fetchOne(
-                db, sql: "SELECT * FROM state_loss ORDER BY id DESC LIMIT 1")
+            let row = try db.rows("SELECT * FROM state_loss ORDER BY id DESC LIMIT 1").first
         else { return nil }
-        let id: Int64 = row["id"]
-        let told = try Int64.fetchOne(db, sql: "SELECT loss FROM state_loss_notice WHERE slot = ?", arguments: [slot])
+        let id: Int64 = try row.value("id")
+        let told = try db.scalar(Int64.self, "SELECT loss FROM state_loss_notice WHERE slot = ?", [slot])
         guard told != id else { return nil }
         let loss = StateLoss(
-            reason: StateLossReason(rawValue: row["reason"]) ?? .databaseDamaged,
-            detectedAt: Date(timeIntervalSince1970: row["detected_at"]), eventsSalvaged: row["events_salvaged"],
-            eventsLost: row["events_lost"], lastSequence: floor > 0 ? floor : nil)
+            reason: StateLossReason(rawValue: try row.value("reason")) ?? .databaseDamaged,
+            detectedAt: Date(timeIntervalSince1970: try row.value("detected_at")),
+            eventsSalvaged: try row.value("events_salvaged"), eventsLost: try row.value("events_lost"),
+            lastSequence: floor > 0 ? floor : nil)
         return (id, loss)
     }
 
@@ -494,8 +517,8 @@ public final class StateStore: Sendable {
                     // After a state loss: the slot's numbering continues after its last known sequence, and its
                     // first event tells the backend.
                     let key = observation.slot.key
-                    let floor = try Int.fetchOne(
-                        db, sql: "SELECT sequence FROM sequence_floor WHERE slot = ?", arguments: [key]) ?? 0
+                    let floor = try db.scalar(
+                        Int.self, "SELECT sequence FROM sequence_floor WHERE slot = ?", [key]) ?? 0
                     let base = previous?.sequence ?? 0
                     if floor > base {
                         for i in result.events.indices { result.events[i].sequence += floor - base }
@@ -504,25 +527,25 @@ public final class StateStore: Sendable {
                     if let (id, loss) = try Self.unannouncedLoss(db, slot: key, floor: floor) {
                         result.events[0].stateLost = loss
                         try db.execute(
-                            sql: "INSERT OR REPLACE INTO state_loss_notice (slot, loss) VALUES (?, ?)",
-                            arguments: [key, id])
+                            "INSERT OR REPLACE INTO state_loss_notice (slot, loss) VALUES (?, ?)",
+                            [key, id])
                     }
                 }
                 if let record = result.record, record != previous {
                     try db.execute(
-                        sql: """
+                        """
                             INSERT INTO slot (key, record, updated_at) VALUES (?, ?, ?)
                             ON CONFLICT(key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
                             """,
-                        arguments: [record.slot, try Self.encode(record), now.timeIntervalSince1970])
+                        [record.slot, try Self.encode(record), now.timeIntervalSince1970])
                 }
                 for event in result.events {
                     try db.execute(
-                        sql: """
+                        """
                             INSERT INTO event (id, slot, sequence, type, occurred_at, payload)
                             VALUES (?, ?, ?, ?, ?, ?)
                             """,
-                        arguments: [
+                        [
                             event.id.uuidString.lowercased(), event.slot, event.sequence, event.type.rawValue,
                             event.occurredAt.timeIntervalSince1970, try Self.encode(event),
                         ])
@@ -556,9 +579,9 @@ public final class StateStore: Sendable {
     public func markDelivered(_ id: UUID, at date: Date = Date()) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: "UPDATE event SET state = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
-                arguments: [date.timeIntervalSince1970, id.uuidString.lowercased()])
-            try db.execute(sql: "DELETE FROM meta WHERE key IN ('last_delivery_error', 'credentials_refused')")
+                "UPDATE event SET state = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                [date.timeIntervalSince1970, id.uuidString.lowercased()])
+            try db.execute("DELETE FROM meta WHERE key IN ('last_delivery_error', 'credentials_refused')")
         }
     }
 
@@ -567,8 +590,8 @@ public final class StateStore: Sendable {
     public func markRefused(_ id: UUID, reason: String, at date: Date = Date()) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                arguments: [reason, id.uuidString.lowercased()])
+                "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [reason, id.uuidString.lowercased()])
             try Self.setMeta(db, "last_delivery_error", reason)
             try Self.setMeta(db, "credentials_refused", reason)
         }
@@ -576,7 +599,7 @@ public final class StateStore: Sendable {
 
     /// The last credentials refusal not yet followed by a delivery (`HTTP 401`), or nil.
     public func credentialsRefused() throws(StoreError) -> String? {
-        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'credentials_refused'") }
+        try read { db in try db.scalar(String.self, "SELECT value FROM meta WHERE key = 'credentials_refused'") }
     }
 
     /// Puts a rejected event back in the outbox (`cellprov events --requeue ID`), writing beside a running daemon
@@ -587,17 +610,16 @@ public final class StateStore: Sendable {
             throw StoreError("\(path): no state database (has cellprovd run with this state directory?)")
         }
         do {
-            var config = Configuration()
-            config.busyMode = .timeout(5)
-            let queue = try DatabaseQueue(path: path, configuration: config)
+            let queue = SQLiteDatabase(
+                try SQLiteConnection(path: path, readOnly: false, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
             return try queue.write { db in
                 try db.execute(
-                    sql: """
+                    """
                         UPDATE event SET state = 'pending', last_error = 'requeued by the operator'
                         WHERE id = ? AND state = 'rejected'
                         """,
-                    arguments: [id.uuidString.lowercased()])
-                return db.changesCount == 1
+                    [id.uuidString.lowercased()])
+                return db.changes == 1
             }
         } catch {
             throw StoreError("\(path): cannot requeue the event (\(Self.reason(error)))")
@@ -615,20 +637,20 @@ public final class StateStore: Sendable {
     public func lastStateLoss() throws(StoreError) -> LossRecord? {
         try read { db in
             guard try db.tableExists("state_loss"),
-                let row = try Row.fetchOne(db, sql: "SELECT * FROM state_loss ORDER BY id DESC LIMIT 1")
+                let row = try db.rows("SELECT * FROM state_loss ORDER BY id DESC LIMIT 1").first
             else { return nil }
             return LossRecord(
-                reason: StateLossReason(rawValue: row["reason"]) ?? .databaseDamaged,
-                detectedAt: Date(timeIntervalSince1970: row["detected_at"]), eventsSalvaged: row["events_salvaged"],
-                eventsLost: row["events_lost"])
+                reason: StateLossReason(rawValue: try row.value("reason")) ?? .databaseDamaged,
+                detectedAt: Date(timeIntervalSince1970: try row.value("detected_at")),
+                eventsSalvaged: try row.value("events_salvaged"), eventsLost: try row.value("events_lost"))
         }
     }
 
     public func markRejected(_ id: UUID, reason: String) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: "UPDATE event SET state = 'rejected', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                arguments: [reason, id.uuidString.lowercased()])
+                "UPDATE event SET state = 'rejected', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [reason, id.uuidString.lowercased()])
             try Self.setMeta(db, "last_delivery_error", reason)
         }
     }
@@ -636,8 +658,8 @@ public final class StateStore: Sendable {
     public func markAttemptFailed(_ id: UUID, error: String) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                arguments: [error, id.uuidString.lowercased()])
+                "UPDATE event SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [error, id.uuidString.lowercased()])
             try Self.setMeta(db, "last_delivery_error", error)
         }
     }
@@ -659,40 +681,40 @@ public final class StateStore: Sendable {
     public func setPresence(slot: String, port: String, present: Bool) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: """
+                """
                     INSERT INTO live (slot, port, present) VALUES (?, ?, ?)
                     ON CONFLICT(slot) DO UPDATE SET port = excluded.port, present = excluded.present
                     """,
-                arguments: [slot, port, present])
+                [slot, port, present])
         }
     }
 
     /// Marks every slot absent (daemon start: presence is rebuilt by discovery).
     public func clearPresence() throws(StoreError) {
-        try write { db in try db.execute(sql: "UPDATE live SET present = 0") }
+        try write { db in try db.execute("UPDATE live SET present = 0") }
     }
 
     /// Records the outcome of a read (problem codes only: no identifiers).
     public func recordRead(slot: String, port: String, valid: Bool, problems: [String], at date: Date) throws(StoreError) {
         try write { db in
             try db.execute(
-                sql: """
+                """
                     INSERT INTO live (slot, port, present, last_read_at, valid, problems) VALUES (?, ?, 1, ?, ?, ?)
                     ON CONFLICT(slot) DO UPDATE SET port = excluded.port, present = 1,
                         last_read_at = excluded.last_read_at, valid = excluded.valid, problems = excluded.problems
                     """,
-                arguments: [slot, port, date.timeIntervalSince1970, valid, problems.joined(separator: ",")])
+                [slot, port, date.timeIntervalSince1970, valid, problems.joined(separator: ",")])
         }
     }
 
     public func liveSlots() throws(StoreError) -> [LiveSlot] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM live ORDER BY slot").map { row in
-                let problems: String? = row["problems"]
+            try db.rows("SELECT * FROM live ORDER BY slot").map { row in
+                let problems: String? = try row.optional("problems")
                 return LiveSlot(
-                    slot: row["slot"], port: row["port"], present: row["present"],
-                    lastReadAt: (row["last_read_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
-                    valid: row["valid"],
+                    slot: try row.value("slot"), port: try row.value("port"), present: try row.value("present"),
+                    lastReadAt: try row.optional("last_read_at", as: Double.self).map(Date.init(timeIntervalSince1970:)),
+                    valid: try row.optional("valid"),
                     problems: problems.map { $0.split(separator: ",").map(String.init) } ?? [])
             }
         }
@@ -710,38 +732,38 @@ public final class StateStore: Sendable {
     }
 
     public func outboxDepth() throws(StoreError) -> Int {
-        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event WHERE state = 'pending'") ?? 0 }
+        try read { db in try db.scalar(Int.self, "SELECT COUNT(*) FROM event WHERE state = 'pending'") ?? 0 }
     }
 
     public func lastDeliveryError() throws(StoreError) -> String? {
-        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'last_delivery_error'") }
+        try read { db in try db.scalar(String.self, "SELECT value FROM meta WHERE key = 'last_delivery_error'") }
     }
     // MARK: - Helpers
 
-    private func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StoreError) -> T {
         do { return try pool.read(body) } catch {
             throw StoreError("\(path): cannot read the state database (\(Self.reason(error)))")
         }
     }
 
-    private func write(_ body: (Database) throws -> Void) throws(StoreError) {
+    private func write(_ body: (SQLiteConnection) throws -> Void) throws(StoreError) {
         do { try pool.write(body) } catch {
             throw StoreError("\(path): cannot write the state database (\(Self.reason(error)))")
         }
     }
 
-    static func record(_ db: Database, slot: String) throws -> SlotRecord? {
-        guard let json = try String.fetchOne(db, sql: "SELECT record FROM slot WHERE key = ?", arguments: [slot]) else {
+    static func record(_ db: SQLiteConnection, slot: String) throws -> SlotRecord? {
+        guard let json = try db.scalar(String.self, "SELECT record FROM slot WHERE key = ?", [slot]) else {
             return nil
         }
         return try decode(SlotRecord.self, json)
     }
 
-    static func records(_ db: Database) throws -> [SlotRecord] {
-        try String.fetchAll(db, sql: "SELECT record FROM slot ORDER BY key").map { try decode(SlotRecord.self, $0) }
+    static func records(_ db: SQLiteConnection) throws -> [SlotRecord] {
+        try db.rows("SELECT record FROM slot ORDER BY key").map { try decode(SlotRecord.self, try $0.value("record")) }
     }
 
-    static func storedEvents(_ db: Database, where condition: String, order: String, limit: Int?) throws
+    static func storedEvents(_ db: SQLiteConnection, where condition: String, order: String, limit: Int?) throws
         -> [StoredEvent]
     {
         var sql = """
@@ -749,21 +771,21 @@ public final class StateStore: Sendable {
             WHERE \(condition) ORDER BY \(order)
             """
         if let limit { sql += " LIMIT \(limit)" }
-        return try Row.fetchAll(db, sql: sql).map { row in
+        return try db.rows(sql).map { row in
             StoredEvent(
-                position: row["position"],
-                event: try decode(IdentityEvent.self, row["payload"]),
-                state: DeliveryState(rawValue: row["state"]) ?? .pending,
-                attempts: row["attempts"],
-                lastError: row["last_error"],
-                deliveredAt: (row["delivered_at"] as Double?).map { Date(timeIntervalSince1970: $0) })
+                position: try row.value("position"),
+                event: try decode(IdentityEvent.self, try row.value("payload")),
+                state: DeliveryState(rawValue: try row.value("state")) ?? .pending,
+                attempts: try row.value("attempts"),
+                lastError: try row.optional("last_error"),
+                deliveredAt: try row.optional("delivered_at", as: Double.self).map(Date.init(timeIntervalSince1970:)))
         }
     }
 
-    static func setMeta(_ db: Database, _ key: String, _ value: String) throws {
+    static func setMeta(_ db: SQLiteConnection, _ key: String, _ value: String) throws {
         try db.execute(
-            sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            arguments: [key, value])
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value])
     }
 
     static let encoder: JSONEncoder = {
@@ -784,13 +806,16 @@ public final class StateStore: Sendable {
     }
 
     static func reason(_ error: any Error) -> String {
-        if let e = error as? DatabaseError { return e.message ?? "\(e.resultCode)" }
+        if let e = error as? SQLiteError { return e.message }
         return "\(error)"
     }
 
+    /// The time in UTC as `20261130T065408Z` (the suffix of a damaged database kept aside).
     static func stamp() -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
-        return f.string(from: Date()).replacingOccurrences(of: ":", with: "")
+        var now = time(nil)
+        var t = tm()
+        gmtime_r(&now, &t)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(t.tm_year + 1900)\(two(t.tm_mon + 1))\(two(t.tm_mday))T\(two(t.tm_hour))\(two(t.tm_min))\(two(t.tm_sec))Z"
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import CellprovCore
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -31,13 +32,16 @@ final class BusSocketWatch {
         guard let path = Self.socketPath(address: address ?? Self.defaultAddress), path.hasPrefix("/") else {
             return nil
         }
-        var child = (path as NSString).lastPathComponent
-        var directory = (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        while !(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) {
+        var child = PathText.lastComponent(path)
+        var directory = PathText.deletingLastComponent(path)
+        func isDirectory(_ path: String) -> Bool {
+            var st = stat()
+            return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        }
+        while !isDirectory(directory) {
             guard directory != "/", !directory.isEmpty else { return nil }
-            child = (directory as NSString).lastPathComponent
-            directory = (directory as NSString).deletingLastPathComponent
+            child = PathText.lastComponent(directory)
+            directory = PathText.deletingLastComponent(directory)
         }
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { return nil }
@@ -86,7 +90,7 @@ final class BusSocketWatch {
             guard entry.hasPrefix("unix:") else { continue }
             for pair in entry.dropFirst("unix:".count).split(separator: ",") where pair.hasPrefix("path=") {
                 let value = String(pair.dropFirst("path=".count))
-                return value.removingPercentEncoding ?? value
+                return value.removingPercentEscapes() ?? value
             }
         }
         return nil

@@ -1,6 +1,8 @@
 import CSystemd
 import CellprovCore
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Synchronization
 import Logging
 
 #if canImport(Glibc)
@@ -54,7 +56,7 @@ public final class ModemManagerClient: @unchecked Sendable {
     private let callTimeoutMicroseconds: UInt64
     /// The wake pipe: stop() writes to [1], the thread polls [0].
     private let wake: [Int32]
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var stopped = false
     private var started = false
     private let finished = DispatchSemaphore(value: 0)
@@ -86,24 +88,36 @@ public final class ModemManagerClient: @unchecked Sendable {
 
     /// Starts the client's thread.
     public func start() {
-        let go = lock.withLock { () -> Bool in
+        let go = lock.withLock { _ -> Bool in
             guard !started, !stopped else { return false }
             started = true
             return true
         }
         guard go else { return }
-        let thread = Thread { [self] in
+        let body = Unmanaged.passRetained(ThreadBody { [self] in
             run()
             continuation.finish()
             finished.signal()
+        })
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { argument in
+            let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
+            body.run()
+            return nil
+        }, body.toOpaque())
+        guard created == 0 else {
+            body.release()
+            lock.withLock { _ in stopped = true }
+            continuation.finish()
+            finished.signal()
+            return
         }
-        thread.name = "cellprov-modemmanager"
-        thread.start()
+        pthread_detach(thread)
     }
 
     /// Stops the thread (within one D-Bus call's time at worst) and ends the snapshot stream.
     public func stop() {
-        let wasRunning = lock.withLock { () -> Bool in
+        let wasRunning = lock.withLock { _ -> Bool in
             let r = started && !stopped
             stopped = true
             return r
@@ -117,11 +131,17 @@ public final class ModemManagerClient: @unchecked Sendable {
         finished.wait()
     }
 
-    private var isStopped: Bool { lock.withLock { stopped } }
+    private var isStopped: Bool { lock.withLock { _ in stopped } }
 
     // MARK: - The thread
 
     /// Set by the signal callback (on this thread, inside sd_bus_process).
+    /// What the client's thread runs (a POSIX thread: Foundation's Thread is not in FoundationEssentials).
+    final class ThreadBody {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
     final class Pending {
         var dirty = true
         var settleDeadline: UInt64 = 0

@@ -1,5 +1,5 @@
 import CellprovCore
-import Foundation
+import FoundationEssentials
 
 extension PortCandidate {
     /// udev's view of a port (a tty or a WWAN port), as the pure classifier's input.
@@ -34,15 +34,15 @@ public enum PortTableFile {
         // argv[0] keeps the .build/debug symlink; /proc/self/exe resolves it to .build/<triple>/debug.
         let argv0 = CommandLine.arguments.first ?? ""
         if argv0.contains("/") {
-            let dir = (argv0 as NSString).deletingLastPathComponent as NSString
-            paths.append((dir.appendingPathComponent("../../udev/ports.tsv") as NSString).standardizingPath)
-            paths.append((dir.appendingPathComponent("../share/cellprov/ports.tsv") as NSString).standardizingPath)
+            let dir = PathText.deletingLastComponent(argv0)
+            paths.append(PathText.normalized(PathText.appending("../../udev/ports.tsv", to: dir)))
+            paths.append(PathText.normalized(PathText.appending("../share/cellprov/ports.tsv", to: dir)))
         }
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            let dir = (exe as NSString).deletingLastPathComponent as NSString
-            paths.append((dir.appendingPathComponent("../../udev/ports.tsv") as NSString).standardizingPath)
-            paths.append((dir.appendingPathComponent("../../../udev/ports.tsv") as NSString).standardizingPath)
-            paths.append((dir.appendingPathComponent("../share/cellprov/ports.tsv") as NSString).standardizingPath)
+            let dir = PathText.deletingLastComponent(exe)
+            paths.append(PathText.normalized(PathText.appending("../../udev/ports.tsv", to: dir)))
+            paths.append(PathText.normalized(PathText.appending("../../../udev/ports.tsv", to: dir)))
+            paths.append(PathText.normalized(PathText.appending("../share/cellprov/ports.tsv", to: dir)))
         }
         var seen = Set<String>()
         return paths.filter { seen.insert($0).inserted }
@@ -63,7 +63,7 @@ public enum PortTableFile {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw Error(description: "cannot read \(path): \(error.localizedDescription)", isInvalid: false)
+            throw Error(description: "cannot read \(path): \(error)", isInvalid: false)
         }
         do {
             return (try PortTable(tsv: text), path)

@@ -1,6 +1,6 @@
 import CUdev
 import CellprovCore
-import Foundation
+import FoundationEssentials
 import Dispatch
 import Synchronization
 
@@ -194,7 +194,7 @@ enum UdevReading {
             // libudev's parent is the nearest existing ancestor: while the module's usb_device is not there yet
             // that is the root hub. Only the interface's own directory parent counts.
             let interfacePath = string(udev_device_get_syspath(interface)) ?? ""
-            let expectedParent = (interfacePath as NSString).deletingLastPathComponent
+            let expectedParent = PathText.deletingLastComponent(interfacePath)
             if let usb = udev_device_get_parent(interface),
                 string(udev_device_get_subsystem(usb)) == "usb", string(udev_device_get_devtype(usb)) == "usb_device",
                 string(udev_device_get_syspath(usb)) == expectedParent

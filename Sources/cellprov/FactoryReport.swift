@@ -2,7 +2,7 @@ import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovReporter
 import CellprovUdev
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// `cellprov probe --device-serial SN --report URL`: the factory station's record of the unit as built, one
@@ -21,7 +21,7 @@ struct FactoryReport {
 
     /// The device serial as scanned: 1 to 128 visible characters (no control characters, no surrounding space).
     static func validSerial(_ serial: String) -> Bool {
-        !serial.isEmpty && serial.count <= 128 && serial == serial.trimmingCharacters(in: .whitespaces)
+        !serial.isEmpty && serial.count <= 128 && serial == serial.trimmingWhitespace()
             && !serial.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 
@@ -49,10 +49,9 @@ struct FactoryReport {
         var out: [String: Placement] = [:]
         for port in ports {
             let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: port)).map {
-                $0.hasPrefix("/") ? $0 : ((port as NSString).deletingLastPathComponent as NSString)
-                    .appendingPathComponent($0)
+                $0.hasPrefix("/") ? $0 : PathText.appending($0, to: PathText.deletingLastComponent(port))
             }
-            let real = resolved.map { ($0 as NSString).standardizingPath } ?? port
+            let real = resolved.map(PathText.normalized) ?? port
             out[port] = known[port] ?? known[real] ?? Placement(slot: port, usbSerial: nil)
         }
         return out

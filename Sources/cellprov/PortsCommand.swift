@@ -2,7 +2,7 @@ import ArgumentParser
 import CellprovCore
 import CellprovUdev
 import Dispatch
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -183,11 +183,11 @@ struct PortsCommand: AsyncParsableCommand {
 
     /// One write(2) per line: stdout may be a pipe read line by line while monitoring.
     static func write(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        StandardStream.output.write(line + "\n")
     }
 
     static func printError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        StandardStream.error.write(line + "\n")
     }
 
     /// SIGINT/SIGTERM stop the monitor; its event stream then finishes and the command returns (status 0).

@@ -3,7 +3,7 @@ import CellprovCore
 import CellprovModem
 import CellprovReporter
 import CellprovSerial
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// `cellprov probe PORT...`: reads every port in parallel, once, and reports.
@@ -173,7 +173,7 @@ struct ProbeCommand: AsyncParsableCommand {
                 }
             out += String(decoding: data, as: UTF8.self) + "\n"
         }
-        FileHandle.standardOutput.write(Data(out.utf8))
+        StandardStream.output.write(out)
     }
 }
 

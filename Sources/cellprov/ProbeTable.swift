@@ -25,7 +25,7 @@ enum ProbeTable {
         var out = ""
         for row in table {
             let cells = row.enumerated().map { c, cell in
-                c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                c == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[c] - cell.count))
             }
             out += cells.joined(separator: "  ") + "\n"
         }
@@ -33,5 +33,3 @@ enum ProbeTable {
         return out
     }
 }
-
-import Foundation

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CellprovSimulator
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -126,7 +126,7 @@ struct SimulateCommand: AsyncParsableCommand {
                     quirks: quirks, linkPath: linkPath.map { count == 1 ? $0 : "\($0)\(index)" }))
         }
         // Unbuffered write: scripts read these lines (one PTY path per modem) while we keep running.
-        FileHandle.standardOutput.write(Data(simulators.map { $0.path + "\n" }.joined().utf8))
+        StandardStream.output.write(simulators.map { $0.path + "\n" }.joined())
 
         let identityFile = self.identityFile
         let signalQueue = DispatchQueue(label: "cellprov.simulate.signals")
@@ -152,7 +152,7 @@ struct SimulateCommand: AsyncParsableCommand {
                     let identity = try Self.loadIdentity(file)
                     for simulator in simulators { simulator.swapSIM(identity) }
                 } catch {
-                    FileHandle.standardError.write(Data("simulate: cannot reload \(file): \(error)\n".utf8))
+                    StandardStream.error.write("simulate: cannot reload \(file): \(error)\n")
                 }
             }
             hup.activate()

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CellprovCore
 import CellprovStore
-import Foundation
+import FoundationEssentials
 
 struct StateOptions: ParsableArguments {
     @Option(help: "The daemon's state directory.")
@@ -12,7 +12,7 @@ struct StateOptions: ParsableArguments {
             try PseudonymKey.configure(stateDirectory: stateDirectory)
             return try StateStore(readOnlyDirectory: stateDirectory)
         } catch {
-            FileHandle.standardError.write(Data("cellprov: \(error)\n".utf8))
+            StandardStream.error.write("cellprov: \(error)\n")
             throw ExitCode(2)
         }
     }
@@ -57,12 +57,12 @@ struct StatusCommand: ParsableCommand {
             case .databaseEmpty: "the database was empty"
             case .databaseDamaged: "the database was damaged"
             }
-            print("state loss: \(what), found \(ISO8601DateFormatter().string(from: loss.detectedAt)); "
+            print("state loss: \(what), found \(loss.detectedAt.formatted(.iso8601)); "
                 + "\(loss.eventsSalvaged) event(s) salvaged, \(loss.eventsLost) lost (see the journal)")
         }
         let present = live.values.filter(\.present).count
         print("slots:  \(Set(records.map(\.slot)).union(live.keys).count) known, \(present) modem\(present == 1 ? "" : "s") present at the daemon's last look")
-        let f = ISO8601DateFormatter()
+        let f = Date.ISO8601FormatStyle()
         for r in records {
             print("")
             print("slot \(r.slot)")
@@ -76,14 +76,14 @@ struct StatusCommand: ParsableCommand {
             if let l = live[r.slot] {
                 var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"
                 if let at = l.lastReadAt {
-                    now += "; last read \(f.string(from: at)): "
+                    now += "; last read \(f.format(at)): "
                     now += l.problems.isEmpty ? "ok" : l.problems.joined(separator: ", ")
                 }
                 print("  now:       \(now)")
             }
-            print("  changed:   \(f.string(from: r.updatedAt))")
+            print("  changed:   \(f.format(r.updatedAt))")
             if let e = lastEvent[r.slot] {
-                print("  last event: #\(e.event.sequence) \(e.event.type.rawValue) at \(f.string(from: e.event.occurredAt)) (\(e.state.rawValue))")
+                print("  last event: #\(e.event.sequence) \(e.event.type.rawValue) at \(f.format(e.event.occurredAt)) (\(e.state.rawValue))")
             }
         }
         let recorded = Set(records.map(\.slot))
@@ -92,7 +92,7 @@ struct StatusCommand: ParsableCommand {
             print("slot \(l.slot)  (no identity recorded yet)")
             var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"
             if let at = l.lastReadAt {
-                now += "; last read \(f.string(from: at)): " + (l.problems.isEmpty ? "ok" : l.problems.joined(separator: ", "))
+                now += "; last read \(f.format(at)): " + (l.problems.isEmpty ? "ok" : l.problems.joined(separator: ", "))
             }
             print("  now:       \(now)")
         }
@@ -132,11 +132,11 @@ struct EventsCommand: ParsableCommand {
             do {
                 done = try StateStore.requeue(directory: state.stateDirectory, id: id)
             } catch {
-                FileHandle.standardError.write(Data("cellprov: \(error)\n".utf8))
+                StandardStream.error.write("cellprov: \(error)\n")
                 throw ExitCode(2)
             }
             guard done else {
-                FileHandle.standardError.write(Data("cellprov: no rejected event \(requeue.lowercased())\n".utf8))
+                StandardStream.error.write("cellprov: no rejected event \(requeue.lowercased())\n")
                 throw ExitCode(1)
             }
             print("\(requeue.lowercased()): back in the outbox; cellprovd sends it at its next attempt "
@@ -149,22 +149,16 @@ struct EventsCommand: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.dateEncodingStrategy = .iso8601
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            let decoration = ISO8601DateFormatter()
             for e in events {
-                var object = try JSONSerialization.jsonObject(with: encoder.encode(e.event)) as? [String: Any] ?? [:]
-                var delivery: [String: Any] = ["state": e.state.rawValue, "attempts": e.attempts]
-                delivery["last_error"] = e.lastError ?? NSNull()
-                delivery["delivered_at"] = e.deliveredAt.map { decoration.string(from: $0) } ?? NSNull()
-                object["delivery"] = delivery
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                let line = EventLine(event: e.event, delivery: .init(e))
+                print(String(decoding: try encoder.encode(line), as: UTF8.self))
             }
             return
         }
-        let f = ISO8601DateFormatter()
+        let f = Date.ISO8601FormatStyle()
         for e in events {
             let ev = e.event
-            var line = "\(f.string(from: ev.occurredAt))  \(ev.slot)  #\(ev.sequence)  \(ev.type.rawValue)"
+            var line = "\(f.format(ev.occurredAt))  \(ev.slot)  #\(ev.sequence)  \(ev.type.rawValue)"
             line += "  [\(ev.severity.rawValue)]  \(e.state.rawValue)"
             print(line)
             print("    now:      \(ev.identity)")
@@ -174,5 +168,48 @@ struct EventsCommand: ParsableCommand {
             if !ev.problems.isEmpty { print("    problems: \(ev.problems.map(\.code.rawValue).joined(separator: ", "))") }
             if let err = e.lastError { print("    delivery: \(err)") }
         }
+    }
+}
+
+/// One line of `cellprov events --json`: the event's own keys, and `delivery` (its outbox state; keys with no
+/// value are written as null, so a consumer sees every key on every line).
+struct EventLine: Encodable {
+    var event: IdentityEvent
+    var delivery: Delivery
+
+    struct Delivery: Encodable {
+        var state: String
+        var attempts: Int
+        var lastError: String?
+        var deliveredAt: Date?
+
+        init(_ e: StoredEvent) {
+            state = e.state.rawValue
+            attempts = e.attempts
+            lastError = e.lastError
+            deliveredAt = e.deliveredAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case state, attempts
+            case lastError = "last_error"
+            case deliveredAt = "delivered_at"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(state, forKey: .state)
+            try c.encode(attempts, forKey: .attempts)
+            try c.encode(lastError, forKey: .lastError)  // Optional.encode writes null
+            try c.encode(deliveredAt, forKey: .deliveredAt)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case delivery }
+
+    func encode(to encoder: any Encoder) throws {
+        try event.encode(to: encoder)  // the event's keys, in the same object
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(delivery, forKey: .delivery)
     }
 }

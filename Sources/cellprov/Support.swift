@@ -1,6 +1,6 @@
 import CellprovCore
 import CellprovStore
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// stderr logging for the CLI: swift-log's stream handler, level from -v. Not CellprovSystemd's handlers: linking
@@ -29,8 +29,8 @@ enum PseudonymKey {
         let path = stateDirectory + "/" + PseudonymKeyFile.fileName
         guard FileManager.default.fileExists(atPath: path) else { return }
         guard FileManager.default.isReadableFile(atPath: path) else {
-            FileHandle.standardError.write(Data(
-                "cellprov: note: \(path) is not readable by this user; references (ref ...) will not match the daemon's logs (run as root or the cellprov user)\n".utf8))
+            StandardStream.error.write(
+                "cellprov: note: \(path) is not readable by this user; references (ref ...) will not match the daemon's logs (run as root or the cellprov user)\n")
             return
         }
         if let key = try PseudonymKeyFile.load(path: path) {

@@ -3,9 +3,13 @@ import CellprovCore
 import CellprovDaemon
 import CellprovStore
 import CellprovSystemd
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// cellprovd: argument parsing and wiring only; the parts live in CellprovDaemon. Run by the multi-call
 /// executable (Sources/cellprov-main) when invoked as cellprovd, and by the development `cellprovd` executable.
@@ -45,7 +49,7 @@ public struct CellprovDaemonCommand: AsyncParsableCommand {
         do {
             settings = try path.map { p throws(ConfigError) in try DaemonConfig.load(path: p) } ?? DaemonConfig()
         } catch {
-            FileHandle.standardError.write(Data("cellprovd: \(error)\n".utf8))
+            StandardStream.error.write("cellprovd: \(error)\n")
             throw ExitCode(78)
         }
         if check {
@@ -54,7 +58,7 @@ public struct CellprovDaemonCommand: AsyncParsableCommand {
         }
         let levelName = logLevel ?? settings.logLevel
         guard let level = Logger.Level(rawValue: levelName) else {
-            FileHandle.standardError.write(Data("cellprovd: unknown log level \(levelName)\n".utf8))
+            StandardStream.error.write("cellprovd: unknown log level \(levelName)\n")
             throw ExitCode(64)
         }
         CellprovLogging.bootstrap(identifier: "cellprovd", level: level)

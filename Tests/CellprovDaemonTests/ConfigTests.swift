@@ -1,5 +1,6 @@
 import CellprovDaemon
 import CellprovSimulator
+import CellprovTestKit
 import Foundation
 import Testing
 

@@ -1,5 +1,6 @@
 import CellprovCore
 import CellprovSimulator
+import CellprovTestKit
 import CellprovStore
 import Foundation
 import Testing

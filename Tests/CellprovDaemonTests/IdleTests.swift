@@ -1,4 +1,5 @@
 import CellprovSimulator
+import CellprovTestKit
 import Foundation
 import Testing
 

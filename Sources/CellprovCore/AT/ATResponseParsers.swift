@@ -95,7 +95,7 @@ public enum ATResponse {
     /// A status byte as decimal (TS 27.007), or as hexadecimal digits when the decimal reading is no ISO 7816-4
     /// SW1 (0x61-0x6F, 0x90-0x9F) and the hexadecimal one is.
     static func statusByte(_ raw: Substring, isSW1: Bool) -> Int? {
-        let s = raw.trimmingCharacters(in: .whitespaces).trimmingQuotes()
+        let s = raw.trimmingWhitespace().trimmingQuotes()
         let decimal = Int(s)
         guard isSW1 else { return decimal.flatMap { (0...255).contains($0) ? $0 : nil } ?? Int(s, radix: 16) }
         func isSW1Value(_ v: Int) -> Bool { (0x61...0x6F).contains(v) || (0x90...0x9F).contains(v) }
@@ -107,11 +107,11 @@ public enum ATResponse {
     /// The elementary file an `AT+CRSM=<command>,<fileid>,...` command line reads (decimal or `0x` hexadecimal
     /// file id), or nil for another command.
     public static func crsmFileID(ofCommand command: String) -> Int? {
-        let c = command.trimmingCharacters(in: .whitespaces).uppercased()
+        let c = command.trimmingWhitespace().uppercased()
         guard c.hasPrefix("AT+CRSM=") else { return nil }
         let args = c.dropFirst("AT+CRSM=".count).split(separator: ",", omittingEmptySubsequences: false)
         guard args.count >= 2 else { return nil }
-        let id = args[1].trimmingCharacters(in: .whitespaces)
+        let id = args[1].trimmingWhitespace()
         if id.hasPrefix("0X") { return Int(id.dropFirst(2), radix: 16) }
         return Int(id)
     }
@@ -147,7 +147,7 @@ public enum ATResponse {
     }
 
     static func clean(_ raw: String) -> String {
-        raw.trimmingCharacters(in: .whitespaces).trimmingQuotes().trimmingCharacters(in: .whitespaces)
+        raw.trimmingWhitespace().trimmingQuotes().trimmingWhitespace()
     }
 }
 
@@ -225,4 +225,4 @@ extension String {
     }
 }
 
-import Foundation
+import FoundationEssentials

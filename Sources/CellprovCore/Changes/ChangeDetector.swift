@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Turns one observation of a slot into identity events and the slot's next record. Pure: no I/O, no clock
 /// (the time is `now`), no random ids (`makeID`).

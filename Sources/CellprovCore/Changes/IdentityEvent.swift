@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The change detector's data types. They are the data channel: they hold raw digits (IMEI, IMSI, ICCID) and
 // go only to the store and the backend payload, never to a log. Their JSON form is fixed here (snake_case keys,

@@ -192,7 +192,7 @@ public struct PortCandidate: Sendable, Equatable {
                 ?? pciParentSyspath.flatMap { PCIAddress.nearest(in: $0) }
             if let address { return "pci-\(address)" }
             // A WWAN device on no PCI bus (an SoC's rpmsg modem): the device the wwanN sits on.
-            if let syspath, let range = syspath.range(of: "/wwan/wwan") { return String(syspath[..<range.lowerBound]) }
+            if let syspath, let range = syspath.firstRange(of: "/wwan/wwan") { return String(syspath[..<range.lowerBound]) }
             return devnode
         }
         guard isUSB else { return devnode }

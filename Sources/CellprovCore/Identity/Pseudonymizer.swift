@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+import FoundationEssentials
 
 /// Turns an identifier into a short, stable, keyed reference ("ref") that can be logged in its place.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Which channel an observation came through: cellprov's own AT session on the module's port, or
 /// ModemManager's D-Bus API for a module whose AT port ModemManager owns (or that has none: MBIM/QMI-only).
@@ -171,7 +171,7 @@ extension IdentityReport {
 
     static func nonEmpty(_ s: String?) -> String? {
         guard let s else { return nil }
-        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        let t = s.trimmingWhitespace(newlines: true)
         return t.isEmpty ? nil : t
     }
 }
