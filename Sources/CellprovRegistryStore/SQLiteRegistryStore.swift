@@ -30,10 +30,27 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // GRDB's WAL set-up runs after prepareDatabase and sets `synchronous = NORMAL` on the writer (a commit
+            // is then not on disk until the next checkpoint: a power cut could lose events already answered 201).
+            // Set FULL again on the one connection that commits, and check it took.
+            let level = try pool.writeWithoutTransaction { db -> Int? in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                return try Int.fetchOne(db, sql: "PRAGMA synchronous")
+            }
+            guard level == 2 else {
+                throw RegistryStoreError("SQLite did not accept synchronous=FULL (it reports \(level ?? -1))")
+            }
+        } catch let error as RegistryStoreError {
+            throw error
         } catch {
             throw RegistryStoreError("cannot open the SQLite database: \(Self.describe(error))")
         }
         self.logger = logger
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (2 is FULL): what a commit waits for.
+    public func commitSynchronous() async throws -> Int {
+        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     static func describe(_ error: any Error) -> String {

@@ -273,6 +273,15 @@ import Testing
         }
     }
 
+    /// What the docs promise: a 201 is answered after a commit that is on disk. GRDB's WAL set-up lowers the
+    /// writer to NORMAL; the store sets FULL back.
+    @Test func sqliteCommitsWithSynchronousFull() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let sqlite = try #require(store as? SQLiteRegistryStore)
+            #expect(try await sqlite.commitSynchronous() == 2)
+        }
+    }
+
     @Test(arguments: StoreBackend.available)
     func revokingAnOperatorRevokesItsTokensAndIsAudited(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store, _ in
