@@ -890,48 +890,43 @@ struct SearchStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// The three queries of a unit summary, prepared.
-struct UnitRows: PostgresPreparedStatement {
-    static let sql = "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY($1::text[])"
-    typealias Row = (String, Int64?, Int64?, Int64?)
-    var serials: [String]
+/// A prepared statement whose one parameter is a list of serials.
+protocol SerialsStatement: PostgresPreparedStatement {
+    var serials: [String] { get }
+}
 
+extension SerialsStatement {
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 1)
         b.append(serials)
         return b
     }
+}
+
+/// The three queries of a unit summary, prepared.
+struct UnitRows: SerialsStatement {
+    static let sql = "SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial = ANY($1::text[])"
+    typealias Row = (String, Int64?, Int64?, Int64?)
+    var serials: [String]
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct SlotRows: PostgresPreparedStatement {
+struct SlotRows: SerialsStatement {
     static let sql =
         "SELECT \(PostgresRegistryStore.slotColumns) FROM slots WHERE serial = ANY($1::text[]) ORDER BY serial, origin, slot"
     typealias Row = PostgresRegistryStore.SlotRow
     var serials: [String]
 
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 1)
-        b.append(serials)
-        return b
-    }
-
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-struct OpenFlagCounts: PostgresPreparedStatement {
+struct OpenFlagCounts: SerialsStatement {
     static let sql = """
         SELECT serial, count(*) FROM flags WHERE serial = ANY($1::text[]) AND resolved_at IS NULL GROUP BY serial
         """
     typealias Row = (String, Int64)
     var serials: [String]
-
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 1)
-        b.append(serials)
-        return b
-    }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
