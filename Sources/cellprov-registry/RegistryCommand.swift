@@ -48,22 +48,30 @@ func managementLogger() -> Logger {
     return logger
 }
 
-/// Creates or replaces a credential and prints its token (one line, nothing else on stdout).
-func issueToken(
-    database: String, kind: TokenKind,
-    put: @escaping @Sendable (any RegistryStore, String) async throws -> Void
-) async throws {
-    let logger = managementLogger()
-    let store = try await openStore(database, logger: logger)
-    let token = Tokens.generate(kind)
+/// Runs one management step on the store at `database`: the store is closed afterwards, and a failure is printed
+/// (`cellprov-registry: ...`) and exits 1.
+func withManagementStore<T: Sendable>(
+    _ database: String, _ body: @escaping @Sendable (any RegistryStore) async throws -> T
+) async throws -> T {
+    let store = try await openStore(database, logger: managementLogger())
     do {
-        try await put(store, Tokens.hash(token))
+        let result = try await body(store)
+        await store.close()
+        return result
     } catch {
         await store.close()
         FileHandle.standardError.write(Data("cellprov-registry: \(error)\n".utf8))
         throw ExitCode(1)
     }
-    await store.close()
+}
+
+/// Creates or replaces a credential and prints its token (one line, nothing else on stdout).
+func issueToken(
+    database: String, kind: TokenKind,
+    put: @escaping @Sendable (any RegistryStore, String) async throws -> Void
+) async throws {
+    let token = Tokens.generate(kind)
+    try await withManagementStore(database) { store in try await put(store, Tokens.hash(token)) }
     print(token)
 }
 
@@ -158,20 +166,13 @@ extension OperatorCommand {
         @OptionGroup var db: DatabaseOption
 
         func run() async throws {
-            let logger = managementLogger()
-            let store = try await openStore(db.database, logger: logger)
+            let name = self.name
             let environment = ProcessInfo.processInfo.environment
             // Who ran the command, for the audit log: the sudo user when there is one, the uid in any case.
             let actor = "cli:" + (environment["SUDO_USER"].map { "\($0) via sudo, " } ?? "") + "uid \(getuid())"
-            let revoked: Bool
-            do {
-                revoked = try await store.revokeOperator(name: name, by: actor, at: Date())
-            } catch {
-                await store.close()
-                FileHandle.standardError.write(Data("cellprov-registry: \(error)\n".utf8))
-                throw ExitCode(1)
+            let revoked = try await withManagementStore(db.database) { store in
+                try await store.revokeOperator(name: name, by: actor, at: Date())
             }
-            await store.close()
             guard revoked else {
                 FileHandle.standardError.write(Data("cellprov-registry: operator \(name) has no valid token\n".utf8))
                 throw ExitCode(1)
