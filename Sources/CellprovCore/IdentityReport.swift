@@ -10,6 +10,11 @@ public struct IdentityReport: Sendable, CustomStringConvertible {
     public var manufacturer: String?
     public var model: String?
     public var revision: String?
+    /// The eUICC's identifier, when the card is an eUICC and its EID was read and valid (``eidStatus`` says why
+    /// not otherwise). Not yet part of ``IdentityRecord`` or the events.
+    public var eid: EID? = nil
+    /// How the EID read went: a failed read is not "no eUICC".
+    public var eidStatus: EIDReadStatus = .notAttempted
     public var problems: [Problem]
     /// AT commands sent for this read.
     public var commandCount: Int
@@ -48,6 +53,7 @@ public struct IdentityReport: Sendable, CustomStringConvertible {
         parts.append(imei.map { "\($0)" } ?? "IMEI -")
         parts.append(imsi.map { "\($0)" } ?? "IMSI -")
         parts.append(iccid.map { "\($0)" } ?? "ICCID -")
+        if let eid { parts.append("\(eid)") }
         if !problems.isEmpty { parts.append("problems: " + problems.map(\.code.rawValue).joined(separator: ",")) }
         return parts.joined(separator: ", ")
     }

@@ -13,6 +13,8 @@ public enum Severity: String, Sendable, Codable, Comparable {
 /// What a ``Problem`` is about.
 public enum ProblemField: String, Sendable, Codable {
     case imei, imsi, iccid, sim, port, modem
+    /// The eUICC's own identifier (EID, GSMA SGP.29).
+    case eid
 }
 
 /// A structured rejection or doubt: a stable machine code, the field, a severity and a human message.
@@ -43,6 +45,9 @@ public struct Problem: Sendable, Hashable, Codable, CustomStringConvertible {
         public static let iccidLength = Code(rawValue: "iccid_length")
         public static let iccidPrefix = Code(rawValue: "iccid_prefix")
         public static let iccidChecksum = Code(rawValue: "iccid_checksum")
+        // EID (eUICC)
+        /// The EID read from the card is malformed or fails its check digits (a warning: the read stays valid).
+        public static let eidInvalid = Code(rawValue: "eid_invalid")
         // SIM
         public static let simNotInserted = Code(rawValue: "sim_not_inserted")
         public static let simPINRequired = Code(rawValue: "sim_pin_required")

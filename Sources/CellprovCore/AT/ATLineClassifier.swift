@@ -46,8 +46,11 @@ public struct ATLineClassifier: Sendable {
     /// `expectedPrefix` is the information prefix the command answers with, e.g. `+CPIN:` for `AT+CPIN?`.
     public func classify(_ line: String, pendingCommand: String?, expectedPrefix: String?) -> ATLineKind {
         if let final = ATFinalResult(line: line) {
-            // "RING"-like lines are not finals; digits-only finals ("0") only count when a command is pending.
-            if pendingCommand != nil || !line.allSatisfy(\.isNumber) { return .final(final) }
+            // "RING"-like lines are not finals; digits-only finals ("0") only count when a command is pending, and
+            // not after AT+CCHO, whose answer may be the bare channel number ("3" is no NO CARRIER there).
+            let digitsOnly = line.allSatisfy(\.isNumber)
+            if let pending = pendingCommand, digitsOnly, Self.answersBareNumber(pending) { return .information }
+            if pendingCommand != nil || !digitsOnly { return .final(final) }
         }
         guard let pending = pendingCommand else { return Self.isCommandLine(line) ? .foreignEcho : .unsolicited }
         if isEcho(line, of: pending) { return .echo }
@@ -102,6 +105,12 @@ public struct ATLineClassifier: Sendable {
         (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")
     }
     private static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+
+    /// Commands whose answer may be a bare number, so that a digits-only line is their value, not a numeric
+    /// result code: `AT+CCHO`, which Fibocom FM350-GL answers with the channel alone (lpac #209, #445).
+    static func answersBareNumber(_ command: String) -> Bool {
+        command.utf8.count >= 8 && command.prefix(8).uppercased() == "AT+CCHO="
+    }
 
     /// True if `line` has the form of a known URC.
     public static func isURC(_ line: String) -> Bool {
