@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovReporter
 import CellprovSerial
 import FoundationEssentials
@@ -332,16 +333,13 @@ extension DaemonConfig {
             guard let raw = backend["url"]?.string else {
                 throw fail("backend", "the [backend] table needs a url (leave the table out to keep events local)")
             }
-            guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), let host = url.host,
-                !host.isEmpty
-            else { throw fail("backend.url", "not a valid URL") }
-            switch scheme {
-            case "https": break
-            case "http":
-                guard isLoopback(host) else {
-                    throw fail("backend.url", "plain http is allowed only to loopback addresses; use https")
-                }
-            default: throw fail("backend.url", "the scheme must be https")
+            guard let url = URL(string: raw) else { throw fail("backend.url", "not a valid URL") }
+            switch BackendURL.check(url) {
+            case .allowed: break
+            case .invalid: throw fail("backend.url", "not a valid URL")
+            case .plainHTTPNotLoopback:
+                throw fail("backend.url", "plain http is allowed only to loopback addresses; use https")
+            case .unsupportedScheme: throw fail("backend.url", "the scheme must be https")
             }
             var b = Backend(url: url)
             b.tokenFile = backend["token_file"]?.string
@@ -384,16 +382,13 @@ extension DaemonConfig {
             for case let (key, path?) in files {
                 guard fm.isReadableFile(atPath: path) else { throw fail(key, "\(path): no such readable file") }
             }
+            // The token file's rule (``TokenFile``: 0600, or 0640 root:cellprov as the example says; one token on
+            // one line), the same the reporter applies when it reads the file at start and on SIGHUP.
             if let token = b.tokenFile {
-                var st = stat()
-                // 0640 root:cellprov (as the example says: the daemon runs as cellprov) or 0600; never writable by
-                // the group, never readable by others.
-                if stat(token, &st) == 0, st.st_mode & 0o037 != 0 {
-                    throw fail(
-                        "backend.token_file",
-                        "\(token) is writable by its group or readable by others (mode "
-                            + "\(String(st.st_mode & 0o777, radix: 8))); chmod 600 it (or 640, group cellprov)"
-                    )
+                do {
+                    _ = try TokenFile.read(path: token)
+                } catch {
+                    throw fail("backend.token_file", error.description)
                 }
             }
         }
@@ -412,8 +407,6 @@ extension DaemonConfig {
             throw fail("discovery.ports_table", "\(table): no such readable file")
         }
     }
-
-    static func isLoopback(_ host: String) -> Bool { Reporter.isLoopback(host) }
 }
 
 /// Finds the line of `table.key` (or `[table]`) in TOML text, for error messages; TOMLKit gives positions only

@@ -157,14 +157,9 @@ public struct DaemonService: Service, CustomStringConvertible {
 }
 
 extension DaemonService {
+    /// The reporter's configuration, with the token read under ``TokenFile``'s rule: at start and on SIGHUP alike.
     func reporterConfiguration(_ backend: DaemonConfig.Backend) throws -> ReporterConfiguration {
-        var token: String?
-        if let file = backend.tokenFile {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw ReporterError(description: "\(file): cannot read the token file")
-            }
-            token = String(decoding: data, as: UTF8.self).trimmingWhitespace(newlines: true)
-        }
+        let token = try backend.tokenFile.map { path throws(ReporterError) in try TokenFile.read(path: path) }
         return ReporterConfiguration(
             url: backend.url, token: token, caFile: backend.caFile, clientCertificate: backend.clientCertificate,
             clientKey: backend.clientKey, deviceSerial: config.deviceSerial)

@@ -184,8 +184,6 @@ actor SlotSession {
         let me = continuation
         let item = DispatchWorkItem { me.yield(.timer) }
         timer = item
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        DaemonExecutor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: item)
+        DaemonExecutor.queue.asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds)), execute: item)
     }
 }

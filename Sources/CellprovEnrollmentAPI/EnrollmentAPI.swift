@@ -7,6 +7,11 @@ public enum EnrollmentAPI {
     /// The path, appended to a backend's base URL, that events are posted to.
     public static let path = "/v1/enrollments"
 
+    /// Where events are posted for the backend at `base`: `base` + ``path``.
+    public static func url(base: URL) -> URL {
+        base.appendingPathComponent(String(path.dropFirst()))
+    }
+
     /// Every event type the API accepts: cellprovd's (`IdentityEventType`) and the API-only ones.
     public static let eventTypes: Set<String> =
         Set(IdentityEventType.allCases.map(\.rawValue)).union(APIEventType.allCases.map(\.rawValue))
@@ -86,7 +91,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         }
     }
 
-    /// IMEI, IMSI and ICCID as digit strings (the values read, for `identity_invalid` as read).
+    /// IMEI, IMSI and ICCID as digit strings (the values read, for `identity_invalid` as read). Encoded as the
+    /// core's `IdentitySnapshot` is (a value not read is left out).
     public struct Identity: Sendable, Codable, Equatable {
         public var imei: String?
         public var imsi: String?
@@ -104,13 +110,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
 
         public var snapshot: IdentitySnapshot { IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid) }
 
-        public func encode(to encoder: any Encoder) throws {
-            enum K: String, CodingKey { case imei, imsi, iccid }
-            var c = encoder.container(keyedBy: K.self)
-            try c.encodeIfPresent(imei, forKey: .imei)
-            try c.encodeIfPresent(imsi, forKey: .imsi)
-            try c.encodeIfPresent(iccid, forKey: .iccid)
-        }
+        public func encode(to encoder: any Encoder) throws { try snapshot.encode(to: encoder) }
     }
 
     /// The keyed pseudonyms (10 lowercase hex characters) of the values in `identity`, as the sender's log prints
@@ -345,9 +345,9 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         try JSONDecoder().decode(EnrollmentRequest.self, from: Data(bytes))
     }
 
-    /// RFC 3339 in UTC, whole seconds, as the API writes times.
+    /// RFC 3339 in UTC, whole seconds, as the API writes times (``EnrollmentTimestamp/format(_:)``).
     public static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601)
+        EnrollmentTimestamp.format(date)
     }
 
     public var description: String { "EnrollmentRequest(\(eventID), \(type))" }

@@ -198,8 +198,7 @@ public final class ATChannel: Sendable {
                         code: .writeFailed, command: command, detail: "\(error)")))
                     return
                 }
-                let nanoseconds = max(0, timeout.components.seconds * 1_000_000_000
-                    + timeout.components.attoseconds / 1_000_000_000)
+                let nanoseconds = max(0, timeout.nanoseconds)
                 Self.timerQueue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) { [weak self] in
                     self?.timedOut(id: id)
                 }
@@ -380,9 +379,7 @@ public final class ATChannel: Sendable {
         if pause > .zero {
             // Blocks the transport's own delivery queue (one per port): no more bytes are read, framed or
             // classified meanwhile; the kernel holds (or drops) the flood.
-            let (seconds, attoseconds) = pause.components
-            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-            _ = DispatchSemaphore(value: 0).wait(timeout: .now() + .nanoseconds(nanoseconds))
+            _ = DispatchSemaphore(value: 0).wait(timeout: .now() + .nanoseconds(Int(pause.nanoseconds)))
         }
     }
 

@@ -213,12 +213,14 @@ public final class WebhookAlerter: Sendable {
     }
 
     private func post(_ body: [UInt8]) async -> Outcome {
-        var request = HTTPClientRequest(url: configuration.url)
+        // Built and scrubbed as cellprovd's and the factory station's senders do (CellprovCore's JSONPost and
+        // HTTPAnswer); the registry does not link their transport (a daemon edge).
+        let post = JSONPost(
+            url: configuration.url, body: body, userAgent: "cellprov-registry", extraHeaders: configuration.headers)
+        var request = HTTPClientRequest(url: post.url)
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "cellprov-registry")
-        for (name, value) in configuration.headers { request.headers.add(name: name, value: value) }
-        request.body = .bytes(ByteBuffer(bytes: body))
+        for (name, value) in post.headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: post.body))
         do {
             let response = try await client.execute(
                 request, timeout: .milliseconds(configuration.requestTimeout.milliseconds))
@@ -238,7 +240,7 @@ public final class WebhookAlerter: Sendable {
             }
         } catch {
             // Error texts of the HTTP client name hosts and states, never the body.
-            return .retry(after: nil, reason: Redaction.scrub(String(describing: error)))
+            return .retry(after: nil, reason: HTTPAnswer.failure(String(describing: error)))
         }
     }
 
@@ -258,12 +260,5 @@ public final class WebhookAlerter: Sendable {
         case .warning: 1
         case .critical: 2
         }
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -39,9 +39,6 @@ public struct IngestContext: Sendable, Equatable {
 /// The registry's ingest-time red-flag rules (docs/registry.md, "Flags"). Each rule is a pure function of an
 /// ``IngestContext``; ``evaluate(_:)`` runs them all. Summaries never carry identifier digits; evidence does.
 public enum FlagRules {
-    /// The event type of a factory station's manufacturing record.
-    public static let manufacturedType = "manufactured"
-
     /// Every flag the event raises, in a fixed order (the store deduplicates by key against open flags).
     public static func evaluate(_ context: IngestContext) -> [NewFlag] {
         var flags = [NewFlag]()
@@ -128,7 +125,7 @@ public enum FlagRules {
         let r = c.request
         switch c.origin {
         case .device:
-            guard r.type != IdentityEventType.identityInvalid.rawValue, r.type != manufacturedType,
+            guard r.type != IdentityEventType.identityInvalid.rawValue, r.type != APIEventType.manufactured.rawValue,
                 let imei = r.identity.imei, isTrustedIMEI(imei), !c.manufacturingIMEIs.isEmpty,
                 !c.manufacturingIMEIs.contains(imei)
             else { return [] }

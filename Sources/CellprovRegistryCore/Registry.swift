@@ -325,7 +325,7 @@ public struct SearchTerms: Sendable, Equatable {
             iccid = String(compact.dropLast())
         }
         let lower = trimmed.lowercased()
-        if lower.utf8.count == 10, lower.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
+        if PseudonymReference.isWellFormed(lower) {
             reference = lower
         }
         serial = trimmed

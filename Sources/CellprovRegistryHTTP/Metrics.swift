@@ -16,7 +16,7 @@ public final class RegistryMetrics: Sendable {
     ]
 
     /// Event types counted by name; anything else is counted as `other`.
-    static let knownTypes: Set<String> = Set(IngestValidation.eventTypes)
+    static let knownTypes: Set<String> = EnrollmentAPI.eventTypes
 
     public init() {
         registry = PrometheusCollectorRegistry()

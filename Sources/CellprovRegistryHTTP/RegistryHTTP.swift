@@ -102,7 +102,7 @@ public struct RegistryRequestContext: RequestContext, RemoteAddressRequestContex
         guard let cert = try? await channel.nioSSL_peerCertificate().get(), let der = try? cert.toDERBytes() else {
             return nil
         }
-        return ClientCertificate.commonName(der: der).flatMap { IngestValidation.isPlausibleSerial($0) ? $0 : nil }
+        return ClientCertificate.commonName(der: der).flatMap { DeviceSerial.isValid($0) ? $0 : nil }
     }
 
     /// Bodies are collected explicitly with a per-route bound; this is the outer bound.
@@ -254,7 +254,6 @@ struct DeviceAPI {
         if let problem = IngestValidation.problem(event) {
             return refused(.unprocessableContent, problem, type: event.type, outcome: "invalid")
         }
-        let references = IngestValidation.references(event)
 
         // 3. Who may post this event.
         let serial: String
@@ -271,7 +270,7 @@ struct DeviceAPI {
                 await refuse(serial: claimed, actor: actor, reason: "device token used for another serial", context)
                 return refused(.forbidden, "token is not this device's", type: event.type, outcome: "forbidden")
             }
-            if event.type == IngestValidation.manufactured {
+            if event.type == APIEventType.manufactured.rawValue {
                 await refuse(serial: tokenSerial, actor: actor, reason: "device token posted a factory record", context)
                 return refused(.forbidden, "devices may not post manufactured", type: event.type, outcome: "forbidden")
             }
@@ -282,10 +281,10 @@ struct DeviceAPI {
             guard record.revokedAt == nil else {
                 return refused(.forbidden, "token revoked", type: event.type, outcome: "forbidden")
             }
-            guard event.type == IngestValidation.manufactured else {
+            guard event.type == APIEventType.manufactured.rawValue else {
                 return refused(.forbidden, "stations may post manufactured only", type: event.type, outcome: "forbidden")
             }
-            guard let claimed = event.device.serial, IngestValidation.isPlausibleSerial(claimed) else {
+            guard let claimed = event.device.serial, DeviceSerial.isValid(claimed) else {
                 return refused(
                     .unprocessableContent, "a factory record needs device.serial", type: event.type, outcome: "invalid")
             }
@@ -299,10 +298,11 @@ struct DeviceAPI {
         let outcome: IngestOutcome
         do {
             outcome = try await state.store.ingest(
-                event, serial: serial, origin: origin, references: references, receivedAt: Date())
+                event, serial: serial, origin: origin, references: [], receivedAt: Date())
         } catch {
             state.metrics.eventIngested(type: event.type, outcome: "error")
             return state.storeFailure(error, "ingest")
+            // The payload's `references` are the store's to check and index (one place: StoreSupport.references).
         }
         switch outcome {
         case .duplicate:
@@ -344,43 +344,25 @@ struct DeviceAPI {
 /// Checks of a decoded enrollment body beyond its JSON shape (each failure is a 422: the payload is wrong and
 /// resending it cannot help).
 enum IngestValidation {
-    static let manufactured = "manufactured"
-    static let eventTypes = IdentityEventType.allCases.map(\.rawValue) + [manufactured]
-    static let severities: Set<String> = ["info", "warning", "critical"]
-
+/// The rules themselves (event types, serials, references, times) are the wire module's.
     static func problem(_ e: EnrollmentRequest) -> String? {
-        if !eventTypes.contains(e.type) { return "unknown event type" }
-        if !severities.contains(e.severity) { return "unknown severity" }
+        if !EnrollmentAPI.eventTypes.contains(e.type) { return "unknown event type" }
+        if EventSeverity(rawValue: e.severity) == nil { return "unknown severity" }
         if e.eventID.isEmpty || e.eventID.utf8.count > 64
             || !e.eventID.utf8.allSatisfy({ $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) })
         {
             return "event_id is not a UUID"
         }
-        if EnrollmentTimestamp.parse(e.occurredAt) == nil { return "occurred_at is not an RFC 3339 time" }
+        if IngestTime.parse(e.occurredAt) == nil { return "occurred_at is not an RFC 3339 time" }
         if e.sequence < 1 { return "sequence must be 1 or more" }
         if e.module.slot.isEmpty || e.module.slot.utf8.count > 128 { return "module.slot is empty or too long" }
-        if let s = e.device.serial, !isPlausibleSerial(s) { return "device.serial is empty, too long or not printable" }
+        if let s = e.device.serial, !DeviceSerial.isValid(s) { return "device.serial is empty, too long or not printable" }
         for value in [e.identity.imei, e.identity.imsi, e.identity.iccid, e.previous?.imei, e.previous?.imsi,
             e.previous?.iccid]
         {
             if let value, value.utf8.count > 32 { return "an identifier is too long" }
         }
         return nil
-    }
-
-    /// 1 to 128 printable ASCII characters, no blanks.
-    static func isPlausibleSerial(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
-    }
-
-    /// The payload's optional `references` (cellprovd's log refs of the values in `identity`): only well-formed
-    /// ones (10 lowercase hex digits) are kept.
-    static func references(_ event: EnrollmentRequest) -> [String] {
-        // From the event as decoded (once: decoding the body a second time for this was 2 % of an ingest's CPU).
-        guard let refs = event.references else { return [] }
-        return [refs.imei, refs.imsi, refs.iccid].compactMap { $0 }.filter { ref in
-            ref.utf8.count == 10 && ref.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
-        }
     }
 }
 

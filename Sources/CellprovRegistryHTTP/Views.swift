@@ -1,31 +1,16 @@
 import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovRegistryCore
 import Foundation
 
-/// The operator API's JSON shapes (docs/registry-api.yaml), built from the store's domain values with every
-/// identifier masked unless `reveal` (see ``IdentifierMask``). The same values feed the pages' templates.
+// The operator API's JSON shapes (docs/registry-api.yaml), built from the store's domain values with every
+// identifier masked unless `reveal` (see ``IdentifierMask``). The same values feed the pages' templates.
+
+/// A time as the APIs write it (``EnrollmentTimestamp/format(_:)``: RFC 3339 in UTC, whole seconds); nil for nil.
 enum RFC3339 {
     static func string(_ date: Date?) -> String? {
         guard let date else { return nil }
         return EnrollmentTimestamp.format(date)
-    }
-}
-
-/// RFC 3339 in UTC, whole seconds (as the enrollment API writes times).
-enum EnrollmentTimestamp {
-    static func format(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: date)
-    }
-
-    static func parse(_ text: String) -> Date? {
-        if let d = RFC3339Time.parse(text) { return d }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: text) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: text)
     }
 }
 

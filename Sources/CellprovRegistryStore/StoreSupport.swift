@@ -14,19 +14,10 @@ enum StoreSupport {
     static func date(_ ms: Int64?) -> Date? { ms.map { date($0) } }
 
     /// `occurred_at` as sent (RFC 3339, with or without fractional seconds); `fallback` (the receive time) when
-    /// it does not parse, so that a device with a broken clock string still has its event stored.
-    ///
-    /// The usual form (`2026-11-30T05:01:02Z`, optional fraction, `Z` or `±hh:mm`) is parsed by hand: building an
-    /// `ISO8601DateFormatter` (ICU underneath) per event was the registry's largest CPU cost per ingest (a fifth of
-    /// it, docs/performance.md). Anything else goes to the formatters as before, so what they accept is unchanged.
+    /// it does not parse, so that a device with a broken clock string still has its event stored. Parsed by the
+    /// registry's ``IngestTime``, as ingest validation does.
     static func occurredAt(_ text: String, fallback: Date) -> Date {
-        if let d = RFC3339Time.parse(text) { return d }
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let d = plain.date(from: text) { return d }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text) ?? fallback
+        IngestTime.parse(text) ?? fallback
     }
 
     /// The Type Allocation Code of a 15-digit IMEI (nil otherwise): indexed so that a TAC search is one lookup.
@@ -42,17 +33,13 @@ enum StoreSupport {
         var refs = Set<String>()
         for r in reported.prefix(16) {
             let lower = r.lowercased()
-            if isReference(lower) { refs.insert(lower) }
+            if PseudonymReference.isWellFormed(lower) { refs.insert(lower) }
         }
         let p = Pseudonymizer(key: key)
         if let v = identity.imei, !v.isEmpty { refs.insert(p.reference(kind: "imei", value: v)) }
         if let v = identity.imsi, !v.isEmpty { refs.insert(p.reference(kind: "imsi", value: v)) }
         if let v = identity.iccid, !v.isEmpty { refs.insert(p.reference(kind: "iccid", value: v)) }
         return refs.sorted()
-    }
-
-    static func isReference(_ s: String) -> Bool {
-        s.utf8.count == 10 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
     /// A 64-bit advisory-lock key for a name (`imei:…`, `iccid:…`, `serial:…`): the first 8 bytes of its SHA-256.

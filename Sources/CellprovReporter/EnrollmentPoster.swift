@@ -67,8 +67,8 @@ public struct PostResult: Sendable, Codable, Equatable {
 /// and retries without end; this one retries a transient failure only a few times within a short budget (a
 /// station operator must not wait minutes), then says so.
 ///
-/// Same transport as the daemon's (``Reporter/makeClientConfiguration(_:)``): https, plain http only to loopback,
-/// the system trust store (or a CA file), 10 s to connect, 30 s per request, no redirects.
+/// Same transport as the daemon's (``HTTPSender``): https, plain http only to loopback, the system trust store (or a
+/// CA file), 10 s to connect, 30 s per request, no redirects.
 public final class EnrollmentPoster: Sendable {
     public struct Configuration: Sendable {
         /// The backend's base URL; records go to `url` + `/v1/enrollments`.
@@ -96,14 +96,14 @@ public final class EnrollmentPoster: Sendable {
 
     private let config: Configuration
     private let client: HTTPClient
+    private let sender: HTTPSender
 
     /// Checks the URL (https, or http to loopback) and reads the CA file; throws ``ReporterError`` otherwise.
     public init(_ config: Configuration) throws {
         self.config = config
-        let clientConfig = try Reporter.makeClientConfiguration(
-            ReporterConfiguration(
-                url: config.url, token: config.token, caFile: config.caFile, userAgent: config.userAgent))
+        let clientConfig = try HTTPSender.clientConfiguration(url: config.url, caFile: config.caFile)
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        sender = HTTPSender(client: client)
     }
 
     /// Posts `request`, retrying transient failures; never throws (every failure is a result).
@@ -141,33 +141,16 @@ public final class EnrollmentPoster: Sendable {
 
     /// One request: the status (nil without an answer), the reason when not stored, and whether a retry may help.
     private func send(_ body: [UInt8], eventID: String, timeout: Duration) async -> (Int?, String?, Bool) {
-        var request = HTTPClientRequest(url: config.url.appendingPathComponent("v1/enrollments").absoluteString)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Idempotency-Key", value: eventID)
-        request.headers.add(name: "User-Agent", value: config.userAgent)
-        if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        request.body = .bytes(ByteBuffer(bytes: body))
-        do {
-            let (seconds, attoseconds) = timeout.components
-            let amount = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            let response = try await client.execute(request, timeout: amount)
-            let status = Int(response.status.code)
-            // The answer's body is untrusted: its first 4 KiB at most are read (a longer one is cut, not an error: the
-            // status is the answer), and the read may fail without losing the status.
-            var bytes: [UInt8] = []
-            do {
-                for try await chunk in response.body {
-                    bytes += chunk.readableBytesView.prefix(4096 - bytes.count)
-                    if bytes.count >= 4096 { break }
-                }
-            } catch {}
-            let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace(newlines: true)
-            let reason = (200..<300).contains(status) || status == 409
-                ? nil : "HTTP \(status)" + (text.isEmpty ? "" : ": " + String(Redaction.scrub(text).prefix(200)))
+        let post = JSONPost(
+            url: EnrollmentAPI.url(base: config.url).absoluteString, body: body, userAgent: config.userAgent,
+            idempotencyKey: eventID, bearerToken: config.token)
+        switch await sender.send(post, timeout: timeout) {
+        case .answered(let status, let body):
+            let stored = (200..<300).contains(status) || status == 409
+            let reason = stored ? nil : HTTPAnswer.reason(status: status, body: body)
             return (status, reason, Self.isTransient(status: status))
-        } catch {
-            return (nil, Redaction.scrub(Reporter.describe(error)), true)
+        case .failed(let reason):
+            return (nil, reason, true)
         }
     }
 

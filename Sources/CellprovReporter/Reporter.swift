@@ -58,7 +58,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
     /// that can be fixed on our side or the backend's (credentials, a wrong URL giving 404, back-pressure) keeps
     /// it waiting, so that fixing it delivers every event.
     public static func classify(status: Int, body: String) -> DeliveryOutcome {
-        let reason = "HTTP \(status)" + (body.isEmpty ? "" : ": \(body)")
+        let reason = HTTPAnswer.reason(status: status, scrubbedBody: body)
         switch status {
         case 200..<300, 409: return .delivered(status: status)
         case 400, 413, 422: return .rejected(reason: reason)
@@ -100,30 +100,13 @@ public actor Reporter {
         (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// The HTTP client's configuration for `config`: https (plain http only to loopback), the CA file, the client
-    /// certificate. Read (and checked) at start and on reload, so that a bad file is reported then; the client
-    /// itself is made on the first delivery.
+    /// The HTTP client's configuration for `config` (``HTTPSender/clientConfiguration(url:caFile:clientCertificate:clientKey:)``).
+    /// Read (and checked) at start and on reload, so that a bad file is reported then; the client itself is made on
+    /// the first delivery.
     static func makeClientConfiguration(_ config: ReporterConfiguration) throws -> HTTPClient.Configuration {
-        let scheme = config.url.scheme?.lowercased()
-        guard scheme == "https" || (scheme == "http" && Self.isLoopback(config.url.host ?? "")) else {
-            throw ReporterError(description: "backend url: https is required (plain http only to loopback)")
-        }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let ca = config.caFile {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
-        }
-        if let cert = config.clientCertificate, let key = config.clientKey {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
-        }
-        var clientConfig = HTTPClient.Configuration(tlsConfiguration: tls)
-        clientConfig.timeout = .init(connect: .seconds(10), read: .seconds(30))
-        clientConfig.redirectConfiguration = .disallow
-        // A failed connection (refused, TLS handshake) fails the request at once, so that it is classified,
-        // counted and retried by run()'s own backoff; the pool's default is to retry silently until the request
-        // deadline, which hid the reason (and the attempt) for a whole requestTimeout.
-        clientConfig.connectionPool.retryConnectionEstablishment = false
-        return clientConfig
+        try HTTPSender.clientConfiguration(
+            url: config.url, caFile: config.caFile, clientCertificate: config.clientCertificate,
+            clientKey: config.clientKey)
     }
 
     /// New events are in the outbox.
@@ -199,30 +182,25 @@ public actor Reporter {
 
     /// One POST of one event.
     public func deliver(_ event: IdentityEvent) async -> DeliveryOutcome {
-        var request = HTTPClientRequest(url: config.url.appendingPathComponent("v1/enrollments").absoluteString)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Idempotency-Key", value: event.id.uuidString.lowercased())
-        request.headers.add(name: "User-Agent", value: config.userAgent)
-        if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let body: [UInt8]
         do {
-            let body = try EnrollmentPayload.encode(event, deviceSerial: config.deviceSerial)
-            request.body = .bytes(ByteBuffer(bytes: body))
-            let (seconds, attoseconds) = config.requestTimeout.components
-            let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            let response = try await httpClient().execute(request, timeout: timeout)
-            let bytes = try await response.body.collect(upTo: 4096)
-            return Self.outcome(status: Int(response.status.code), body: Array(bytes.readableBytesView))
+            body = try EnrollmentPayload.encode(event, deviceSerial: config.deviceSerial)
         } catch {
-            return .retry(reason: Redaction.scrub(Self.describe(error)))
+            return .retry(reason: HTTPAnswer.failure(HTTPSender.describe(error)))
+        }
+        let post = JSONPost(
+            url: EnrollmentAPI.url(base: config.url).absoluteString, body: body, userAgent: config.userAgent,
+            idempotencyKey: event.id.uuidString.lowercased(), bearerToken: config.token)
+        switch await HTTPSender(client: httpClient()).send(post, timeout: config.requestTimeout) {
+        case .answered(let status, let body): return Self.outcome(status: status, body: body)
+        case .failed(let reason): return .retry(reason: reason)
         }
     }
 
     /// The outcome of the backend's answer. Its body is untrusted text that may echo the payload: scrubbed of
     /// anything that could be an identifier and cut to 200 characters before it becomes a reason (stored, logged).
     public static func outcome(status: Int, body: [UInt8]) -> DeliveryOutcome {
-        let text = String(decoding: body, as: UTF8.self).trimmingWhitespace(newlines: true)
-        return DeliveryOutcome.classify(status: status, body: String(Redaction.scrub(text).prefix(200)))
+        DeliveryOutcome.classify(status: status, body: HTTPAnswer.scrubbedBody(body))
     }
 
     private func record(_ event: IdentityEvent, _ outcome: DeliveryOutcome) {
@@ -305,21 +283,6 @@ public actor Reporter {
     private func endSleep() {
         sleeper?.resume()
         sleeper = nil
-    }
-
-    /// localhost, ::1, or a dotted quad in 127.0.0.0/8: where plain http is allowed.
-    public static func isLoopback(_ host: String) -> Bool {
-        let h = host.trimmingScalars { $0 == "[" || $0 == "]" }.lowercased()
-        if h == "localhost" || h == "::1" { return true }
-        // 127.0.0.0/8, as a dotted quad only ("127.example.com" is a name anyone can register).
-        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let e = error as? HTTPClientError { return "\(e)" }
-        if let e = error as? NIOSSLError { return "TLS: \(e)" }
-        return "\(error)"
     }
 }
 

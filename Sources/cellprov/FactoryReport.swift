@@ -19,20 +19,14 @@ struct FactoryReport {
     let poster: EnrollmentPoster
     let logger: Logger
 
-    /// The device serial as scanned: 1 to 128 visible characters (no control characters, no surrounding space).
-    static func validSerial(_ serial: String) -> Bool {
-        !serial.isEmpty && serial.count <= 128 && serial == serial.trimmingWhitespace()
-            && !serial.unicodeScalars.contains { $0.properties.generalCategory == .control }
-    }
+    /// The device serial as scanned: the registry's rule (``DeviceSerial/isValid(_:)``), so that a serial the
+    /// station accepts is one the registry stores.
+    static func validSerial(_ serial: String) -> Bool { DeviceSerial.isValid(serial) }
 
-    /// Whether `url` may carry records: https, or plain http to a loopback host (tests, a local registry).
+    /// Whether `url` may carry records (``BackendURL``): https, or plain http to a loopback host.
     static func acceptableURL(_ text: String) -> URL? {
-        guard let url = URL(string: text), let host = url.host, !host.isEmpty else { return nil }
-        switch url.scheme?.lowercased() {
-        case "https": return url
-        case "http": return Reporter.isLoopback(host) ? url : nil
-        default: return nil
-        }
+        guard let url = URL(string: text), BackendURL.check(url) == .allowed else { return nil }
+        return url
     }
 
     /// The slot key of each port as the daemon would key its module: the USB device's ID_PATH (or the PCI

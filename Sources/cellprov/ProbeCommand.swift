@@ -84,7 +84,7 @@ struct ProbeCommand: AsyncParsableCommand {
             }
             guard let deviceSerial else { throw ValidationError("--report needs --device-serial") }
             guard FactoryReport.validSerial(deviceSerial) else {
-                throw ValidationError("--device-serial: 1 to 128 characters, no control characters or outer spaces")
+                throw ValidationError("--device-serial: 1 to 128 printable ASCII characters, no spaces")
             }
         } else {
             if deviceSerial != nil { throw ValidationError("--device-serial goes with --report") }

@@ -291,6 +291,9 @@ import Testing
         ["--device-serial", "", "--report", "https://registry.example.net"],
         ["--device-serial", " GW-1", "--report", "https://registry.example.net"],
         ["--device-serial", "GW\u{7}1", "--report", "https://registry.example.net"],
+        // The registry's serial rule (DeviceSerial): an inner blank or a non-ASCII character is refused here too.
+        ["--device-serial", "GW 1", "--report", "https://registry.example.net"],
+        ["--device-serial", "GW-\u{e9}", "--report", "https://registry.example.net"],
     ])
     func usageErrors(arguments: [String]) async throws {
         let run = try await CLI.run(["probe"] + arguments + ["/dev/null"])

@@ -588,7 +588,7 @@ struct ChangeDetectorTests {
 
     // MARK: Wire form
 
-    @Test("events encode with snake_case keys and explicit nulls, and decode back")
+    @Test("events encode with snake_case keys and the API's null rule (previous null, others absent), and decode back")
     func wireForm() throws {
         let result = cdEvaluate(nil, .noSIM(), others: [cdRecord(slot: CDValue.otherSlot)])
         let event = try #require(result.events.first)
@@ -599,15 +599,15 @@ struct ChangeDetectorTests {
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(Set(object.keys) == [
             "id", "type", "slot", "sequence", "occurred_at", "severity", "module", "identity", "previous",
-            "usb_serial_changed", "other_slots", "problems", "state_lost",
+            "other_slots", "problems",
         ])
         #expect(object["id"] as? String == event.id.uuidString.lowercased())  // one spelling everywhere
-        #expect(object["state_lost"] is NSNull)
+        #expect(object["state_lost"] == nil)
         #expect(object["type"] as? String == "duplicate_imei")
         #expect(object["previous"] is NSNull)
-        #expect(object["usb_serial_changed"] is NSNull)
+        #expect(object["usb_serial_changed"] == nil)
         let identity = try #require(object["identity"] as? [String: Any])
-        #expect(identity["imsi"] is NSNull && identity["iccid"] is NSNull)
+        #expect(identity["imsi"] == nil && identity["iccid"] == nil)
         #expect(identity["imei"] as? String == CDValue.imeiA)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -616,7 +616,7 @@ struct ChangeDetectorTests {
         let record = try #require(result.record)
         let recordData = try encoder.encode(record)
         let recordObject = try #require(try JSONSerialization.jsonObject(with: recordData) as? [String: Any])
-        #expect(recordObject["last_invalid"] is NSNull)
+        #expect(recordObject["last_invalid"] == nil)
         #expect(recordObject["sim_present"] as? Bool == false)
         #expect(try decoder.decode(SlotRecord.self, from: recordData) == record)
     }

@@ -1,3 +1,4 @@
+import CellprovEnrollmentAPI
 import CellprovRegistryCore
 import Foundation
 import Testing
@@ -39,6 +40,13 @@ import Testing
         }
         // What the caller ends with (fast, else formatters) is what the formatters alone give.
         #expect(Self.ms(fast ?? reference) == Self.ms(reference), "\(text)")
+    }
+
+    /// The registry's one parser (the wire module's fast path, then the formatters) accepts what the formatters
+    /// accept, to the millisecond: what ingest validation and the stores take is unchanged.
+    @Test(arguments: texts)
+    func ingestTimeAgreesWithTheFormatters(_ text: String) {
+        #expect(Self.ms(IngestTime.parse(text)) == Self.ms(Self.formatters(text)), "\(text)")
     }
 
     @Test func theUsualFormsTakeTheFastPath() {

@@ -1,8 +1,10 @@
 import FoundationEssentials
 
 // The change detector's data types. They are the data channel: they hold raw digits (IMEI, IMSI, ICCID) and
-// go only to the store and the backend payload, never to a log. Their JSON form is fixed here (snake_case keys,
-// absent values written as `null`, never left out), so that the store and the reporter agree on it: encode and
+// go only to the store, `cellprov events --json` and the backend payload, never to a log. Their JSON form is fixed
+// here with snake_case keys and the enrollment API's null rule (docs/enrollment-api.yaml, "Absent and null";
+// docs/decisions.md, "Wire rules"): `previous` is always written (null when there is none), every other optional
+// property is left out when it has no value; decoding takes an absent property and a null one alike. Encode and
 // decode them with the default key strategies (`.convertFromSnakeCase` would not match these keys).
 
 /// A slot's identity as digit strings: the IMEI of its module and the IMSI and ICCID of its SIM.
@@ -60,9 +62,9 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(imei, forKey: .imei)
-        try c.encode(imsi, forKey: .imsi)
-        try c.encode(iccid, forKey: .iccid)
+        try c.encodeIfPresent(imei, forKey: .imei)
+        try c.encodeIfPresent(imsi, forKey: .imsi)
+        try c.encodeIfPresent(iccid, forKey: .iccid)
     }
 }
 
@@ -103,10 +105,10 @@ public struct ModuleInfo: Sendable, Codable, Equatable {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(usbSerial, forKey: .usbSerial)
-        try c.encode(manufacturer, forKey: .manufacturer)
-        try c.encode(model, forKey: .model)
-        try c.encode(revision, forKey: .revision)
+        try c.encodeIfPresent(usbSerial, forKey: .usbSerial)
+        try c.encodeIfPresent(manufacturer, forKey: .manufacturer)
+        try c.encodeIfPresent(model, forKey: .model)
+        try c.encodeIfPresent(revision, forKey: .revision)
         try c.encodeIfPresent(source, forKey: .source)
     }
 }
@@ -164,7 +166,7 @@ public struct SlotRecord: Sendable, Codable, Equatable {
         try c.encode(simPresent, forKey: .simPresent)
         try c.encode(enrolled, forKey: .enrolled)
         try c.encode(sequence, forKey: .sequence)
-        try c.encode(lastInvalid, forKey: .lastInvalid)
+        try c.encodeIfPresent(lastInvalid, forKey: .lastInvalid)
         try c.encode(updatedAt, forKey: .updatedAt)
     }
 }
@@ -264,11 +266,11 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         try c.encode(severity, forKey: .severity)
         try c.encode(module, forKey: .module)
         try c.encode(identity, forKey: .identity)
-        try c.encode(previous, forKey: .previous)
-        try c.encode(usbSerialChanged, forKey: .usbSerialChanged)
-        try c.encode(otherSlots, forKey: .otherSlots)
+        try c.encode(previous, forKey: .previous)  // null when there is none
+        try c.encodeIfPresent(usbSerialChanged, forKey: .usbSerialChanged)
+        try c.encodeIfPresent(otherSlots, forKey: .otherSlots)
         try c.encode(problems, forKey: .problems)
-        try c.encode(stateLost, forKey: .stateLost)
+        try c.encodeIfPresent(stateLost, forKey: .stateLost)
     }
 }
 
@@ -320,7 +322,7 @@ public struct StateLoss: Sendable, Codable, Equatable {
         try c.encode(detectedAt, forKey: .detectedAt)
         try c.encode(eventsSalvaged, forKey: .eventsSalvaged)
         try c.encode(eventsLost, forKey: .eventsLost)
-        try c.encode(lastSequence, forKey: .lastSequence)
+        try c.encodeIfPresent(lastSequence, forKey: .lastSequence)  // absent: unknown
     }
 }
 

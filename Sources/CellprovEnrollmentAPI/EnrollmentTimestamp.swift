@@ -1,9 +1,25 @@
-import Foundation
+import FoundationEssentials
 
-// The timestamps of enrollment events (`occurred_at`) are checked by the HTTP layer and converted by the stores,
-// once each per event. Building an `ISO8601DateFormatter` (ICU underneath) for that was the registry's largest CPU
-// cost per ingest (two fifths of it with both uses; docs/performance.md, "PostgreSQL ingest in one round trip"):
-// this parser takes the usual form and leaves every other one to the formatter, so what is accepted is unchanged.
+/// The enrollment API's times (`occurred_at`, `state_lost.detected_at`): RFC 3339, written in UTC with whole
+/// seconds, read in any RFC 3339 form. The one place they are written and parsed: the senders (`EnrollmentRequest`)
+/// and the registry (ingest validation, the stores, the operator API's views) all come here.
+public enum EnrollmentTimestamp {
+    /// RFC 3339 in UTC, whole seconds: `2026-11-30T05:01:02Z`.
+    public static func format(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+
+    /// The instant of an RFC 3339 time in the usual form (``RFC3339Time``: `Z` or an offset, with or without a
+    /// fraction, kept to milliseconds); nil for anything else. The registry's `IngestTime.parse` (the one parser
+    /// ingest validation and the stores use) asks ISO 8601 formatters about the other forms.
+    public static func parse(_ text: String) -> Date? {
+        RFC3339Time.parse(text)
+    }
+}
+
+// Building an `ISO8601DateFormatter` (ICU underneath) per event was the registry's largest CPU cost per ingest (two
+// fifths of it; docs/performance.md, "PostgreSQL ingest in one round trip"): this parser takes the usual form and
+// leaves every other one to Foundation's parser.
 
 /// A strict parser of the common RFC 3339 form, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)`, that gives the same
 /// instant as `ISO8601DateFormatter` (fraction kept to milliseconds, as the formatter does and as the store keeps
