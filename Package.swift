@@ -44,6 +44,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // NIOHTTPTypes: the registry's request-body deadline handler sees Hummingbird's HTTP parts.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         // cellprov-registry (issue 9) only: HTTP server, pages, PostgreSQL, metrics, carrier CSV exports.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
@@ -205,8 +207,10 @@ let package = Package(
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -263,6 +267,9 @@ let package = Package(
                 "CellprovRegistryHTTP", "CellprovRegistryAlerts", "CellprovTestKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The connection deadlines' handler on an embedded channel (virtual time).
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 // The storage suite checks the schema's own guards (append-only audit) with raw SQL.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

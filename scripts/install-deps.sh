@@ -11,7 +11,8 @@ packages=(
     libsqlite3-dev    # the state store (CSQLite) and the registry (GRDB)
     libtomlplusplus-dev  # cellprovd's configuration parser (CTOMLShim, header-only: no run-time library)
     openssl           # certificates made at test time (TLS, mTLS)
-    util-linux        # flock(1) in the port-busy test
+    util-linux        # flock(1) in the port-busy test; prlimit(1) in Tests/registry/test_faults.py
+    iproute2          # ss(8): the registry's own connections in Tests/registry/test_faults.py
     procps            # ps/pgrep in scripts
     strace            # wake-up counts in `make bench`
     postgresql        # cellprov-registry's PostgreSQL backend: a real server in the tests (scripts/pg-test-server.sh)

@@ -450,6 +450,18 @@ public protocol RegistryStore: Sendable {
     /// sessions are checked against it on every request, so a revocation ends them at once.
     func operatorRole(name: String) async throws -> OperatorRole?
 
+    // Page sessions: the cookie carries a random session id; the store keeps its hash (`Tokens.hash`), bound to the
+    // operator token that signed in. A session is worth no more than that token: revoked (by `operator revoke`, or
+    // by a new token for the same operator, whatever its role) it ends every session it started, and a new token
+    // never revives them.
+    /// Starts a session for the operator token `tokenHash`, until `expires`; drops sessions expired at `at`.
+    func startSession(idHash: String, tokenHash: String, expires: Date, at: Date) async throws
+    /// The operator name and role of a session whose token is still valid and which has not expired at `at`; nil
+    /// otherwise.
+    func session(idHash: String, at: Date) async throws -> (name: String, role: OperatorRole)?
+    /// Ends a session (sign-out). Ending an unknown session is not an error.
+    func endSession(idHash: String) async throws
+
     // Ingest.
     /// Stores one event for `serial` (already authorised) with the flags its rules raise, in one transaction.
     /// `references` are pseudonym references to index for search (cellprovd's log refs); the store also indexes

@@ -28,9 +28,19 @@ public enum Tokens {
 
     /// A new token of `kind`: the prefix and 43 base64url characters.
     public static func generate(_ kind: TokenKind) -> String {
+        kind.prefix + randomID()
+    }
+
+    /// 32 random bytes as 43 base64url characters: a token's body, or a page session's id.
+    public static func randomID() -> String {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<entropyBytes).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return kind.prefix + base64URL(bytes)
+        return base64URL(bytes)
+    }
+
+    /// Whether `text` has the shape of ``randomID()`` (checked before a session id is hashed and looked up).
+    public static func isRandomID(_ text: String) -> Bool {
+        text.utf8.count == 43 && text.utf8.allSatisfy(isBase64URL)
     }
 
     /// The stored form of a token: SHA-256 of its UTF-8 bytes, 64 lowercase hex digits.

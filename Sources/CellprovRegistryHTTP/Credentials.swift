@@ -41,67 +41,21 @@ public enum RegistryTokens {
     }
 }
 
-/// A signed-in operator of the pages.
-public struct OperatorSession: Sendable, Equatable {
-    public var name: String
-    public var role: OperatorRole
-    public var expires: Date
-
-    public init(name: String, role: OperatorRole, expires: Date) {
-        self.name = name
-        self.role = role
-        self.expires = expires
-    }
-}
-
-/// Stateless sessions: the cookie carries the operator's name, role and expiry, signed with HMAC-SHA256 under a
-/// key derived from the registry's session secret (`RegistryStore.sessionKey()`, one row of the database), so that every instance sharing the
-/// database accepts every other instance's sessions and nothing is stored per session. The CSRF token of a
-/// session is another HMAC of the cookie value: a page's forms carry it, every POST checks it.
-///
-/// Nothing is stored per session, but a session is never worth more than its operator's token: the pages check on
-/// every request that the name still holds a valid one (`Pages.session`), so `operator revoke` ends it at once. Its
-/// lifetime is bounded too (8 h by default, `[server] session_hours`).
+/// The CSRF tokens of the pages. A page session's cookie is a random id (``Tokens/randomID()``) that the store
+/// keeps hashed, bound to the operator token that signed in (`RegistryStore.startSession`): sign-out ends it, and
+/// so does revoking that token or issuing the operator a new one. A session's CSRF token is an HMAC of its cookie
+/// value under a key derived from the registry's session secret (`RegistryStore.sessionKey()`, one row of the
+/// database), so every instance sharing the database accepts every other instance's forms and each session has
+/// its own: a page's forms carry it, every POST checks it.
 public struct SessionSigner: Sendable {
     // Raw bytes (SymmetricKey is not Sendable); a key is made per use, which costs a copy of 32 bytes.
-    private let sessionKeyBytes: [UInt8]
     private let csrfKeyBytes: [UInt8]
-    private var sessionKey: SymmetricKey { SymmetricKey(data: sessionKeyBytes) }
     private var csrfKey: SymmetricKey { SymmetricKey(data: csrfKeyBytes) }
 
     public init(secret: [UInt8]) {
-        // Two keys from one secret, each for one purpose: the pseudonym key itself never signs anything.
+        // A key of its own from the secret: the secret itself never signs anything.
         let base = SymmetricKey(data: secret)
-        sessionKeyBytes = Array(
-            HMAC<SHA256>.authenticationCode(for: Data("cellprov-registry session v1".utf8), using: base))
         csrfKeyBytes = Array(HMAC<SHA256>.authenticationCode(for: Data("cellprov-registry csrf v1".utf8), using: base))
-    }
-
-    /// The cookie value for `session`: `base64url(payload).base64url(mac)`.
-    public func cookieValue(_ session: OperatorSession) -> String {
-        let payload = [
-            RegistryTokens.base64URL(Array(session.name.utf8)), session.role.rawValue,
-            String(Int64(session.expires.timeIntervalSince1970)),
-        ].joined(separator: ".")
-        let payloadB64 = RegistryTokens.base64URL(Array(payload.utf8))
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(payloadB64.utf8), using: sessionKey)
-        return payloadB64 + "." + RegistryTokens.base64URL(Array(mac))
-    }
-
-    /// The session a cookie value carries, if its signature verifies and it has not expired.
-    public func session(fromCookie value: String, now: Date = Date()) -> OperatorSession? {
-        let parts = value.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let mac = RegistryTokens.fromBase64URL(parts[1]),
-            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(parts[0].utf8), using: sessionKey),
-            let payloadBytes = RegistryTokens.fromBase64URL(parts[0])
-        else { return nil }
-        let fields = String(decoding: payloadBytes, as: UTF8.self).split(separator: ".", omittingEmptySubsequences: false)
-        guard fields.count == 3, let nameBytes = RegistryTokens.fromBase64URL(fields[0]),
-            let role = OperatorRole(rawValue: String(fields[1])), let expiry = Int64(fields[2])
-        else { return nil }
-        let expires = Date(timeIntervalSince1970: TimeInterval(expiry))
-        guard expires > now else { return nil }
-        return OperatorSession(name: String(decoding: nameBytes, as: UTF8.self), role: role, expires: expires)
     }
 
     /// The CSRF token for a session cookie value (or, before sign-in, for the pre-session nonce cookie).

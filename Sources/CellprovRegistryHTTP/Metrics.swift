@@ -3,6 +3,7 @@ import CellprovRegistryCore
 import Foundation
 import Hummingbird
 import Prometheus
+import Synchronization
 
 /// `/metrics`: the registry's own Prometheus registry (swift-prometheus), not the process-wide MetricsSystem, so
 /// that tests can build several applications in one process. Label values come from closed sets (event types,
@@ -105,23 +106,42 @@ struct MetricsMiddleware: RouterMiddleware {
     }
 }
 
-/// The store, with each call's latency recorded (`database_duration_seconds{operation}`). A decorator, so that
-/// the HTTP layer measures whichever backend it is given without either backend knowing about metrics.
+/// The store, with each call's latency recorded (`database_duration_seconds{operation}`) and bounded by a deadline
+/// (docs/registry.md, "When the database does not answer"). A decorator, so that the HTTP layer measures and
+/// bounds whichever backend it is given without either backend knowing about it.
+///
+/// A call that passes its deadline throws ``StoreDeadlineExceeded`` at once (the HTTP layer answers 503 with
+/// `Retry-After`) and is cancelled: the pool's checkout and a query honour cancellation; a backend call that does
+/// not is left to finish on its own, its answer dropped. Every request-path call gets `deadlines.request` (pool
+/// checkout included); `/readyz` gets `deadlines.ready`; the whole-table reads of exports and reconciliation get
+/// `deadlines.bulk`. Start-up calls (migrations, keys) have none: the executable waits for them.
 struct TimedStore: RegistryStore {
     let base: any RegistryStore
     let metrics: RegistryMetrics
+    var deadlines = StoreDeadlines()
 
-    private func timed<T>(_ op: String, _ body: () async throws -> T) async rethrows -> T {
+    private func timed<T: Sendable>(
+        _ op: String, deadline: Duration? = nil, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let clock = ContinuousClock()
+        let start = clock.now
+        defer { metrics.database(operation: op, duration: clock.now - start) }
+        return try await withDeadline(deadline ?? deadlines.request, operation: op, body)
+    }
+
+    private func unbounded<T>(_ op: String, _ body: () async throws -> T) async rethrows -> T {
         let clock = ContinuousClock()
         let start = clock.now
         defer { metrics.database(operation: op, duration: clock.now - start) }
         return try await body()
     }
 
-    func migrate() async throws { try await timed("migrate") { try await base.migrate() } }
-    func checkReady() async throws { try await timed("check_ready") { try await base.checkReady() } }
-    func pseudonymKey() async throws -> [UInt8] { try await timed("pseudonym_key") { try await base.pseudonymKey() } }
-    func sessionKey() async throws -> [UInt8] { try await timed("session_key") { try await base.sessionKey() } }
+    func migrate() async throws { try await unbounded("migrate") { try await base.migrate() } }
+    func checkReady() async throws {
+        try await timed("check_ready", deadline: deadlines.ready) { [base] in try await base.checkReady() }
+    }
+    func pseudonymKey() async throws -> [UInt8] { try await unbounded("pseudonym_key") { try await base.pseudonymKey() } }
+    func sessionKey() async throws -> [UInt8] { try await unbounded("session_key") { try await base.sessionKey() } }
     func close() async { await base.close() }
 
     func putDeviceToken(serial: String, tokenHash: String, at: Date) async throws {
@@ -143,6 +163,17 @@ struct TimedStore: RegistryStore {
     }
     func operatorRole(name: String) async throws -> OperatorRole? {
         try await timed("operator_role") { try await base.operatorRole(name: name) }
+    }
+    func startSession(idHash: String, tokenHash: String, expires: Date, at: Date) async throws {
+        try await timed("start_session") {
+            try await base.startSession(idHash: idHash, tokenHash: tokenHash, expires: expires, at: at)
+        }
+    }
+    func session(idHash: String, at: Date) async throws -> (name: String, role: OperatorRole)? {
+        try await timed("session") { try await base.session(idHash: idHash, at: at) }
+    }
+    func endSession(idHash: String) async throws {
+        try await timed("end_session") { try await base.endSession(idHash: idHash) }
     }
     func ingest(
         _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
@@ -186,14 +217,107 @@ struct TimedStore: RegistryStore {
         try await timed("append_audit") { try await base.appendAudit(entry) }
     }
     func audit(limit: Int) async throws -> [AuditEntry] { try await timed("audit") { try await base.audit(limit: limit) } }
-    func exportUnits() async throws -> [UnitExportRow] { try await timed("export_units") { try await base.exportUnits() } }
+    func exportUnits() async throws -> [UnitExportRow] {
+        try await timed("export_units", deadline: deadlines.bulk) { [base] in try await base.exportUnits() }
+    }
     func simAssignments() async throws -> [SIMAssignment] {
-        try await timed("sim_assignments") { try await base.simAssignments() }
+        try await timed("sim_assignments", deadline: deadlines.bulk) { [base] in try await base.simAssignments() }
     }
     func silentUnits(lastSeenBefore before: Date) async throws -> [String] {
         try await timed("silent_units") { try await base.silentUnits(lastSeenBefore: before) }
     }
     func openFlagCounts() async throws -> [FlagKind: Int] {
         try await timed("open_flag_counts") { try await base.openFlagCounts() }
+    }
+}
+
+/// How long the HTTP layer waits for the database.
+struct StoreDeadlines: Sendable {
+    /// Any call on a request's path, pool checkout included: well under cellprovd's own 30 s read timeout, so a
+    /// device gets 503 and keeps its event rather than timing out.
+    var request: Duration = .seconds(5)
+    /// `/readyz`: a load balancer's health check answers within this (plus the request's own handling).
+    var ready: Duration = .milliseconds(1500)
+    /// The whole-table reads of the CSV export and carrier reconciliation.
+    var bulk: Duration = .seconds(60)
+}
+
+/// A store call that did not answer within its deadline.
+struct StoreDeadlineExceeded: Error, CustomStringConvertible {
+    var operation: String
+    var deadline: Duration
+    var description: String { "the database did not answer \(operation) within \(deadline)" }
+}
+
+/// Runs `body`, and throws ``StoreDeadlineExceeded`` if it has not finished after `deadline`; the body is then
+/// cancelled but not waited for (a task group would wait for a body that ignores cancellation). Cancelling the
+/// caller cancels the body.
+func withDeadline<T: Sendable>(
+    _ deadline: Duration, operation: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation, deadline: deadline, operation: operation, body)
+        }
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The body and the timer of ``withDeadline``: whichever ends first resumes the caller and cancels the other.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var tasks: [Task<Void, Never>] = []
+        var started = false
+        /// Cancelled before `start` ran.
+        var cancelled = false
+    }
+    private let state = Mutex(State())
+
+    func start(
+        _ continuation: CheckedContinuation<T, any Error>, deadline: Duration, operation: String,
+        _ body: @escaping @Sendable () async throws -> T
+    ) {
+        let cancelledBefore = state.withLock { s -> Bool in
+            s.started = true
+            if s.cancelled { return true }
+            s.continuation = continuation
+            return false
+        }
+        if cancelledBefore {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        let work = Task {
+            do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: deadline)
+            if !Task.isCancelled {
+                self.finish(.failure(StoreDeadlineExceeded(operation: operation, deadline: deadline)))
+            }
+        }
+        let finished = state.withLock { s -> Bool in
+            s.tasks = [work, timer]
+            return s.continuation == nil
+        }
+        if finished {
+            work.cancel()
+            timer.cancel()
+        }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (continuation, tasks) = state.withLock { s in
+            if !s.started { s.cancelled = true }
+            let c = s.continuation
+            s.continuation = nil
+            return (c, s.tasks)
+        }
+        guard let continuation else { return }
+        for task in tasks { task.cancel() }
+        continuation.resume(with: result)
     }
 }

@@ -265,12 +265,17 @@ struct OperatorAPI {
     struct AuditBody: Codable { var audit: [AuditView] }
 }
 
-/// RFC 4180 fields; a field that a spreadsheet would run as a formula is prefixed with a quote.
+/// RFC 4180 fields. A field that a spreadsheet would run as a formula is prefixed with a quote: one whose first
+/// Unicode scalar is in OWASP's CSV-injection set (`=`, `+`, `-`, `@`, tab, carriage return). The first *scalar*,
+/// not the first Character: `=` followed by a combining mark is one grapheme cluster that is not `=`, but the
+/// spreadsheet still reads a formula.
 enum CSV {
+    static let formulaStarts: Set<Unicode.Scalar> = ["=", "+", "-", "@", "\t", "\r"]
+
     static func field(_ s: String) -> String {
         var v = s
-        if let first = v.first, "=+-@".contains(first) { v = "'" + v }
-        if v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+        if let first = v.unicodeScalars.first, formulaStarts.contains(first) { v = "'" + v }
+        if v.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
             return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
         return v

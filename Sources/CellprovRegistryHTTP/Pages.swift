@@ -5,9 +5,10 @@ import Hummingbird
 import Mustache
 import NIOCore
 
-/// The support pages: server-rendered (swift-mustache), no script. Sign-in with an operator token gives a signed
-/// session cookie (``SessionSigner``); every form carries a CSRF token and every POST checks it before anything
-/// else. A GET never changes anything.
+/// The support pages: server-rendered (swift-mustache), no script. Sign-in with an operator token gives a session
+/// cookie: a random id the store keeps (hashed) bound to that token (``Pages/session(_:)``). Every form carries the
+/// session's CSRF token (``SessionSigner``) and every POST checks it before anything else. A GET never changes
+/// anything.
 struct Pages {
     let state: RegistryState
     private let library: MustacheLibrary
@@ -52,26 +53,21 @@ struct Pages {
         var csrf: String
     }
 
-    /// The page session, if its cookie is signed, unexpired, and its operator still holds a valid token: a revoked
-    /// operator (`cellprov-registry operator revoke`) is signed out at the next request, and one whose new token
-    /// has a lesser role gets that role. A store that does not answer ends no session (the page that needs the
-    /// store reports the failure).
+    /// The page session, if its cookie names a session the store knows, unexpired, whose operator token is still
+    /// valid: sign-out, `operator revoke` and a new token for the operator (whatever its role) end it at the next
+    /// request. A store that does not answer gives no session (the sign-in page then reports the failure).
     func session(_ request: Request) async -> Signed? {
-        guard let value = request.cookies[Self.sessionCookie]?.value,
-            let s = state.signer.session(fromCookie: value)
-        else { return nil }
-        var role = s.role
+        guard let value = request.cookies[Self.sessionCookie]?.value, Tokens.isRandomID(value) else { return nil }
+        let found: (name: String, role: OperatorRole)?
         do {
-            guard let current = try await state.store.operatorRole(name: s.name) else {
-                state.logger.notice("session of a revoked operator refused", metadata: ["operator": "\(s.name)"])
-                return nil
-            }
-            if current == .viewer { role = .viewer }
+            found = try await state.store.session(idHash: Tokens.hash(value), at: Date())
         } catch {
-            state.logger.warning("cannot check the session's operator: \(error)")
+            state.logger.warning("cannot check a page session: \(error)")
+            return nil
         }
+        guard let found else { return nil }
         return Signed(
-            who: OperatorIdentity(name: s.name, role: role), cookieValue: value,
+            who: OperatorIdentity(name: found.name, role: found.role), cookieValue: value,
             csrf: state.signer.csrfToken(for: value))
     }
 
@@ -170,11 +166,17 @@ struct Pages {
             state.logger.notice("page sign-in refused", metadata: ["remote": "\(context.remote ?? "-")"])
             return signInPage("That token is not a valid operator token.", status: .unauthorized)
         }
-        let session = OperatorSession(
-            name: name, role: role, expires: Date().addingTimeInterval(state.options.sessionLifetime))
+        let sessionID = Tokens.randomID()
+        let now = Date()
+        do {
+            try await state.store.startSession(
+                idHash: Tokens.hash(sessionID), tokenHash: Tokens.hash(token),
+                expires: now.addingTimeInterval(state.options.sessionLifetime), at: now)
+        } catch {
+            return state.storeFailure(error, "start session")
+        }
         var response = redirect("/")
-        response.setCookie(
-            cookie(Self.sessionCookie, state.signer.cookieValue(session), maxAge: Int(state.options.sessionLifetime)))
+        response.setCookie(cookie(Self.sessionCookie, sessionID, maxAge: Int(state.options.sessionLifetime)))
         response.setCookie(cookie(Self.preSessionCookie, "", maxAge: 0))
         state.logger.info("operator signed in", metadata: ["operator": "\(name)", "role": "\(role.rawValue)"])
         return response
@@ -184,6 +186,11 @@ struct Pages {
         guard let signed = await session(request) else { return redirect("/") }
         guard await form(request, boundTo: signed.cookieValue) != nil else {
             return message("Refused", "Missing or wrong CSRF token.", signed: signed, status: .forbidden)
+        }
+        do {
+            try await state.store.endSession(idHash: Tokens.hash(signed.cookieValue))
+        } catch {
+            return state.storeFailure(error, "end session")
         }
         var response = redirect("/")
         response.setCookie(cookie(Self.sessionCookie, "", maxAge: 0))

@@ -18,6 +18,8 @@ public enum RegistryHTTP {
     public static let maxReconciliationBody = 32 * 1024 * 1024
     /// The bound on a form post of the pages (other than the reconciliation upload).
     static let maxFormBody = 64 * 1024
+    /// `Retry-After` of a 503 when the database does not answer.
+    static let retryAfterSeconds = "5"
     /// Search and list limits.
     static let searchLimit = 100
     static let flagsLimit = 1000
@@ -120,10 +122,13 @@ struct RegistryState: Sendable {
     let signer: SessionSigner
     let logger: Logger
 
-    /// Logs a store failure (its message carries no identifier digits) and gives the client a generic 500.
+    /// Logs a store failure (its message carries no identifier digits) and answers 503 with `Retry-After`: the
+    /// database did not answer in time, is down, or refused the write (a full disk); the request may succeed later
+    /// and a device keeps its event for that (docs/registry.md, "When the database does not answer").
     func storeFailure(_ error: any Error, _ what: String) -> Response {
         logger.error("store failure: \(what)", metadata: ["error": "\(error)"])
-        return jsonError(.internalServerError, "storage unavailable")
+        let message = error is StoreDeadlineExceeded ? "storage did not answer in time" : "storage unavailable"
+        return jsonError(.serviceUnavailable, message, headers: [.retryAfter: RegistryHTTP.retryAfterSeconds])
     }
 
     func logFlags(_ flags: [RegistryFlag]) {
@@ -161,8 +166,8 @@ struct ErrorBody: Codable {
     var error: String
 }
 
-func jsonError(_ status: HTTPResponse.Status, _ message: String) -> Response {
-    json(status, ErrorBody(error: message))
+func jsonError(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
+    json(status, ErrorBody(error: message), headers: headers)
 }
 
 func text(_ status: HTTPResponse.Status, _ body: String, contentType: String = "text/plain; charset=utf-8")
@@ -297,12 +302,12 @@ struct DeviceAPI {
         // 4. Store it, with the flags it raises.
         let outcome: IngestOutcome
         do {
+            // The payload's `references` are the store's to check and index (one place: StoreSupport.references).
             outcome = try await state.store.ingest(
                 event, serial: serial, origin: origin, references: [], receivedAt: Date())
         } catch {
             state.metrics.eventIngested(type: event.type, outcome: "error")
             return state.storeFailure(error, "ingest")
-            // The payload's `references` are the store's to check and index (one place: StoreSupport.references).
         }
         switch outcome {
         case .duplicate:
@@ -343,8 +348,8 @@ struct DeviceAPI {
 
 /// Checks of a decoded enrollment body beyond its JSON shape (each failure is a 422: the payload is wrong and
 /// resending it cannot help).
-enum IngestValidation {
 /// The rules themselves (event types, serials, references, times) are the wire module's.
+enum IngestValidation {
     static func problem(_ e: EnrollmentRequest) -> String? {
         if !EnrollmentAPI.eventTypes.contains(e.type) { return "unknown event type" }
         if EventSeverity(rawValue: e.severity) == nil { return "unknown severity" }
@@ -380,7 +385,9 @@ struct OperationsRoutes {
                 return text(.ok, "ready\n")
             } catch {
                 state.logger.warning("not ready", metadata: ["error": "\(error)"])
-                return text(.serviceUnavailable, "not ready\n")
+                var response = text(.serviceUnavailable, "not ready\n")
+                response.headers[.retryAfter] = RegistryHTTP.retryAfterSeconds
+                return response
             }
         }
         router.get("/metrics") { _, _ in

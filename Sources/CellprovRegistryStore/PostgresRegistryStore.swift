@@ -410,9 +410,29 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let t = StoreSupport.ms(at)
         let logger = logger
         return try await transaction { conn in
-            try await Self.insertAudit(
-                conn, logger,
-                AuditEntry(at: at, actor: actor, action: "device_refused", serial: serial, remote: remote, detail: reason))
+            var window: (start: Int64, count: Int64)?
+            for try await (start, count) in try await conn.query(
+                """
+                SELECT window_start, count FROM refusal_windows WHERE serial = \(serial) AND reason = \(reason)
+                FOR UPDATE
+                """, logger: logger
+            ).decode((Int64, Int64).self) {
+                window = (start, count)
+            }
+            if let detail = StoreSupport.refusalAudit(previous: window, at: t, reason: reason) {
+                try await conn.query(
+                    """
+                    INSERT INTO refusal_windows (serial, reason, window_start, count) VALUES (\(serial), \(reason), \(t), 1)
+                    ON CONFLICT (serial, reason) DO UPDATE SET window_start = EXCLUDED.window_start, count = 1
+                    """, logger: logger)
+                try await Self.insertAudit(
+                    conn, logger,
+                    AuditEntry(at: at, actor: actor, action: "device_refused", serial: serial, remote: remote, detail: detail))
+            } else {
+                try await conn.query(
+                    "UPDATE refusal_windows SET count = count + 1 WHERE serial = \(serial) AND reason = \(reason)",
+                    logger: logger)
+            }
             guard try await Self.isLost(conn, logger, serial) == true else { return [] }
             return try await Self.insertFlags(
                 conn, logger, [FlagRules.lostUnitSeen(serial: serial, how: "tried to report")], at: t)

@@ -94,6 +94,23 @@ enum PostgresSchema {
                 "ALTER TABLE slots SET (fillfactor = 80)",
                 ingestFunction,
             ]),
+        // Version 3: page sessions, each bound to the operator token that signed in (its id stored hashed), and
+        // the per-unit count of refused attempts between two audited ones.
+        Migration(
+            version: 3,
+            statements: [
+                """
+                CREATE TABLE refusal_windows (
+                    serial TEXT NOT NULL, reason TEXT NOT NULL, window_start BIGINT NOT NULL, count BIGINT NOT NULL,
+                    PRIMARY KEY (serial, reason))
+                """,
+                """
+                CREATE TABLE page_sessions (
+                    id_hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX page_sessions_expiry ON page_sessions (expires_at)",
+            ]),
     ]
 
     /// `cellprov_ingest(...)`: what `PostgresRegistryStore.ingest` did in four round trips, in one call.

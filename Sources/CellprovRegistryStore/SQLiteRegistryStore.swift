@@ -325,9 +325,24 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     {
         let t = StoreSupport.ms(at)
         return try await transaction { db in
-            try Self.insertAudit(
-                db, AuditEntry(at: at, actor: actor, action: "device_refused", serial: serial, remote: remote,
-                    detail: reason))
+            let window = try Row.fetchOne(
+                db, sql: "SELECT window_start, count FROM refusal_windows WHERE serial = ? AND reason = ?",
+                arguments: [serial, reason]
+            ).map { (start: $0["window_start"] as Int64, count: $0["count"] as Int64) }
+            if let detail = StoreSupport.refusalAudit(previous: window, at: t, reason: reason) {
+                try db.execute(
+                    sql: """
+                        INSERT INTO refusal_windows (serial, reason, window_start, count) VALUES (?, ?, ?, 1)
+                        ON CONFLICT (serial, reason) DO UPDATE SET window_start = excluded.window_start, count = 1
+                        """, arguments: [serial, reason, t])
+                try Self.insertAudit(
+                    db, AuditEntry(at: at, actor: actor, action: "device_refused", serial: serial, remote: remote,
+                        detail: detail))
+            } else {
+                try db.execute(
+                    sql: "UPDATE refusal_windows SET count = count + 1 WHERE serial = ? AND reason = ?",
+                    arguments: [serial, reason])
+            }
             let lost = try Int64?.fetchOne(db, sql: "SELECT lost_at FROM units WHERE serial = ?", arguments: [serial])
             guard lost.flatMap({ $0 }) != nil else { return [] }
             return try Self.insertFlags(db, [FlagRules.lostUnitSeen(serial: serial, how: "tried to report")], at: t)

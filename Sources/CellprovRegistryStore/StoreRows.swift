@@ -91,6 +91,19 @@ enum SQLiteSchema {
                     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
                     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-                """)
+                """),
+        // Version 2: page sessions, each bound to the operator token that signed in (its id stored hashed), and
+        // the per-unit count of refused attempts between two audited ones.
+        Migration(
+            version: 2,
+            sql: """
+                CREATE TABLE page_sessions (
+                    id_hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX page_sessions_expiry ON page_sessions (expires_at);
+                CREATE TABLE refusal_windows (
+                    serial TEXT NOT NULL, reason TEXT NOT NULL, window_start INTEGER NOT NULL, count INTEGER NOT NULL,
+                    PRIMARY KEY (serial, reason)) WITHOUT ROWID;
+                """),
     ]
 }

@@ -20,6 +20,20 @@ enum StoreSupport {
         IngestTime.parse(text) ?? fallback
     }
 
+    /// Refused attempts (`recordRefusal`) are audited once per unit, reason and hour: a lost unit retrying every
+    /// minute must not grow the append-only audit log without bound. The attempts in between are counted in
+    /// `refusal_windows`; the next audited one says how many there were.
+    static let refusalWindowMs: Int64 = 3_600_000
+
+    /// Whether a refusal at `t` opens a new window (and is audited, with this detail), given the unit's current
+    /// window for the reason (its start and its count of attempts), if any.
+    static func refusalAudit(previous: (start: Int64, count: Int64)?, at t: Int64, reason: String) -> String? {
+        guard let previous else { return reason }
+        guard t - previous.start >= refusalWindowMs else { return nil }
+        let unaudited = previous.count - 1
+        return unaudited > 0 ? "\(reason) (and \(unaudited) more refused in the hour before, not audited each)" : reason
+    }
+
     /// The Type Allocation Code of a 15-digit IMEI (nil otherwise): indexed so that a TAC search is one lookup.
     static func tac(_ imei: String?) -> String? {
         guard let imei, imei.utf8.count == 15, imei.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }

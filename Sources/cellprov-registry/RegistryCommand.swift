@@ -230,6 +230,14 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
+        // Connection hygiene (docs/security.md): idle and body deadlines, and a cap below the descriptor limit.
+        let limits = ConnectionLimits(
+            maxConnections: ConnectionLimits.effectiveCap(
+                configured: settings.maxConnections, fileLimit: Self.openFileLimit()))
+        if limits.maxConnections < settings.maxConnections {
+            logger.warning(
+                "server.max_connections lowered to \(limits.maxConnections) by the open-file limit (LimitNOFILE)")
+        }
         let server: HTTPServerBuilder
         var options = RegistryHTTPOptions(
             tls: tlsCertificate != nil, sessionLifetime: TimeInterval(settings.sessionHours) * 3600)
@@ -252,14 +260,14 @@ struct Serve: AsyncParsableCommand {
                     tls.certificateVerification = .optionalVerification
                     options.mutualTLS = true
                 }
-                server = try .tls(.http1(), tlsConfiguration: tls)
+                server = try .tls(.http1(configuration: limits.http1), tlsConfiguration: tls)
             } catch {
                 logger.critical("TLS: cannot load the certificate or key: \(error)")
                 await store.close()
                 throw ExitCode(78)
             }
         } else {
-            server = .http1()
+            server = .http1(configuration: limits.http1)
         }
 
         let router: Router<RegistryRequestContext>
@@ -274,7 +282,9 @@ struct Serve: AsyncParsableCommand {
         appLogger.logLevel = max(logger.logLevel, .notice)  // Hummingbird's per-request lines stay out
         let app = Application(
             router: router, server: server,
-            configuration: .init(address: .hostname(address.host, port: address.port), serverName: nil),
+            configuration: .init(
+                address: .hostname(address.host, port: address.port), serverName: nil, backlog: 1024,
+                availableConnectionsDelegate: limits.availableConnections(logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port
                 logger.notice(
@@ -300,6 +310,15 @@ struct Serve: AsyncParsableCommand {
         _ = SystemdNotifier.stopping()
         await store.close()
         logger.notice("stopped")
+    }
+}
+
+extension Serve {
+    /// RLIMIT_NOFILE's soft limit (what `LimitNOFILE=` or `prlimit --nofile` set).
+    static func openFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: limit.rlim_cur)  // RLIM_INFINITY (all ones) clamps to Int.max
     }
 }
 

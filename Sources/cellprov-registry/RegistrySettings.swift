@@ -14,6 +14,7 @@ import TOMLKit
 ///     status_column = "Status"
 ///     [server]
 ///     session_hours = 8
+///     max_connections = 1000                             # lowered to fit the open-file limit
 ///
 /// Unknown tables and keys are errors (a typo must not silently leave a default in place).
 struct RegistrySettings: Sendable {
@@ -23,6 +24,7 @@ struct RegistrySettings: Sendable {
     var imsiColumn: String?
     var statusColumn: String?
     var sessionHours: Int = 8
+    var maxConnections: Int = ConnectionLimits().maxConnections
 
     struct Error: Swift.Error, CustomStringConvertible {
         var description: String
@@ -31,7 +33,7 @@ struct RegistrySettings: Sendable {
     static let schema: [String: Set<String>] = [
         "alerts": ["webhook_url", "unit_silent_days"],
         "reconciliation": ["iccid_column", "imsi_column", "status_column"],
-        "server": ["session_hours"],
+        "server": ["session_hours", "max_connections"],
     ]
 
     static func load(path: String) throws -> RegistrySettings {
@@ -78,6 +80,7 @@ struct RegistrySettings: Sendable {
                 case ("reconciliation", "imsi_column"): s.imsiColumn = try string()
                 case ("reconciliation", "status_column"): s.statusColumn = try string()
                 case ("server", "session_hours"): s.sessionHours = try int(1...168)
+                case ("server", "max_connections"): s.maxConnections = try int(16...1_000_000)
                 default: break
                 }
             }

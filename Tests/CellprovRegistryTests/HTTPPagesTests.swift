@@ -123,29 +123,65 @@ import Testing
         }
     }
 
+    /// Issue 19 row 3: a session is bound to the token that signed in. A demotion (a new token) or a revocation ends
+    /// it at the next request, a re-issued token revives none, and two sign-ins get different cookies and CSRF tokens.
     @Test(arguments: StoreBackend.available)
     func aRevokedOperatorsSessionEndsAtTheNextRequest(_ backend: StoreBackend) async throws {
         try await RegistryFixture.with(backend) { f in
             try await f.test { client in
                 let admin = try await Self.signIn(client, token: f.adminToken)
-                func flagsPage() async throws -> HTTPResponse.Status {
-                    try await client.execute(uri: "/flags", method: .get, headers: [.cookie: admin.cookie]) { $0.status }
+                let second = try await Self.signIn(client, token: f.adminToken)
+                #expect(admin.cookie != second.cookie && admin.csrf != second.csrf)
+                func status(_ uri: String, _ cookie: String) async throws -> HTTPResponse.Status {
+                    try await client.execute(uri: uri, method: .get, headers: [.cookie: cookie]) { $0.status }
                 }
-                #expect(try await flagsPage() == .ok)
-                // Demoted: a new viewer token for the same name; the admin session now acts as a viewer.
+                #expect(try await status("/flags", admin.cookie) == .ok)
+                // Demoted: a new viewer token for the same name ends the admin's sessions; the viewer token's own
+                // session cannot reveal.
+                let viewerToken = Tokens.generate(.operator)
                 try await f.store.putOperatorToken(
-                    name: "alice", role: .viewer, tokenHash: Tokens.hash(Tokens.generate(.operator)), at: Date())
-                let reveal = try await client.execute(
-                    uri: "/units/GW-000100?reveal=true", method: .get, headers: [.cookie: admin.cookie]
-                ) { $0.status }
-                #expect(reveal == .forbidden)
+                    name: "alice", role: .viewer, tokenHash: Tokens.hash(viewerToken), at: Date())
+                #expect(try await status("/flags", admin.cookie) == .seeOther)
+                let viewer = try await Self.signIn(client, token: viewerToken)
+                #expect(try await status("/units/GW-000100?reveal=true", viewer.cookie) == .forbidden)
                 // Revoked: the session is gone (redirected to sign in), and so is the API token.
                 #expect(try await f.store.revokeOperator(name: "alice", by: "test", at: Date()))
-                #expect(try await flagsPage() == .seeOther)
+                #expect(try await status("/flags", viewer.cookie) == .seeOther)
                 let api = try await client.execute(
                     uri: "/v1/flags", method: .get, headers: [.authorization: "Bearer \(f.adminToken)"]
                 ) { $0.status }
                 #expect(api == .unauthorized || api == .forbidden)
+                // Added again (the documented answer to a leaked token): no old cookie comes back to life.
+                try await f.store.putOperatorToken(
+                    name: "alice", role: .admin, tokenHash: Tokens.hash(Tokens.generate(.operator)), at: Date())
+                for cookie in [admin.cookie, second.cookie, viewer.cookie] {
+                    #expect(try await status("/flags", cookie) == .seeOther)
+                }
+            }
+        }
+    }
+
+    /// Issue 19 row 4: sign-out ends the session on the server; replaying its cookie signs nobody in.
+    @Test(arguments: StoreBackend.available)
+    func signOutEndsTheSessionForGood(_ backend: StoreBackend) async throws {
+        try await RegistryFixture.with(backend) { f in
+            try await f.test { client in
+                let admin = try await Self.signIn(client, token: f.adminToken)
+                let other = try await Self.signIn(client, token: f.adminToken)
+                let out = try await client.execute(
+                    uri: "/signout", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", .cookie: admin.cookie],
+                    body: Self.form(["csrf": admin.csrf])
+                ) { $0.status }
+                #expect(out == .seeOther)
+                let replay = try await client.execute(uri: "/flags", method: .get, headers: [.cookie: admin.cookie]) {
+                    $0.status
+                }
+                #expect(replay == .seeOther)
+                let kept = try await client.execute(uri: "/flags", method: .get, headers: [.cookie: other.cookie]) {
+                    $0.status
+                }
+                #expect(kept == .ok, "another session of the same operator stays")
             }
         }
     }

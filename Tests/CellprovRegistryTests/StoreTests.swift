@@ -240,7 +240,8 @@ import Testing
             _ = try await store.resolveFlag(id: refused[0].id, by: "bob", note: "seen", at: t0)
             // An event through a still-valid credential (mTLS) from the lost unit is stored and flagged.
             #expect(try await store.field(event(imei: TestID.imei(60)), "GW-L") == [.lostUnitSeen])
-            #expect(try await store.audit(limit: 10).filter { $0.action == "device_refused" }.count == 3)
+            // Audited once per reason and hour: the second "token revoked" is counted, not stored.
+            #expect(try await store.audit(limit: 10).filter { $0.action == "device_refused" }.count == 2)
             // Found: a new token, the old one stays revoked.
             let new = Tokens.hash(Tokens.generate(.device))
             #expect(try await store.markFound(serial: "GW-L", by: "bob", newTokenHash: new, at: t0))
@@ -305,6 +306,67 @@ import Testing
             // Added again later: a new token, valid.
             try await store.putOperatorToken(name: "carol", role: .viewer, tokenHash: Tokens.hash("cpo_new"), at: t0)
             #expect(try await store.operatorRole(name: "carol") == .viewer)
+        }
+    }
+
+    /// Issue 19 row 8: a lost unit retrying all day adds one audit row per hour, which counts the others.
+    @Test(arguments: StoreBackend.available)
+    func refusedAttemptsAreAuditedOncePerHour(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store, _ in
+            try await store.field(event(imei: TestID.imei(80)), "GW-R")
+            #expect(try await store.markLost(serial: "GW-R", by: "bob", note: nil, at: t0))
+            func refuse(_ minutes: Double) async throws {
+                _ = try await store.recordRefusal(
+                    serial: "GW-R", actor: "device:GW-R", reason: "token revoked", remote: "192.0.2.9",
+                    at: t0.addingTimeInterval(minutes * 60))
+            }
+            for i in 0..<60 { try await refuse(Double(i) / 2) }  // 60 attempts in 30 minutes
+            var rows = try await store.audit(limit: 100).filter { $0.action == "device_refused" }
+            #expect(rows.count == 1 && rows.first?.detail == "token revoked")
+            try await refuse(61)
+            rows = try await store.audit(limit: 100).filter { $0.action == "device_refused" }
+            #expect(rows.count == 2)
+            #expect(rows.first?.detail == "token revoked (and 59 more refused in the hour before, not audited each)")
+            // Another reason has a window of its own.
+            _ = try await store.recordRefusal(
+                serial: "GW-R", actor: "device:GW-Z", reason: "device token used for another serial", remote: nil,
+                at: t0.addingTimeInterval(62 * 60))
+            #expect(try await store.audit(limit: 100).filter { $0.action == "device_refused" }.count == 3)
+        }
+    }
+
+    /// Issue 19 row 3: a page session is bound to the token that signed in; sign-out, revocation and a re-issued
+    /// token end it, and a re-issued token never revives it.
+    @Test(arguments: StoreBackend.available)
+    func sessionsAreBoundToTheirToken(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store, _ in
+            let token = Tokens.hash(Tokens.generate(.operator))
+            try await store.putOperatorToken(name: "bob", role: .admin, tokenHash: token, at: t0)
+            let (a, b, c) = (Tokens.hash(Tokens.randomID()), Tokens.hash(Tokens.randomID()), Tokens.hash(Tokens.randomID()))
+            let later = t0.addingTimeInterval(3600)
+            for id in [a, b, c] { try await store.startSession(idHash: id, tokenHash: token, expires: later, at: t0) }
+            let found = try await store.session(idHash: a, at: t0)
+            #expect(found?.name == "bob" && found?.role == .admin)
+            #expect(try await store.session(idHash: Tokens.hash(Tokens.randomID()), at: t0) == nil, "unknown id")
+            #expect(try await store.session(idHash: a, at: later) == nil, "expired")
+            // Sign-out ends that session only.
+            try await store.endSession(idHash: a)
+            #expect(try await store.session(idHash: a, at: t0) == nil)
+            #expect(try await store.session(idHash: b, at: t0)?.name == "bob")
+            // A new token for bob (a demotion here) ends the sessions of the old one.
+            let viewer = Tokens.hash(Tokens.generate(.operator))
+            try await store.putOperatorToken(name: "bob", role: .viewer, tokenHash: viewer, at: t0)
+            #expect(try await store.session(idHash: b, at: t0) == nil)
+            try await store.startSession(idHash: a, tokenHash: viewer, expires: later, at: t0)
+            #expect(try await store.session(idHash: a, at: t0)?.role == .viewer)
+            // Revoked, then added again: the new token revives none of the old sessions.
+            #expect(try await store.revokeOperator(name: "bob", by: "cli:uid 0", at: t0))
+            #expect(try await store.session(idHash: a, at: t0) == nil)
+            try await store.putOperatorToken(name: "bob", role: .admin, tokenHash: Tokens.hash("cpo_again"), at: t0)
+            for id in [a, b, c] { #expect(try await store.session(idHash: id, at: t0) == nil) }
+            // Starting a session drops the expired ones.
+            try await store.startSession(idHash: Tokens.hash("x"), tokenHash: Tokens.hash("cpo_again"), expires: later.addingTimeInterval(60), at: later)
+            #expect(try await store.session(idHash: Tokens.hash("x"), at: later)?.name == "bob")
         }
     }
 

@@ -203,11 +203,12 @@ class PostgresServer:
 class Registry:
     """One `cellprov-registry serve` on a loopback port, its stderr in a file (scanned for leaks)."""
 
-    def __init__(self, database, workdir, name="registry", extra=()):
+    def __init__(self, database, workdir, name="registry", extra=(), prefix=()):
         self.database = database
         self.workdir = workdir
         self.name = name
         self.extra = list(extra)
+        self.prefix = list(prefix)  # e.g. ["prlimit", "--nofile=1024:1024"]
         self.port = None
         self.proc = None
         self.log_path = os.path.join(workdir, f"{name}.stderr")
@@ -220,7 +221,7 @@ class Registry:
         self.port = free_port()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [REGISTRY, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", self.database] + self.extra,
+            self.prefix + [REGISTRY, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", self.database] + self.extra,
             stdout=self.log, stderr=self.log, start_new_session=True)
         ready = wait_until(lambda: self.proc.poll() is not None or
                            f"listening on 127.0.0.1:{self.port}" in self.log_text(), timeout)
