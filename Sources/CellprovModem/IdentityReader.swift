@@ -101,6 +101,8 @@ struct Session {
     var problems: [Problem] = []
     var simCondition: CMEError.SIMCondition?
     var stopped = false
+    /// The EID a vendor's ICCID answer carried (Sequans `+SQNCCID`), raw.
+    var vendorEIDDigits: String?
     let clock = ContinuousClock()
     /// The channel's counters when this read began (the daemon's channel outlives reads).
     let droppedBefore: Int
@@ -132,6 +134,7 @@ struct Session {
         report.imei = await readIMEI()
         report.imsi = await readIMSI()
         report.iccid = await readICCID(dialect: VendorCatalog.dialect(forManufacturer: report.manufacturer))
+        (report.eid, report.eidStatus) = await readEID(iccid: report.iccid, imsi: report.imsi)
     }
 
     // MARK: - Steps
@@ -250,6 +253,7 @@ struct Session {
                 continue
             }
             guard a.result.isSuccess, let v = IdentityAnswer.iccid(answering: cmd, in: a.lines) else { continue }
+            vendorEIDDigits = EUICCAccess.vendorEIDDigits(answering: cmd, in: a.lines)
             if let value = v.value {
                 problems += v.problems
                 return value

@@ -130,6 +130,9 @@ public struct SimulatorOptions: Sendable {
     public var identity: SimulatedIdentity
     public var quirks: SimulatorQuirks
     public var linkPath: String?
+    /// The card behind AT+CCHO/CGLA/CCHC: a plain UICC by default; an eUICC's enabled profile replaces the
+    /// identity's IMSI and ICCID (EUICCSimulation.swift).
+    public var logicalChannels = LogicalChannelOptions()
 
     public init(
         profile: VendorProfile = .quectel, identity: SimulatedIdentity = .init(), quirks: SimulatorQuirks = .init(),
@@ -274,6 +277,28 @@ public final class ModemSimulator: Sendable {
         }
     }
 
+    /// Logical channels open on the simulated card now: 0 after reads that close what they open.
+    public var openLogicalChannels: Int { state.withLock { $0.card.open.count } }
+
+    /// How many logical channels AT+CCHO has opened since the start.
+    public var logicalChannelOpens: Int { state.withLock { $0.card.opened } }
+
+    /// Enables profile `index` of the simulated eUICC, as an eSIM provider's remote switch does: the card resets
+    /// (its logical channels close), the new profile's IMSI and ICCID are served, and the module reports the SIM
+    /// ready again (`+CPIN: READY`; Quectel also `+QUSIM: 1`). False (and nothing sent) without such a profile.
+    @discardableResult
+    public func enableProfile(_ index: Int) -> Bool {
+        state.withLock { s in
+            guard s.card.enable(profile: index), let profile = s.card.enabledProfile else { return false }
+            s.identity.iccid = profile.iccid
+            s.identity.imsi = profile.imsi
+            var urcs = ["+CPIN: READY"]
+            if s.options.profile == .quectel { urcs.append("+QUSIM: 1") }
+            s.send(urcs.map(State.frame).joined())
+            return true
+        }
+    }
+
     public func sendURC(_ line: String) {
         state.withLock { s in s.send(State.frame(line)) }
     }
@@ -385,6 +410,9 @@ private struct State {
     var trickleQueue: [UInt8] = []
     var trickleStart = 0
     var trickleTimer: (any DispatchSourceTimer)?
+    var card: SimulatedCard
+    /// Set by a command the card swallows: its answer is not sent.
+    var swallowAnswer = false
 
     init(options: SimulatorOptions, master: Int32, slave: Int32) {
         self.options = options
@@ -395,6 +423,11 @@ private struct State {
             identity.imei = d.imei
             identity.imsi = d.imsi
             identity.iccid = d.iccid
+        }
+        card = SimulatedCard(options: options.logicalChannels)
+        if let profile = card.enabledProfile {
+            identity.iccid = profile.iccid
+            identity.imsi = profile.imsi
         }
         self.identity = identity
         self.master = master
@@ -585,6 +618,10 @@ private struct State {
             noiseIndex += 1
         }
         response += Array(execute(String(trimmed.dropFirst(2))).utf8)
+        if swallowAnswer {
+            swallowAnswer = false
+            return nil
+        }
 
         if quirks.responseDelayMilliseconds > 0 {
             var deadline = DispatchTime.now() + .milliseconds(quirks.responseDelayMilliseconds)
@@ -735,6 +772,20 @@ private struct State {
             if quirks.vendorICCIDUnsupported { return .error("ERROR") }
             if let gate = simGate(.iccid) { return gate }
             return iccidAnswer(format)
+        }
+
+        if ["+CCHO", "+CCHC", "+CGLA"].contains(name) {
+            if let gate = simGate(.iccid) { return gate }
+            let notSupported: String
+            if case .error(let line) = cmeError(4) { notSupported = line } else { notSupported = "ERROR" }
+            switch card.handle(name: name, suffix: suffix, notSupported: notSupported) {
+            case .ok: return .ok
+            case .info(let lines): return .info(lines)
+            case .error(let line): return .error(line)
+            case .swallow:
+                swallowAnswer = true
+                return .ok
+            }
         }
 
         switch (name, suffix) {

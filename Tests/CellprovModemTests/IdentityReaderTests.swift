@@ -49,16 +49,21 @@ import Glibc
         #expect(report.manufacturer != nil)
         #expect(report.model != nil)
         #expect(report.revision != nil)
-        #expect(log.count < 10, "\(profile) took \(log.count) commands: \(log)")
+        // 8 on a healthy module, a vendor ICCID fallback one more, and the plain SIM's refused AT+CCHO one more.
+        #expect(log.count < 11, "\(profile) took \(log.count) commands: \(log)")
     }
 
-    @Test func healthyQuectelReadTakesEightCommands() async throws {
+    @Test func healthyQuectelReadTakesNineCommands() async throws {
+        // Eight for the identities, and the EID step's AT+CCHO, which a plain SIM refuses (issue 15: at most 9;
+        // a re-read in the same port session is 8 again: EIDReaderTests).
         let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity))
         #expect(report.isValid)
         #expect(log.map { $0.uppercased() } == [
             "ATE0", "AT+CMEE=2", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CGSN", "AT+CIMI", "AT+CCID",
+            EUICCAccess.openCommand.uppercased(),
         ])
-        #expect(report.commandCount == 8)
+        #expect(report.commandCount == 9)
+        #expect(report.eidStatus == .noEUICC)
     }
 
     struct QuirkCase: Sendable, CustomTestStringConvertible {
@@ -111,7 +116,8 @@ import Glibc
         q.vendorICCIDUnsupported = true
         let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
         #expect(report.iccid?.unredacted == Self.identity.iccid)
-        #expect(log.last?.uppercased() == "AT+CRSM=176,12258,0,0,10")
+        // The last identity command (the EID step's refused AT+CCHO follows it).
+        #expect(log.last { !$0.uppercased().hasPrefix("AT+CCHO") }?.uppercased() == "AT+CRSM=176,12258,0,0,10")
     }
 
     @Test(arguments: VendorProfile.allCases)
@@ -126,15 +132,16 @@ import Glibc
         #expect(upper[cimi + 1] == crsmReadIMSICommand, "EF_IMSI is read right after AT+CIMI fails: \(log)")
     }
 
-    @Test func healthyQuectelReadWithoutCIMITakesNineCommands() async throws {
+    @Test func healthyQuectelReadWithoutCIMITakesTenCommands() async throws {
         var q = SimulatorQuirks()
         q.cimiUnsupported = true
         let (report, log) = try await Self.read(SimulatorOptions(profile: .quectel, identity: Self.identity, quirks: q))
         #expect(report.isValid)
         #expect(log.map { $0.uppercased() } == [
             "ATE0", "AT+CMEE=2", "AT+CGMI", "AT+CGMM", "AT+CGMR", "AT+CGSN", "AT+CIMI", crsmReadIMSICommand, "AT+CCID",
+            EUICCAccess.openCommand.uppercased(),
         ])
-        #expect(report.commandCount == 9)
+        #expect(report.commandCount == 10)
     }
 
     @Test func noIMSIAnywhereIsReportedOnce() async throws {
@@ -164,7 +171,9 @@ import Glibc
         q.crsmUnsupported = true
         let (report, log) = try await Self.read(SimulatorOptions(profile: .sierra, identity: Self.identity, quirks: q))
         #expect(report.iccid?.unredacted == Self.identity.iccid, "\(report.problems)")
-        #expect(log.suffix(4).map { $0.uppercased() } == ["AT+CCID", "AT!ICCID?", crsmReadICCIDCommand, "AT+ICCID"])
+        // The ICCID commands, before the EID step's AT+CCHO.
+        #expect(log.map { $0.uppercased() }.filter { !$0.hasPrefix("AT+CCHO") }.suffix(4)
+            == ["AT+CCID", "AT!ICCID?", crsmReadICCIDCommand, "AT+ICCID"])
     }
 
     @Test func simAbsentStillReportsTheIMEI() async throws {
