@@ -2,8 +2,8 @@ import CellprovCore
 
 // The simulated card behind the logical-channel commands of 3GPP TS 27.007 (AT+CCHO, AT+CGLA, AT+CCHC): an eUICC
 // with an ISD-R that answers ES10c GetEUICCData, or a plain UICC that has none. Answer forms and their sources:
-// - `+CCHO: <n>`, `+CGLA: <length>,"<hex>"`, `AT+CCHC=<n>` -> OK: a de-branded Quectel 5G "AT Commands Manual" §4.8-4.10
-//   examples and lpac issue #143's transcript (estkme-group/lpac).
+// - `+CCHO: <n>`, `+CGLA: <length>,"<hex>"`, `AT+CCHC=<n>` -> OK: a de-branded Quectel 5G "AT Commands Manual"
+//   §4.8-4.10 examples and lpac issue #143's transcript (estkme-group/lpac).
 // - a bare channel number (`1`) after AT+CCHO: Fibocom FM350-GL, lpac issue #209 and PR #445.
 // - a session handle of 16 hexadecimal digits instead of a number: Sierra MC7455/EM7590, lpac issue #138, PR #139.
 // - `+CGLA:4,"611A"` (no blank after the colon, 61xx asking for GET RESPONSE): SIMCom A7908E, lpac PR #238.

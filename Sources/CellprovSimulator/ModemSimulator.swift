@@ -751,7 +751,8 @@ private struct State {
 
     func iccidAnswer(_ format: ICCIDFormat) -> Outcome {
         guard let iccid = identity.iccid else { return cmeError(13) }
-        return .info([format.answer(iccid)])
+        // "%E": the eUICC's EID where the vendor's answer carries it (Sequans +SQNCCID), empty on a plain UICC.
+        return .info([format.answer(iccid).replacing("%E", with: card.options.euicc?.eid ?? "")])
     }
 
     mutating func extended(_ command: String) -> Outcome {

@@ -42,8 +42,9 @@ import CellprovCore
 //   example "8901234567012345678F"; Zephyr's nordic_nrf91_slm driver); bare AT+CGSN, "+CGSN: \"...\"" for =1;
 //   AT+CGMI "Nordic Semiconductor ASA" (sdk-nrf at_parser test), AT+CGMR "mfw_nrf9160_<version>" (public mocks).
 // - Manufacturer strings of Neoway, Sequans, ZTE and Fibocom are the companies' names, not verified answers.
-// - Sequans Monarch GM02S: no AT+CCID; AT+SQNCCID -> `+SQNCCID: "<iccid>",""` (Sequans module notes on GitHub,
-//   DPTechnics Walter driver).
+// - Sequans Monarch GM02S: no AT+CCID; AT+SQNCCID -> `+SQNCCID: "<iccid>","<eid>"`, the EID empty on a plain UICC
+//   (QuickSpot/walter-arduino PR #126: the second field is the eUICC's EID, 32 digits; Sequans module notes on
+//   GitHub, DPTechnics Walter driver).
 // - ZTE ME3630: AT+ZGETICCID -> "+ZGETICCID: <iccid>" (SparkFun MG2639 library, ME3630 drivers on GitHub);
 //   AT+CCID not assumed (ERROR).
 // - Fibocom L860-GL: AT+ICCID -> "+ICCID: <iccid>" (ModemManager's fibocom plugin era drivers, FM350 mocks);
@@ -199,7 +200,7 @@ struct VendorTraits: Sendable {
             return VendorTraits(
                 manufacturer: "SEQUANS Communications", model: "GM02S", revision: "UE8.0.5.0", tac: "35181711",
                 atiLines: ["%M", "%m", "%R"], revisionPrefix: "",
-                vendorICCIDCommand: "+SQNCCID", vendorICCIDFormat: .template("+SQNCCID: \"%C\",\"\""),
+                vendorICCIDCommand: "+SQNCCID", vendorICCIDFormat: .template("+SQNCCID: \"%C\",\"%E\""),
                 ccidFormat: nil, ccidIsVendorCommand: false,
                 removedURCs: ["+CPIN: NOT READY"], insertedURCs: ["+CPIN: %P"],
                 noiseURCs: ["+CEREG: 2", "+CEREG: 5"],

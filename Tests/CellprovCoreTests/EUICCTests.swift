@@ -26,9 +26,9 @@ struct EUICCTranscript: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(id) (\(source))" }
 
     static let all: [EUICCTranscript] = {
-        guard let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil),
-            let text = try? String(contentsOf: folder.appendingPathComponent("euicc-transcripts.jsonl"), encoding: .utf8)
-        else { return [] }
+        guard let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else { return [] }
+        let file = folder.appendingPathComponent("euicc-transcripts.jsonl")
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else { return [] }
         return text.split(whereSeparator: \.isNewline).compactMap {
             try? JSONDecoder().decode(EUICCTranscript.self, from: Data($0.utf8))
         }
@@ -120,7 +120,8 @@ struct EUICCTests {
             #expect(tail.last == ")" && tail.dropLast().allSatisfy { $0.isHexDigit && !$0.isUppercase }, "\(text)")
         }
         let key = Pseudonymizer(key: Array("eid-test-key".utf8))
-        #expect(key.reference(kind: "eid", value: eid.unredacted) != key.reference(kind: "iccid", value: eid.unredacted))
+        let asICCID = key.reference(kind: "iccid", value: eid.unredacted)
+        #expect(key.reference(kind: "eid", value: eid.unredacted) != asICCID)
         // Messages carry no digits of the value either.
         for raw in ["89882119900000000000000000000006", "8988211990000000000000000000000A"] {
             for p in EID.validate(raw).problems { #expect(Redaction.scrub(p.message) == p.message, "\(p.message)") }

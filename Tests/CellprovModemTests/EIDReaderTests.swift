@@ -112,7 +112,8 @@ import Testing
         }
 
         // Another card: asked once more.
-        session.sim.swapSIM(SimulatedIdentity(imsi: "262019999999999", iccid: TestIdentities.iccid("894920000099999999")))
+        let newICCID = TestIdentities.iccid("894920000099999999")
+        session.sim.swapSIM(SimulatedIdentity(imsi: "262019999999999", iccid: newICCID))
         let (swapped, swappedLog) = await session.read()
         #expect(swapped.iccid?.unredacted == TestIdentities.iccid("894920000099999999"))
         #expect(swappedLog.last == Self.open)
@@ -176,7 +177,9 @@ import Testing
             $0.getResponseNeeded = true
             $0.noBlankAfterColon = true
         },
-        QuirkCase(name: "6Cxx: resend with the right Le", profile: .quectel, commands: 12) { $0.wrongLengthFirst = true },
+        QuirkCase(name: "6Cxx: resend with the right Le", profile: .quectel, commands: 12) {
+            $0.wrongLengthFirst = true
+        },
     ]
 
     @Test(arguments: quirks)
@@ -211,6 +214,24 @@ import Testing
         #expect(log.contains("AT+CGLA=3,24,\"83E2910006BF3E035C015A00\""), "\(log)")
         #expect(log.last == "AT+CCHC=3")
         #expect(session.sim.openLogicalChannels == 2, "only ours is closed")
+    }
+
+    @Test func sequansGivesTheEIDWithTheICCID() async throws {
+        // QuickSpot/walter-arduino PR #126: +SQNCCID: "<ICCID>","<EID>". No logical channel needed.
+        let (report, log, sim) = try await Self.probe(Self.options(.sequans))
+        defer { sim.stop() }
+        #expect(report.isValid, "\(report.problems)")
+        #expect(report.eid?.unredacted == Self.eid)
+        #expect(report.eidStatus == .read)
+        #expect(!log.contains(Self.open), "\(log)")
+        #expect(report.commandCount == 9, "AT+CCID refused, then AT+SQNCCID: \(log)")
+        #expect(sim.logicalChannelOpens == 0)
+
+        // A plain SIM's empty EID field says nothing for sure: the standard way is tried (and refused) once.
+        let (plain, plainLog, plainSim) = try await Self.probe(Self.options(.sequans, euicc: false))
+        defer { plainSim.stop() }
+        #expect(plain.eidStatus == .noEUICC)
+        #expect(plainLog.last == Self.open)
     }
 
     // MARK: - When not to ask
