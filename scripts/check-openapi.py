@@ -46,6 +46,9 @@ except ImportError as error:
 TYPE_RULES = {
     "enrolled": ({"info"}, "null", False, False),
     "sim_changed": ({"warning"}, "object", False, False),
+    "profile_switched": ({"info"}, "object", False, False),
+    "sim_slot_switched": ({"notice"}, "object", False, False),
+    "profile_clone_suspected": ({"critical"}, "object", False, False),
     "imei_changed": ({"warning", "critical"}, "object", True, False),
     "sim_removed": ({"warning"}, "object", False, False),
     "sim_inserted": ({"info"}, "object", False, False),

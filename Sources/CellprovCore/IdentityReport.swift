@@ -11,10 +11,13 @@ public struct IdentityReport: Sendable, CustomStringConvertible {
     public var model: String?
     public var revision: String?
     /// The eUICC's identifier, when the card is an eUICC and its EID was read and valid (``eidStatus`` says why
-    /// not otherwise). Not yet part of ``IdentityRecord`` or the events.
+    /// not otherwise). The events carry it (``IdentitySnapshot/eid``).
     public var eid: EID? = nil
     /// How the EID read went: a failed read is not "no eUICC".
     public var eidStatus: EIDReadStatus = .notAttempted
+    /// The module's active SIM slot (1-based), when the module or ModemManager says; nil when unknown or the module
+    /// has one slot.
+    public var simSlot: Int? = nil
     public var problems: [Problem]
     /// AT commands sent for this read.
     public var commandCount: Int

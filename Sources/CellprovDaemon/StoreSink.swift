@@ -232,6 +232,16 @@ public final class StoreSink: ObservationSink {
         case .simInserted:
             id = .simChanged
             text = "SIM inserted again: \(event.identity)"
+        case .profileSwitched:
+            id = .profileSwitched
+            text = "eSIM profile switched on the same card: \(event.previous.map { "\($0)" } ?? "none") -> \(event.identity)"
+        case .simSlotSwitched:
+            id = .simSlotSwitched
+            text = "active SIM slot switched: \(event.previous.map { "\($0)" } ?? "none") -> \(event.identity)"
+        case .profileCloneSuspected:
+            id = .profileCloneSuspected
+            text = "the same ICCID is read from another eUICC (misread or cloned profile): "
+                + "\(event.previous.map { "\($0)" } ?? "none") -> \(event.identity)"
         case .imeiChanged:
             id = .imeiChanged
             let how = switch event.usbSerialChanged {
@@ -249,7 +259,7 @@ public final class StoreSink: ObservationSink {
         }
         meta["MESSAGE_ID"] = "\(id.id)"
         switch event.severity {
-        case .info: logger.notice("\(text)", metadata: meta)
+        case .info, .notice: logger.notice("\(text)", metadata: meta)
         case .warning: logger.warning("\(text)", metadata: meta)
         case .critical: logger.critical("\(text)", metadata: meta)
         }

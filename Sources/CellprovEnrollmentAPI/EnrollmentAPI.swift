@@ -91,24 +91,40 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         }
     }
 
-    /// IMEI, IMSI and ICCID as digit strings (the values read, for `identity_invalid` as read). Encoded as the
-    /// core's `IdentitySnapshot` is (a value not read is left out).
+    /// IMEI, IMSI and ICCID as digit strings (the values read, for `identity_invalid` as read), the eUICC's EID
+    /// and the active SIM slot when known. Encoded as the core's `IdentitySnapshot` is (a value not read is left
+    /// out).
     public struct Identity: Sendable, Codable, Equatable {
         public var imei: String?
         public var imsi: String?
         public var iccid: String?
+        /// The eUICC's EID, 32 digits; absent for a plain SIM or when it could not be read.
+        public var eid: String?
+        /// The module's active SIM slot, 1-based; absent when unknown.
+        public var simSlot: Int?
 
-        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+        enum CodingKeys: String, CodingKey {
+            case imei, imsi, iccid, eid
+            case simSlot = "sim_slot"
+        }
+
+        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil, eid: String? = nil, simSlot: Int? = nil) {
             self.imei = imei
             self.imsi = imsi
             self.iccid = iccid
+            self.eid = eid
+            self.simSlot = simSlot
         }
 
         public init(_ snapshot: IdentitySnapshot) {
-            self.init(imei: snapshot.imei, imsi: snapshot.imsi, iccid: snapshot.iccid)
+            self.init(
+                imei: snapshot.imei, imsi: snapshot.imsi, iccid: snapshot.iccid, eid: snapshot.eid,
+                simSlot: snapshot.simSlot)
         }
 
-        public var snapshot: IdentitySnapshot { IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid) }
+        public var snapshot: IdentitySnapshot {
+            IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid, eid: eid, simSlot: simSlot)
+        }
 
         public func encode(to encoder: any Encoder) throws { try snapshot.encode(to: encoder) }
     }
@@ -120,11 +136,13 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         public var imei: String?
         public var imsi: String?
         public var iccid: String?
+        public var eid: String?
 
-        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+        public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil, eid: String? = nil) {
             self.imei = imei
             self.imsi = imsi
             self.iccid = iccid
+            self.eid = eid
         }
 
         /// The references of each value present in `identity`, as `pseudonymizer` makes them: the same call the
@@ -134,20 +152,22 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
             self.init(
                 imei: identity.imei.map { pseudonymizer.reference(kind: "imei", value: $0) },
                 imsi: identity.imsi.map { pseudonymizer.reference(kind: "imsi", value: $0) },
-                iccid: identity.iccid.map { pseudonymizer.reference(kind: "iccid", value: $0) })
+                iccid: identity.iccid.map { pseudonymizer.reference(kind: "iccid", value: $0) },
+                eid: identity.eid.map { pseudonymizer.reference(kind: "eid", value: $0) })
         }
 
         /// The references present, for a receiver's index.
-        public var all: [String] { [imei, imsi, iccid].compactMap { $0 } }
+        public var all: [String] { [imei, imsi, iccid, eid].compactMap { $0 } }
 
         /// nil when no value has a reference (an event whose identity is empty writes no `references`).
         public var nonEmpty: References? { all.isEmpty ? nil : self }
 
         public func encode(to encoder: any Encoder) throws {
-            enum K: String, CodingKey { case imei, imsi, iccid }
+            enum K: String, CodingKey { case imei, imsi, iccid, eid }
             var c = encoder.container(keyedBy: K.self)
             try c.encodeIfPresent(imei, forKey: .imei)
             try c.encodeIfPresent(imsi, forKey: .imsi)
+            try c.encodeIfPresent(eid, forKey: .eid)
             try c.encodeIfPresent(iccid, forKey: .iccid)
         }
     }

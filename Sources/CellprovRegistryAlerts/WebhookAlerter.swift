@@ -257,8 +257,9 @@ public final class WebhookAlerter: Sendable {
     static func rank(_ severity: EventSeverity) -> Int {
         switch severity {
         case .info: 0
-        case .warning: 1
-        case .critical: 2
+        case .notice: 1
+        case .warning: 2
+        case .critical: 3
         }
     }
 }

@@ -19,6 +19,12 @@ public enum CellprovMessageID: String, CaseIterable, Sendable {
     case imeiChanged = "a060d067be514928bf0d075191aeddda"
     case enrolled = "57e05795027641e697de121a12270a6d"
     case duplicateIMEI = "34b7f72dc12a4898a11eb1ea2d92df6c"
+    /// A remote eSIM profile switch on the same eUICC (`profile_switched`).
+    case profileSwitched = "965c02c833c04318b52f97abf63b7c97"
+    /// The module's active SIM slot changed (`sim_slot_switched`).
+    case simSlotSwitched = "86bf2385497a4fa5ba8c91a8cf3fbaae"
+    /// The same ICCID on another eUICC (`profile_clone_suspected`).
+    case profileCloneSuspected = "b4acb15962c54af8a5068cd33ab3cc7d"
     case deliveryFailed = "d10e8b0d52f9441d9d8575fc64aec9cf"
     case configError = "d7dffe1d58f7451e9b005e4c3c74591a"
     /// The backend answers 401/403: events wait until the credentials are fixed.

@@ -31,6 +31,10 @@ enum CDValue {
     static let iccid3 = luhn("893107012345678901")
     static let iccidBadPrefix = luhn("991004234814455936")
 
+    /// EIDs with SGP.29 check digits (pySim's GetEuiccData vector, and two made here with their check digits).
+    static let eid1 = "89882119900000000000000000000005"
+    static let eid2 = "89049032000000000000000000000163"
+
     static let usbSlot = "pci-0000:00:14.0-usb-0:1:1.0"
     static let otherSlot = "pci-0000:00:14.0-usb-0:2:1.0"
     static let uartSlot = "/dev/ttyS1"
@@ -47,6 +51,8 @@ struct CDRead: Sendable {
     var imsi: String? = CDValue.imsi1
     var iccid: String? = CDValue.iccid1
     var revision: String? = "EG25GGBR07A08M2G"
+    var eid: String? = nil
+    var simSlot: Int? = nil
     var problems: [Problem] = []
 
     var observation: Observation {
@@ -68,6 +74,13 @@ struct CDRead: Sendable {
             report.iccid = v.value
             found += v.problems
         }
+        if let eid {
+            let v = EID.validate(eid)
+            report.eid = v.value
+            report.eidStatus = v.value == nil ? .invalid : .read
+            found += v.problems
+        }
+        report.simSlot = simSlot
         report.problems = found + problems
         let origin: ModuleSlot.Origin = slot.hasPrefix("/dev/") ? .static : .udev
         return Observation(
@@ -103,12 +116,14 @@ enum CDProblem {
 func cdRecord(
     slot: String = CDValue.usbSlot, usbSerial: String? = "SER-1", imei: String? = CDValue.imeiA,
     imsi: String? = CDValue.imsi1, iccid: String? = CDValue.iccid1, simPresent: Bool = true, enrolled: Bool = true,
-    sequence: Int = 1, revision: String? = "EG25GGBR07A08M2G", lastInvalid: IdentitySnapshot? = nil
+    sequence: Int = 1, revision: String? = "EG25GGBR07A08M2G", lastInvalid: IdentitySnapshot? = nil,
+    eid: String? = nil, simSlot: Int? = nil
 ) -> SlotRecord {
     SlotRecord(
         slot: slot,
         module: ModuleInfo(usbSerial: usbSerial, manufacturer: "Quectel", model: "EG25", revision: revision),
-        identity: IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid), simPresent: simPresent,
+        identity: IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid, eid: eid, simSlot: simSlot),
+        simPresent: simPresent,
         enrolled: enrolled, sequence: sequence, lastInvalid: lastInvalid, updatedAt: CDValue.t0)
 }
 
@@ -191,6 +206,73 @@ struct ChangeDetectorTests {
             previous: cdRecord(simPresent: false), read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2),
             events: [.simChanged], severities: [.warning], stores: true,
             check: { r in #expect(r.events[0].previous?.iccid == CDValue.iccid1) }),
+        // Issue 15: which kind of SIM change, from the card (EID) and the active slot.
+        Case(
+            name: "profile_switched: same EID, other ICCID and IMSI (remote eSIM profile switch)",
+            previous: cdRecord(eid: CDValue.eid1),
+            read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2, eid: CDValue.eid1),
+            events: [.profileSwitched], severities: [.info], stores: true,
+            check: { r in
+                #expect(r.events[0].previous?.eid == CDValue.eid1 && r.events[0].identity.eid == CDValue.eid1)
+                #expect(r.events[0].identity.iccid == CDValue.iccid2)
+                #expect(r.record?.identity.iccid == CDValue.iccid2 && r.record?.identity.eid == CDValue.eid1)
+            }),
+        Case(
+            name: "sim_changed: another eUICC (EID differs) with another ICCID",
+            previous: cdRecord(eid: CDValue.eid1),
+            read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2, eid: CDValue.eid2),
+            events: [.simChanged], severities: [.warning], stores: true,
+            check: { r in #expect(r.events[0].identity.eid == CDValue.eid2) }),
+        Case(
+            name: "sim_changed: an eUICC replaced by a plain SIM (no EID on one side)",
+            previous: cdRecord(eid: CDValue.eid1), read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2),
+            events: [.simChanged], severities: [.warning], stores: true),
+        Case(
+            name: "sim_changed: an EID that could not be read is not taken for the same card",
+            previous: cdRecord(eid: CDValue.eid1),
+            read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2, eid: "89882119900000000000000000000006"),
+            events: [.simChanged], severities: [.warning], stores: true,
+            check: { r in
+                #expect(r.events[0].identity.eid == nil)
+                #expect(r.events[0].problems.map(\.code) == [.eidInvalid])
+            }),
+        Case(
+            name: "sim_slot_switched: failover to the second slot's card",
+            previous: cdRecord(simSlot: 1),
+            read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2, simSlot: 2),
+            events: [.simSlotSwitched], severities: [.notice], stores: true,
+            check: { r in
+                #expect(r.events[0].previous?.simSlot == 1 && r.events[0].identity.simSlot == 2)
+                #expect(r.record?.identity.simSlot == 2)
+            }),
+        Case(
+            name: "sim_slot_switched: back to slot 1, whose eUICC is known (the slot decides, not the EID)",
+            previous: cdRecord(imsi: CDValue.imsi2, iccid: CDValue.iccid2, simSlot: 2),
+            read: CDRead(eid: CDValue.eid1, simSlot: 1), events: [.simSlotSwitched], severities: [.notice],
+            stores: true),
+        Case(
+            name: "profile_clone_suspected: the same ICCID from another eUICC",
+            previous: cdRecord(eid: CDValue.eid1), read: CDRead(eid: CDValue.eid2),
+            events: [.profileCloneSuspected], severities: [.critical], stores: true,
+            check: { r in
+                #expect(r.events[0].previous?.eid == CDValue.eid1 && r.events[0].identity.eid == CDValue.eid2)
+                #expect(r.record?.identity.eid == CDValue.eid2)
+            }),
+        Case(
+            name: "nothing: an EID and a slot read for the first time on the same SIM are recorded silently",
+            previous: cdRecord(), read: CDRead(eid: CDValue.eid1, simSlot: 1), events: [], stores: true,
+            check: { r in
+                #expect(r.record?.identity.eid == CDValue.eid1 && r.record?.identity.simSlot == 1)
+            }),
+        Case(
+            name: "nothing: an EID or slot not read this time keeps the recorded ones",
+            previous: cdRecord(eid: CDValue.eid1, simSlot: 1), read: .full, events: [], stores: false),
+        Case(
+            name: "enrolled: an eUICC in slot 1 carries its EID and slot", previous: nil,
+            read: CDRead(eid: CDValue.eid1, simSlot: 1), events: [.enrolled], severities: [.info], stores: true,
+            check: { r in
+                #expect(r.events[0].identity.eid == CDValue.eid1 && r.events[0].identity.simSlot == 1)
+            }),
         Case(
             name: "imei_changed: same USB serial, new IMEI (tampering)", previous: cdRecord(),
             read: CDRead(imei: CDValue.imeiB), events: [.imeiChanged], severities: [.critical], stores: true,
@@ -640,8 +722,8 @@ struct ChangeDetectorTests {
     @Test("event type names are the backend's")
     func typeNames() {
         #expect(IdentityEventType.allCases.map(\.rawValue) == [
-            "enrolled", "sim_changed", "imei_changed", "sim_removed", "sim_inserted", "identity_invalid",
-            "duplicate_imei",
+            "enrolled", "sim_changed", "profile_switched", "sim_slot_switched", "profile_clone_suspected",
+            "imei_changed", "sim_removed", "sim_inserted", "identity_invalid", "duplicate_imei",
         ])
     }
 

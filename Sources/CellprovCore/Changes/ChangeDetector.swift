@@ -53,6 +53,16 @@ import FoundationEssentials
 ///    - A SIM state the modem cannot tell (`sim_failure`, `sim_wrong`, `sim_busy`, locked with no ICCID, a
 ///      timed-out command) → nothing, record's SIM part unchanged.
 ///    - Only IMSI known on one side and only ICCID on the other: nothing comparable → nothing.
+///    - **Which kind of SIM change** (a differing SIM read, the card and slot compared only where read on both
+///      sides; an EID or slot read on one side only is unknown, never a difference):
+///      - the active SIM slot differs → `sim_slot_switched` (notice): failover to, or a choice of, the other
+///        slot's card; whatever its EID and ICCID;
+///      - the same EID → `profile_switched` (info): a remote profile change on the same eUICC;
+///      - anything else → `sim_changed` (warning): another EID, no EID on one side or both (a plain SIM, or an
+///        EID that could not be read: a failed read is never taken for a profile switch);
+///      - the *same* ICCID with another EID in the same slot → `profile_clone_suspected` (critical): genuine cards
+///        cannot do that (a misread or a cloned profile). The record keeps the new card.
+///    - An EID or slot read for the first time on an unchanged SIM is recorded without an event.
 ///
 /// 7. **Duplicate IMEI.** When the slot's usable IMEI is new *for this slot* (first IMEI recorded, or an IMEI
 ///    change, whether enrolled or not) and equals the recorded IMEI of other slots in `others` (slot keys
@@ -102,8 +112,8 @@ public enum ChangeDetector {
     enum SIMReading: Equatable {
         /// The modem says no SIM is inserted.
         case absent
-        /// At least one SIM value was read.
-        case present(imsi: String?, iccid: String?)
+        /// At least one SIM value was read (with the card's EID and the active slot when known).
+        case present(imsi: String?, iccid: String?, eid: String?, slot: Int?)
         /// Cannot tell (locked with nothing readable, failed, busy, timed out).
         case unknown
 
@@ -111,7 +121,9 @@ public enum ChangeDetector {
             if report.problems.contains(where: { $0.code == .simNotInserted }) {
                 self = .absent
             } else if report.imsi != nil || report.iccid != nil {
-                self = .present(imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted)
+                self = .present(
+                    imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted, eid: report.eid?.unredacted,
+                    slot: report.simSlot)
             } else {
                 self = .unknown
             }
@@ -166,9 +178,10 @@ public enum ChangeDetector {
         var drafts: [Draft] = []
         if let imei {
             let sim = SIMReading(report)
-            var readSIM: (imsi: String?, iccid: String?) = (nil, nil)
-            if case .present(let imsi, let iccid) = sim { readSIM = (imsi, iccid) }
-            let current = IdentitySnapshot(imei: imei, imsi: readSIM.imsi, iccid: readSIM.iccid)
+            var readSIM: (imsi: String?, iccid: String?, eid: String?, slot: Int?) = (nil, nil, nil, nil)
+            if case .present(let imsi, let iccid, let eid, let slot) = sim { readSIM = (imsi, iccid, eid, slot) }
+            let current = IdentitySnapshot(
+                imei: imei, imsi: readSIM.imsi, iccid: readSIM.iccid, eid: readSIM.eid, simSlot: readSIM.slot)
 
             if let previous, previous.enrolled, let known = previous.identity.imei {
                 if known != imei {
@@ -254,17 +267,34 @@ public enum ChangeDetector {
                     type: .simRemoved, severity: .warning, identity: IdentitySnapshot(imei: imei), previous: known))
                 record.simPresent = false
             }
-        case .present(let imsi, let iccid):
+        case .present(let imsi, let iccid, let eid, let slot):
             let iccidComparable = iccid != nil && known.iccid != nil
             let imsiComparable = imsi != nil && known.imsi != nil
             let differs = (iccidComparable && iccid != known.iccid) || (imsiComparable && imsi != known.imsi)
-            if differs || !known.hasSIM {
-                let identity = IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid)
-                drafts.append(Draft(type: .simChanged, severity: .warning, identity: identity, previous: known))
+            let slotSwitched = slot != nil && known.simSlot != nil && slot != known.simSlot
+            let sameCard = eid != nil && eid == known.eid
+            let otherCard = eid != nil && known.eid != nil && eid != known.eid
+            if differs || !known.hasSIM || slotSwitched {
+                let identity = IdentitySnapshot(imei: imei, imsi: imsi, iccid: iccid, eid: eid, simSlot: slot)
+                let (type, severity): (IdentityEventType, EventSeverity) =
+                    slotSwitched && known.hasSIM
+                    ? (.simSlotSwitched, .notice)
+                    : sameCard && known.hasSIM ? (.profileSwitched, .info) : (.simChanged, .warning)
+                drafts.append(Draft(type: type, severity: severity, identity: identity, previous: known))
+                record.identity = identity
+                record.simPresent = true
+            } else if otherCard && iccidComparable {
+                // The same ICCID on another card: no genuine eUICC does that.
+                let identity = IdentitySnapshot(
+                    imei: imei, imsi: imsi ?? known.imsi, iccid: iccid, eid: eid, simSlot: slot ?? known.simSlot)
+                drafts.append(Draft(
+                    type: .profileCloneSuspected, severity: .critical, identity: identity, previous: known))
                 record.identity = identity
                 record.simPresent = true
             } else if iccidComparable || imsiComparable {
-                let identity = IdentitySnapshot(imei: imei, imsi: imsi ?? known.imsi, iccid: iccid ?? known.iccid)
+                let identity = IdentitySnapshot(
+                    imei: imei, imsi: imsi ?? known.imsi, iccid: iccid ?? known.iccid, eid: eid ?? known.eid,
+                    simSlot: slot ?? known.simSlot)
                 if !previous.simPresent {
                     drafts.append(Draft(type: .simInserted, severity: .info, identity: identity, previous: known))
                 } else if known.imsi == nil, imsi != nil {

@@ -7,7 +7,9 @@ import FoundationEssentials
 // property is left out when it has no value; decoding takes an absent property and a null one alike. Encode and
 // decode them with the default key strategies (`.convertFromSnakeCase` would not match these keys).
 
-/// A slot's identity as digit strings: the IMEI of its module and the IMSI and ICCID of its SIM.
+/// A slot's identity as digit strings: the IMEI of its module, the IMSI and ICCID of its SIM (the enabled
+/// profile, on an eUICC), the EID of the card when it is an eUICC and it was read, and the module's active SIM
+/// slot when the module says.
 ///
 /// Printing a snapshot (or a record or event holding one) shows only keyed pseudonyms, the same references as
 /// the identifier types print: `IdentitySnapshot(imei ref 1a2b3c4d5e, imsi ref -, iccid ref 9f8e7d6c5b)`. The
@@ -18,18 +20,29 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
     public var imei: String?
     public var imsi: String?
     public var iccid: String?
+    /// The eUICC's EID (32 digits): the card, as opposed to its enabled profile (ICCID, IMSI). nil: not an eUICC,
+    /// or not read.
+    public var eid: String?
+    /// The module's active SIM slot, 1-based; nil when unknown.
+    public var simSlot: Int?
 
-    public init(imei: String? = nil, imsi: String? = nil, iccid: String? = nil) {
+    public init(
+        imei: String? = nil, imsi: String? = nil, iccid: String? = nil, eid: String? = nil, simSlot: Int? = nil
+    ) {
         self.imei = imei
         self.imsi = imsi
         self.iccid = iccid
+        self.eid = eid
+        self.simSlot = simSlot
     }
 
     /// The values a report holds, as read. Values a validator refused outright (wrong length, wrong characters)
     /// are not in a report and so are nil here; values kept with an error (an IMEI with a bad check digit, a
     /// placeholder IMEI) are here.
     public init(_ report: IdentityReport) {
-        self.init(imei: report.imei?.unredacted, imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted)
+        self.init(
+            imei: report.imei?.unredacted, imsi: report.imsi?.unredacted, iccid: report.iccid?.unredacted,
+            eid: report.eid?.unredacted, simSlot: report.simSlot)
     }
 
     /// True when a SIM identity (IMSI or ICCID) is known.
@@ -40,12 +53,18 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
 
     /// Redacted, as the identity types print: `IMEI(TAC …, ref …) IMSI(MCC-MNC, ref …) ICCID(issuer, ref …)`; a
     /// value that does not validate prints only its kind and reference.
-    public var description: String { [redactedIMEI, redactedIMSI, redactedICCID].joined(separator: " ") }
+    public var description: String {
+        var parts = [redactedIMEI, redactedIMSI, redactedICCID]
+        if eid != nil { parts.append(redactedEID) }
+        if let simSlot { parts.append("slot \(simSlot)") }
+        return parts.joined(separator: " ")
+    }
 
     /// Each value as its type prints it (`IMEI(TAC …, ref …)`), `IMEI -` when absent.
     public var redactedIMEI: String { Self.redacted("IMEI", imei) { IMEI.validate($0).value } }
     public var redactedIMSI: String { Self.redacted("IMSI", imsi) { IMSI.validate($0).value } }
     public var redactedICCID: String { Self.redacted("ICCID", iccid) { ICCID.validate($0).value } }
+    public var redactedEID: String { Self.redacted("EID", eid) { EID.validate($0).value } }
 
     static func redacted<T: CustomStringConvertible>(_ kind: String, _ value: String?, _ validate: (String) -> T?)
         -> String
@@ -58,13 +77,18 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["redacted": description], displayStyle: .struct) }
 
-    enum CodingKeys: String, CodingKey { case imei, imsi, iccid }
+    enum CodingKeys: String, CodingKey {
+        case imei, imsi, iccid, eid
+        case simSlot = "sim_slot"
+    }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encodeIfPresent(imei, forKey: .imei)
         try c.encodeIfPresent(imsi, forKey: .imsi)
         try c.encodeIfPresent(iccid, forKey: .iccid)
+        try c.encodeIfPresent(eid, forKey: .eid)
+        try c.encodeIfPresent(simSlot, forKey: .simSlot)
     }
 }
 
@@ -175,8 +199,19 @@ public struct SlotRecord: Sendable, Codable, Equatable {
 public enum IdentityEventType: String, Sendable, Codable, CaseIterable {
     /// The first full valid identity (IMEI, IMSI, ICCID) seen on the slot.
     case enrolled
-    /// Same IMEI, another SIM (ICCID or IMSI differs): the slot must be re-enrolled.
+    /// Same IMEI, another SIM (ICCID or IMSI differs) that is not a profile switch on the same eUICC nor a change
+    /// of active slot: another card (another EID, or no EID on one side), or a card that left and another came.
+    /// The slot must be re-enrolled.
     case simChanged = "sim_changed"
+    /// Same IMEI and the same eUICC (EID read on both sides, equal), another ICCID and/or IMSI: the connectivity
+    /// provider switched the card's enabled profile. Expected; not a swap.
+    case profileSwitched = "profile_switched"
+    /// The module's active SIM slot changed (dual-SIM failover, or an operator's choice): the identity is now
+    /// that slot's card. Expected and logged, not tampering.
+    case simSlotSwitched = "sim_slot_switched"
+    /// The same ICCID read from another eUICC (both EIDs read, different) in the same slot. Genuine cards cannot do
+    /// this (an ICCID names one profile on one card): a misread or a cloned profile.
+    case profileCloneSuspected = "profile_clone_suspected"
     /// Another IMEI in the slot: a module swap (USB serial changed) or a module reporting a new IMEI.
     case imeiChanged = "imei_changed"
     /// The SIM was taken out.
@@ -191,8 +226,10 @@ public enum IdentityEventType: String, Sendable, Codable, CaseIterable {
 
 /// How urgently a human must look at an event.
 public enum EventSeverity: String, Sendable, Codable {
-    /// Expected lifecycle (enrollment, a SIM put back).
+    /// Expected lifecycle (enrollment, a SIM put back, a remote profile switch).
     case info
+    /// Expected, but worth a line in the timeline: the active SIM slot changed.
+    case notice
     /// Needs follow-up (re-enrollment after a SIM change, a service swap, a bad identity read).
     case warning
     /// Possible tampering or an identity the fleet cannot trust (a module reporting a new IMEI, duplicates).
