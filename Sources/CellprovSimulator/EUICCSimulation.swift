@@ -38,6 +38,17 @@ public struct SimulatedEUICC: Sendable, Codable, Equatable {
     }
 }
 
+extension SimulatedEUICC {
+    /// What must never appear in logs, tables or error messages for this card: the full EID and its individual part
+    /// (everything after the 8-digit "89" + country + issuer prefix that redacted descriptions show), and every
+    /// profile's IMSI, MSIN and ICCID (``SimulatedIdentity/leakPatterns``). Leak scans search outputs for these.
+    public var leakPatterns: [String] {
+        var out = [eid, String(eid.dropFirst(8))]
+        for p in profiles { out += SimulatedIdentity(imsi: p.imsi, iccid: p.iccid).leakPatterns }
+        return out
+    }
+}
+
 /// What the simulated module does with logical channels, and the card behind them.
 public struct LogicalChannelOptions: Sendable, Codable, Equatable {
     /// The eUICC; nil: a plain UICC (AT+CCHO refused with ``plainUICCAnswer``).

@@ -3,6 +3,7 @@ import CellprovModem
 import CellprovSerial
 import CellprovSimulator
 import Logging
+import Synchronization
 import Testing
 
 /// The EID step of the identity read over real PTYs served by the simulator (issue 15): an eUICC, a plain UICC, the
@@ -279,6 +280,52 @@ import Testing
 
     // MARK: - Leaks
 
+    @Test func noEIDDigitsInLogsReportsOrProblems() async throws {
+        // Trace level, every message and its metadata, over the quirkiest reads, an invalid EID and a switch.
+        let capture = MetadataLogCapture()
+        var reader = Self.reader(commandTimeout: .milliseconds(200))
+        reader.logger = capture.logger
+        var texts: [String] = []
+        var patterns: [String] = []
+        let badEID = "89882119900000000000000000000006"  // pySim's EID with a wrong check digit
+        let variants: [(inout SimulatorOptions) -> Void] = [
+            { _ in },
+            { $0.logicalChannels.sessionHandles = true },
+            {
+                $0.logicalChannels.getResponseNeeded = true
+                $0.logicalChannels.wrongLengthFirst = true
+            },
+            { $0.logicalChannels.silentCGLA = 1 },
+            { $0.logicalChannels.euicc?.eid = badEID },
+        ]
+        for variant in variants {
+            var options = Self.options()
+            variant(&options)
+            let sim = try ModemSimulator(options)
+            defer { sim.stop() }
+            let report = await reader.read(port: sim.path)
+            _ = sim.enableProfile(1)
+            let again = await reader.read(port: sim.path)
+            for r in [report, again] {
+                texts.append(String(describing: r))
+                texts.append(String(reflecting: r))
+                texts += r.problems.map(\.description)
+                if let eid = r.eid { texts.append("\(eid)") }
+            }
+            patterns += try #require(options.logicalChannels.euicc).leakPatterns
+            patterns += options.identity.leakPatterns
+        }
+        texts += capture.texts
+        #expect(capture.texts.contains { $0.contains("AT+CGLA") }, "the trace level was captured")
+        #expect(texts.contains { $0.contains("eid_invalid") }, "the invalid EID was reported")
+        for pattern in Set(patterns) {
+            for text in texts where text.contains(pattern) {
+                Issue.record("identifier digits in output: \(Redaction.scrub(text))")
+            }
+        }
+    }
+
+
     @Test func noChannelLeaksAfter100ReReadsAnd20Timeouts() async throws {
         // A card with 3 channels: a leak of one per read would exhaust it within 3 reads.
         let session = try PortSession(
@@ -312,5 +359,35 @@ import Testing
         let (last, _) = await session.read()
         #expect(last.eidStatus == .read)
         #expect(session.sim.openLogicalChannels == 0, "channels leaked: \(session.sim.openLogicalChannels)")
+    }
+}
+
+/// Keeps every log record with its metadata, for leak scans.
+final class MetadataLogCapture: Sendable {
+    private let records = Mutex<[String]>([])
+    var texts: [String] { records.withLock { $0 } }
+
+    var logger: Logger {
+        var logger = Logger(label: "capture") { _ in Handler(capture: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    fileprivate func append(_ text: String) { records.withLock { $0.append(text) } }
+
+    struct Handler: LogHandler {
+        let capture: MetadataLogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.append("\(event.message) \(all.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
     }
 }
