@@ -69,6 +69,13 @@ public struct IdentityRecord: Sendable, Codable, Equatable {
     public var imei: String?
     public var imsi: String?
     public var iccid: String?
+    /// The eUICC's EID (32 digits); null for a plain SIM or when the module cannot say (``eidStatus`` tells which).
+    public var eid: String?
+    /// How the EID read went: `read`, `invalid`, `no_euicc` (a plain UICC, or no logical channels), `not_attempted`
+    /// (no SIM, a locked SIM), `failed`.
+    public var eidStatus: EIDReadStatus
+    /// The active SIM slot, 1-based; null when unknown.
+    public var simSlot: Int?
     public var manufacturer: String?
     public var model: String?
     public var revision: String?
@@ -78,7 +85,9 @@ public struct IdentityRecord: Sendable, Codable, Equatable {
     public var elapsedMilliseconds: Double
 
     enum CodingKeys: String, CodingKey {
-        case port, imei, imsi, iccid, manufacturer, model, revision, valid, problems, commands
+        case port, imei, imsi, iccid, eid, manufacturer, model, revision, valid, problems, commands
+        case eidStatus = "eid_status"
+        case simSlot = "sim_slot"
         case elapsedMilliseconds = "elapsed_ms"
     }
 
@@ -89,6 +98,9 @@ public struct IdentityRecord: Sendable, Codable, Equatable {
         try c.encode(imei, forKey: .imei)
         try c.encode(imsi, forKey: .imsi)
         try c.encode(iccid, forKey: .iccid)
+        try c.encode(eid, forKey: .eid)
+        try c.encode(eidStatus, forKey: .eidStatus)
+        try c.encode(simSlot, forKey: .simSlot)
         try c.encode(manufacturer, forKey: .manufacturer)
         try c.encode(model, forKey: .model)
         try c.encode(revision, forKey: .revision)
@@ -103,6 +115,9 @@ public struct IdentityRecord: Sendable, Codable, Equatable {
         imei = report.imei?.unredacted
         imsi = report.imsi?.unredacted
         iccid = report.iccid?.unredacted
+        eid = report.eid?.unredacted
+        eidStatus = report.eidStatus
+        simSlot = report.simSlot
         manufacturer = report.manufacturer
         model = report.model
         revision = report.revision

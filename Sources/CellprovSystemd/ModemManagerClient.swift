@@ -328,6 +328,8 @@ public final class ModemManagerClient: @unchecked Sendable {
             m.primaryPort = modem["PrimaryPort"]?.string
             m.ports = modem["Ports"]?.names ?? []
             m.imei = interfaces[Self.modem3gppInterface]?["Imei"]?.string
+            m.primarySimSlot = modem["PrimarySimSlot"]?.int.map { UInt32(truncatingIfNeeded: $0) }
+            m.simSlots = modem["SimSlots"]?.names ?? []
             if let sim = modem["Sim"]?.string, sim != "/", !sim.isEmpty {
                 m.simPath = sim
                 switch call(
@@ -337,6 +339,8 @@ public final class ModemManagerClient: @unchecked Sendable {
                 case .success(let properties):
                     m.simIMSI = properties["Imsi"]?.string
                     m.simICCID = properties["SimIdentifier"]?.string
+                    m.simEID = properties["Eid"]?.string
+                    m.simType = properties["SimType"]?.int.map { UInt32(truncatingIfNeeded: $0) }
                 case .failure(let error):
                     // The SIM object went away between the two calls (a re-probe): the next signal brings
                     // the new state. Its identities stay unknown in this snapshot.
@@ -384,7 +388,7 @@ public final class ModemManagerClient: @unchecked Sendable {
     enum Value: Equatable {
         case string(String)
         case int(Int64)
-        /// An a(su) (Modem.Ports): the names.
+        /// An a(su) (Modem.Ports): the names; an ao (Modem.SimSlots): the object paths.
         case names([String])
         case other
 
@@ -454,6 +458,14 @@ public final class ModemManagerClient: @unchecked Sendable {
                 }
                 guard sd_bus_message_exit_container(m) >= 0 else { return nil }
                 value = .names(names)
+            case "ao":
+                guard sd_bus_message_enter_container(m, type("a"), "o") > 0 else { return nil }
+                var paths: [String] = []
+                while let p = readString(m, "o") {
+                    if paths.count < Self.maxArrayElements { paths.append(p) }  // past the bound: read, not kept
+                }
+                guard sd_bus_message_exit_container(m) >= 0 else { return nil }
+                value = .names(paths)
             default:
                 guard sd_bus_message_skip(m, contents) >= 0 else { return nil }
                 value = .other
@@ -467,6 +479,8 @@ public final class ModemManagerClient: @unchecked Sendable {
 
     /// Strings from ModemManager are bounded here (a misbehaving modem's answer could be anything).
     static let maxStringBytes = 256
+    /// So are arrays of object paths (SimSlots: a module has one to four).
+    static let maxArrayElements = 16
 
     static func readString(_ m: OpaquePointer, _ kind: Unicode.Scalar) -> String? {
         var p: UnsafePointer<CChar>?

@@ -72,6 +72,8 @@ struct StatusCommand: ParsableCommand {
             print("  IMEI:      \(r.identity.redactedIMEI)")
             print("  IMSI:      \(r.identity.redactedIMSI)")
             print("  ICCID:     \(r.identity.redactedICCID)")
+            if r.identity.eid != nil { print("  EID:       \(r.identity.redactedEID)  (the eUICC; ICCID/IMSI are its profile)") }
+            if let slot = r.identity.simSlot { print("  SIM slot:  \(slot) (active)") }
             print("  SIM:       \(r.simPresent ? "present" : "absent")   enrolled: \(r.enrolled ? "yes" : "no")")
             if let l = live[r.slot] {
                 var now = l.present ? "present on \(l.port)" : "not present (last on \(l.port))"

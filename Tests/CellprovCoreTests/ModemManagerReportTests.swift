@@ -39,6 +39,32 @@ struct ModemManagerReportTests {
         #expect(m.isReadyToReport)
     }
 
+    /// Issue 15: Sim.Eid, Sim.SimType, Modem.SimSlots and Modem.PrimarySimSlot.
+    @Test(arguments: [
+        // (Eid, SimType, slots, primary) -> (eid read, status, slot)
+        ("89882119900000000000000000000005", 2 as UInt32?, 2, 2 as UInt32?, true, EIDReadStatus.read, 2 as Int?),
+        ("89882119900000000000000000000006", 2, 0, nil, false, .invalid, nil),  // check digits wrong
+        ("", 1, 1, 0, false, .noEUICC, nil),  // a physical plain SIM, one slot
+        ("", nil, 0, nil, false, .notAttempted, nil),  // ModemManager before 1.16: nothing said
+        ("", 2, 2, 1, false, .notAttempted, 1),  // an eSIM whose EID ModemManager could not read (over AT)
+    ])
+    func cardAndSlot(
+        eid: String, type: UInt32?, slots: Int, primary: UInt32?, read: Bool, status: EIDReadStatus, slot: Int?
+    ) {
+        var m = Self.modem()
+        m.simEID = eid
+        m.simType = type
+        m.simSlots = (0..<slots).map { "/org/freedesktop/ModemManager1/SIM/\($0)" }
+        m.primarySimSlot = primary
+        let r = IdentityReport(modemManager: m)
+        #expect((r.eid?.unredacted == eid) == read)
+        #expect(r.eidStatus == status)
+        #expect(r.simSlot == slot)
+        #expect(r.isValid, "the EID is an addition: the IMEI/IMSI/ICCID read stays valid")
+        #expect(r.problems.map(\.code) == (status == .invalid ? [.eidInvalid] : []))
+        #expect(!"\(m)".contains(eid) || eid.isEmpty)
+    }
+
     @Test func modem3gppImeiIsPreferred() {
         let other = Self.luhn("35290611482913")
         let r = IdentityReport(modemManager: Self.modem(imei: other))

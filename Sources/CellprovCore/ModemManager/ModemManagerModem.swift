@@ -64,6 +64,21 @@ public struct ModemManagerModem: Sendable, Equatable, CustomStringConvertible, C
     /// Sim.Imsi and Sim.SimIdentifier (the ICCID) of the object at ``simPath``.
     public var simIMSI: String?
     public var simICCID: String?
+    /// Sim.Eid (ModemManager 1.16+): the eUICC's EID, empty for a plain SIM or when ModemManager cannot read it
+    /// (it reads it over MBIM and QMI, not over AT).
+    public var simEID: String?
+    /// Sim.SimType (1.20+, MMSimType): 0 unknown, 1 physical, 2 eSIM.
+    public var simType: UInt32?
+    /// Modem.PrimarySimSlot (1.16+): the active slot, 1-based; 0 when the modem does not support several.
+    public var primarySimSlot: UInt32?
+    /// Modem.SimSlots (1.16+): one SIM object path per slot ("/" for an empty slot); empty when not supported.
+    public var simSlots: [String] = []
+
+    /// MMSimType values.
+    public enum SimType {
+        public static let physical: UInt32 = 1
+        public static let esim: UInt32 = 2
+    }
 
     public init(
         objectPath: String, device: String? = nil, equipmentIdentifier: String? = nil, imei: String? = nil,
@@ -112,7 +127,7 @@ public struct ModemManagerModem: Sendable, Equatable, CustomStringConvertible, C
     }
 
     public var description: String {
-        let identity = IdentitySnapshot(imei: imeiText, imsi: simIMSI, iccid: simICCID)
+        let identity = IdentitySnapshot(imei: imeiText, imsi: simIMSI, iccid: simICCID, eid: simEID)
         return "ModemManager modem \(objectPath) (state \(state.map(String.init) ?? "-")): \(identity)"
     }
 
@@ -165,6 +180,20 @@ extension IdentityReport {
             } else {
                 problems.append(Problem(.iccidMissing, field: .iccid, message: "ModemManager published no ICCID"))
             }
+            // The card: Sim.Eid when published; a physical SIM (SimType 1) without one is a plain UICC. An empty
+            // Eid otherwise says nothing (ModemManager reads it over MBIM/QMI only).
+            if let raw = Self.nonEmpty(m.simEID) {
+                let v = EID.validate(raw)
+                eid = v.value
+                eidStatus = v.value == nil ? .invalid : .read
+                problems += v.problems
+            } else if m.simType == ModemManagerModem.SimType.physical {
+                eidStatus = .noEUICC
+            }
+        }
+        // The active slot, when the modem has several (PrimarySimSlot is 0 otherwise).
+        if let slot = m.primarySimSlot, slot > 0, m.simSlots.count > 1 {
+            simSlot = Int(slot)
         }
         self.problems = problems
     }
