@@ -140,6 +140,12 @@ struct SimulatedCard {
         pending = [:]
     }
 
+    /// Another card in the holder: `euicc`, or a plain UICC when nil.
+    mutating func insert(_ euicc: SimulatedEUICC?) {
+        options.euicc = euicc
+        reset()
+    }
+
     /// Enables profile `index`; false if there is no such profile.
     mutating func enable(profile index: Int) -> Bool {
         guard var e = options.euicc, e.profiles.indices.contains(index) else { return false }

@@ -268,6 +268,19 @@ public final class ModemSimulator: Sendable {
         }
     }
 
+    /// A physical swap to another card: an eUICC (its enabled profile's IMSI and ICCID are served) or, with `euicc`
+    /// nil, a plain UICC with `identity`'s IMSI and ICCID. The logical-channel quirks stay (they are the module's);
+    /// the old card's channels are gone. URCs as ``swapSIM(_:)``.
+    public func swapCard(_ identity: SimulatedIdentity, euicc: SimulatedEUICC?) {
+        var identity = identity
+        if let e = euicc, e.profiles.indices.contains(e.enabledProfile) {
+            identity.iccid = e.profiles[e.enabledProfile].iccid
+            identity.imsi = e.profiles[e.enabledProfile].imsi
+        }
+        state.withLock { s in s.card.insert(euicc) }
+        swapSIM(identity)
+    }
+
     public func setSIMPresent(_ present: Bool) {
         state.withLock { s in
             guard s.simPresent != present else { return }

@@ -278,6 +278,31 @@ import Testing
         #expect(!session.sim.enableProfile(7), "no such profile")
     }
 
+    @Test func swapsBetweenPlainCardsAndEUICCsAreSeen() async throws {
+        // The port session's memory is per card: a plain SIM's refusal must not hide the eUICC that replaces it.
+        let session = try PortSession(Self.options(euicc: false))
+        let (plain, _) = await session.read()
+        #expect(plain.eidStatus == .noEUICC)
+        let (plainAgain, _) = await session.read()
+        #expect(plainAgain.commandCount == 8)
+
+        session.sim.swapCard(SimulatedIdentity(), euicc: SimulatedEUICC(eid: Self.otherEID, profiles: Self.profiles))
+        let (euicc, log) = await session.read()
+        #expect(euicc.eid?.unredacted == Self.otherEID, "\(log)")
+        #expect(euicc.iccid?.unredacted == Self.profiles[0].iccid)
+        #expect(euicc.commandCount == 11)
+
+        // Back to a plain card: no EID, and the refusal costs one command again.
+        let plainICCID = TestIdentities.iccid("894920000077777777")
+        session.sim.swapCard(SimulatedIdentity(imsi: "262017777777777", iccid: plainICCID), euicc: nil)
+        let (back, backLog) = await session.read()
+        #expect(back.eid == nil)
+        #expect(back.eidStatus == .noEUICC)
+        #expect(back.iccid?.unredacted == plainICCID)
+        #expect(backLog.last == Self.open)
+        #expect(session.sim.openLogicalChannels == 0)
+    }
+
     // MARK: - Leaks
 
     @Test func noEIDDigitsInLogsReportsOrProblems() async throws {
