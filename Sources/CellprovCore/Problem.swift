@@ -55,6 +55,9 @@ public struct Problem: Sendable, Hashable, Codable, CustomStringConvertible {
         public static let simFailure = Code(rawValue: "sim_failure")
         public static let simBusy = Code(rawValue: "sim_busy")
         public static let simWrong = Code(rawValue: "sim_wrong")
+        /// The module does not report SIM insertion and removal as they happen (its card holder's detection is off,
+        /// or it refused the report command): a swap shows at the next re-probe. A warning.
+        public static let simHotSwapUnavailable = Code(rawValue: "sim_hotswap_unavailable")
         // Port and modem
         public static let noResponse = Code(rawValue: "no_response")
         public static let portBusy = Code(rawValue: "port_busy")

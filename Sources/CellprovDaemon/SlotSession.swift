@@ -54,6 +54,11 @@ actor SlotSession {
     private var lastReadEnd: ContinuousClock.Instant?
     private var retryDelay: Duration = .seconds(1)
     private var lastOpenError: SerialError.Code?
+    /// SIM hot-swap reports: the port session (``generation``) they were set up for, and the outcome.
+    private var reportingGeneration = 0
+    private var reporting: SIMReportingState = .notApplicable
+    /// The notice "swaps show at the next re-probe" is logged once per slot.
+    private var toldHotSwapUnavailable = false
 
     init(
         slot: ModuleSlot, reader: IdentityReader, interval: Duration, logger: Logger,
@@ -114,9 +119,27 @@ actor SlotSession {
 
     private func read(because trigger: ReadTrigger) async {
         guard let channel = await openChannel() else { return }
-        let report = await reader.read(channel: channel, port: slot.port)
-        lastReadEnd = ContinuousClock().now
+        var report = await reader.read(channel: channel, port: slot.port)
         if Task.isCancelled { return }
+        if reportingGeneration != generation, !report.portUnusable, report.manufacturer != nil {
+            // Once per port session, after the read (its command count unchanged): the vendor's SIM reports on.
+            reportingGeneration = generation
+            reporting = await SIMReportingSetup.run(on: channel, manufacturer: report.manufacturer)
+            if reporting == .detectionOff || reporting == .refused, !toldHotSwapUnavailable {
+                toldHotSwapUnavailable = true
+                logger.notice(
+                    "the module does not report SIM swaps as they happen; they show at the next re-probe",
+                    metadata: ["port": "\(slot.port)", "sim_reports": "\(reporting.rawValue)"])
+            }
+        }
+        if reporting == .detectionOff || reporting == .refused {
+            report.problems.append(Problem(
+                .simHotSwapUnavailable, field: .sim, severity: .warning,
+                message: reporting == .detectionOff
+                    ? "the module's SIM card detection is off: swaps show at the next re-probe"
+                    : "the module refused to report SIM swaps: they show at the next re-probe"))
+        }
+        lastReadEnd = ContinuousClock().now
         if report.problems.contains(where: { $0.code == .portClosed }) {
             await closeChannel()
             scheduleTimer(after: retryDelay)

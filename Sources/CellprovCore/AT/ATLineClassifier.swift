@@ -26,6 +26,8 @@ public struct ATLineClassifier: Sendable {
         "^SYSSTART", "^SHUTDOWN", "^SIS:", "^SCKS:", "+SIMCARD:", "+CPSI:", "#QSS:", "#SIMST:", "+UUSIMSTAT:",
         "+UUPSDA:", "+UUSTS:", "+PACSP", "+CMSTATE:", "+CNMP:", "+NITZ:", "+STIN:", "+SIND:", "+MSTATE",
         "+PBREADY", "+CFUN:", "+PSUTTZ:", "*PSUTTZ:", "DST:", "+SIM READY", "+CGEV", "+ICCID READY",
+        // SIM hot-swap reports (SIMReportSetup): SIMCom +CSMINS, Fibocom's (ModemManager's fibocom plugin).
+        "+CSMINS:", "+SIM: Inserted", "+SIM: Removed", "+SIM DROP",
     ]
 
     /// Whole-line URCs.

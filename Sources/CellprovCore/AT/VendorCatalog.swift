@@ -35,14 +35,19 @@ public enum VendorCatalog {
             simURCPrefixes: ["^SIMST:"]),
         VendorDialect(name: "telit", manufacturerMatches: ["telit"], iccidCommand: "AT#CCID", simURCPrefixes: ["#QSS:"]),
         VendorDialect(
-            name: "simcom", manufacturerMatches: ["simcom"], iccidCommand: "AT+CICCID", simURCPrefixes: ["+SIMCARD:"]),
+            name: "simcom", manufacturerMatches: ["simcom"], iccidCommand: "AT+CICCID",
+            simURCPrefixes: ["+SIMCARD:", "+CSMINS:"]),
         VendorDialect(
             name: "cinterion", manufacturerMatches: ["cinterion", "thales", "gemalto", "siemens"],
             iccidCommand: "AT^SCID", simURCPrefixes: ["+CIEV: simstatus", "^SIMSTATUS", "^SCKS:"]),
         VendorDialect(name: "sierra", manufacturerMatches: ["sierra"], iccidCommand: "AT!ICCID?"),
         VendorDialect(
             name: "ublox", manufacturerMatches: ["u-blox", "ublox"], iccidCommand: nil, simURCPrefixes: ["+UUSIMSTAT:"]),
-        VendorDialect(name: "fibocom", manufacturerMatches: ["fibocom"], iccidCommand: "AT+ICCID"),
+        // Fibocom reports SIM hot-swap without being asked (ModemManager's fibocom plugin,
+        // mm_shared_fibocom_setup_sim_hot_swap()).
+        VendorDialect(
+            name: "fibocom", manufacturerMatches: ["fibocom"], iccidCommand: "AT+ICCID",
+            simURCPrefixes: ["+SIM: Inserted", "+SIM: Removed", "+SIM DROP"]),
         VendorDialect(name: "zte", manufacturerMatches: ["zte"], iccidCommand: "AT+ZGETICCID"),
         // nRF91 AT Commands Reference (AT%XICCID -> "%XICCID: <iccid, F-padded>"); Zephyr's nordic_nrf91_slm driver
         // matches "%XICCID: ". The modem has no AT+CCID. SIM URC "%XSIM: <state>".
