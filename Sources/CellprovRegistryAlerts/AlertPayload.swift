@@ -16,11 +16,14 @@ public struct AlertPayload: Sendable, Equatable, Encodable {
         public var imei: String?
         public var imsi: String?
         public var iccid: String?
+        public var eid: String?
         public var expectedIMEI: String?
+        public var expectedEID: String?
 
         enum CodingKeys: String, CodingKey {
-            case imei, imsi, iccid
+            case imei, imsi, iccid, eid
             case expectedIMEI = "expected_imei"
+            case expectedEID = "expected_eid"
         }
     }
 
@@ -55,7 +58,8 @@ public struct AlertPayload: Sendable, Equatable, Encodable {
         raisedAt = Self.rfc3339(stored.raisedAt)
         let masked = Masking.evidence(flag.evidence)
         identifiers = Identifiers(
-            imei: masked.imei, imsi: masked.imsi, iccid: masked.iccid, expectedIMEI: masked.expectedIMEI)
+            imei: masked.imei, imsi: masked.imsi, iccid: masked.iccid, eid: masked.eid,
+            expectedIMEI: masked.expectedIMEI, expectedEID: masked.expectedEID)
         otherSerials = flag.evidence.otherSerials
         note = flag.evidence.note.map(Redaction.scrub)
     }

@@ -19,11 +19,23 @@ public struct IngestContext: Sendable, Equatable {
     public var manufacturingIMEIs: [String]
     /// For a manufacturing record: the IMEIs the unit's field slots currently hold.
     public var fieldIMEIs: [String]
+    /// Other serials one of whose field slots holds (or, before a `sim_removed`, last held) the event's EID.
+    public var eidHolders: [String]
+    /// Of ``iccidHolders``, those whose slot holds the ICCID on the event's eUICC (same EID: the card moved), and
+    /// those holding it on another eUICC (both EIDs known, different: one profile on two cards). Empty when the
+    /// event has no EID.
+    public var iccidHoldersSameEID: [String]
+    public var iccidHoldersOtherEID: [String]
+    /// The EIDs of the unit's manufacturing records, not counting this event.
+    public var manufacturingEIDs: [String]
+    /// For a manufacturing record: the EIDs the unit's field slots currently hold.
+    public var fieldEIDs: [String]
 
     public init(
         request: EnrollmentRequest, serial: String, origin: EventOrigin, unitLost: Bool = false,
         imeiHolders: [String] = [], iccidHolders: [String] = [], manufacturingIMEIs: [String] = [],
-        fieldIMEIs: [String] = []
+        fieldIMEIs: [String] = [], eidHolders: [String] = [], iccidHoldersSameEID: [String] = [],
+        iccidHoldersOtherEID: [String] = [], manufacturingEIDs: [String] = [], fieldEIDs: [String] = []
     ) {
         self.request = request
         self.serial = serial
@@ -33,6 +45,11 @@ public struct IngestContext: Sendable, Equatable {
         self.iccidHolders = iccidHolders
         self.manufacturingIMEIs = manufacturingIMEIs
         self.fieldIMEIs = fieldIMEIs
+        self.eidHolders = eidHolders
+        self.iccidHoldersSameEID = iccidHoldersSameEID
+        self.iccidHoldersOtherEID = iccidHoldersOtherEID
+        self.manufacturingEIDs = manufacturingEIDs
+        self.fieldEIDs = fieldEIDs
     }
 }
 
@@ -45,7 +62,10 @@ public enum FlagRules {
         flags += reported(context)
         flags += imeiOnTwoUnits(context)
         flags += iccidMoved(context)
+        flags += euiccMoved(context)
+        flags += profileOnTwoCards(context)
         flags += moduleSwapped(context)
+        flags += cardSwapped(context)
         flags += lostUnitSeen(context)
         return flags
     }
@@ -59,7 +79,15 @@ public enum FlagRules {
         return validated.value != nil && validated.problems.isEmpty
     }
 
-    /// `imei_changed` and `duplicate_imei` as the device reported them, with its severity.
+    /// A trustworthy EID: 32 digits, starting 89, mod 97 equal to 1 (SGP.29). Only these decide whether a card
+    /// moved or a profile is on two cards.
+    public static func isTrustedEID(_ value: String?) -> Bool {
+        guard let value, value.utf8.count == EID.length else { return false }
+        return EID.validate(value).value != nil
+    }
+
+    /// `imei_changed`, `duplicate_imei` and `profile_clone_suspected` as the device reported them, with its
+    /// severity.
     public static func reported(_ c: IngestContext) -> [NewFlag] {
         guard c.origin == .device else { return [] }
         let r = c.request
@@ -84,6 +112,17 @@ public enum FlagRules {
                     evidence: FlagEvidence(imei: r.identity.imei, otherSerials: [], eventIDs: [r.eventID]),
                     dedupeKey: "duplicate_imei:\(c.serial):\(imei)")
             ]
+        case IdentityEventType.profileCloneSuspected.rawValue:
+            let iccid = r.identity.iccid ?? "-"
+            return [
+                NewFlag(
+                    kind: .profileCloneSuspected, severity: severity, serial: c.serial, slot: r.module.slot,
+                    summary: "the device reads the same SIM profile from another eUICC in slot \(r.module.slot)",
+                    evidence: FlagEvidence(
+                        imsi: r.identity.imsi, iccid: r.identity.iccid, eid: r.identity.eid,
+                        expectedEID: r.previous?.eid, eventIDs: [r.eventID]),
+                    dedupeKey: "profile_clone_suspected:\(c.serial):\(r.module.slot):\(iccid)")
+            ]
         default:
             return []
         }
@@ -104,11 +143,36 @@ public enum FlagRules {
         ]
     }
 
-    /// The event's ICCID was held by another serial's slot: the SIM moved to this unit.
+    /// The event is a profile switch on the unit's own eUICC: the card did not move, so neither did its profile.
+    static func isProfileSwitch(_ c: IngestContext) -> Bool {
+        c.request.type == IdentityEventType.profileSwitched.rawValue && isTrustedEID(c.request.identity.eid)
+    }
+
+    /// The other serials the event's SIM moved from: the ICCID's former holders, less those the card explains
+    /// (the same EID: ``euiccMoved`` says it) and those it contradicts (another EID, or a profile switch on this
+    /// unit's own card: ``profileOnTwoCards`` says it). The store clears the ICCID from these holders' slots.
+    public static func iccidMovedFrom(_ c: IngestContext) -> [String] {
+        guard c.origin == .device, let iccid = c.request.identity.iccid, !iccid.isEmpty, !isProfileSwitch(c) else {
+            return []
+        }
+        let explained = isTrustedEID(c.request.identity.eid)
+            ? Set(c.iccidHoldersSameEID + c.iccidHoldersOtherEID) : []
+        return sortedUnique(c.iccidHolders.filter { $0 != c.serial && !explained.contains($0) })
+    }
+
+    /// The other serials the event's eUICC moved from (the store clears the card from their slots).
+    public static func euiccMovedFrom(_ c: IngestContext) -> [String] {
+        guard c.origin == .device, isTrustedEID(c.request.identity.eid) else { return [] }
+        return sortedUnique(c.eidHolders.filter { $0 != c.serial })
+    }
+
+    /// The event's ICCID was held by another serial's slot: the SIM moved to this unit. Not for a profile switch
+    /// on the same eUICC, nor when the EIDs say the whole card moved (``euiccMoved``) or that the profile is on two
+    /// cards (``profileOnTwoCards``).
     public static func iccidMoved(_ c: IngestContext) -> [NewFlag] {
         let r = c.request
-        guard c.origin == .device, let iccid = r.identity.iccid, !iccid.isEmpty else { return [] }
-        let others = sortedUnique(c.iccidHolders.filter { $0 != c.serial })
+        guard let iccid = r.identity.iccid else { return [] }
+        let others = iccidMovedFrom(c)
         guard !others.isEmpty else { return [] }
         return [
             NewFlag(
@@ -117,6 +181,76 @@ public enum FlagRules {
                 evidence: FlagEvidence(imsi: r.identity.imsi, iccid: iccid, otherSerials: others, eventIDs: [r.eventID]),
                 dedupeKey: "iccid_moved:\(iccid):\(c.serial)")
         ]
+    }
+
+    /// The event's EID was held by another serial's slot: the eUICC moved to this unit.
+    public static func euiccMoved(_ c: IngestContext) -> [NewFlag] {
+        let r = c.request
+        guard let eid = r.identity.eid else { return [] }
+        let others = euiccMovedFrom(c)
+        guard !others.isEmpty else { return [] }
+        return [
+            NewFlag(
+                kind: .euiccMoved, severity: .warning, serial: c.serial, slot: r.module.slot,
+                summary: "eUICC last seen in \(others.joined(separator: ", "))",
+                evidence: FlagEvidence(
+                    imsi: r.identity.imsi, iccid: r.identity.iccid, eid: eid, otherSerials: others,
+                    eventIDs: [r.eventID]),
+                dedupeKey: "euicc_moved:\(eid):\(c.serial)")
+        ]
+    }
+
+    /// The event's ICCID is held by another unit on another eUICC (both EIDs known), or this unit switched profile
+    /// on its own card to an ICCID another unit holds: one profile on two cards.
+    public static func profileOnTwoCards(_ c: IngestContext) -> [NewFlag] {
+        let r = c.request
+        guard c.origin == .device, let iccid = r.identity.iccid, !iccid.isEmpty, isTrustedEID(r.identity.eid) else {
+            return []
+        }
+        let candidates = isProfileSwitch(c) ? c.iccidHolders : c.iccidHoldersOtherEID
+        let others = sortedUnique(candidates.filter { $0 != c.serial })
+        guard !others.isEmpty else { return [] }
+        return [
+            NewFlag(
+                kind: .profileCloneSuspected, severity: .critical, serial: c.serial, slot: r.module.slot,
+                summary: "SIM profile also held on another eUICC by \(others.joined(separator: ", "))",
+                evidence: FlagEvidence(
+                    imsi: r.identity.imsi, iccid: iccid, eid: r.identity.eid, otherSerials: others,
+                    eventIDs: [r.eventID]),
+                dedupeKey: "profile_on_two_cards:\(iccid)")
+        ]
+    }
+
+    /// Field EID not among the manufacturing records' EIDs (compared only when both sides have one): the eUICC,
+    /// or the module or board carrying it, was replaced since the factory. Checked like ``moduleSwapped(_:)``.
+    public static func cardSwapped(_ c: IngestContext) -> [NewFlag] {
+        let r = c.request
+        func flag(_ eid: String, slot: String?, expected: [String]) -> NewFlag {
+            let expected = sortedUnique(expected)
+            return NewFlag(
+                kind: .moduleSwappedSinceManufacturing, severity: .critical, serial: c.serial, slot: slot,
+                summary: "field eUICC (EID) differs from the manufacturing record",
+                evidence: FlagEvidence(
+                    eid: eid, expectedEID: expected.first, eventIDs: [r.eventID],
+                    note: expected.count > 1 ? "the unit has \(expected.count) manufacturing EIDs" : nil),
+                dedupeKey: "module_swapped:\(c.serial):eid:\(eid)")
+        }
+        switch c.origin {
+        case .device:
+            guard r.type != IdentityEventType.identityInvalid.rawValue, r.type != APIEventType.manufactured.rawValue,
+                let eid = r.identity.eid, isTrustedEID(eid)
+            else { return [] }
+            let made = c.manufacturingEIDs.filter { isTrustedEID($0) }
+            guard !made.isEmpty, !made.contains(eid) else { return [] }
+            return [flag(eid, slot: r.module.slot, expected: made)]
+        case .factory:
+            var known = Set(c.manufacturingEIDs)
+            if let eid = r.identity.eid { known.insert(eid) }
+            guard known.contains(where: { isTrustedEID($0) }) else { return [] }
+            return sortedUnique(c.fieldEIDs.filter { isTrustedEID($0) && !known.contains($0) }).map {
+                flag($0, slot: nil, expected: Array(known))
+            }
+        }
     }
 
     /// Field IMEI not among the manufacturing records' IMEIs: checked on a field event (its IMEI) and on a

@@ -24,9 +24,18 @@ public enum Masking {
         value.map { IdentitySnapshot(iccid: $0).redactedICCID }
     }
 
-    /// A snapshot with each present value replaced by its masked form (for answers that keep the snapshot shape).
+    /// `EID(89049032, ref …)`: the first 8 digits (telecom, country, card maker: shared by millions of cards) and
+    /// the keyed reference.
+    public static func eid(_ value: String?) -> String? {
+        value.map { IdentitySnapshot(eid: $0).redactedEID }
+    }
+
+    /// A snapshot with each present value replaced by its masked form (for answers that keep the snapshot shape);
+    /// the active SIM slot is no identifier and stays.
     public static func identity(_ snapshot: IdentitySnapshot) -> IdentitySnapshot {
-        IdentitySnapshot(imei: imei(snapshot.imei), imsi: imsi(snapshot.imsi), iccid: iccid(snapshot.iccid))
+        IdentitySnapshot(
+            imei: imei(snapshot.imei), imsi: imsi(snapshot.imsi), iccid: iccid(snapshot.iccid), eid: eid(snapshot.eid),
+            simSlot: snapshot.simSlot)
     }
 
     /// A flag's evidence with its identifiers masked (serials and event ids are not secret).
@@ -35,7 +44,9 @@ public enum Masking {
         masked.imei = imei(evidence.imei)
         masked.imsi = imsi(evidence.imsi)
         masked.iccid = iccid(evidence.iccid)
+        masked.eid = eid(evidence.eid)
         masked.expectedIMEI = imei(evidence.expectedIMEI)
+        masked.expectedEID = eid(evidence.expectedEID)
         return masked
     }
 }

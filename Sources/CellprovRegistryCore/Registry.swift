@@ -56,8 +56,16 @@ public enum FlagKind: String, Sendable, Codable, CaseIterable {
     case duplicateIMEI = "duplicate_imei"
     /// One IMEI is the current IMEI of slots of two (or more) device serials: a cloned or mis-flashed module.
     case imeiOnTwoUnits = "imei_on_two_units"
-    /// A SIM (ICCID) last seen in one unit is now reported by another.
+    /// A SIM (ICCID) last seen in one unit is now reported by another. Not raised when the card's EID explains
+    /// it: a profile switch on the same eUICC, or the whole eUICC moving (``euiccMoved``).
     case iccidMoved = "iccid_moved"
+    /// An eUICC (EID) last seen in one unit is now reported by another: the card (or the module or board holding
+    /// it) moved.
+    case euiccMoved = "euicc_moved"
+    /// One profile (ICCID) on two eUICCs: a device reported `profile_clone_suspected` (the same ICCID from another
+    /// EID in one slot), or another unit holds the ICCID on another card (or this unit switched profile to an
+    /// ICCID another unit holds). Genuine cards cannot do that: a cloned profile or a misread.
+    case profileCloneSuspected = "profile_clone_suspected"
     /// A unit's field IMEI is not the one its manufacturing record holds.
     case moduleSwappedSinceManufacturing = "module_swapped_since_manufacturing"
     /// An event, or a refused attempt, from a unit marked lost.
@@ -70,6 +78,8 @@ public enum FlagKind: String, Sendable, Codable, CaseIterable {
     case simUnknownToCarrier = "sim_unknown_to_carrier"
     /// Carrier reconciliation: the carrier pairs this ICCID with another IMSI than the unit reports.
     case imsiICCIDMismatch = "imsi_iccid_mismatch"
+    /// Carrier reconciliation: the export lists an active profile on an eUICC (EID) that no unit reports.
+    case eidUnknownToFleet = "eid_unknown_to_fleet"
 }
 
 /// A flag to raise: what a rule found. The store gives it an id and a time, and does not raise it again while a
@@ -107,21 +117,28 @@ public struct FlagEvidence: Sendable, Codable, Equatable {
     public var imei: String?
     public var imsi: String?
     public var iccid: String?
+    /// The eUICC's EID (32 digits), when the flag is about a card.
+    public var eid: String?
     /// For comparisons (manufacturing record, previous holder): the other value.
     public var expectedIMEI: String?
+    /// For the manufacturing comparison of the card: the factory record's EID.
+    public var expectedEID: String?
     public var otherSerials: [String]
     public var eventIDs: [String]
     /// Anything else, without identifier digits (e.g. "carrier status: active").
     public var note: String?
 
     public init(
-        imei: String? = nil, imsi: String? = nil, iccid: String? = nil, expectedIMEI: String? = nil,
-        otherSerials: [String] = [], eventIDs: [String] = [], note: String? = nil
+        imei: String? = nil, imsi: String? = nil, iccid: String? = nil, eid: String? = nil,
+        expectedIMEI: String? = nil, expectedEID: String? = nil, otherSerials: [String] = [],
+        eventIDs: [String] = [], note: String? = nil
     ) {
         self.imei = imei
         self.imsi = imsi
         self.iccid = iccid
+        self.eid = eid
         self.expectedIMEI = expectedIMEI
+        self.expectedEID = expectedEID
         self.otherSerials = otherSerials
         self.eventIDs = eventIDs
         self.note = note
@@ -277,6 +294,8 @@ public struct SearchTerms: Sendable, Equatable {
     public var imei: String?
     public var imsi: String?
     public var iccid: String?
+    /// 32 digits: the eUICC's EID (the card, whichever profile is enabled).
+    public var eid: String?
     /// 8 digits: every unit with a module of this Type Allocation Code.
     public var tac: String?
     /// 10 lowercase hex digits: a pseudonym reference from cellprovd's log.
@@ -285,20 +304,21 @@ public struct SearchTerms: Sendable, Equatable {
     public var serial: String?
 
     public init(
-        imei: String? = nil, imsi: String? = nil, iccid: String? = nil, tac: String? = nil, reference: String? = nil,
-        serial: String? = nil
+        imei: String? = nil, imsi: String? = nil, iccid: String? = nil, eid: String? = nil, tac: String? = nil,
+        reference: String? = nil, serial: String? = nil
     ) {
         self.imei = imei
         self.imsi = imsi
         self.iccid = iccid
+        self.eid = eid
         self.tac = tac
         self.reference = reference
         self.serial = serial
     }
 
     /// Reads a search box: blanks and dashes are dropped from digit strings; 15 digits may be an IMEI or an
-    /// IMSI (both are tried); 14 digits an IMSI; 18 to 20 digits (with an optional trailing F) an ICCID; 8 digits a
-    /// TAC; 10 hex digits a reference (and a serial); anything else a serial.
+    /// IMSI (both are tried); 14 digits an IMSI; 18 to 20 digits (with an optional trailing F) an ICCID; 32 digits an
+    /// EID; 8 digits a TAC; 10 hex digits a reference (and a serial); anything else a serial.
     public init(parsing text: String) {
         self.init()
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -314,6 +334,8 @@ public struct SearchTerms: Sendable, Equatable {
                 imsi = compact
             case 18...20:
                 iccid = compact
+            case EID.length:
+                eid = compact
             case 8:
                 tac = compact
             default:
@@ -332,7 +354,7 @@ public struct SearchTerms: Sendable, Equatable {
     }
 
     public var isEmpty: Bool {
-        imei == nil && imsi == nil && iccid == nil && tac == nil && reference == nil && serial == nil
+        imei == nil && imsi == nil && iccid == nil && eid == nil && tac == nil && reference == nil && serial == nil
     }
 }
 
@@ -379,12 +401,15 @@ public struct SIMAssignment: Sendable, Equatable {
     public var slot: String
     public var iccid: String
     public var imsi: String?
+    /// The eUICC the profile is on, when the unit reported its EID.
+    public var eid: String?
 
-    public init(serial: String, slot: String, iccid: String, imsi: String?) {
+    public init(serial: String, slot: String, iccid: String, imsi: String?, eid: String? = nil) {
         self.serial = serial
         self.slot = slot
         self.iccid = iccid
         self.imsi = imsi
+        self.eid = eid
     }
 }
 

@@ -36,6 +36,9 @@ public enum RegistryMessageID: String, CaseIterable, Sendable {
     case flagSIMActiveUnassigned = "7ed05c8d0f2b4def6c9e1a3b5d8f0bdf"
     case flagSIMUnknownToCarrier = "8fe16d9e1a3c4ef07d0f2b4c6e9a1cf1"
     case flagIMSIICCIDMismatch = "90f27e0f2b4d4f018e1a3c5d7f0b2e03"
+    case flagEUICCMoved = "438085fc11114129a21afa929cef6f3b"
+    case flagProfileCloneSuspected = "3ec127c4c4a34e4a878488619583af70"
+    case flagEIDUnknownToFleet = "7177c0c3042643808e3da9a40c5e8ddf"
 
     /// The metadata key the journal handler passes through as the `MESSAGE_ID` field.
     public static let metadataKey = "MESSAGE_ID"
@@ -56,6 +59,9 @@ public enum RegistryMessageID: String, CaseIterable, Sendable {
         case .simActiveUnassigned: .flagSIMActiveUnassigned
         case .simUnknownToCarrier: .flagSIMUnknownToCarrier
         case .imsiICCIDMismatch: .flagIMSIICCIDMismatch
+        case .euiccMoved: .flagEUICCMoved
+        case .profileCloneSuspected: .flagProfileCloneSuspected
+        case .eidUnknownToFleet: .flagEIDUnknownToFleet
         }
     }
 }

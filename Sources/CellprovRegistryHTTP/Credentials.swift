@@ -80,4 +80,5 @@ public enum IdentifierMask {
     public static func imei(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.imei(value) }
     public static func imsi(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.imsi(value) }
     public static func iccid(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.iccid(value) }
+    public static func eid(_ value: String?, reveal: Bool) -> String? { reveal ? value : Masking.eid(value) }
 }

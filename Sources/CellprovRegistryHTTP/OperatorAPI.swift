@@ -217,11 +217,13 @@ struct OperatorAPI {
                 AuditEntry(
                     at: Date(), actor: who.name, action: "export", remote: context.remote,
                     detail: "units.csv, \(rows.count) rows"))
-            var out = "serial,slot,origin,imei,imsi,iccid,module,first_seen,last_seen\r\n"
+            // eid and sim_slot last: readers of the columns before them keep working.
+            var out = "serial,slot,origin,imei,imsi,iccid,module,first_seen,last_seen,eid,sim_slot\r\n"
             for r in rows {
                 out += [
                     r.serial, r.slot, r.origin.rawValue, r.identity.imei ?? "", r.identity.imsi ?? "", r.identity.iccid ?? "",
                     r.module ?? "", RFC3339.string(r.firstSeen) ?? "", RFC3339.string(r.lastSeen) ?? "",
+                    r.identity.eid ?? "", r.identity.simSlot.map { "\($0)" } ?? "",
                 ].map(CSV.field).joined(separator: ",") + "\r\n"
             }
             var response = text(.ok, out, contentType: "text/csv; charset=utf-8")

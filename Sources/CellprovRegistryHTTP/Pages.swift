@@ -268,6 +268,7 @@ struct Pages {
     static func slotValues(_ s: SlotView) -> [String: Any] {
         [
             "slot": s.slot, "imei": s.imei ?? "-", "imsi": s.imsi ?? "-", "iccid": s.iccid ?? "-",
+            "eid": s.eid ?? "-", "simSlot": s.simSlot.map { "\($0)" } ?? "-",
             "manufacturer": s.manufacturer ?? "", "model": s.model ?? "", "lastEventType": s.lastEventType,
             "updatedAt": s.updatedAt ?? "",
         ]
@@ -289,7 +290,10 @@ struct Pages {
         [
             "occurredAt": e.occurredAt ?? "", "origin": e.origin, "type": e.type, "severity": e.severity,
             "slot": e.slot,
-            "identity": ["imei": e.identity.imei ?? "-", "imsi": e.identity.imsi ?? "-", "iccid": e.identity.iccid ?? "-"],
+            "identity": [
+                "imei": e.identity.imei ?? "-", "imsi": e.identity.imsi ?? "-", "iccid": e.identity.iccid ?? "-",
+                "eid": e.identity.eid ?? "-", "simSlot": e.identity.simSlot.map { "\($0)" } ?? "-",
+            ],
         ]
     }
 

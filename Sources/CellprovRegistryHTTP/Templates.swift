@@ -23,6 +23,8 @@ enum Templates {
         code, .id { font-family: ui-monospace, monospace; font-size: .9em; }
         .critical { color: #a1001c; font-weight: 600; }
         .warning { color: #8a5a00; font-weight: 600; }
+        td.notice { background: none; padding: .35rem .5rem; border-radius: 0; color: #1f5f8b; }
+        th.card, td.card { border-left: 2px solid #c9ced8; }
         .lost { background: #a1001c; color: #fff; padding: .5rem .8rem; border-radius: 4px; }
         .notice { background: #e6f4ea; padding: .5rem .8rem; border-radius: 4px; }
         .error { background: #fde7e9; padding: .5rem .8rem; border-radius: 4px; }
@@ -72,7 +74,7 @@ enum Templates {
         <h1>Find a unit</h1>
         <form method="get" action="/" role="search">
         <input type="text" id="q" name="q" value="{{q}}" autofocus
-          placeholder="IMEI, IMSI, ICCID, serial, TAC (8 digits) or a log reference">
+          placeholder="IMEI, IMSI, ICCID, EID (32 digits), serial, TAC (8 digits) or a log reference">
         <button type="submit" id="search">Search</button>
         </form>
         {{#searched}}
@@ -131,11 +133,16 @@ enum Templates {
         </div>
         {{/admin}}
         <h2>Slots</h2>
+        <p>The module (IMEI); the card in use (its EID when it is an eUICC) and the module's active SIM slot; the
+        profile enabled on that card (ICCID, IMSI): a profile switch changes only the profile.</p>
         <table id="slots">
-        <tr><th>Slot</th><th>IMEI</th><th>IMSI</th><th>ICCID</th><th>Module</th><th>Last event</th></tr>
+        <tr><th>Slot</th><th>Module IMEI</th><th class="card">Card (EID)</th><th>Active SIM slot</th>
+        <th class="card">Profile ICCID</th><th>Profile IMSI</th><th>Module</th><th>Last event</th></tr>
         {{#slots}}
-        <tr class="slot"><td><code>{{slot}}</code></td><td class="id">{{imei}}</td><td class="id">{{imsi}}</td>
-        <td class="id">{{iccid}}</td><td>{{manufacturer}} {{model}}</td><td>{{lastEventType}} {{updatedAt}}</td></tr>
+        <tr class="slot"><td><code>{{slot}}</code></td><td class="id">{{imei}}</td>
+        <td class="id card slot-eid">{{eid}}</td><td class="slot-sim-slot">{{simSlot}}</td>
+        <td class="id card">{{iccid}}</td><td class="id">{{imsi}}</td>
+        <td>{{manufacturer}} {{model}}</td><td>{{lastEventType}} {{updatedAt}}</td></tr>
         {{/slots}}
         </table>
         <h2>Flags</h2>
@@ -151,11 +158,13 @@ enum Templates {
         {{/hasFlags}}
         <h2>Timeline</h2>
         <table id="timeline">
-        <tr><th>When</th><th>Origin</th><th>Event</th><th>Slot</th><th>IMEI</th><th>IMSI</th><th>ICCID</th></tr>
+        <tr><th>When</th><th>Origin</th><th>Event</th><th>Slot</th><th>IMEI</th><th class="card">Card (EID)</th>
+        <th>SIM slot</th><th class="card">ICCID</th><th>IMSI</th></tr>
         {{#timeline}}
-        <tr class="timeline-entry" data-type="{{type}}"><td>{{occurredAt}}</td><td>{{origin}}</td>
-        <td class="{{severity}}">{{type}}</td><td><code>{{slot}}</code></td>
-        <td class="id">{{identity.imei}}</td><td class="id">{{identity.imsi}}</td><td class="id">{{identity.iccid}}</td></tr>
+        <tr class="timeline-entry" data-type="{{type}}" data-severity="{{severity}}"><td>{{occurredAt}}</td>
+        <td>{{origin}}</td><td class="{{severity}}">{{type}}</td><td><code>{{slot}}</code></td>
+        <td class="id">{{identity.imei}}</td><td class="id card">{{identity.eid}}</td><td>{{identity.simSlot}}</td>
+        <td class="id card">{{identity.iccid}}</td><td class="id">{{identity.imsi}}</td></tr>
         {{/timeline}}
         </table>
         """

@@ -18,11 +18,22 @@ struct IdentityView: Codable, Equatable {
     var imei: String?
     var imsi: String?
     var iccid: String?
+    /// The eUICC's EID (the card), masked like the others; nil for a plain SIM or when not read.
+    var eid: String?
+    /// The module's active SIM slot (1-based); not an identifier.
+    var simSlot: Int?
 
     init(_ s: IdentitySnapshot, reveal: Bool) {
         imei = IdentifierMask.imei(s.imei, reveal: reveal)
         imsi = IdentifierMask.imsi(s.imsi, reveal: reveal)
         iccid = IdentifierMask.iccid(s.iccid, reveal: reveal)
+        eid = IdentifierMask.eid(s.eid, reveal: reveal)
+        simSlot = s.simSlot
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case imei, imsi, iccid, eid
+        case simSlot = "sim_slot"
     }
 }
 
@@ -33,6 +44,8 @@ struct SlotView: Codable {
     var imei: String?
     var imsi: String?
     var iccid: String?
+    var eid: String?
+    var simSlot: Int?
     var manufacturer: String?
     var model: String?
     var revision: String?
@@ -47,6 +60,8 @@ struct SlotView: Codable {
         imei = id.imei
         imsi = id.imsi
         iccid = id.iccid
+        eid = id.eid
+        simSlot = id.simSlot
         manufacturer = s.manufacturer
         model = s.model
         revision = s.revision
@@ -56,7 +71,8 @@ struct SlotView: Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case slot, origin, imei, imsi, iccid, manufacturer, model, revision, source
+        case slot, origin, imei, imsi, iccid, eid, manufacturer, model, revision, source
+        case simSlot = "sim_slot"
         case lastEventType = "last_event_type"
         case updatedAt = "updated_at"
     }
@@ -124,7 +140,9 @@ struct EvidenceView: Codable {
     var imei: String?
     var imsi: String?
     var iccid: String?
+    var eid: String?
     var expectedIMEI: String?
+    var expectedEID: String?
     var otherSerials: [String]
     var eventIDs: [String]
     var note: String?
@@ -133,15 +151,18 @@ struct EvidenceView: Codable {
         imei = IdentifierMask.imei(e.imei, reveal: reveal)
         imsi = IdentifierMask.imsi(e.imsi, reveal: reveal)
         iccid = IdentifierMask.iccid(e.iccid, reveal: reveal)
+        eid = IdentifierMask.eid(e.eid, reveal: reveal)
         expectedIMEI = IdentifierMask.imei(e.expectedIMEI, reveal: reveal)
+        expectedEID = IdentifierMask.eid(e.expectedEID, reveal: reveal)
         otherSerials = e.otherSerials
         eventIDs = e.eventIDs
         note = e.note
     }
 
     enum CodingKeys: String, CodingKey {
-        case imei, imsi, iccid, note
+        case imei, imsi, iccid, eid, note
         case expectedIMEI = "expected_imei"
+        case expectedEID = "expected_eid"
         case otherSerials = "other_serials"
         case eventIDs = "event_ids"
     }
@@ -272,6 +293,10 @@ enum Playbook {
         }
         if slots.contains(where: { $0.identity.iccid != nil }) {
             steps.append("Suspend or block each SIM (ICCID) at the carrier or IoT-connectivity portal.")
+        }
+        if slots.contains(where: { $0.identity.eid != nil }) {
+            steps.append(
+                "The unit has an eUICC: suspend every profile of its EID at the connectivity provider, not only the enabled one.")
         }
         steps.append("Revoke the unit's TLS client certificate, if it has one, at your certificate authority.")
         steps.append("Watch this page and the flags list: a lost_unit_seen flag means the unit tried to report.")

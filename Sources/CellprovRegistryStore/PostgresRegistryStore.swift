@@ -328,12 +328,26 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             context.fieldIMEIs = row.field
             // An older event than the slot's current one (a late backlog) says nothing about who holds the IMEI
             // or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
+            context.manufacturingEIDs = row.madeEIDs
+            context.fieldEIDs = row.fieldEIDs
             if row.isCurrent {
                 context.imeiHolders = row.imeiHolders
                 context.iccidHolders = row.iccidHolders
+                context.eidHolders = row.eidHolders
+                context.iccidHoldersSameEID = row.iccidSameEID
+                context.iccidHoldersOtherEID = row.iccidOtherEID
             }
             let flags = FlagRules.evaluate(context)
-            if origin == .device, let iccid = request.identity.iccid, !context.iccidHolders.isEmpty {
+            if let eid = request.identity.eid, !FlagRules.euiccMovedFrom(context).isEmpty {
+                // The eUICC is in this unit now: the previous holder's slot no longer holds the card (nor its
+                // profile).
+                try await conn.query(
+                    """
+                    UPDATE slots SET eid = NULL, last_eid = NULL, iccid = NULL, imsi = NULL, last_iccid = NULL
+                    WHERE origin = 'device' AND serial <> \(serial) AND (eid = \(eid) OR last_eid = \(eid))
+                    """, logger: logger)
+            }
+            if let iccid = request.identity.iccid, !FlagRules.iccidMovedFrom(context).isEmpty {
                 try await conn.query(
                     """
                     UPDATE slots SET iccid = NULL, imsi = NULL, last_iccid = NULL
@@ -459,16 +473,21 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         }
     }
 
-    static let slotColumns =
-        "serial, origin, slot, imei, imsi, iccid, manufacturer, model, revision, source, last_event_type, updated_at"
+    static let slotColumns = """
+        serial, origin, slot, imei, imsi, iccid, manufacturer, model, revision, source, last_event_type, updated_at,
+        eid, sim_slot
+        """
 
     typealias SlotRow = (
-        String, String, String, String?, String?, String?, String?, String?, String?, String, String, Int64
+        String, String, String, String?, String?, String?, String?, String?, String?, String, String, Int64, String?,
+        Int32?
     )
 
     static func slotState(_ r: SlotRow) -> SlotState {
         SlotState(
-            slot: r.2, identity: IdentitySnapshot(imei: r.3, imsi: r.4, iccid: r.5), manufacturer: r.6, model: r.7,
+            slot: r.2,
+            identity: IdentitySnapshot(imei: r.3, imsi: r.4, iccid: r.5, eid: r.12, simSlot: r.13.map(Int.init)),
+            manufacturer: r.6, model: r.7,
             revision: r.8, source: r.9, lastEventType: r.10, updatedAt: StoreSupport.date(r.11),
             origin: EventOrigin(rawValue: r.1) ?? .device)
     }
@@ -506,21 +525,23 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 
     static let eventColumns = """
         event_id, origin, type, slot, sequence, severity, occurred_at, received_at, imei, imsi, iccid, prev_imei,
-        prev_imsi, prev_iccid
+        prev_imsi, prev_iccid, eid, prev_eid, sim_slot
         """
 
     typealias EventRow = (
         String, String, String, String, Int64, String, Int64, Int64, String?, String?, String?, String?, String?,
-        String?
+        String?, String?, String?, Int32?
     )
 
     static func timelineEntry(_ r: EventRow) -> TimelineEntry {
         let prev: IdentitySnapshot? =
-            r.11 == nil && r.12 == nil && r.13 == nil ? nil : IdentitySnapshot(imei: r.11, imsi: r.12, iccid: r.13)
+            r.11 == nil && r.12 == nil && r.13 == nil && r.15 == nil
+            ? nil : IdentitySnapshot(imei: r.11, imsi: r.12, iccid: r.13, eid: r.15)
         return TimelineEntry(
             eventID: r.0, origin: EventOrigin(rawValue: r.1) ?? .device, type: r.2, slot: r.3, sequence: Int(r.4),
             severity: r.5, occurredAt: StoreSupport.date(r.6), receivedAt: StoreSupport.date(r.7),
-            identity: IdentitySnapshot(imei: r.8, imsi: r.9, iccid: r.10), previous: prev)
+            identity: IdentitySnapshot(imei: r.8, imsi: r.9, iccid: r.10, eid: r.14, simSlot: r.16.map(Int.init)),
+            previous: prev)
     }
 
     static let flagColumns = """
@@ -699,13 +720,18 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             for try await r in try await conn.query(
                 """
                 SELECT s.serial, s.origin, s.slot, s.imei, s.imsi, s.iccid, s.manufacturer, s.model, u.first_seen,
-                    u.last_seen
+                    u.last_seen, s.eid, s.sim_slot
                 FROM slots s JOIN units u ON u.serial = s.serial ORDER BY s.serial, s.origin, s.slot
                 """, logger: logger
-            ).decode((String, String, String, String?, String?, String?, String?, String?, Int64?, Int64?).self) {
+            ).decode(
+                (String, String, String, String?, String?, String?, String?, String?, Int64?, Int64?, String?, Int32?)
+                    .self
+            ) {
                 out.append(
                     UnitExportRow(
-                        serial: r.0, slot: r.2, identity: IdentitySnapshot(imei: r.3, imsi: r.4, iccid: r.5),
+                        serial: r.0, slot: r.2,
+                        identity: IdentitySnapshot(
+                            imei: r.3, imsi: r.4, iccid: r.5, eid: r.10, simSlot: r.11.map(Int.init)),
                         module: StoreRows.module(r.6, r.7), firstSeen: StoreSupport.date(r.8),
                         lastSeen: StoreSupport.date(r.9), origin: EventOrigin(rawValue: r.1) ?? .device))
             }
@@ -717,13 +743,13 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let logger = logger
         return try await read { conn in
             var out = [SIMAssignment]()
-            for try await (serial, slot, iccid, imsi) in try await conn.query(
+            for try await (serial, slot, iccid, imsi, eid) in try await conn.query(
                 """
-                SELECT serial, slot, iccid, imsi FROM slots WHERE origin = 'device' AND iccid IS NOT NULL
+                SELECT serial, slot, iccid, imsi, eid FROM slots WHERE origin = 'device' AND iccid IS NOT NULL
                 ORDER BY serial, slot
                 """, logger: logger
-            ).decode((String, String, String, String?).self) {
-                out.append(SIMAssignment(serial: serial, slot: slot, iccid: iccid, imsi: imsi))
+            ).decode((String, String, String, String?, String?).self) {
+                out.append(SIMAssignment(serial: serial, slot: slot, iccid: iccid, imsi: imsi, eid: eid))
             }
             return out
         }
@@ -765,9 +791,11 @@ final class RunFlag: Sendable {
 /// once per connection, and the function's own statements are planned once per connection by PL/pgSQL.
 struct IngestCall: PostgresPreparedStatement {
     static let sql = """
-        SELECT stored, is_current, lost, imei_holders, iccid_holders, made, field FROM cellprov_ingest(
+        SELECT stored, is_current, lost, imei_holders, iccid_holders, made, field, eid_holders, iccid_same_eid,
+            iccid_other_eid, made_eids, field_eids
+        FROM cellprov_ingest(
             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-            $24)
+            $24, $25, $26, $27, $28)
         """
 
     struct Row {
@@ -778,6 +806,11 @@ struct IngestCall: PostgresPreparedStatement {
         var iccidHolders: [String]
         var made: [String]
         var field: [String]
+        var eidHolders: [String]
+        var iccidSameEID: [String]
+        var iccidOtherEID: [String]
+        var madeEIDs: [String]
+        var fieldEIDs: [String]
     }
 
     var eventID: String
@@ -815,6 +848,7 @@ struct IngestCall: PostgresPreparedStatement {
         var names = ["serial:\(serial)"]
         if let imei = identity.imei { names.append("imei:\(imei)") }
         if let iccid = identity.iccid { names.append("iccid:\(iccid)") }
+        if let eid = identity.eid { names.append("eid:\(eid)") }
         locks = Array(Set(names.map(StoreSupport.lockKey))).sorted()
         self.refs = refs
         tac = StoreSupport.tac(identity.imei)
@@ -829,7 +863,7 @@ struct IngestCall: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 24)
+        var b = PostgresBindings(capacity: 28)
         b.append(eventID)
         b.append(serial)
         b.append(origin)
@@ -854,15 +888,23 @@ struct IngestCall: PostgresPreparedStatement {
         b.append(module.revision)
         b.append(module.source)
         b.append(fast)
+        b.append(identity.eid)
+        b.append(previous?.eid)
+        b.append(StoreSupport.lastEID(identity, previous))
+        b.append(identity.simSlot.map { Int32(clamping: $0) })
         return b
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
-        let (stored, current, lost, imei, iccid, made, field) = try row.decode(
-            (Bool, Bool?, Bool?, [String]?, [String]?, [String]?, [String]?).self)
+        let (stored, current, lost, imei, iccid, made, field, eid, sameEID, otherEID, madeEIDs, fieldEIDs) =
+            try row.decode(
+                (Bool, Bool?, Bool?, [String]?, [String]?, [String]?, [String]?, [String]?, [String]?, [String]?,
+                    [String]?, [String]?).self)
         return Row(
             stored: stored, isCurrent: current ?? false, lost: lost ?? false, imeiHolders: imei ?? [],
-            iccidHolders: iccid ?? [], made: made ?? [], field: field ?? [])
+            iccidHolders: iccid ?? [], made: made ?? [], field: field ?? [], eidHolders: eid ?? [],
+            iccidSameEID: sameEID ?? [], iccidOtherEID: otherEID ?? [], madeEIDs: madeEIDs ?? [],
+            fieldEIDs: fieldEIDs ?? [])
     }
 }
 
@@ -892,6 +934,7 @@ struct SearchStatement: PostgresPreparedStatement {
         UNION ALL (SELECT DISTINCT serial, 4 FROM slots WHERE imsi = $4 LIMIT $7)
         UNION ALL (SELECT serial, 5 FROM refs WHERE ref = $5 LIMIT $7)
         UNION ALL (SELECT DISTINCT serial, 6 FROM slots WHERE tac = $6 ORDER BY serial LIMIT $7)
+        UNION ALL (SELECT DISTINCT serial, 7 FROM slots WHERE eid = $8 LIMIT $7)
         ORDER BY kind
         """
     typealias Row = (String, Int32)
@@ -899,11 +942,12 @@ struct SearchStatement: PostgresPreparedStatement {
     var limit: Int
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 7)
+        var b = PostgresBindings(capacity: 8)
         for term in [terms.serial, terms.imei, terms.iccid, terms.imsi, terms.reference, terms.tac] {
             b.append(term)
         }
         b.append(Int64(limit))
+        b.append(terms.eid)
         return b
     }
 

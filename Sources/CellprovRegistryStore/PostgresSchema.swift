@@ -111,6 +111,21 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX page_sessions_expiry ON page_sessions (expires_at)",
             ]),
+        // Version 4: the eUICC (issue 15). Each slot keeps the card's EID (and `last_eid`, the card of
+        // `last_iccid`, kept across a `sim_removed` like it) and the module's active SIM slot; each event its EID,
+        // its previous EID and the active slot. EIDs are indexed (partial: most slots hold a plain SIM) for search
+        // and the `euicc_moved` rule. `cellprov_ingest` gains the EID parameters and context as a new overload
+        // (28 arguments): instances of the previous version keep calling the 24-argument one beside it (their
+        // events are stored without EID). ADD COLUMN without a default rewrites nothing.
+        Migration(
+            version: 4,
+            statements: [
+                "ALTER TABLE slots ADD COLUMN eid TEXT, ADD COLUMN last_eid TEXT, ADD COLUMN sim_slot INTEGER",
+                "ALTER TABLE events ADD COLUMN eid TEXT, ADD COLUMN prev_eid TEXT, ADD COLUMN sim_slot INTEGER",
+                "CREATE INDEX slots_eid ON slots (eid) WHERE eid IS NOT NULL",
+                "CREATE INDEX slots_last_eid ON slots (last_eid) WHERE last_eid IS NOT NULL",
+                ingestFunctionEID,
+            ]),
     ]
 
     /// `cellprov_ingest(...)`: what `PostgresRegistryStore.ingest` did in four round trips, in one call.
@@ -130,6 +145,98 @@ enum PostgresSchema {
     /// empty (the unit is lost, another unit holds the IMEI or ICCID, manufacturing records exist ...), the rules
     /// must run in Swift within the same transaction, so the function raises SQLSTATE `CPRUL`, everything it did
     /// rolls back, and the caller runs it again with `p_fast = false` inside BEGIN ... COMMIT.
+    /// `cellprov_ingest(...)` of migration 4: the same steps with the eUICC. The event's and the slot's EID and
+    /// active slot are written (`p_last_eid`: the card of the slot's `last_iccid`, `StoreSupport.lastEID`), the
+    /// EID is one more advisory lock (in `p_locks`), and the context adds the other units holding the EID
+    /// (`eid_holders`), the ICCID's holders split by their card (`iccid_same_eid`: the same EID, the card moved;
+    /// `iccid_other_eid`: another EID, one profile on two cards) and the manufacturing and field EIDs. Any of them
+    /// non-empty sends the event to the Swift rules (CPRUL), as for the IMEI and the ICCID.
+    static let ingestFunctionEID = """
+        CREATE OR REPLACE FUNCTION cellprov_ingest(
+            p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,
+            p_severity TEXT, p_occurred BIGINT, p_received BIGINT, p_imei TEXT, p_imsi TEXT, p_iccid TEXT,
+            p_prev_imei TEXT, p_prev_imsi TEXT, p_prev_iccid TEXT, p_payload TEXT, p_locks BIGINT[], p_refs TEXT[],
+            p_tac TEXT, p_manufacturer TEXT, p_model TEXT, p_revision TEXT, p_source TEXT, p_fast BOOLEAN,
+            p_eid TEXT, p_prev_eid TEXT, p_last_eid TEXT, p_sim_slot INTEGER,
+            OUT stored BOOLEAN, OUT is_current BOOLEAN, OUT lost BOOLEAN, OUT imei_holders TEXT[],
+            OUT iccid_holders TEXT[], OUT made TEXT[], OUT field TEXT[], OUT eid_holders TEXT[],
+            OUT iccid_same_eid TEXT[], OUT iccid_other_eid TEXT[], OUT made_eids TEXT[], OUT field_eids TEXT[])
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            n BIGINT;
+        BEGIN
+            INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at, received_at,
+                imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload, eid, prev_eid, sim_slot)
+            VALUES (p_event_id, p_serial, p_origin, p_type, p_slot, p_sequence, p_severity, p_occurred, p_received,
+                p_imei, p_imsi, p_iccid, p_prev_imei, p_prev_imsi, p_prev_iccid, p_payload, p_eid, p_prev_eid,
+                p_sim_slot)
+            ON CONFLICT (event_id) DO NOTHING;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n = 0 THEN
+                stored := false;
+                RETURN;
+            END IF;
+            stored := true;
+            PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(p_locks) AS k ORDER BY 1) AS keys;
+            INSERT INTO units (serial, created_at, first_seen, last_seen)
+            VALUES (p_serial, p_received, p_received, CASE WHEN p_origin = 'device' THEN p_received END)
+            ON CONFLICT (serial) DO UPDATE SET
+                first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
+                last_seen = greatest(units.last_seen, excluded.last_seen)
+            RETURNING lost_at IS NOT NULL INTO lost;
+            INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
+                revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot)
+            VALUES (p_serial, p_origin, p_slot, p_imei, p_imsi, p_iccid, coalesce(p_iccid, p_prev_iccid), p_tac,
+                p_manufacturer, p_model, p_revision, p_source, p_type, p_occurred, p_received, p_eid, p_last_eid,
+                p_sim_slot)
+            ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
+                iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
+                eid = excluded.eid, sim_slot = excluded.sim_slot,
+                last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid ELSE excluded.last_eid END,
+                tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
+                revision = excluded.revision, source = excluded.source,
+                last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
+                updated_at = excluded.updated_at
+            WHERE excluded.occurred_at >= slots.occurred_at;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            is_current := n = 1;
+            IF cardinality(p_refs) > 0 THEN
+                INSERT INTO refs (ref, serial) SELECT r, p_serial FROM unnest(p_refs) AS r ON CONFLICT DO NOTHING;
+            END IF;
+            SELECT
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE imei = p_imei AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (iccid = p_iccid OR last_iccid = p_iccid) AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT imei FROM events WHERE serial = p_serial AND origin = 'factory'
+                    AND imei IS NOT NULL AND event_id <> p_event_id),
+                ARRAY(SELECT imei FROM slots WHERE p_origin = 'factory' AND serial = p_serial
+                    AND origin = 'device' AND imei IS NOT NULL),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (eid = p_eid OR last_eid = p_eid) AND origin = 'device' AND serial <> p_serial),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (iccid = p_iccid OR last_iccid = p_iccid) AND origin = 'device' AND serial <> p_serial
+                    AND CASE WHEN iccid = p_iccid THEN eid ELSE last_eid END = p_eid),
+                ARRAY(SELECT DISTINCT serial FROM slots
+                    WHERE (iccid = p_iccid OR last_iccid = p_iccid) AND origin = 'device' AND serial <> p_serial
+                    AND CASE WHEN iccid = p_iccid THEN eid ELSE last_eid END <> p_eid),
+                ARRAY(SELECT DISTINCT eid FROM events WHERE serial = p_serial AND origin = 'factory'
+                    AND eid IS NOT NULL AND event_id <> p_event_id),
+                ARRAY(SELECT eid FROM slots WHERE p_origin = 'factory' AND serial = p_serial
+                    AND origin = 'device' AND eid IS NOT NULL)
+            INTO imei_holders, iccid_holders, made, field, eid_holders, iccid_same_eid, iccid_other_eid, made_eids,
+                field_eids;
+            IF p_fast AND (lost OR cardinality(made) > 0 OR cardinality(field) > 0 OR cardinality(made_eids) > 0
+                OR cardinality(field_eids) > 0
+                OR (is_current AND (cardinality(imei_holders) > 0 OR cardinality(iccid_holders) > 0
+                    OR cardinality(eid_holders) > 0)))
+            THEN
+                RAISE EXCEPTION 'this event needs the flag rules' USING ERRCODE = 'CPRUL';
+            END IF;
+        END
+        $$
+        """
+
     static let ingestFunction = """
         CREATE FUNCTION cellprov_ingest(
             p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,

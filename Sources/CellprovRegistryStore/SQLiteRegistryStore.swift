@@ -204,14 +204,15 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try db.execute(
                 sql: """
                     INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
-                        received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload, eid, prev_eid,
+                        sim_slot)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (event_id) DO NOTHING
                     """,
                 arguments: [
                     request.eventID, serial, origin.rawValue, request.type, request.module.slot, request.sequence,
                     request.severity, occurred, received, id.imei, id.imsi, id.iccid, prev?.imei, prev?.imsi,
-                    prev?.iccid, payload,
+                    prev?.iccid, payload, id.eid, prev?.eid, id.simSlot,
                 ])
             guard db.changesCount == 1 else { return .duplicate }
             let fieldSeen: Int64? = origin == .device ? received : nil
@@ -226,10 +227,13 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try db.execute(
                 sql: """
                     INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
-                        revision, source, last_event_type, occurred_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
                         iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
+                        eid = excluded.eid, sim_slot = excluded.sim_slot,
+                        last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid
+                            ELSE excluded.last_eid END,
                         tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
                         revision = excluded.revision, source = excluded.source,
                         last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
@@ -240,6 +244,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                     serial, origin.rawValue, request.module.slot, id.imei, id.imsi, id.iccid,
                     id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
                     request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
+                    id.eid, StoreSupport.lastEID(id, prev), id.simSlot,
                 ])
             let isCurrent = db.changesCount == 1
             for ref in refs {
@@ -252,9 +257,21 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                 // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
                 context.imeiHolders = []
                 context.iccidHolders = []
+                context.iccidHoldersSameEID = []
+                context.iccidHoldersOtherEID = []
+                context.eidHolders = []
             }
             let flags = FlagRules.evaluate(context)
-            if origin == .device, let iccid = id.iccid, !context.iccidHolders.isEmpty {
+            if let eid = id.eid, !FlagRules.euiccMovedFrom(context).isEmpty {
+                // The eUICC is in this unit now: the previous holder's slot no longer holds the card (nor its
+                // profile).
+                try db.execute(
+                    sql: """
+                        UPDATE slots SET eid = NULL, last_eid = NULL, iccid = NULL, imsi = NULL, last_iccid = NULL
+                        WHERE origin = 'device' AND serial <> ? AND (eid = ? OR last_eid = ?)
+                        """, arguments: [serial, eid, eid])
+            }
+            if let iccid = id.iccid, !FlagRules.iccidMovedFrom(context).isEmpty {
                 // The SIM is in this unit now: the previous holder's slot no longer holds it.
                 try db.execute(
                     sql: """
@@ -284,6 +301,36 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                     UNION SELECT serial FROM slots WHERE last_iccid = ? AND origin = 'device' AND serial <> ?
                     """, arguments: [iccid, serial, iccid, serial])
         }
+        if let eid = request.identity.eid {
+            context.eidHolders = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT serial FROM slots WHERE eid = ? AND origin = 'device' AND serial <> ?
+                    UNION SELECT serial FROM slots WHERE last_eid = ? AND origin = 'device' AND serial <> ?
+                    """, arguments: [eid, serial, eid, serial])
+            if let iccid = request.identity.iccid, !context.iccidHolders.isEmpty {
+                let cards = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT serial, CASE WHEN iccid = ? THEN eid ELSE last_eid END AS card FROM slots
+                        WHERE (iccid = ? OR last_iccid = ?) AND origin = 'device' AND serial <> ?
+                        """, arguments: [iccid, iccid, iccid, serial])
+                for row in cards {
+                    guard let card = row["card"] as String? else { continue }
+                    if card == eid {
+                        context.iccidHoldersSameEID.append(row["serial"])
+                    } else {
+                        context.iccidHoldersOtherEID.append(row["serial"])
+                    }
+                }
+            }
+        }
+        context.manufacturingEIDs = try String.fetchAll(
+            db,
+            sql: """
+                SELECT DISTINCT eid FROM events WHERE serial = ? AND origin = 'factory' AND eid IS NOT NULL
+                    AND event_id <> ?
+                """, arguments: [serial, request.eventID])
         context.manufacturingIMEIs = try String.fetchAll(
             db,
             sql: """
@@ -293,6 +340,9 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         if origin == .factory {
             context.fieldIMEIs = try String.fetchAll(
                 db, sql: "SELECT imei FROM slots WHERE serial = ? AND origin = 'device' AND imei IS NOT NULL",
+                arguments: [serial])
+            context.fieldEIDs = try String.fetchAll(
+                db, sql: "SELECT eid FROM slots WHERE serial = ? AND origin = 'device' AND eid IS NOT NULL",
                 arguments: [serial])
         }
         return context
@@ -368,6 +418,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try add("SELECT DISTINCT serial FROM slots WHERE imsi = ? LIMIT ?", terms.imsi)
             try add("SELECT serial FROM refs WHERE ref = ? LIMIT ?", terms.reference)
             try add("SELECT DISTINCT serial FROM slots WHERE tac = ? ORDER BY serial LIMIT ?", terms.tac)
+            try add("SELECT DISTINCT serial FROM slots WHERE eid = ? LIMIT ?", terms.eid)
             return try Self.summaries(db, serials: Array(serials.prefix(limit)))
         }
     }
@@ -392,7 +443,9 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
 
     static func slotState(_ row: Row) -> SlotState {
         SlotState(
-            slot: row["slot"], identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]),
+            slot: row["slot"],
+            identity: IdentitySnapshot(
+                imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"], eid: row["eid"], simSlot: row["sim_slot"]),
             manufacturer: row["manufacturer"], model: row["model"], revision: row["revision"], source: row["source"],
             lastEventType: row["last_event_type"], updatedAt: StoreSupport.date(row["updated_at"] as Int64),
             origin: EventOrigin(rawValue: row["origin"]) ?? .device)
@@ -426,14 +479,18 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     static func timelineEntry(_ row: Row) -> TimelineEntry {
         let prev: IdentitySnapshot? =
             (row["prev_imei"] as String?) == nil && (row["prev_imsi"] as String?) == nil
-                && (row["prev_iccid"] as String?) == nil
-            ? nil : IdentitySnapshot(imei: row["prev_imei"], imsi: row["prev_imsi"], iccid: row["prev_iccid"])
+                && (row["prev_iccid"] as String?) == nil && (row["prev_eid"] as String?) == nil
+            ? nil
+            : IdentitySnapshot(
+                imei: row["prev_imei"], imsi: row["prev_imsi"], iccid: row["prev_iccid"], eid: row["prev_eid"])
         return TimelineEntry(
             eventID: row["event_id"], origin: EventOrigin(rawValue: row["origin"]) ?? .device, type: row["type"],
             slot: row["slot"], sequence: row["sequence"], severity: row["severity"],
             occurredAt: StoreSupport.date(row["occurred_at"] as Int64),
             receivedAt: StoreSupport.date(row["received_at"] as Int64),
-            identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]), previous: prev)
+            identity: IdentitySnapshot(
+                imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"], eid: row["eid"], simSlot: row["sim_slot"]),
+            previous: prev)
     }
 
     static func flag(_ row: Row) -> RegistryFlag {
@@ -547,7 +604,9 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             ).map { row in
                 UnitExportRow(
                     serial: row["serial"], slot: row["slot"],
-                    identity: IdentitySnapshot(imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"]),
+                    identity: IdentitySnapshot(
+                        imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"], eid: row["eid"],
+                        simSlot: row["sim_slot"]),
                     module: StoreRows.module(row["manufacturer"], row["model"]),
                     firstSeen: StoreSupport.date(row["first_seen"] as Int64?),
                     lastSeen: StoreSupport.date(row["last_seen"] as Int64?),
@@ -561,10 +620,12 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT serial, slot, iccid, imsi FROM slots WHERE origin = 'device' AND iccid IS NOT NULL
+                    SELECT serial, slot, iccid, imsi, eid FROM slots WHERE origin = 'device' AND iccid IS NOT NULL
                     ORDER BY serial, slot
                     """
-            ).map { SIMAssignment(serial: $0["serial"], slot: $0["slot"], iccid: $0["iccid"], imsi: $0["imsi"]) }
+            ).map {
+                SIMAssignment(serial: $0["serial"], slot: $0["slot"], iccid: $0["iccid"], imsi: $0["imsi"], eid: $0["eid"])
+            }
         }
     }
 

@@ -105,5 +105,21 @@ enum SQLiteSchema {
                     serial TEXT NOT NULL, reason TEXT NOT NULL, window_start INTEGER NOT NULL, count INTEGER NOT NULL,
                     PRIMARY KEY (serial, reason)) WITHOUT ROWID;
                 """),
+        // Version 3: the eUICC (issue 15). Each slot keeps the card's EID (and `last_eid`, the card of
+        // `last_iccid`, kept across a `sim_removed` like it) and the module's active SIM slot; each event its EID,
+        // its previous EID and the active slot. The EID is indexed for search and for the `euicc_moved` rule
+        // (partial: most slots hold a plain SIM). Events stored before this version have no EID column values.
+        Migration(
+            version: 3,
+            sql: """
+                ALTER TABLE slots ADD COLUMN eid TEXT;
+                ALTER TABLE slots ADD COLUMN last_eid TEXT;
+                ALTER TABLE slots ADD COLUMN sim_slot INTEGER;
+                ALTER TABLE events ADD COLUMN eid TEXT;
+                ALTER TABLE events ADD COLUMN prev_eid TEXT;
+                ALTER TABLE events ADD COLUMN sim_slot INTEGER;
+                CREATE INDEX slots_eid ON slots (eid) WHERE eid IS NOT NULL;
+                CREATE INDEX slots_last_eid ON slots (last_eid) WHERE last_eid IS NOT NULL;
+                """),
     ]
 }

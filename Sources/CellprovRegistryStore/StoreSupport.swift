@@ -53,7 +53,15 @@ enum StoreSupport {
         if let v = identity.imei, !v.isEmpty { refs.insert(p.reference(kind: "imei", value: v)) }
         if let v = identity.imsi, !v.isEmpty { refs.insert(p.reference(kind: "imsi", value: v)) }
         if let v = identity.iccid, !v.isEmpty { refs.insert(p.reference(kind: "iccid", value: v)) }
+        if let v = identity.eid, !v.isEmpty { refs.insert(p.reference(kind: "eid", value: v)) }
         return refs.sorted()
+    }
+
+    /// The card of the slot's `last_iccid` (written as `coalesce(ICCID, previous ICCID)`): the EID read with that
+    /// ICCID, so a `sim_removed` (no ICCID, the previous one) keeps the removed card's EID. The slot keeps its
+    /// former `last_eid` only when it keeps its former `last_iccid`.
+    static func lastEID(_ identity: EnrollmentRequest.Identity, _ previous: EnrollmentRequest.Identity?) -> String? {
+        identity.iccid != nil ? identity.eid : previous?.iccid != nil ? previous?.eid : nil
     }
 
     /// A 64-bit advisory-lock key for a name (`imei:…`, `iccid:…`, `serial:…`): the first 8 bytes of its SHA-256.

@@ -12,6 +12,7 @@ import TOMLKit
 ///     iccid_column = "ICCID"                             # carrier export column names; detected when absent
 ///     imsi_column = "IMSI"
 ///     status_column = "Status"
+///     eid_column = "EID"                                 # eUICC EID column, when the export has one
 ///     [server]
 ///     session_hours = 8
 ///     max_connections = 1000                             # lowered to fit the open-file limit
@@ -23,6 +24,7 @@ struct RegistrySettings: Sendable {
     var iccidColumn: String?
     var imsiColumn: String?
     var statusColumn: String?
+    var eidColumn: String?
     var sessionHours: Int = 8
     var maxConnections: Int = ConnectionLimits().maxConnections
 
@@ -32,7 +34,7 @@ struct RegistrySettings: Sendable {
 
     static let schema: [String: Set<String>] = [
         "alerts": ["webhook_url", "unit_silent_days"],
-        "reconciliation": ["iccid_column", "imsi_column", "status_column"],
+        "reconciliation": ["iccid_column", "imsi_column", "status_column", "eid_column"],
         "server": ["session_hours", "max_connections"],
     ]
 
@@ -79,6 +81,7 @@ struct RegistrySettings: Sendable {
                 case ("reconciliation", "iccid_column"): s.iccidColumn = try string()
                 case ("reconciliation", "imsi_column"): s.imsiColumn = try string()
                 case ("reconciliation", "status_column"): s.statusColumn = try string()
+                case ("reconciliation", "eid_column"): s.eidColumn = try string()
                 case ("server", "session_hours"): s.sessionHours = try int(1...168)
                 case ("server", "max_connections"): s.maxConnections = try int(16...1_000_000)
                 default: break
@@ -91,7 +94,8 @@ struct RegistrySettings: Sendable {
     /// Carrier reconciliation (CellprovRegistryCore's `Reconciliation`), with the configured column names (the
     /// others detected).
     var reconcileHook: ReconcileHook {
-        let mapping = ColumnMapping.configured(iccid: iccidColumn, imsi: imsiColumn, status: statusColumn)
+        let mapping = ColumnMapping.configured(
+            iccid: iccidColumn, imsi: imsiColumn, status: statusColumn, eid: eidColumn)
         return { csv, assignments in
             let report = try Reconciliation.reconcile(csv: csv, mapping: mapping, assignments: assignments)
             return ReconcileResult(flags: report.flags, summary: report.summaryLines)

@@ -17,6 +17,11 @@ public enum CarrierColumns {
     static let imsiNames: [[String]] = [
         ["imsi", "simimsi", "imsinumber", "currentimsi", "activeimsi", "imsi1", "primaryimsi"],
     ]
+    /// The eUICC's EID, beside ICCID and IMSI in the SIM exports of IoT portals that manage eSIM profiles (1NCE,
+    /// emnify, Soracom and Cisco Control Center name it `EID`; others `eUICC ID`, `EUICC EID`).
+    static let eidNames: [[String]] = [
+        ["eid", "euiccid", "euicceid", "simeid", "eidnumber", "euiccidentifier", "euicc"],
+    ]
     static let statusNames: [[String]] = [
         ["simstatus", "simstate", "lifecyclestatus", "simlifecyclestatus"],
         ["status", "state", "linkstate", "simcardstatus", "statusdescription"],
@@ -30,6 +35,8 @@ public enum CarrierColumns {
         /// Every IMSI column: the main one plus `IMSI 2`, `IMSI_3`, `secondary IMSI` … of multi-IMSI SIMs.
         var imsis: [Int]
         var status: Int?
+        /// The EID column, when the export has one.
+        var eid: Int? = nil
     }
 
     /// Folds a header name for comparison.
@@ -104,7 +111,15 @@ public enum CarrierColumns {
         } else {
             status = try detect(statusNames, role: "status", excluding: used)
         }
-        return Resolved(iccid: iccid, imsi: imsi, imsis: imsis, status: status)
+        if let status { used.insert(status) }
+
+        let eid: Int?
+        if let name = mapping?.eid {
+            eid = try named(name, role: "EID")
+        } else {
+            eid = try detect(eidNames, role: "EID", excluding: used)
+        }
+        return Resolved(iccid: iccid, imsi: imsi, imsis: imsis, status: status, eid: eid)
     }
 
     /// A header name fit for an error message: digits as `#` (a header-less file's first row is data), at most 40

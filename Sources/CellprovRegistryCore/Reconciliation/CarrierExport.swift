@@ -14,6 +14,8 @@ public struct CarrierSIM: Sendable, Equatable {
     public var active: Bool
     /// The record number of the SIM's first row (the header is record 1).
     public var line: Int
+    /// The eUICC the profile is on (a valid EID), when the export has an EID column.
+    public var eid: String? = nil
 
     var issuerPrefix: String { String(iccid.prefix(6)) }
 }
@@ -23,12 +25,15 @@ public struct CarrierExport: Sendable, Equatable {
     public var iccidColumn: String
     public var imsiColumn: String?
     public var statusColumn: String?
+    public var eidColumn: String? = nil
     public var delimiter: Character
     public var rows: Int
     public var sims: [String: CarrierSIM]
     public var skippedRowCount: Int
     public var skippedRows: [SkippedRow]
     public var unrecognisedStatuses: [String: Int]
+    /// Non-empty cells of the EID column that are not a valid EID (SGP.29): left out, the row is used.
+    public var invalidEIDs: Int = 0
 
     /// How many skipped rows the report lists (all are counted).
     static let skippedRowsListed = 100
@@ -70,9 +75,9 @@ public struct CarrierExport: Sendable, Equatable {
         guard !builder.sims.isEmpty else { throw ReconciliationError.noValidRows(skipped: builder.skippedCount) }
         return CarrierExport(
             iccidColumn: header[columns.iccid], imsiColumn: columns.imsi.map { header[$0] },
-            statusColumn: columns.status.map { header[$0] }, delimiter: shape.delimiter, rows: builder.rows,
-            sims: builder.sims, skippedRowCount: builder.skippedCount, skippedRows: builder.skipped,
-            unrecognisedStatuses: builder.unrecognised)
+            statusColumn: columns.status.map { header[$0] }, eidColumn: columns.eid.map { header[$0] },
+            delimiter: shape.delimiter, rows: builder.rows, sims: builder.sims, skippedRowCount: builder.skippedCount,
+            skippedRows: builder.skipped, unrecognisedStatuses: builder.unrecognised, invalidEIDs: builder.invalidEIDs)
     }
 
     /// Accumulates the data rows.
@@ -85,6 +90,7 @@ public struct CarrierExport: Sendable, Equatable {
         var skipped: [SkippedRow] = []
         var skippedCount = 0
         var unrecognised: [String: Int] = [:]
+        var invalidEIDs = 0
 
         init(columns: CarrierColumns.Resolved, header: [String]) {
             self.columns = columns
@@ -124,6 +130,13 @@ public struct CarrierExport: Sendable, Equatable {
             for index in columns.imsis where index < fields.count {
                 for value in IMSIText.values(fields[index]) where !imsis.contains(value) { imsis.append(value) }
             }
+            var eid: String?
+            if let index = columns.eid, index < fields.count {
+                let cell = String(fields[index].unicodeScalars.filter { !" \t-'\"=\u{A0}".unicodeScalars.contains($0) })
+                if !cell.isEmpty {
+                    if let valid = EID.validate(cell).value { eid = valid.unredacted } else { invalidEIDs += 1 }
+                }
+            }
             var status: String?
             var active = true
             if let index = columns.status {
@@ -144,9 +157,11 @@ public struct CarrierExport: Sendable, Equatable {
                     existing.active = true
                     existing.status = status
                 }
+                if existing.eid == nil { existing.eid = eid }
                 sims[key] = existing
             } else {
-                sims[key] = CarrierSIM(iccid: text, imsis: imsis, status: status, active: active, line: record)
+                sims[key] = CarrierSIM(
+                    iccid: text, imsis: imsis, status: status, active: active, line: record, eid: eid)
             }
         }
     }

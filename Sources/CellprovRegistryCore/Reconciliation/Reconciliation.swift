@@ -11,6 +11,12 @@ import CellprovCore
 ///   fleet may have several) and are counted in ``ReconciliationReport/assignmentsOutOfScope``.
 /// - `imsi_iccid_mismatch` (critical): the carrier pairs the ICCID with IMSIs among which the unit's reported IMSI
 ///   is not: a cloned SIM, or a unit reporting an identity it does not have.
+/// - `eid_unknown_to_fleet` (warning), when the export has an EID column: an eUICC the export lists with an active
+///   profile, which no unit reports (no unit slot holds the EID, and none of its profiles' ICCIDs is in a unit
+///   that reported no EID): a card outside the fleet using the account, or a unit that never enrolled. One flag
+///   per EID. An active profile in no unit whose EID is in a unit is another profile of a fleet card (a fallback
+///   or not yet enabled profile): counted in ``ReconciliationReport/profilesOnFleetCards``, not
+///   `sim_active_unassigned`.
 ///
 /// ICCID matching: both sides are normalised (blanks, dashes, quotes, a spreadsheet's leading `'` or `="…"`
 /// dropped, upper-cased, trailing `F` padding removed, as `ICCID.validate`). Then a 20-digit all-decimal ICCID whose
@@ -41,6 +47,11 @@ public enum Reconciliation {
         var matched = 0
         var matchedByCheckDigit = 0
         var assignedButInactive = 0
+        let fleetEIDs = Set(assignments.compactMap(\.eid))
+        // ICCIDs of unit slots that reported no EID: their card's EID is unknown, not absent from the fleet.
+        let assignedWithoutEID = Set(
+            assignments.filter { $0.eid == nil }.map { ICCIDKey.key(ICCIDKey.normalise($0.iccid)) })
+        var profilesOnFleetCards = 0
 
         for assignment in assignments {
             let iccid = ICCIDKey.normalise(assignment.iccid)
@@ -87,7 +98,35 @@ public enum Reconciliation {
             }
         }
 
+        // eUICCs of the export: active if any of their profiles is, in a unit if any profile's ICCID is in a unit
+        // that did not report its EID.
+        var cards: [String: (active: Bool, explained: Bool, line: Int, status: String?, iccid: String)] = [:]
+        for (key, sim) in export.sims {
+            guard let eid = sim.eid else { continue }
+            var card = cards[eid] ?? (false, false, sim.line, sim.status, sim.iccid)
+            if sim.active && !card.active { (card.line, card.status, card.iccid) = (sim.line, sim.status, sim.iccid) }
+            card.active = card.active || sim.active
+            card.explained = card.explained || assignedWithoutEID.contains(key)
+            cards[eid] = card
+        }
+        for (eid, card) in cards where card.active && !card.explained && !fleetEIDs.contains(eid) {
+            let status = card.status.flatMap { CarrierStatus.isKnown($0) ? $0 : nil }
+            let statusText = export.statusColumn == nil ? "listed, no status column" : "status \(status ?? "active")"
+            findings.append(
+                ReconciliationFinding(
+                    flag: NewFlag(
+                        kind: .eidUnknownToFleet, severity: .warning, serial: nil,
+                        summary: "an eUICC with a profile active at the carrier (\(statusText)) is in no unit",
+                        evidence: FlagEvidence(iccid: card.iccid, eid: eid, note: "carrier \(statusText)"),
+                        dedupeKey: "eid_unknown_to_fleet:\(eid)"),
+                    line: card.line, carrierStatus: card.status, carrierIMSIs: []))
+        }
+
         for (key, sim) in export.sims where sim.active && !assignedKeys.contains(key) {
+            if let eid = sim.eid, fleetEIDs.contains(eid) {
+                profilesOnFleetCards += 1
+                continue
+            }
             let status = sim.status.flatMap { CarrierStatus.isKnown($0) ? $0 : nil }
             let statusText = export.statusColumn == nil ? "listed, no status column" : "status \(status ?? "active")"
             findings.append(
@@ -104,9 +143,9 @@ public enum Reconciliation {
         findings.sort {
             let a = (order[$0.kind] ?? 0, $0.flag.evidence.iccid ?? "", $0.flag.serial ?? "")
             let b = (order[$1.kind] ?? 0, $1.flag.evidence.iccid ?? "", $1.flag.serial ?? "")
-            return a < b
+            return a < b || a == b && ($0.flag.evidence.eid ?? "") < ($1.flag.evidence.eid ?? "")
         }
-        return ReconciliationReport(
+        var report = ReconciliationReport(
             iccidColumn: export.iccidColumn, imsiColumn: export.imsiColumn, statusColumn: export.statusColumn,
             delimiter: String(export.delimiter), rows: export.rows, skippedRowCount: export.skippedRowCount,
             skippedRows: export.skippedRows, carrierSIMs: export.sims.count,
@@ -114,6 +153,12 @@ public enum Reconciliation {
             statusAssumedActive: export.statusColumn == nil, unrecognisedStatuses: export.unrecognisedStatuses,
             assignmentsCompared: compared, assignmentsOutOfScope: outOfScope, matched: matched,
             matchedByCheckDigit: matchedByCheckDigit, assignedButInactive: assignedButInactive, findings: findings)
+        report.eidColumn = export.eidColumn
+        report.carrierEIDs = cards.count
+        report.invalidEIDs = export.invalidEIDs
+        report.eidsUnknownToFleet = report.count(.eidUnknownToFleet)
+        report.profilesOnFleetCards = profilesOnFleetCards
+        return report
     }
 }
 

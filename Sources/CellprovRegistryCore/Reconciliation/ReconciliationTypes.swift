@@ -12,21 +12,28 @@ public struct ColumnMapping: Sendable, Equatable, Codable {
     public var imsi: String?
     /// The status column, when the export has one.
     public var status: String?
+    /// The eUICC's EID column, when the export has one.
+    public var eid: String?
 
-    public init(iccid: String, imsi: String? = nil, status: String? = nil) {
+    public init(iccid: String, imsi: String? = nil, status: String? = nil, eid: String? = nil) {
         self.iccid = iccid
         self.imsi = imsi
         self.status = status
+        self.eid = eid
     }
 
     /// A mapping from optional configuration (`[reconciliation] iccid_column`, …): nil when nothing is configured;
     /// an unconfigured ICCID column is then detected.
-    public static func configured(iccid: String?, imsi: String?, status: String?) -> ColumnMapping? {
+    public static func configured(iccid: String?, imsi: String?, status: String?, eid: String? = nil)
+        -> ColumnMapping?
+    {
         func clean(_ s: String?) -> String? {
             s.flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
         }
-        guard clean(iccid) != nil || clean(imsi) != nil || clean(status) != nil else { return nil }
-        return ColumnMapping(iccid: clean(iccid) ?? "", imsi: clean(imsi), status: clean(status))
+        guard clean(iccid) != nil || clean(imsi) != nil || clean(status) != nil || clean(eid) != nil else {
+            return nil
+        }
+        return ColumnMapping(iccid: clean(iccid) ?? "", imsi: clean(imsi), status: clean(status), eid: clean(eid))
     }
 }
 
@@ -143,6 +150,16 @@ public struct ReconciliationReport: Sendable, Equatable {
     public var iccidColumn: String
     public var imsiColumn: String?
     public var statusColumn: String?
+    /// The EID column, when the export has one (nil: no EID compared).
+    public var eidColumn: String? = nil
+    /// Distinct eUICCs (valid EIDs) in the export, cells of the EID column that are not a valid EID (left out; the
+    /// row's SIM is still used), eUICCs the export lists with an active profile that no unit reports
+    /// (`eid_unknown_to_fleet`), and active profiles in no unit whose eUICC is in a unit (another profile of that
+    /// card is enabled: not `sim_active_unassigned`).
+    public var carrierEIDs: Int = 0
+    public var invalidEIDs: Int = 0
+    public var eidsUnknownToFleet: Int = 0
+    public var profilesOnFleetCards: Int = 0
     /// "," ";" or "\t".
     public var delimiter: String
     /// Data rows read (the header not counted), rows skipped and why (the first 100; ``skippedRowCount`` counts all).
@@ -231,6 +248,15 @@ public struct ReconciliationReport: Sendable, Equatable {
             (FlagKind.simUnknownToCarrier.rawValue, "\(count(.simUnknownToCarrier))"),
             (FlagKind.imsiICCIDMismatch.rawValue, "\(count(.imsiICCIDMismatch))"),
         ]
+        if let eidColumn {
+            lines += [
+                ("EID column", masked(eidColumn)),
+                ("eUICCs (EIDs) in the export", "\(carrierEIDs)"),
+                ("EID cells not a valid EID (left out)", "\(invalidEIDs)"),
+                ("active profiles on a fleet eUICC, not enabled (not flagged)", "\(profilesOnFleetCards)"),
+                (FlagKind.eidUnknownToFleet.rawValue, "\(count(.eidUnknownToFleet))"),
+            ]
+        }
         for row in skippedRows.prefix(20) { lines.append(("skipped row \(row.line)", row.reason)) }
         return lines
     }
