@@ -358,7 +358,7 @@ import Testing
                 $0.maxChannels = 3
                 $0.silentCGLA = 20
                 $0.silentCCHC = 2
-            }, commandTimeout: .milliseconds(100))
+            }, commandTimeout: .milliseconds(250))
         var timedOut = 0
         var read = 0
         for _ in 0..<120 {
@@ -378,8 +378,9 @@ import Testing
             #expect(log.contains { $0.hasPrefix("AT+CCHC=") } || report.eidStatus == .noEUICC, "\(log)")
             #expect(session.sim.openLogicalChannels <= 1, "at most the one left by a swallowed close")
         }
-        #expect(timedOut == 20)
-        #expect(read == 100)
+        // 20 swallowed by the card; a loaded machine may add a late answer or two, never fewer.
+        #expect(timedOut >= 20 && timedOut <= 23, "\(timedOut) timeouts")
+        #expect(read + timedOut == 120)
         #expect(session.sim.logicalChannelOpens == 120)
         let (last, _) = await session.read()
         #expect(last.eidStatus == .read)
