@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8: the installed program (`cellprov`, also run as `cellprovd`) must not need Foundation, only
 # FoundationEssentials: one call into Foundation proper links libFoundation.a with CoreFoundation and ICU's
-# 33 MB of data into the static release build (docs/architecture.md, "Installed size without Foundation").
+# 33 MB of data into the static release build (docs/decisions.md, "Installed size without Foundation").
 # Checks the objects `cellprov` is linked from (debug or release) for two things:
 # - an autolink entry -lFoundation (an object whose module, or a module it imports, imports Foundation, even
 #   `import struct Foundation.Data`): with libFoundation.a on the link line the driver puts it before

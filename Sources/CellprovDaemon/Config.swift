@@ -222,7 +222,7 @@ extension DaemonConfig {
 
     /// Parses configuration text: syntax, unknown keys, types and values. No file-system checks.
     public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> DaemonConfig {
-        // TOML allows no control character but tab and the line ends, and toml++ (under TOMLKit) aborts the
+        // TOML allows no control character but tab and the line ends, and toml++ (behind CTOMLShim) aborts the
         // process on some of them (an assertion on "[\u{1}]", found by fuzzing): refused before it sees them.
         if let (line, scalar) = controlCharacter(in: text) {
             let hex = String(scalar.value, radix: 16, uppercase: true)
@@ -238,9 +238,9 @@ extension DaemonConfig {
         if let line = closingBraceForValue(in: text) {
             throw ConfigError(file: file, line: line, message: "syntax error: '}' where a value is expected")
         }
-        let root: TOMLTable
+        let root: ConfigTable
         do {
-            root = try TOMLTable(string: text)
+            root = try ConfigTable(string: text)
         } catch {
             throw ConfigError(file: file, line: error.line, message: "syntax error: \(error.description)")
         }
@@ -392,7 +392,7 @@ extension DaemonConfig {
                 }
             }
         }
-        let device = (try? TOMLTable(string: text))?["device"]?.table
+        let device = (try? ConfigTable(string: text))?["device"]?.table
         if let serialFile = device?["serial_file"]?.string {
             guard let data = fm.contents(atPath: serialFile) else {
                 throw fail("device.serial_file", "\(serialFile): no such readable file")
@@ -409,8 +409,8 @@ extension DaemonConfig {
     }
 }
 
-/// Finds the line of `table.key` (or `[table]`) in TOML text, for error messages; TOMLKit gives positions only
-/// for syntax errors.
+/// Finds the line of `table.key` (or `[table]`) in TOML text, for error messages; toml++ (``ConfigTable``) gives
+/// positions only for syntax errors.
 struct KeyLines {
     private var positions: [String: Int] = [:]
 

@@ -2,7 +2,7 @@ import CSwiftConcurrencyHooks
 import Dispatch
 
 /// The daemon's one executor for Swift concurrency's global jobs, so that an idle daemon has no periodic wake-up
-/// (issue 8; measurements in docs/performance.md, decision in docs/architecture.md, "Idle without wake-ups").
+/// (issue 8; measurements in docs/performance.md, decision in docs/decisions.md, "Idle without wake-ups").
 ///
 /// Why: on Linux, libdispatch starts a 1 Hz timer (`_dispatch_workq_monitor_pools`, on its manager thread) the
 /// first time a worker thread of a *non-overcommit* global root queue runs, and never stops it
@@ -20,7 +20,7 @@ import Dispatch
 /// The cost: the daemon's tasks run one at a time. Its work is I/O-bound (each serial port and the udev monitor
 /// have their own queues, the sd-bus client its own thread, NIO its event loop), and no task blocks waiting on
 /// another task (which would deadlock a serial executor); a blocking wait on a dispatch queue or thread of its
-/// own (a serial port's close, GRDB's writer queue) only delays the other tasks.
+/// own (a serial port's close, the state store's opening queue) only delays the other tasks.
 /// Only the daemon installs it; the CLI (`cellprov probe` reading many modems) keeps the default executor.
 public enum DaemonExecutor {
     /// Where every global job, and the daemon's own dispatch work, runs: a serial queue (overcommit root).

@@ -10,9 +10,9 @@ import Glibc
 /// Gives back, once start-up (and later each burst of activity) is over, the memory an idle daemon does not
 /// use (issue 8; figures in docs/performance.md):
 /// - the heap pages start-up freed but malloc kept (`malloc_trim(0)`: configuration parsing, udev enumeration,
-///   the first AT exchanges, GRDB's migrations leave free chunks in the arenas);
-/// - the executable's own read-only file pages that start-up touched (Swift metadata, Foundation, ICU data,
-///   TOMLKit, GRDB, ...): `madvise(MADV_PAGEOUT)` asks the kernel to drop them from the process and, when no
+///   the first AT exchanges, the state store's open and migrations leave free chunks in the arenas);
+/// - the executable's own read-only file pages that start-up touched (Swift metadata, FoundationEssentials,
+///   toml++, swift-log, ...): `madvise(MADV_PAGEOUT)` asks the kernel to drop them from the process and, when no
 ///   one else maps them, from the page cache. They are clean pages of the binary, so nothing is written; the
 ///   kernel would reclaim them anyway under memory pressure, this only does it before the pressure comes. The
 ///   cost is a page-in of what the next event needs (measured: SIGHUP -> identities read, docs/performance.md).

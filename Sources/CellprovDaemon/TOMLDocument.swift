@@ -5,13 +5,14 @@ import CTOMLShim
 ///
 /// Why not TOMLKit, which wraps the same parser: its Swift layer imports Foundation, and one module importing
 /// Foundation is enough to bring Foundation, CoreFoundation and ICU's 33 MB of data into the installed static
-/// executable (docs/architecture.md, "Installed size without Foundation"). The registry keeps TOMLKit.
-struct TOMLTable: Sendable {
-    var entries: [(key: String, value: TOMLValue)] = []
+/// executable (docs/decisions.md, "Installed size without Foundation"). The registry keeps TOMLKit; this type
+/// is named apart from TOMLKit's `TOMLTable` so that the two parsers are not confused.
+struct ConfigTable: Sendable {
+    var entries: [(key: String, value: ConfigValue)] = []
 
     var keys: [String] { entries.map(\.key) }
 
-    subscript(key: String) -> TOMLValue? { entries.first { $0.key == key }?.value }
+    subscript(key: String) -> ConfigValue? { entries.first { $0.key == key }?.value }
 
     /// Parses `string`; a syntax error carries toml++'s description and line.
     init(string: String) throws(TOMLParseError) {
@@ -35,17 +36,17 @@ struct TOMLTable: Sendable {
         for i in 0..<ctoml_count(node) {
             var length = 0
             guard let key = ctoml_table_key(node, i, &length), let value = ctoml_table_value(node, i) else { continue }
-            entries.append((TOMLValue.text(key, length), TOMLValue(value)))
+            entries.append((ConfigValue.text(key, length), ConfigValue(value)))
         }
     }
 
-    fileprivate static func make(_ node: OpaquePointer) -> TOMLTable { TOMLTable(node: node) }
+    fileprivate static func make(_ node: OpaquePointer) -> ConfigTable { ConfigTable(node: node) }
 }
 
 /// A TOML value; the kinds cellprovd reads keep their contents, the others only their type (for error messages).
-enum TOMLValue: Sendable {
-    case table(TOMLTable)
-    case array([TOMLValue])
+enum ConfigValue: Sendable {
+    case table(ConfigTable)
+    case array([ConfigValue])
     case string(String)
     case integer(Int64)
     case boolean(Bool)
@@ -54,8 +55,8 @@ enum TOMLValue: Sendable {
 
     fileprivate init(_ node: OpaquePointer) {
         switch ctoml_node_type(node) {
-        case CTOML_TABLE: self = .table(TOMLTable.make(node))
-        case CTOML_ARRAY: self = .array((0..<ctoml_count(node)).compactMap { ctoml_array_element(node, $0) }.map(TOMLValue.init))
+        case CTOML_TABLE: self = .table(ConfigTable.make(node))
+        case CTOML_ARRAY: self = .array((0..<ctoml_count(node)).compactMap { ctoml_array_element(node, $0) }.map(ConfigValue.init))
         case CTOML_STRING:
             var length = 0
             self = .string(ctoml_string(node, &length).map { Self.text($0, length) } ?? "")
@@ -75,8 +76,8 @@ enum TOMLValue: Sendable {
         }
     }
 
-    var table: TOMLTable? { if case .table(let t) = self { t } else { nil } }
-    var array: [TOMLValue]? { if case .array(let a) = self { a } else { nil } }
+    var table: ConfigTable? { if case .table(let t) = self { t } else { nil } }
+    var array: [ConfigValue]? { if case .array(let a) = self { a } else { nil } }
     var string: String? { if case .string(let s) = self { s } else { nil } }
     var int: Int? { if case .integer(let i) = self { Int(exactly: i) } else { nil } }
     var bool: Bool? { if case .boolean(let b) = self { b } else { nil } }

@@ -6,7 +6,8 @@ import Foundation
 /// (REGISTRY.md "Masking": the CellprovCore types' descriptions, `IMEI(TAC 35209900, ref 1a2b3c4d5e)`,
 /// `IMSI(262-01, ref …)`, `ICCID(894922, ref …)`; a value that does not validate as `IMEI(ref …)`), so a receiving
 /// chat channel or ticket system never holds full identifiers, while the references still correlate with the
-/// registry's pages (same key: `Masking.configure(pseudonymKey:)` at start; the masking is `Masking`'s).
+/// registry's pages (same key: `serve` configures `Redaction` with the store's pseudonym key at start; the
+/// masking is `Masking`'s).
 ///
 ///     {"id": 42, "kind": "imei_on_two_units", "severity": "critical", "serial": "GW-000200", "slot": "usb-1",
 ///      "summary": "IMEI also enrolled by GW-000201", "raised_at": "2026-11-30T04:12:30Z",

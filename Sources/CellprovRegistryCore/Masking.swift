@@ -3,15 +3,11 @@ import Foundation
 
 /// How the registry shows identifiers to operators who did not ask to reveal them: exactly as the CellprovCore
 /// types print (`IMEI(TAC 35209900, ref 1a2b3c4d5e)`, `IMSI(262-01, ref …)`, `ICCID(894922, ref …)`), with
-/// `Redaction.pseudonymizer` configured at start with the registry's key (``configure(pseudonymKey:)``), so that
-/// a reference shown for a unit is the same on every instance and can be searched. A value that does not
-/// validate shows as `IMEI(ref …)`; an absent one as nil.
+/// `Redaction.pseudonymizer` configured at start with the registry's key (`cellprov-registry serve` calls
+/// `Redaction.configure` with `RegistryStore.pseudonymKey()`), so that a reference shown for a unit is the same
+/// on every instance and can be searched. A value that does not validate shows as `IMEI(ref …)`; an absent one
+/// as nil.
 public enum Masking {
-    /// Sets the process-wide pseudonymizer to the registry's key (`RegistryStore.pseudonymKey()`).
-    public static func configure(pseudonymKey: [UInt8]) {
-        Redaction.configure(Pseudonymizer(key: pseudonymKey))
-    }
-
     public static func imei(_ value: String?) -> String? {
         value.map { IdentitySnapshot(imei: $0).redactedIMEI }
     }

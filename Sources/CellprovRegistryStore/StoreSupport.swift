@@ -94,10 +94,6 @@ enum StoreSupport {
         String(decoding: try r.jsonBytes(), as: UTF8.self)
     }
 
-    /// The slot key and origin of an event: field events and manufacturing records keep separate slot rows, so a
-    /// factory station's slot naming never overwrites what cellprovd reports.
-    static let schemaVersion = 1
-
     /// Bound on the timeline a unit page gets (newest kept).
     static let timelineLimit = 1000
 

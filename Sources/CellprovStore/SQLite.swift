@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Why not GRDB (which the store used until issue 8): GRDB imports Foundation in 57 files and has no
 /// FoundationEssentials build, and Foundation brings ICU's 33 MB of data into the installed static executable
-/// (docs/architecture.md, "Installed size without Foundation"). The registry, a separate executable, keeps GRDB.
+/// (docs/decisions.md, "Installed size without Foundation"). The registry, a separate executable, keeps GRDB.
 
 /// What SQLite said: its result code and message (`sqlite3_errmsg`, which names no row contents).
 struct SQLiteError: Error, CustomStringConvertible {

@@ -72,7 +72,7 @@ struct StateMarker: Codable, Equatable, Sendable {
 
     /// The per-commit update: overwritten in place (padded with spaces to the file's size) and fdatasync'ed,
     /// without the rename and the directory fsync of ``write(directory:)``: a fifth of the cost on the
-    /// machines measured (docs/architecture.md). A torn write leaves an unreadable marker, which still says
+    /// machines measured (docs/decisions.md, "State loss"). A torn write leaves an unreadable marker, which still says
     /// that a database existed (only the numbers are then unknown). Falls back to ``write(directory:)`` when the
     /// file is missing.
     func update(directory: String) throws {

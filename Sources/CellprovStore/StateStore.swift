@@ -73,7 +73,8 @@ public final class StateStore: Sendable {
 
     public let path: String
     public let directory: String
-    private let pool: SQLiteDatabase
+    /// The one connection to state.db (``SQLiteDatabase``: a lock around it, write transactions IMMEDIATE).
+    private let database: SQLiteDatabase
     private let marker: Mutex<StateMarker>
 
     /// Opens (creating if needed) the store in `directory`.
@@ -129,21 +130,21 @@ public final class StateStore: Sendable {
             }
         }
         if let damage {
-            let (pool, report) = try Self.salvageAndReplace(path: path, why: damage, marker: known, now: now)
-            opened = pool
+            let (database, report) = try Self.salvageAndReplace(path: path, why: damage, marker: known, now: now)
+            opened = database
             incident = report
         } else if let lost {
-            let pool: SQLiteDatabase
-            do { pool = try Self.open(path: path, readOnly: false) } catch {
+            let database: SQLiteDatabase
+            do { database = try Self.open(path: path, readOnly: false) } catch {
                 throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
             }
             let total = Int(known?.lastPosition ?? 0)
             do {
-                try Self.recordLoss(pool, reason: lost, salvaged: 0, lost: total, floors: known?.slots ?? [:], at: now)
+                try Self.recordLoss(database, reason: lost, salvaged: 0, lost: total, floors: known?.slots ?? [:], at: now)
             } catch {
                 throw StoreError("\(path): cannot record the state loss (\(Self.reason(error)))")
             }
-            opened = pool
+            opened = database
             let what = lost == .databaseMissing ? "is missing" : "is empty"
             let why = found == .none
                 ? "(no \(StateMarker.fileName) beside it either: a crash while it was first created, or both lost)"
@@ -157,11 +158,11 @@ public final class StateStore: Sendable {
                     + "started, slot numbering continues, and each slot's next event tells the backend (state_lost)",
                 eventsLost: total)
         }
-        guard let pool = opened else { throw StoreError("\(path): cannot open the state database") }
-        self.pool = pool
+        guard let database = opened else { throw StoreError("\(path): cannot open the state database") }
+        self.database = database
         // The marker is an aid to detection, not a condition to run: a full disk must not keep the daemon from
         // starting (the next event commit writes it again).
-        let current = (try? Self.currentMarker(pool, now: now)) ?? StateMarker(databaseID: "?", updatedAt: now)
+        let current = (try? Self.currentMarker(database, now: now)) ?? StateMarker(databaseID: "?", updatedAt: now)
         marker = Mutex(current)
         // A restart of an intact store finds the marker saying what it would write (every event commit keeps it
         // current): no rewrite then, so the start path pays no fsyncs (about 13 ms here, most of the start time
@@ -187,7 +188,7 @@ public final class StateStore: Sendable {
             throw StoreError("\(path): permission denied (run as root or as the cellprov user)")
         }
         do {
-            pool = try Self.open(path: path, readOnly: true)
+            database = try Self.open(path: path, readOnly: true)
         } catch {
             throw StoreError("\(path): cannot read the state database (\(Self.reason(error)))")
         }
@@ -207,26 +208,26 @@ public final class StateStore: Sendable {
             guard mode == "wal" else { throw StoreError("cannot use write-ahead logging (journal mode \(mode ?? "?"))") }
             try connection.execute("PRAGMA synchronous = FULL")
         }
-        let pool = SQLiteDatabase(connection)
+        let database = SQLiteDatabase(connection)
         if !readOnly {
-            try pool.write { db in
+            try database.write { db in
                 let check = try db.scalar(String.self, "PRAGMA quick_check") ?? "?"
                 guard check == "ok" else { throw StoreError("integrity check failed: \(check)") }
             }
-            try migrate(pool)
+            try migrate(database)
         }
-        return pool
+        return database
     }
 
     /// Applies the migrations the database has not had, each in its own transaction, recording each in
     /// `grdb_migrations`: the table (name and shape) GRDB's migrator kept, so that the state.db of an installed
     /// gateway opens unchanged and a new one has exactly the same schema.
-    static func migrate(_ pool: SQLiteDatabase) throws {
-        try pool.write { db in
+    static func migrate(_ database: SQLiteDatabase) throws {
+        try database.write { db in
             try db.execute("CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")
         }
         for (identifier, apply) in migrations {
-            try pool.write { db in
+            try database.write { db in
                 let applied = try db.scalar(
                     Int.self, "SELECT COUNT(*) FROM grdb_migrations WHERE identifier = ?", [identifier])
                 guard applied == 0 else { return }
@@ -375,8 +376,8 @@ public final class StateStore: Sendable {
                 throw StoreError("\(path)\(suffix): damaged, and cannot be moved aside (\(Self.reason(error)))")
             }
         }
-        let pool: SQLiteDatabase
-        do { pool = try Self.open(path: path, readOnly: false) } catch {
+        let database: SQLiteDatabase
+        do { database = try Self.open(path: path, readOnly: false) } catch {
             throw StoreError("\(path): cannot create the state database (\(Self.reason(error)))")
         }
         let ordered = found.events.values.sorted { $0.position < $1.position }
@@ -403,7 +404,7 @@ public final class StateStore: Sendable {
         for (key, r) in found.records { floors[key] = max(floors[key] ?? 0, r.record.sequence) }
         let known = max(Int(marker?.lastPosition ?? 0), Int(found.maxPosition))
         do {
-            try pool.write { db in
+            try database.write { db in
                 for e in pending { try insert(db, e) }
                 for (key, r) in found.records {
                     try db.execute(
@@ -411,7 +412,7 @@ public final class StateStore: Sendable {
                         [key, r.json, r.updatedAt])
                 }
             }
-            try pool.write { db in
+            try database.write { db in
                 for e in history { try insert(db, e) }
                 // New events continue after the last position the old database gave, lost ones included.
                 try db.execute(
@@ -426,7 +427,7 @@ public final class StateStore: Sendable {
         }
         let lost = max(0, known - saved)
         do {
-            try recordLoss(pool, reason: .databaseDamaged, salvaged: saved, lost: lost, floors: floors, at: now)
+            try recordLoss(database, reason: .databaseDamaged, salvaged: saved, lost: lost, floors: floors, at: now)
         } catch {
             throw StoreError("\(path): cannot record the state loss (\(Self.reason(error)))")
         }
@@ -437,7 +438,7 @@ public final class StateStore: Sendable {
             + (kept.map { "kept aside as \($0)" } ?? "nothing kept aside")
             + "; a new database is started and each slot's next event tells the backend (state_lost)"
         return (
-            pool,
+            database,
             StoreIncident(
                 kind: .damaged, reason: .databaseDamaged, message: message, eventsSalvaged: saved,
                 pendingSalvaged: waiting, slotsSalvaged: found.records.count, eventsLost: lost, keptAs: kept)
@@ -445,9 +446,9 @@ public final class StateStore: Sendable {
     }
 
     static func recordLoss(
-        _ pool: SQLiteDatabase, reason: StateLossReason, salvaged: Int, lost: Int, floors: [String: Int], at: Date
+        _ database: SQLiteDatabase, reason: StateLossReason, salvaged: Int, lost: Int, floors: [String: Int], at: Date
     ) throws {
-        try pool.write { db in
+        try database.write { db in
             try db.execute(
                 "INSERT INTO state_loss (reason, detected_at, events_salvaged, events_lost) VALUES (?, ?, ?, ?)",
                 [reason.rawValue, at.timeIntervalSince1970, salvaged, lost])
@@ -463,8 +464,8 @@ public final class StateStore: Sendable {
     }
 
     /// The marker describing the database as it is now.
-    static func currentMarker(_ pool: SQLiteDatabase, now: Date) throws -> StateMarker {
-        try pool.read { db in
+    static func currentMarker(_ database: SQLiteDatabase, now: Date) throws -> StateMarker {
+        try database.read { db in
             let id = try db.scalar(String.self, "SELECT value FROM meta WHERE key = 'database_id'") ?? "?"
             var m = StateMarker(databaseID: id, updatedAt: now)
             for row in try db.rows("SELECT slot, MAX(sequence) AS s FROM event GROUP BY slot") {
@@ -506,7 +507,7 @@ public final class StateStore: Sendable {
         throws(StoreError) -> [IdentityEvent]
     {
         do {
-            return try pool.write { db in
+            return try database.write { db in
                 let previous = try Self.record(db, slot: observation.slot.key)
                 let others = try Self.records(db).filter {
                     $0.slot != observation.slot.key && (presentSlots?.contains($0.slot) ?? true)
@@ -741,13 +742,13 @@ public final class StateStore: Sendable {
     // MARK: - Helpers
 
     private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StoreError) -> T {
-        do { return try pool.read(body) } catch {
+        do { return try database.read(body) } catch {
             throw StoreError("\(path): cannot read the state database (\(Self.reason(error)))")
         }
     }
 
     private func write(_ body: (SQLiteConnection) throws -> Void) throws(StoreError) {
-        do { try pool.write(body) } catch {
+        do { try database.write(body) } catch {
             throw StoreError("\(path): cannot write the state database (\(Self.reason(error)))")
         }
     }

@@ -10,7 +10,7 @@ import Glibc
 ///
 /// Why: with no system bus (a gateway without dbus-daemon, a container, the benchmark), the ModemManager client
 /// used to try again every 30 s: the idle daemon's only periodic wake-up once libdispatch's pool monitor was gone
-/// (issue 8, docs/architecture.md "Idle without wake-ups"). dbus-daemon creates its socket (bind) when it starts,
+/// (issue 8, docs/decisions.md "Idle without wake-ups"). dbus-daemon creates its socket (bind) when it starts,
 /// and again when it restarts, so a directory event says exactly when a new connection attempt can succeed.
 ///
 /// Only a `unix:path=` address can be watched; for any other (abstract socket, tcp) ``init(address:)`` is nil and

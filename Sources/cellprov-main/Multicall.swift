@@ -4,8 +4,8 @@ import CellprovDaemonCommand
 
 /// The installed program: one executable that is both `cellprov` and `cellprovd`, chosen by the name it was run
 /// by (argv[0]), as busybox and systemd's own tools do. `make install` installs it once, as cellprov, with
-/// cellprovd a hard link to it: the two programs share one copy of the Swift runtime, Foundation (with ICU's
-/// data), SwiftNIO, BoringSSL and GRDB instead of carrying one each (issue 8; sizes in docs/performance.md).
+/// cellprovd a hard link to it: the two programs share one copy of the Swift runtime, FoundationEssentials,
+/// SwiftNIO and BoringSSL instead of carrying one each (issue 8; sizes in docs/performance.md).
 /// Any other name runs the CLI.
 @main
 enum Multicall {

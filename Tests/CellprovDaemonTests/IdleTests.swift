@@ -10,7 +10,7 @@ import Testing
 import Glibc
 #endif
 
-/// Idle without wake-ups (issue 8; docs/architecture.md "Idle without wake-ups"): the bus socket watch, the
+/// Idle without wake-ups (issue 8; docs/decisions.md "Idle without wake-ups"): the bus socket watch, the
 /// executor's deadline arithmetic, and the daemon process itself staying asleep between triggers.
 @Suite struct BusSocketWatchTests {
     @Test func socketPathOfAnAddress() {

@@ -1,6 +1,6 @@
 // The daemon's configuration parser: toml++ (Debian's libtomlplusplus-dev, compiled here header-only) behind a C
 // interface, so that cellprovd reads TOML without TOMLKit, whose Swift layer imports Foundation and so brings
-// Foundation and ICU's data into the installed program (issue 8, docs/architecture.md).
+// Foundation and ICU's data into the installed program (issue 8, docs/decisions.md).
 #ifndef CTOML_SHIM_H
 #define CTOML_SHIM_H
 

@@ -294,7 +294,7 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        // Lower case, as in the payload, the Idempotency-Key and the journal (Foundation writes UUIDs in upper case).
+        // Lower case, as in the payload, the Idempotency-Key and the journal (`uuidString` is upper case).
         try c.encode(id.uuidString.lowercased(), forKey: .id)
         try c.encode(type, forKey: .type)
         try c.encode(slot, forKey: .slot)
