@@ -27,9 +27,20 @@ import Testing
                 try await old.factory(event("manufactured", serial: "GW-M", slot: "probe", imei: made), "GW-M")
                 await old.close()
             }
-            // Back to exactly what version 1 created (its rows are the same in both versions).
+            // Back to exactly what version 1 created (its rows are the same in both versions; version 3's tables
+            // stay), undoing migration 4 (the EID columns and the function's second overload) and migration 2.
             for sql in [
-                "DROP FUNCTION cellprov_ingest", "DROP INDEX events_factory",
+                """
+                DO $$ DECLARE f regprocedure; BEGIN
+                    FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE proname = 'cellprov_ingest' LOOP
+                        EXECUTE 'DROP FUNCTION ' || f;
+                    END LOOP;
+                END $$
+                """,
+                "ALTER TABLE slots DROP COLUMN eid, DROP COLUMN last_eid, DROP COLUMN sim_slot",
+                "ALTER TABLE events DROP COLUMN eid, DROP COLUMN prev_eid, DROP COLUMN sim_slot",
+                "DELETE FROM schema_migrations WHERE version = 4",
+                "DROP INDEX events_factory",
                 "CREATE INDEX units_last_seen ON units (last_seen) WHERE lost_at IS NULL",
                 "ALTER TABLE units RESET (fillfactor)", "ALTER TABLE slots RESET (fillfactor)",
                 "DELETE FROM schema_migrations WHERE version = 2",
@@ -50,6 +61,11 @@ import Testing
                 #expect(try await store.searchUnits(SearchTerms(imei: imei), limit: 10).map(\.serial).sorted()
                     == ["GW-NEW", "GW-OLD"])
                 #expect(try await store.silentUnits(lastSeenBefore: t0.addingTimeInterval(1)).contains("GW-OLD"))
+                // The upgraded database stores and finds an EID.
+                let eid = TestID.eid(75)
+                try await store.field(
+                    StoreTestsEUICC.eUICCEvent(imei: TestID.imei(75), iccid: TestID.iccid(75), eid: eid), "GW-EID")
+                #expect(try await store.searchUnits(SearchTerms(eid: eid), limit: 10).map(\.serial) == ["GW-EID"])
             } catch {
                 await store.close()
                 throw error

@@ -89,6 +89,16 @@ def make_iccid(issuer="894920"):
     return body + luhn_digit(body)
 
 
+def make_eid(country="049", issuer="032"):
+    """A valid eUICC EID (GSMA SGP.29): 32 digits, "89", country, issuer, 5 version digits, 17 individual digits,
+    and the two check digits that make the whole number equal 1 mod 97."""
+    body = "89" + country + issuer + "00000" + f"{_next():017d}"[-17:]
+    check = 98 - int(body + "00") % 97
+    eid = body + f"{check:02d}"
+    assert len(eid) == 32 and int(eid) % 97 == 1
+    return eid
+
+
 def secrets_of(*values):
     """The digit strings that must never appear in a log: each identifier, the IMEI's serial part, the MSIN."""
     out = set()
@@ -99,6 +109,9 @@ def secrets_of(*values):
         if len(v) == 15 and v.isdigit():
             out.add(v[8:14])       # IMEI serial number (or an IMSI's MSIN tail: also private)
             out.add(v[5:])         # MSIN of an IMSI with a 2-digit MNC
+        if len(v) == 32 and v.isdigit():
+            out.add(v[8:])         # an EID past its public prefix (version, card number, check digits)
+            out.add(v[13:30])      # the card's individual number
     return sorted(out)
 
 
@@ -107,15 +120,18 @@ def now_rfc3339():
 
 
 def event(serial, slot, etype, seq, imei=None, imsi=None, iccid=None, previous=None, severity=None,
-          event_id=None, **extra):
+          event_id=None, eid=None, sim_slot=None, **extra):
     """An EnrollmentEvent exactly as docs/enrollment-api.yaml describes it (what cellprovd sends)."""
-    identity = {k: v for k, v in (("imei", imei), ("imsi", imsi), ("iccid", iccid)) if v}
+    identity = {k: v for k, v in (("imei", imei), ("imsi", imsi), ("iccid", iccid), ("eid", eid),
+                                  ("sim_slot", sim_slot)) if v}
     body = {
         "event_id": event_id or str(uuid.uuid4()),
         "type": etype,
         "occurred_at": now_rfc3339(),
         "sequence": seq,
         "severity": severity or {"enrolled": "info", "manufactured": "info", "sim_inserted": "info",
+                                 "profile_switched": "info", "sim_slot_switched": "notice",
+                                 "profile_clone_suspected": "critical",
                                  "duplicate_imei": "critical"}.get(etype, "warning"),
         "device": {"serial": serial},
         "module": {"slot": slot, "source": "at", "manufacturer": "Quectel", "model": "EG25"},

@@ -143,6 +143,30 @@ def api_checks(reg, tok, ids, all_ids):
     T.check(refused(r.status) or r.status == 404, f"viewer resolving a flag: refused ({r.status})")
 
 
+def euicc_checks(reg, tok, ids, eid):
+    """An eUICC unit: enrolled, then a remote profile switch on the same card. Found by its EID, the EID masked in
+    every answer but an admin's reveal, and no iccid_moved (nor any flag) for a profile switch. The EID is in the
+    leak scans of the logs and the journal (main adds it to all_ids)."""
+    admin, viewer, d2 = tok["admin"], tok["viewer"], tok["GW-S2"]
+    imei, imsi, iccid = ids["E"]
+    _, imsi2, iccid2 = ids["E2"]
+    r = reg.post_event(d2, h.event("GW-S2", "/dev/ttyE1", "enrolled", 1, imei, imsi, iccid, eid=eid, sim_slot=1))
+    T.check(r.status == 201, f"an eUICC unit's enrolled event with its EID: 201 ({r.status})")
+    r = reg.post_event(d2, h.event("GW-S2", "/dev/ttyE1", "profile_switched", 2, imei, imsi2, iccid2, eid=eid,
+                                   sim_slot=1, previous={"imei": imei, "imsi": imsi, "iccid": iccid, "eid": eid}))
+    T.check(r.status == 201, f"a profile switch on the same EID: 201 ({r.status})")
+    r = reg.units(viewer, eid)
+    T.check(r.status == 200 and [u.get("serial") for u in r.json().get("units", [])] == ["GW-S2"],
+            f"GET /v1/units?q=EID finds the unit ({r.status})")
+    T.check(not h.leaks_in(r.text, h.secrets_of(eid, imei, imsi2, iccid2)) and "EID(89049032, ref " in r.text,
+            "the search answer shows the EID masked")
+    r = reg.unit(admin, "GW-S2", reveal=True)
+    T.check(r.status == 200 and eid in r.text, "an admin's reveal shows the EID")
+    r = reg.flags(admin)
+    kinds = [f.get("kind") for f in r.json().get("flags", []) if f.get("serial") == "GW-S2"]
+    T.check("iccid_moved" not in kinds and "euicc_moved" not in kinds, f"no flag for a profile switch ({kinds})")
+
+
 def csrf_checks(reg, admin, viewer):
     b = pages.Browser(reg.port)
     status, text, _ = b.get("/")
@@ -330,10 +354,12 @@ def main():
                   "station": reg.station_add("line-2"), "GW-S1": reg.device_add("GW-S1"),
                   "GW-S2": reg.device_add("GW-S2")}
         ids = {k: (h.make_imei(), h.make_imsi(), h.make_iccid()) for k in ("S1", "S1b", "S1c", "S1d", "S1e", "S2",
-                                                                          "J")}
-        all_ids = [v for t in ids.values() for v in t]
+                                                                          "J", "E", "E2")}
+        eid = h.make_eid()
+        all_ids = [v for t in ids.values() for v in t] + [eid]
         reg._tok_s1, reg._ids_s1e = tokens["GW-S1"], ids["S1e"]
         api_checks(reg, tokens, ids, all_ids)
+        euicc_checks(reg, tokens, ids, eid)
         csrf_checks(reg, tokens["admin"], tokens["viewer"])
         revoke_checks(reg, tokens["admin"])
         status = reg.stop()
