@@ -17,8 +17,9 @@ public enum CarrierColumns {
     static let imsiNames: [[String]] = [
         ["imsi", "simimsi", "imsinumber", "currentimsi", "activeimsi", "imsi1", "primaryimsi"],
     ]
-    /// The eUICC's EID, beside ICCID and IMSI in the SIM exports of IoT portals that manage eSIM profiles (1NCE,
-    /// emnify, Soracom and Cisco Control Center name it `EID`; others `eUICC ID`, `EUICC EID`).
+    /// The eUICC's EID, beside ICCID and IMSI in the SIM exports of IoT portals that manage eSIM profiles. The
+    /// names are the usual spellings (`EID`, `eUICC ID`, `EUICC EID`, `SIM EID`), not checked against each
+    /// portal's export: a portal spelling it otherwise is configured with `[reconciliation] eid_column`.
     static let eidNames: [[String]] = [
         ["eid", "euiccid", "euicceid", "simeid", "eidnumber", "euiccidentifier", "euicc"],
     ]
