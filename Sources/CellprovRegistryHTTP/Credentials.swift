@@ -6,14 +6,35 @@ import Foundation
 /// Reading bearer tokens from requests, and the base64url helpers of the session cookie. Tokens themselves are
 /// CellprovRegistryCore's `Tokens` (generation, SHA-256 hashing).
 public enum RegistryTokens {
-    /// The token of an `Authorization: Bearer ...` header value; nil when the header is absent, of another
-    /// scheme, empty, or implausibly long (a bound: nothing longer is hashed or looked up).
-    public static func bearer(_ header: String?) -> String? {
-        guard let header, header.utf8.count <= 512 else { return nil }
+    /// The bound on an `Authorization` header: nothing longer is hashed or looked up (a token is 36 characters).
+    public static let maxAuthorizationBytes = 512
+
+    /// What an `Authorization` header value holds.
+    public enum Credential: Sendable, Equatable {
+        /// No header, another scheme, or an empty token: "missing bearer token".
+        case missing
+        /// A bearer token past ``maxAuthorizationBytes``: "malformed token".
+        case malformed
+        case token(String)
+    }
+
+    public static func credential(_ header: String?) -> Credential {
+        guard let header else { return .missing }
+        guard header.utf8.count <= maxAuthorizationBytes else {
+            let scheme = String(decoding: header.utf8.prefix(7), as: UTF8.self).lowercased()
+            return scheme == "bearer " ? .malformed : .missing
+        }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .missing }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        return token.isEmpty ? .missing : .token(token)
+    }
+
+    /// The token of an `Authorization: Bearer ...` header value; nil when ``credential(_:)`` finds none (absent,
+    /// another scheme, empty) or a malformed one.
+    public static func bearer(_ header: String?) -> String? {
+        if case .token(let token) = credential(header) { return token }
+        return nil
     }
 
     static func base64URL(_ bytes: some Sequence<UInt8>) -> String {

@@ -30,8 +30,11 @@ struct OperatorAPI {
 
     /// The operator behind a bearer token, or the response refusing the request.
     func authenticate(_ request: Request, admin: Bool) async -> Result<OperatorIdentity, Refusal> {
-        guard let token = RegistryTokens.bearer(request.headers[.authorization]) else {
-            return .failure(Refusal(jsonError(.unauthorized, "missing bearer token")))
+        let token: String
+        switch RegistryTokens.credential(request.headers[.authorization]) {
+        case .missing: return .failure(Refusal(jsonError(.unauthorized, "missing bearer token")))
+        case .malformed: return .failure(Refusal(jsonError(.unauthorized, "malformed token")))
+        case .token(let t): token = t
         }
         let record: CredentialRecord?
         do {
@@ -68,10 +71,26 @@ struct OperatorAPI {
         return nil
     }
 
-    /// `reveal=true` (or `1`): full identifiers, admins only.
+    /// `reveal=true`, the one spelling (``QueryParameter/reveal(_:)``): full identifiers, admins only. The pages
+    /// read it so; the API refuses any other value with 400.
     static func wantsReveal(_ request: Request) -> Bool {
-        let v = request.uri.queryParameters["reveal"].map { String($0).lowercased() }
-        return v == "true" || v == "1" || v == "yes"
+        (try? QueryParameter.reveal(request).get()) == true
+    }
+
+    /// The operator of a reading route and whether it reveals: 401 without an operator token, then 400 for a
+    /// `reveal` other than `true` (for every role), then 403 for a viewer's `reveal=true`.
+    func authenticateReading(_ request: Request) async -> Result<(OperatorIdentity, Bool), Refusal> {
+        let who: OperatorIdentity
+        switch await authenticate(request, admin: false) {
+        case .failure(let r): return .failure(r)
+        case .success(let w): who = w
+        }
+        switch QueryParameter.reveal(request) {
+        case .failure(let r): return .failure(r)
+        case .success(let reveal):
+            if reveal && !who.isAdmin { return .failure(Refusal(jsonError(.forbidden, "admin role required"))) }
+            return .success((who, reveal))
+        }
     }
 
     /// Appends a `reveal` audit entry per unit whose identifiers were shown in full, and logs it.
@@ -93,11 +112,11 @@ struct OperatorAPI {
     // MARK: Routes
 
     func searchUnits(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        let reveal = Self.wantsReveal(request)
         let who: OperatorIdentity
-        switch await authenticate(request, admin: reveal) {
+        let reveal: Bool
+        switch await authenticateReading(request) {
         case .failure(let r): return r.response
-        case .success(let w): who = w
+        case .success(let (w, v)): (who, reveal) = (w, v)
         }
         let terms = SearchTerms(parsing: Self.formQueryValue(request, "q") ?? "")
         guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [])) }
@@ -114,11 +133,11 @@ struct OperatorAPI {
     }
 
     func unit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        let reveal = Self.wantsReveal(request)
         let who: OperatorIdentity
-        switch await authenticate(request, admin: reveal) {
+        let reveal: Bool
+        switch await authenticateReading(request) {
         case .failure(let r): return r.response
-        case .success(let w): who = w
+        case .success(let (w, v)): (who, reveal) = (w, v)
         }
         guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         do {
@@ -135,13 +154,17 @@ struct OperatorAPI {
     }
 
     func listFlags(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        let reveal = Self.wantsReveal(request)
         let who: OperatorIdentity
-        switch await authenticate(request, admin: reveal) {
+        let reveal: Bool
+        switch await authenticateReading(request) {
         case .failure(let r): return r.response
-        case .success(let w): who = w
+        case .success(let (w, v)): (who, reveal) = (w, v)
         }
-        let all = request.uri.queryParameters["status"].map(String.init) == "all"
+        let all: Bool
+        switch QueryParameter.flagStatus(request) {
+        case .failure(let r): return r.response
+        case .success(let v): all = v
+        }
         do {
             let flags = try await state.store.flags(openOnly: !all, limit: RegistryHTTP.flagsLimit)
             if reveal {
@@ -239,9 +262,13 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success: break
         }
-        let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) }.map { min(max($0, 1), 10_000) }
+        let limit: Int
+        switch QueryParameter.limit(request, fallback: 1000, max: 10_000) {
+        case .failure(let r): return r.response
+        case .success(let n): limit = n
+        }
         do {
-            let entries = try await state.store.audit(limit: limit ?? 1000)
+            let entries = try await state.store.audit(limit: limit)
             return json(.ok, AuditBody(audit: entries.map(AuditView.init)))
         } catch {
             return state.storeFailure(error, "audit")

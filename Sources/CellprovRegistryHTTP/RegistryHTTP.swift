@@ -39,6 +39,9 @@ public enum RegistryHTTP {
         OperatorAPI(state: state).register(on: router)
         OperationsRoutes(state: state).register(on: router)
         Pages(state: state).register(on: router)
+        // After the last route: the table is what the groups registered, and the middleware wraps only the router's
+        // not-found answer (a wrong method on a known path becomes a 405 with `Allow`).
+        router.add(middleware: MethodNotAllowedMiddleware(table: RouteTable(router)))
         return router
     }
 }
@@ -219,6 +222,10 @@ struct DeviceAPI {
         // 1. Credentials: a token we know (valid or revoked), and/or a verified client certificate (mutual TLS,
         //    the device serial in its subject CN). With both, they must name the same device.
         let certificateSerial = state.options.mutualTLS ? await context.clientCertificateSerial() : nil
+        let credential = RegistryTokens.credential(request.headers[.authorization])
+        if credential == .malformed {
+            return refused(.unauthorized, "malformed token", type: nil, outcome: "unauthorized")
+        }
         let token = RegistryTokens.bearer(request.headers[.authorization])
         let record: CredentialRecord?
         if let token {
@@ -249,15 +256,15 @@ struct DeviceAPI {
         } catch {
             return refused(.contentTooLarge, "body larger than 64 KiB", type: nil, outcome: "too_large")
         }
-        let bytes = Array(body.readableBytesView)
         let event: EnrollmentRequest
-        do {
-            event = try EnrollmentRequest.decode(bytes)
-        } catch {
-            return refused(.badRequest, "body is not an enrollment event", type: nil, outcome: "invalid")
-        }
-        if let problem = IngestValidation.problem(event) {
-            return refused(.unprocessableContent, problem, type: event.type, outcome: "invalid")
+        switch IngestValidation.decode(
+            body.readableBytesView, idempotencyKey: request.headers[.init("Idempotency-Key")!], receivedAt: Date())
+        {
+        case .success(let e): event = e
+        case .failure(.notAnEvent(let message)):
+            return refused(.badRequest, message, type: nil, outcome: "invalid")
+        case .failure(.invalid(let violation)):
+            return refused(.unprocessableContent, violation.description, type: nil, outcome: "invalid")
         }
 
         // 3. Who may post this event.
@@ -346,28 +353,19 @@ struct DeviceAPI {
     }
 }
 
-/// Checks of a decoded enrollment body beyond its JSON shape (each failure is a 422: the payload is wrong and
-/// resending it cannot help).
-/// The rules themselves (event types, serials, references, times) are the wire module's.
+/// An enrollment body as the registry accepts it: the wire module's rules (``EnrollmentValidation``: duplicate keys,
+/// the schema's shape, every field's pattern, `occurred_at`'s window, `Idempotency-Key`), the same for devices and
+/// factory stations, with the registry's time parser (``IngestTime``, which also reads the rarer RFC 3339 forms
+/// the stores read). A `.notAnEvent` is a 400, an `.invalid` a 422 naming the field: the payload is wrong and
+/// resending it cannot help.
 enum IngestValidation {
-    static func problem(_ e: EnrollmentRequest) -> String? {
-        if !EnrollmentAPI.eventTypes.contains(e.type) { return "unknown event type" }
-        if EventSeverity(rawValue: e.severity) == nil { return "unknown severity" }
-        if e.eventID.isEmpty || e.eventID.utf8.count > 64
-            || !e.eventID.utf8.allSatisfy({ $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) })
-        {
-            return "event_id is not a UUID"
+    static func decode(
+        _ bytes: some Collection<UInt8>, idempotencyKey: String?, receivedAt: Date
+    ) -> Result<EnrollmentRequest, EnrollmentValidation.BodyError> {
+        Result { () throws(EnrollmentValidation.BodyError) in
+            try EnrollmentValidation.decode(
+                bytes, receivedAt: receivedAt, idempotencyKey: idempotencyKey, parseTime: IngestTime.parse)
         }
-        if IngestTime.parse(e.occurredAt) == nil { return "occurred_at is not an RFC 3339 time" }
-        if e.sequence < 1 { return "sequence must be 1 or more" }
-        if e.module.slot.isEmpty || e.module.slot.utf8.count > 128 { return "module.slot is empty or too long" }
-        if let s = e.device.serial, !DeviceSerial.isValid(s) { return "device.serial is empty, too long or not printable" }
-        for value in [e.identity.imei, e.identity.imsi, e.identity.iccid, e.previous?.imei, e.previous?.imsi,
-            e.previous?.iccid]
-        {
-            if let value, value.utf8.count > 32 { return "an identifier is too long" }
-        }
-        return nil
     }
 }
 

@@ -62,6 +62,17 @@ struct FactoryReport {
             problems: report.problems.map(EnrollmentRequest.ProblemBody.init))
     }
 
+    /// The result of a record the registry would refuse (``EnrollmentValidation``, the rules the registry holds
+    /// every event to: a slot key or module string with control, bidirectional or zero-width characters, a value
+    /// past its length): not sent, rejected (exit status 3), with the rule broken as the reason. nil for a record
+    /// that may be sent.
+    static func refusal(of record: EnrollmentRequest, at now: Date = Date()) -> PostResult? {
+        guard let violation = EnrollmentValidation.violation(of: record, receivedAt: now) else { return nil }
+        return PostResult(
+            status: nil, outcome: .rejected, eventID: record.eventID, attempts: 0,
+            reason: "not sent: \(violation)")
+    }
+
     /// Posts the records of the valid reports, concurrently; the result per port index (none for a report not
     /// posted: an unusable port or an incomplete or invalid identity is never a factory record).
     func post(_ reports: [IdentityReport], placements: [String: Placement]) async -> [Int: PostResult] {
@@ -69,6 +80,10 @@ struct FactoryReport {
             for (index, report) in reports.enumerated() where report.isValid {
                 let placement = placements[report.port] ?? Placement(slot: report.port, usbSerial: nil)
                 let record = record(for: report, placement: placement)
+                if let refusal = Self.refusal(of: record) {
+                    group.addTask { (index, refusal) }
+                    continue
+                }
                 group.addTask { (index, await poster.post(record)) }
             }
             var results: [Int: PostResult] = [:]
@@ -104,7 +119,7 @@ struct FactoryReport {
                 out += "report \(report.port): not reported (\(why))\n"
                 continue
             }
-            let status = result.status.map { "HTTP \($0)" } ?? "no answer"
+            let status = result.status.map { "HTTP \($0)" } ?? (result.attempts == 0 ? "not sent" : "no answer")
             var line = "report \(report.port): \(result.outcome.rawValue) (\(status), event \(result.eventID)"
             if result.attempts > 1 { line += ", \(result.attempts) attempts" }
             line += ")"
