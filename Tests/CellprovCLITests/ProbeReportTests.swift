@@ -214,6 +214,33 @@ import Testing
         #expect(lines[invalid.path]?["report"] is NSNull)
     }
 
+    /// A record the registry would refuse (EnrollmentValidation, the registry's own rules) is not sent: a port
+    /// reached through a link whose name holds U+202E (the slot key is the path as given) is `rejected` without an
+    /// answer, exit status 3, and the other port's record is stored.
+    @Test func aRecordTheRulesRefuseIsNotSent() async throws {
+        let sims = try Self.simulators(2)
+        defer { sims.forEach { $0.stop() } }
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-rlo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let spoofed = dir.appendingPathComponent("ttyUSB\u{202E}2").path
+        try FileManager.default.createSymbolicLink(atPath: spoofed, withDestinationPath: sims[0].path)
+        let receiver = try EnrollmentReceiver()
+        defer { receiver.stop() }
+        let run = try await Self.probe([spoofed, sims[1].path], receiver: receiver, token: nil)
+        #expect(run.status == 3, "\(run.stderr)")
+        #expect(receiver.requests.count == 1)
+        let body = try EnrollmentRequest.decode([UInt8](try #require(receiver.requests.first).body))
+        #expect(body.module.slot == sims[1].path)
+        let lines = try Self.lines(run)
+        let refused = try #require(lines[spoofed]?["report"] as? [String: Any])
+        #expect(refused["outcome"] as? String == "rejected")
+        #expect(refused["status"] is NSNull)
+        #expect(refused["attempts"] as? Int == 0)
+        #expect(refused["reason"] as? String == "not sent: module.slot: contains a bidirectional control character")
+        #expect((lines[sims[1].path]?["report"] as? [String: Any])?["outcome"] as? String == "stored")
+    }
+
     /// A careless registry echoing the payload in its error: the table output and the logs show no digits.
     @Test func anEchoedIdentifierNeverReachesTheOutput() async throws {
         let sims = try Self.simulators(1)
