@@ -102,10 +102,10 @@ let package = Package(
             dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
-        // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/architecture.md).
+        // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/decisions.md).
         .target(name: "CellprovStore", dependencies: ["CellprovCore", "CSQLite"], swiftSettings: strict),
         // The daemon's TOML parser: toml++ (Debian's libtomlplusplus-dev, header-only) behind a small C interface,
-        // instead of TOMLKit, whose Swift layer imports Foundation (docs/architecture.md). The registry keeps TOMLKit.
+        // instead of TOMLKit, whose Swift layer imports Foundation (docs/decisions.md). The registry keeps TOMLKit.
         .target(
             name: "CTOMLShim",
             cxxSettings: [.define("TOML_EXCEPTIONS", to: "1"), .define("TOML_HEADER_ONLY", to: "1")]),

@@ -7,7 +7,7 @@ import Logging
 import NIOCore
 import NIOSSL
 
-/// cellprov-registry's HTTP layer (docs/registry.md, docs/architecture.md "Registry HTTP layer"): the device API
+/// cellprov-registry's HTTP layer (docs/registry.md, docs/decisions.md "Registry HTTP layer"): the device API
 /// (`POST /v1/enrollments`, docs/enrollment-api.yaml), the operator API (docs/registry-api.yaml), the pages, and
 /// `/healthz` `/readyz` `/metrics`. It talks to storage only through `RegistryStore`.
 public enum RegistryHTTP {

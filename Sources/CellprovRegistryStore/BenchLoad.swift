@@ -4,7 +4,7 @@ import Logging
 import GRDB
 import PostgresNIO
 
-/// Bulk loading of synthetic units, for `cellprov-registry-bench` only (docs/architecture.md, "Registry
+/// Bulk loading of synthetic units, for `cellprov-registry-bench` only (docs/decisions.md, "Registry
 /// storage"): a million units through `ingest` would take the benchmark longer than the lookups it measures, so it
 /// writes the rows `ingest` would have written (a unit and one field slot each) directly, in one statement or one
 /// transaction. Never used by the registry itself.

@@ -7,7 +7,7 @@ import Logging
 
 /// `cellprov probe --device-serial SN --report URL`: the factory station's record of the unit as built, one
 /// `manufactured` event per module whose identity was read complete and valid, posted to the registry
-/// (docs/architecture.md, "Factory records and references").
+/// (docs/decisions.md, "Factory records and references").
 struct FactoryReport {
     /// Where a probed port sits: the slot key cellprovd will use for the same module, and its USB serial.
     struct Placement: Equatable {

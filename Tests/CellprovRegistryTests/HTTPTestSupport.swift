@@ -91,7 +91,7 @@ struct RegistryFixture: Sendable {
     ) async throws -> RegistryFixture {
         let store = testStore.store
         // The process-wide pseudonymizer is left alone: suites run in parallel and other suites compare references
-        // made under the key they set (the executable sets the store's key at start, docs/architecture.md).
+        // made under the key they set (`cellprov-registry serve` sets the store's key at start).
         let now = Date()
         let device = Tokens.generate(.device)
         let other = Tokens.generate(.device)
