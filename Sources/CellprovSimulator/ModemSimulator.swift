@@ -74,6 +74,9 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
     public var cimiUnsupported = false
     /// AT+CRSM fails (+CME ERROR: 4), as on modules that restrict SIM access.
     public var crsmUnsupported = false
+    /// The card holder's detection is off (Quectel `+QSIMDET: 0,0`): no SIM swap is reported, even with the SIM
+    /// reports switched on (SimulatedSIMReports).
+    public var simDetectionOff = false
 
     // Hostile modules (a faulty, counterfeit or tampered module can send anything).
 
@@ -91,7 +94,7 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
     private enum CodingKeys: String, CodingKey {
         case echoAlways, urcNoise, responseDelayMilliseconds, simBusyTries, simAbsent, simPIN, simPUK
         case swallowFirst, silent, garbageBeforeAnswers, unplugAfterCommands, ccidUnsupported
-        case vendorICCIDUnsupported, cimiUnsupported, crsmUnsupported
+        case vendorICCIDUnsupported, cimiUnsupported, crsmUnsupported, simDetectionOff
         case randomBytes, endlessAnswer, foreignEcho, trickleMilliseconds
     }
 
@@ -113,6 +116,7 @@ public struct SimulatorQuirks: Sendable, Codable, Equatable {
         vendorICCIDUnsupported = try c.decodeIfPresent(Bool.self, forKey: .vendorICCIDUnsupported) ?? false
         cimiUnsupported = try c.decodeIfPresent(Bool.self, forKey: .cimiUnsupported) ?? false
         crsmUnsupported = try c.decodeIfPresent(Bool.self, forKey: .crsmUnsupported) ?? false
+        simDetectionOff = try c.decodeIfPresent(Bool.self, forKey: .simDetectionOff) ?? false
         randomBytes = try c.decodeIfPresent(Bool.self, forKey: .randomBytes) ?? false
         endlessAnswer = try c.decodeIfPresent(Bool.self, forKey: .endlessAnswer) ?? false
         foreignEcho = try c.decodeIfPresent(String.self, forKey: .foreignEcho)
@@ -261,7 +265,7 @@ public final class ModemSimulator: Sendable {
             if let v = identity.model { s.identity.model = v }
             if let v = identity.revision { s.identity.revision = v }
             var urcs: [String] = []
-            if s.simPresent { urcs += s.traits.removedURCs }
+            if s.simPresent { urcs += s.removedURCs() }
             s.simPresent = true
             urcs += s.insertedURCs()
             s.send(urcs.map(State.frame).joined())
@@ -285,10 +289,13 @@ public final class ModemSimulator: Sendable {
         state.withLock { s in
             guard s.simPresent != present else { return }
             s.simPresent = present
-            let urcs = present ? s.insertedURCs() : s.traits.removedURCs
+            let urcs = present ? s.insertedURCs() : s.removedURCs()
             s.send(urcs.map(State.frame).joined())
         }
     }
+
+    /// The eUICC in the simulated module now (nil: a plain UICC), with its enabled profile.
+    public var euicc: SimulatedEUICC? { state.withLock { $0.card.options.euicc } }
 
     /// Logical channels open on the simulated card now: 0 after reads that close what they open.
     public var openLogicalChannels: Int { state.withLock { $0.card.open.count } }
@@ -390,7 +397,7 @@ private enum EndlessStream {
     case lines([UInt8])
 }
 
-private enum Outcome {
+enum Outcome {
     case ok
     case info([String])
     case error(String)
@@ -415,6 +422,10 @@ private struct State {
     var echo = true
     var cmee: Int
     var simPresent: Bool
+    /// The vendor's SIM hot-swap reports (nil: the vendor has none to switch on) and whether the host switched
+    /// them on.
+    var simReports: SimulatedSIMReports? { SimulatedSIMReports.forProfile(options.profile) }
+    var simReportsOn = false
     var simBusyLeft: Int
     var stopped = false
     var unplugged = false
@@ -460,7 +471,18 @@ private struct State {
     var cpinState: String { quirks.simPUK ? "SIM PUK" : (quirks.simPIN ? "SIM PIN" : "READY") }
 
     func insertedURCs() -> [String] {
-        traits.insertedURCs.map { $0.replacing("%P", with: cpinState) }
+        swapURCs(traits.insertedURCs.map { $0.replacing("%P", with: cpinState) }, inserted: true)
+    }
+
+    func removedURCs() -> [String] { swapURCs(traits.removedURCs, inserted: false) }
+
+    /// A vendor whose SIM reports must be switched on reports a swap only once they are (and its card holder's
+    /// detection is on), its report URC first.
+    func swapURCs(_ urcs: [String], inserted: Bool) -> [String] {
+        guard let reports = simReports else { return urcs }
+        guard simReportsOn, !quirks.simDetectionOff else { return [] }
+        let report = reports.urc.replacing("%S", with: inserted ? "1" : "0")
+        return [report] + urcs.filter { $0 != report }
     }
 
     // MARK: Output
@@ -800,6 +822,14 @@ private struct State {
                 swallowAnswer = true
                 return .ok
             }
+        }
+
+        if let reports = simReports,
+            let outcome = reports.handle(
+                name: name, suffix: suffix, on: &simReportsOn, simPresent: simPresent,
+                detectionOff: quirks.simDetectionOff)
+        {
+            return outcome
         }
 
         switch (name, suffix) {

@@ -11,7 +11,8 @@ import Musl
 #endif
 
 /// `cellprov simulate`: serve a simulated module on a PTY. Prints the slave path as its first stdout line, serves
-/// until SIGINT/SIGTERM, re-reads `--identity-file` on SIGHUP and swaps the SIM to it.
+/// until SIGINT/SIGTERM, re-reads `--identity-file` (and `--euicc-file`) on SIGHUP and swaps the SIM to it (or
+/// switches the eUICC's enabled profile).
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
@@ -19,6 +20,12 @@ struct SimulateCommand: AsyncParsableCommand {
         discussion: """
             Prints the PTY's slave path on the first line of stdout, then serves until SIGINT or SIGTERM.
             On SIGHUP, re-reads --identity-file and swaps the SIM to it (the profile's SIM URCs are sent).
+            With --euicc-file (JSON: {"eid": "...", "profiles": [{"iccid": "...", "imsi": "..."}, ...],
+            "enabledProfile": 0}) the card is an eUICC whose EID AT+CCHO/AT+CGLA read; on SIGHUP the file is read
+            again: the same EID with another enabledProfile is a remote profile switch (+CPIN: READY, and +QUSIM: 1
+            on Quectel), another EID a swap to that card, a removed file a swap to a plain SIM (--identity-file's).
+            Quectel, Telit and Cinterion report SIM swaps only once the host has switched their reports on
+            (AT+QSIMSTAT=1, AT#QSS=1, AT^SCKS=1), as the real modules do.
             Profiles: \(VendorProfile.allCases.map(\.rawValue).joined(separator: ", ")).
             """
     )
@@ -34,6 +41,12 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @Option(help: "JSON file with a SimulatedIdentity; re-read on SIGHUP.")
     var identityFile: String?
+
+    @Option(help: "JSON file with an eUICC (eid, profiles, enabledProfile); re-read on SIGHUP.")
+    var euiccFile: String?
+
+    @Flag(name: .customLong("sim-detection-off"), help: "The card holder's detection is off: swaps are never reported.")
+    var simDetectionOff = false
 
     @Option(help: "IMEI served (verbatim, not validated).") var imei: String?
     @Option(help: "IMSI served (verbatim).") var imsi: String?
@@ -116,19 +129,27 @@ struct SimulateCommand: AsyncParsableCommand {
         quirks.endlessAnswer = endlessAnswer
         quirks.foreignEcho = foreignEcho
         quirks.trickleMilliseconds = trickleMs
+        quirks.simDetectionOff = simDetectionOff
+        var channels = LogicalChannelOptions()
+        if let file = euiccFile { channels.euicc = try Self.loadEUICC(file) }
 
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
 
         let simulators = try (0..<count).map { index in
             try ModemSimulator(
-                SimulatorOptions(
-                    profile: VendorProfile(rawValue: profile.lowercased()) ?? .quectel, identity: identity,
-                    quirks: quirks, linkPath: linkPath.map { count == 1 ? $0 : "\($0)\(index)" }))
+                {
+                    var options = SimulatorOptions(
+                        profile: VendorProfile(rawValue: profile.lowercased()) ?? .quectel, identity: identity,
+                        quirks: quirks, linkPath: linkPath.map { count == 1 ? $0 : "\($0)\(index)" })
+                    options.logicalChannels = channels
+                    return options
+                }())
         }
         // Unbuffered write: scripts read these lines (one PTY path per modem) while we keep running.
         StandardStream.output.write(simulators.map { $0.path + "\n" }.joined())
 
         let identityFile = self.identityFile
+        let euiccFile = self.euiccFile
         let signalQueue = DispatchQueue(label: "cellprov.simulate.signals")
         let finished = Mutex(false)
         var sources: [any DispatchSourceSignal] = []
@@ -147,12 +168,17 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
             hup.setEventHandler {
-                guard let file = identityFile else { return }
                 do {
-                    let identity = try Self.loadIdentity(file)
-                    for simulator in simulators { simulator.swapSIM(identity) }
+                    let identity = try identityFile.map(Self.loadIdentity) ?? SimulatedIdentity()
+                    if let euiccFile {
+                        // The eUICC file decides: a profile switch, another eUICC, or (file gone) a plain SIM.
+                        let card = FileManager.default.fileExists(atPath: euiccFile) ? try Self.loadEUICC(euiccFile) : nil
+                        for simulator in simulators { Self.reload(simulator, card: card, identity: identity) }
+                    } else if identityFile != nil {
+                        for simulator in simulators { simulator.swapSIM(identity) }
+                    }
                 } catch {
-                    StandardStream.error.write("simulate: cannot reload \(file): \(error)\n")
+                    StandardStream.error.write("simulate: cannot reload: \(error)\n")
                 }
             }
             hup.activate()
@@ -160,6 +186,24 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         for source in sources { source.cancel() }
         for simulator in simulators { simulator.stop() }
+    }
+
+    /// SIGHUP with `--euicc-file`: the same card with another enabled profile switches the profile; another card
+    /// (or none: a plain SIM with `identity`'s IMSI and ICCID) is a physical swap.
+    static func reload(_ simulator: ModemSimulator, card: SimulatedEUICC?, identity: SimulatedIdentity) {
+        let current = simulator.euicc
+        if let card, let current, card.eid == current.eid, card.profiles == current.profiles {
+            if card.enabledProfile != current.enabledProfile { _ = simulator.enableProfile(card.enabledProfile) }
+        } else if card != nil || current != nil {
+            simulator.swapCard(identity, euicc: card)
+        } else {
+            simulator.swapSIM(identity)
+        }
+    }
+
+    static func loadEUICC(_ file: String) throws -> SimulatedEUICC {
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
+        return try JSONDecoder().decode(SimulatedEUICC.self, from: data)
     }
 
     static func loadIdentity(_ file: String) throws -> SimulatedIdentity {

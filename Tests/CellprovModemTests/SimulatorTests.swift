@@ -420,8 +420,10 @@ struct SimulatorTests {
         let sim = try makeSimulator(.quectel, identity: identity)
         defer { sim.stop() }
         let c = try quietClient(sim)
+        #expect(c.command("AT+QSIMSTAT=1") == "\r\nOK\r\n")
         sim.swapSIM(SimulatedIdentity(imsi: "001010000000002", iccid: "89490000000000000024"))
-        let urcs = "\r\n+CPIN: NOT READY\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n"
+        let urcs = "\r\n+QSIMSTAT: 1,0\r\n\r\n+CPIN: NOT READY\r\n"
+            + "\r\n+QSIMSTAT: 1,1\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n"
         #expect(c.read { $0.count >= urcs.utf8.count }.bytes == Array(urcs.utf8))
         #expect(c.command("AT+CIMI") == "\r\n001010000000002\r\n\r\nOK\r\n")
         #expect(c.command("AT+QCCID") == "\r\n+QCCID: 89490000000000000024\r\n\r\nOK\r\n")
@@ -429,22 +431,54 @@ struct SimulatorTests {
     }
 
     @Test(arguments: [
-        (VendorProfile.huawei, "\r\n^SIMST: 255\r\n", "\r\n^SIMST: 1\r\n"),
-        (VendorProfile.telit, "\r\n#QSS: 0\r\n", "\r\n#QSS: 1\r\n"),
-        (VendorProfile.cinterion, "\r\n^SCKS: 0\r\n", "\r\n^SCKS: 1\r\n"),
-        (VendorProfile.ublox, "\r\n+UUSIMSTAT: 0\r\n", "\r\n+UUSIMSTAT: 6\r\n"),
+        (VendorProfile.huawei, "\r\n^SIMST: 255\r\n", "\r\n^SIMST: 1\r\n", nil as String?),
+        (VendorProfile.telit, "\r\n#QSS: 0\r\n", "\r\n#QSS: 1\r\n", "AT#QSS=1"),
+        (VendorProfile.cinterion, "\r\n^SCKS: 0\r\n", "\r\n^SCKS: 1\r\n", "AT^SCKS=1"),
+        (VendorProfile.ublox, "\r\n+UUSIMSTAT: 0\r\n", "\r\n+UUSIMSTAT: 6\r\n", nil),
     ])
-    func simRemovalAndInsertion(_ profile: VendorProfile, removed: String, inserted: String) throws {
+    func simRemovalAndInsertion(_ profile: VendorProfile, removed: String, inserted: String, enable: String?) throws {
         let sim = try makeSimulator(profile, identity: identity)
         defer { sim.stop() }
         let c = try quietClient(sim)
         #expect(c.command("AT+CMEE=1") == "\r\nOK\r\n")
+        if let enable { #expect(c.command(enable) == "\r\nOK\r\n") }
         sim.setSIMPresent(false)
         #expect(c.read { $0.count >= removed.utf8.count }.bytes == Array(removed.utf8))
         #expect(c.command("AT+CIMI") == "\r\n+CME ERROR: 10\r\n")
         sim.setSIMPresent(true)
         #expect(c.read { $0.count >= inserted.utf8.count }.bytes == Array(inserted.utf8))
         #expect(c.command("AT+CIMI") == "\r\n\(imsi)\r\n\r\nOK\r\n")
+    }
+
+    /// Issue 15 part 0: Quectel, Telit and Cinterion report a swap only once their reports are switched on, and
+    /// never with the card holder's detection off; the setting reads back.
+    @Test(arguments: [
+        (VendorProfile.quectel, "AT+QSIMSTAT", "+QSIMSTAT: ", "\r\n+QSIMSTAT: 1,0\r\n"),
+        (VendorProfile.telit, "AT#QSS", "#QSS: ", "\r\n#QSS: 0\r\n"),
+        (VendorProfile.cinterion, "AT^SCKS", "^SCKS: ", "\r\n^SCKS: 0\r\n"),
+    ])
+    func simReportsNeedSwitchingOn(_ profile: VendorProfile, command: String, tag: String, removed: String) throws {
+        let sim = try makeSimulator(profile, identity: identity)
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        #expect(c.command(command + "?").contains(tag + "0"))
+        sim.setSIMPresent(false)
+        #expect(c.read(timeout: 0.3) { $0.count >= removed.utf8.count }.bytes.isEmpty, "off: nothing reported")
+        sim.setSIMPresent(true)
+        #expect(c.command(command + "=1") == "\r\nOK\r\n")
+        #expect(c.command(command + "?").contains(tag + "1"))
+        sim.setSIMPresent(false)
+        #expect(c.read { $0.count >= removed.utf8.count }.bytes.prefix(removed.utf8.count) == ArraySlice(removed.utf8))
+    }
+
+    @Test func quectelWithDetectionOffReportsNothing() throws {
+        let sim = try makeSimulator(.quectel, identity: identity) { $0.simDetectionOff = true }
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        #expect(c.command("AT+QSIMDET?") == "\r\n+QSIMDET: 0,0\r\n\r\nOK\r\n")
+        #expect(c.command("AT+QSIMSTAT=1") == "\r\nOK\r\n")
+        sim.setSIMPresent(false)
+        #expect(c.read(timeout: 0.3) { $0.count >= 4 }.bytes.isEmpty)
     }
 
     @Test func sendURC() throws {
