@@ -5,7 +5,7 @@
 # database), plain python3 (unittest-free scripts printing ok/FAIL lines; no pytest needed). Installs
 # schemathesis from PyPI when missing.
 #   Tests/registry/run.sh [TEST ...]     e.g. Tests/registry/run.sh e2e-sqlite security
-# Tests: e2e-sqlite e2e-postgres two-instances security faults schemathesis (default), browser (reghttp's headless Chromium
+# Tests: e2e-sqlite e2e-postgres two-instances security input faults schemathesis (default), browser (reghttp's headless Chromium
 # test through its Tests/registry/run-browser.sh; `make test` runs that one from test-scripts, so not by default).
 # Exit status: 0 all passed or skipped (a skip is a failure under CELLPROV_TEST_NO_SKIP=1), 1 otherwise.
 set -u
@@ -27,7 +27,7 @@ pip_install() { # module package
         "$python" -m pip install -q --break-system-packages "$2" >/dev/null 2>&1 || true
 }
 
-tests=${*:-e2e-sqlite e2e-postgres two-instances security faults schemathesis}
+tests=${*:-e2e-sqlite e2e-postgres two-instances security input faults schemathesis}
 failed=""
 run() { # name timeout command...
     name=$1 limit=$2
@@ -49,6 +49,7 @@ for t in $tests; do
         e2e-postgres) run "$t" 300 "$python" "$here/test_e2e.py" postgres ;;
         two-instances) run "$t" 300 "$python" "$here/test_two_instances.py" ;;
         security) run "$t" 300 "$python" "$here/test_security.py" ;;
+        input) run "$t" 300 "$python" "$here/test_input.py" ;;
         faults) run "$t" 300 "$python" "$here/test_faults.py" ;;
         schemathesis)
             pip_install schemathesis schemathesis
