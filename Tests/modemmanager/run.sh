@@ -1,7 +1,9 @@
 #!/bin/sh
 # cellprovd with the real ModemManager on a private D-Bus bus (test_modemmanager.py: identities read over D-Bus,
-# a SIM swap, ModemManager absent / killed / restarted, `always` without it, the unit's sandbox, leaks). Called by
-# `make test`; run alone from the repository root after `swift build`:
+# a SIM swap, ModemManager absent / killed / restarted, `always` without it, the unit's sandbox, leaks), then against a
+# stand-in for ModemManager (test_modemmanager_standin.py: Sim.Eid and two SIM slots, which the real ModemManager cannot
+# publish for the AT-only EC25: profile_switched, sim_slot_switched). Called by `make test`; run alone from the
+# repository root after `swift build`:
 #   Tests/modemmanager/run.sh        (UMOCKDEV_TEST_VERBOSE=1 for the children's stderr)
 # Exit status: 0 passed or skipped (with a SKIP line saying why; a failure under CELLPROV_TEST_NO_SKIP=1), non-zero on
 # failure.
@@ -34,6 +36,7 @@ export PORTS_TABLE="${PORTS_TABLE:-$repo/udev/ports.tsv}"
 
 # In a session of its own, so that whatever the test leaves behind (ModemManager, dbus-daemon, a simulator of a
 # crashed run) is ended with it.
+failed=0
 setsid timeout 240 umockdev-wrapper "$python" "$here/test_modemmanager.py" &
 pid=$!
 status=0
@@ -42,6 +45,21 @@ kill -TERM -- "-$pid" 2>/dev/null || true
 case $status in
     0) ;;
     77) skip "test_modemmanager.py reported a missing prerequisite" ;;
-    124) echo "FAIL: ModemManager tests timed out"; exit 1 ;;
-    *) echo "FAIL: ModemManager tests (status $status)"; exit 1 ;;
+    124) echo "FAIL: ModemManager tests timed out"; failed=1 ;;
+    *) echo "FAIL: ModemManager tests (status $status)"; failed=1 ;;
 esac
+
+# The stand-in (no umockdev, no ModemManager process: a Python D-Bus service on the same kind of private bus), in a
+# session of its own as well; run even when the tests above failed, so that one run reports both.
+setsid timeout 60 "$python" "$here/test_modemmanager_standin.py" &
+pid=$!
+status=0
+wait "$pid" || status=$?
+kill -TERM -- "-$pid" 2>/dev/null || true
+case $status in
+    0) ;;
+    77) skip "test_modemmanager_standin.py reported a missing prerequisite" ;;
+    124) echo "FAIL: ModemManager stand-in tests timed out"; failed=1 ;;
+    *) echo "FAIL: ModemManager stand-in tests (status $status)"; failed=1 ;;
+esac
+[ "$failed" = 0 ] || exit 1
