@@ -217,12 +217,73 @@ TOML
     reg_daemon=$!
     pids+=("$reg_daemon")
     for _ in $(seq 100); do
-        api GET "/v1/units/GW-DEMO-7" "$admin" | grep -q '"enrolled"' && break
+        api GET "/v1/units/GW-DEMO-7" "$admin" 2>/dev/null | grep -q '"enrolled"' && break
         sleep 0.1
     done
     echo
     echo "-- support looks the unit up by an IMEI: GET /v1/units?q=356938035643809 (identifiers masked)"
     api GET "/v1/units?q=356938035643809" "$admin"
+    echo
+    # An eSIM unit (issue 15): the card's EID is read over logical channels (AT+CCHO/AT+CGLA/AT+CCHC); a remote
+    # profile switch on the same card is told apart from a physical swap to another card.
+    echo "-- GW-DEMO-9 has an eSIM (eUICC): its EID is read with the identities; two profiles on the card"
+    esim_device=$("$BIN/cellprov-registry" device add GW-DEMO-9 --database "$regdb")
+    (umask 077; echo "$esim_device" >"$work/esim-device.token")
+    esim_eid=89882119900000000000000000000005
+    cat >"$work/esim-card.json" <<JSON
+{"eid": "$esim_eid", "enabledProfile": 0,
+ "profiles": [{"iccid": "8949200005550001116", "imsi": "262015550001110"},
+              {"iccid": "8931440400000002228", "imsi": "204080000000222"}]}
+JSON
+    start_sim esim-slot quectel --imei 861075030123459 --euicc-file "$work/esim-card.json"
+    esim_sim=${pids[-1]}
+    for _ in $(seq 100); do [ -e "$work/esim-slot" ] && break; sleep 0.05; done
+    "$BIN/cellprov" probe "$work/esim-slot" | sed -e 's/^/   /'
+    cat >"$work/cellprovd-esim.toml" <<TOML
+[daemon]
+state_directory = "$work/state-esim"
+[discovery]
+udev = false
+static_ports = ["$work/esim-slot"]
+[backend]
+url = "$reg_url"
+token_file = "$work/esim-device.token"
+[device]
+serial = "GW-DEMO-9"
+TOML
+    "$BIN/cellprovd" --config "$work/cellprovd-esim.toml" 2>"$work/cellprovd-esim.log" &
+    esim_daemon=$!
+    pids+=("$esim_daemon")
+    for _ in $(seq 100); do api GET "/v1/units/GW-DEMO-9" "$admin" 2>/dev/null | grep -q '"enrolled"' && break; sleep 0.1; done
+    echo "-- the provider switches the card to its second profile (remotely: +CPIN: READY, +QUSIM: 1)"
+    sed -i 's/"enabledProfile": 0/"enabledProfile": 1/' "$work/esim-card.json"
+    kill -HUP "$esim_sim"
+    for _ in $(seq 100); do
+        api GET "/v1/units/GW-DEMO-9" "$admin" 2>/dev/null | grep -q profile_switched && break
+        sleep 0.1
+    done
+    echo "-- then a technician puts another card in (another EID): a physical swap"
+    esim_eid2=89049032000000000000000000000163
+    cat >"$work/esim-card.json" <<JSON
+{"eid": "$esim_eid2", "enabledProfile": 0,
+ "profiles": [{"iccid": "8949200005550003336", "imsi": "262015550003330"}]}
+JSON
+    kill -HUP "$esim_sim"
+    for _ in $(seq 100); do
+        api GET "/v1/units/GW-DEMO-9" "$admin" 2>/dev/null | grep -q sim_changed && break
+        sleep 0.1
+    done
+    echo "-- what cellprovd recorded (cellprov events: EIDs redacted; profile_switched is info, sim_changed a warning):"
+    "$BIN/cellprov" events --state-directory "$work/state-esim" 2>&1 | sed -e 's/^/   /' | head -30
+    echo
+    echo "-- support finds the unit by its card's EID: GET /v1/units?q=$esim_eid2 (masked in the answer)"
+    api GET "/v1/units?q=$esim_eid2" "$admin"
+    echo "-- its timeline: enrolled, profile_switched (no red flag: same card), sim_changed (another card)"
+    api GET "/v1/units/GW-DEMO-9" "$admin" | grep -E '"type"|HTTP' | sed -e 's/^ *//;s/^/   /'
+    echo "-- and no red flag for it (a profile switch on the same card is not iccid_moved):"
+    esim_flags=$(api GET "/v1/flags" "$admin" | grep -c '"GW-DEMO-9"' || true)
+    echo "   open flags of GW-DEMO-9: $esim_flags"
+    kill -TERM "$esim_daemon" 2>/dev/null || true
     echo
     echo "-- the unit was stolen: POST /v1/units/GW-DEMO-7/lost (admin): its device token is revoked"
     api POST "/v1/units/GW-DEMO-7/lost" "$admin" '{"note": "stolen from the depot (demo)"}'
@@ -232,7 +293,7 @@ TOML
 JSON
     kill -HUP "$reg_sim"
     for _ in $(seq 100); do
-        api GET "/v1/flags" "$admin" | grep -q lost_unit_seen && break
+        api GET "/v1/flags" "$admin" 2>/dev/null | grep -q lost_unit_seen && break
         sleep 0.1
     done
     echo
