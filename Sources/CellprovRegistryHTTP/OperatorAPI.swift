@@ -219,11 +219,21 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let w): who = w
         }
-        let bytes: [UInt8]
+        // The body straight into one array (no ByteBuffer copy beside it), refused with 413 as soon as it is past
+        // the reconciliation's limit (or says it will be).
+        let limit = RegistryHTTP.maxReconciliationBody
+        let tooLarge = jsonError(.contentTooLarge, Actions.tooLargeMessage)
+        let announced = request.headers[.contentLength].flatMap { Int($0) }
+        if let announced, announced > limit { return tooLarge }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(announced ?? 0, limit))
         do {
-            bytes = Array(try await request.body.collect(upTo: RegistryHTTP.maxReconciliationBody).readableBytesView)
+            for try await chunk in request.body {
+                guard bytes.count + chunk.readableBytes <= limit else { return tooLarge }
+                bytes.append(contentsOf: chunk.readableBytesView)
+            }
         } catch {
-            return jsonError(.contentTooLarge, "export larger than 32 MiB")
+            return jsonError(.badRequest, "the upload was not received whole")
         }
         return await Actions(state: state).reconcile(csv: bytes, who: who, remote: context.remote).json
     }
@@ -314,6 +324,9 @@ enum CSV {
 /// The state-changing operations, shared by the API and the pages: each checks, acts, audits and logs once.
 struct Actions {
     let state: RegistryState
+
+    static let tooLargeMessage =
+        "the export is larger than \(RegistryHTTP.maxReconciliationBody) bytes (32 MiB); split it"
 
     enum Outcome {
         case ok(any Encodable & Sendable)
@@ -412,15 +425,26 @@ struct Actions {
         guard let hook = state.options.reconcile else {
             return .failed(.notImplemented, "carrier reconciliation is not available in this build")
         }
+        defer { ReconciliationWorker.returnMemoryLater() }
         do {
             let assignments = try await state.store.simAssignments()
             let result: ReconcileResult
             do {
-                result = try hook(csv, assignments)
+                result = try await ReconciliationWorker.run { try hook(csv, assignments) }
+            } catch let error as ReconciliationError {
+                if case .tooLarge = error { return .failed(.contentTooLarge, Self.tooLargeMessage) }
+                return .failed(.unprocessableContent, "\(error)")
             } catch {
                 return .failed(.unprocessableContent, "\(error)")
             }
-            let raised = try await state.store.raise(result.flags, at: Date())
+            // In batches, each its own transaction: the device events arriving meanwhile are stored between them
+            // instead of waiting for one write of every finding.
+            var raised: [RegistryFlag] = []
+            let now = Date()
+            for start in stride(from: 0, to: result.flags.count, by: ReconciliationWorker.flagBatch) {
+                let end = min(start + ReconciliationWorker.flagBatch, result.flags.count)
+                raised += try await state.store.raise(Array(result.flags[start..<end]), at: now)
+            }
             state.logFlags(raised)
             try await state.store.appendAudit(
                 AuditEntry(

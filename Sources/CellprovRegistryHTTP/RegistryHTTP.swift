@@ -14,8 +14,9 @@ public enum RegistryHTTP {
     /// The bound on an enrollment body: a real event is under 2 KiB; anything past 64 KiB is refused with 413
     /// before it is decoded.
     public static let maxEnrollmentBody = 64 * 1024
-    /// The bound on a carrier export upload (a 200 000-SIM export is ~15 MB).
-    public static let maxReconciliationBody = 32 * 1024 * 1024
+    /// The bound on a carrier export upload: the reconciliation's own limit (`ReconciliationLimits.maxExportBytes`,
+    /// 32 MiB), so that the body's bound and the parser's agree; past it, 413.
+    public static let maxReconciliationBody = ReconciliationLimits.maxExportBytes
     /// The bound on a form post of the pages (other than the reconciliation upload).
     static let maxFormBody = 64 * 1024
     /// `Retry-After` of a 503 when the database does not answer.

@@ -370,6 +370,54 @@ import Testing
         }
     }
 
+    // MARK: The record reader (issue 19 row 7: SwiftCSV's grammar, read from the bytes)
+
+    @Test func recordsAreReadAsSwiftCSVReadThem() throws {
+        // Line numbers count blank lines and CR LF once; a quoted field keeps its line break and `""`; blanks before
+        // a field and after a closing quote are dropped; a quoted blank-only row is a blank line; the last row
+        // needs no line break.
+        let lines: [String] = [
+            "ICCID;Label;Status\r\n",
+            "  89492000000000000018 ; \"two\r\nlines\" ;Active\r\n",
+            "\r\n",
+            " \" \" ;  ;\t\n",
+            "\"89492000000000000029\"  ;x\"\"y;Inventory\n",
+            "12345;;active\n",
+            "89492000000000000045;;\"Activated\"",
+        ]
+        let csv = Array(lines.joined().utf8)
+        let r = try Reconciliation.reconcile(csv: csv, mapping: nil, assignments: [])
+        #expect(r.delimiter == ";")
+        #expect(r.rows == 4)
+        #expect(r.skippedRows.map(\.line) == [6])
+        #expect(r.carrierSIMs == 3)
+        #expect(r.activeCarrierSIMs == 2)
+        let text = String(decoding: csv, as: UTF8.self)
+        let stray = Array(text.replacingOccurrences(of: "x\"\"y", with: "\"x\"y").utf8)
+        #expect(throws: ReconciliationError.malformed(
+            "a field has a stray quote (text after a closing quote, or an unescaped quote)")) {
+            try Reconciliation.reconcile(csv: stray, mapping: nil, assignments: [])
+        }
+    }
+
+    /// The documented limit (32 MiB) is the parser's default and the HTTP body's bound: an export past the old
+    /// 16 MiB is read, one past 32 MiB is refused as too large.
+    @Test func exportsUpTo32MiBAreRead() throws {
+        #expect(ReconciliationLimits.default.maxBytes == 32 * 1024 * 1024)
+        #expect(ReconciliationLimits.maxExportBytes == 32 * 1024 * 1024)
+        let filler = String(repeating: "x", count: 4 * 1024 * 1024)
+        var text = "ICCID,Note,Status\n"
+        for i in 0..<5 { text += "8949200000000000\(String(format: "%03d", i))9,\"\(filler)\",active\n" }
+        let big = Array(text.utf8)
+        #expect(big.count > 16 * 1024 * 1024 && big.count < 32 * 1024 * 1024)
+        let r = try Reconciliation.reconcile(csv: big, mapping: nil, assignments: [])
+        #expect(r.rows == 5)
+        let over = big + Array(repeating: UInt8(ascii: "\n"), count: 32 * 1024 * 1024 - big.count + 1)
+        #expect(throws: ReconciliationError.tooLarge(bytes: over.count, limit: 32 * 1024 * 1024)) {
+            try Reconciliation.reconcile(csv: over, mapping: nil, assignments: [])
+        }
+    }
+
     // MARK: Malformed files
 
     struct MalformedCase: Sendable, CustomTestStringConvertible {

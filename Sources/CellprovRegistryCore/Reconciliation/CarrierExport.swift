@@ -1,6 +1,5 @@
 import CellprovCore
 import Foundation
-import SwiftCSV
 
 /// One SIM of a carrier export (rows with the same ICCID merged).
 public struct CarrierSIM: Sendable, Equatable {
@@ -39,33 +38,43 @@ public struct CarrierExport: Sendable, Equatable {
     static let skippedRowsListed = 100
 
     /// Parses a carrier export. Bounds are checked on the bytes before any parsing (size), then in one pass over
-    /// the text before SwiftCSV sees it (records, columns, balanced quotes), so a hostile upload costs one linear
-    /// scan at most.
+    /// the bytes (records, columns, balanced quotes), so a hostile upload costs one linear scan at most. The rows
+    /// are then read one at a time from the same bytes (``CSVRecordReader``): memory is the export's bytes (a
+    /// UTF-8 copy only for UTF-16 and Windows-1252 files), one record, and the SIMs found (issue 19 row 7).
     public static func parse(
         _ bytes: [UInt8], mapping: ColumnMapping?, limits: ReconciliationLimits = .default
     ) throws -> CarrierExport {
         guard bytes.count <= limits.maxBytes else {
             throw ReconciliationError.tooLarge(bytes: bytes.count, limit: limits.maxBytes)
         }
-        let text = try decodeText(bytes)
-        let shape = try scan(text, limits: limits)
+        return try withUTF8(bytes) { text in try parse(utf8: text, mapping: mapping, limits: limits) }
+    }
 
-        let csv: EnumeratedCSV
+    static func parse(
+        utf8 text: UnsafeBufferPointer<UInt8>, mapping: ColumnMapping?, limits: ReconciliationLimits
+    ) throws -> CarrierExport {
+        let shape = try scan(text, limits: limits)
+        var reader = CSVRecordReader(text, delimiter: shape.delimiter.asciiValue ?? UInt8(ascii: ","))
+        var record = CSVRecordReader.Record()
         do {
-            // rowLimit 0: only the header is parsed here; the data rows are enumerated below, one at a time.
-            csv = try EnumeratedCSV(string: text, delimiter: CSVDelimiter(shape.delimiter), loadColumns: false,
-                rowLimit: 0)
+            _ = try reader.next(into: &record) { _ in true }
         } catch {
             throw ReconciliationError.malformed("the header row cannot be read")
         }
-        let header = csv.header.map { $0.trimmingCharacters(in: .whitespaces) }
+        let header = record.fields.map { $0.trimmingCharacters(in: .whitespaces) }
         guard header.contains(where: { !$0.isEmpty }) else { throw ReconciliationError.empty }
         let columns = try CarrierColumns.resolve(header: header, mapping: mapping)
 
+        // Only the cells of the columns used become strings.
+        var wanted = [Bool](repeating: false, count: header.count)
+        for index in [columns.iccid] + columns.imsis + [columns.status, columns.eid].compactMap({ $0 })
+        where index < wanted.count {
+            wanted[index] = true
+        }
         var builder = Builder(columns: columns, header: header)
         do {
-            try csv.enumerateAsArray(startAt: 1, rowLimit: limits.maxRows + 1) { fields in
-                builder.add(fields)
+            while try reader.next(into: &record, wanted: { $0 < wanted.count && wanted[$0] }) {
+                builder.add(record)
             }
         } catch {
             throw ReconciliationError.malformed(
@@ -104,10 +113,11 @@ public struct CarrierExport: Sendable, Equatable {
             }
         }
 
-        mutating func add(_ fields: [String]) {
+        mutating func add(_ row: CSVRecordReader.Record) {
             record += 1
             // A blank line is no row.
-            if fields.allSatisfy({ $0.allSatisfy(\.isWhitespace) }) { return }
+            if row.blank { return }
+            let fields = row.fields
             rows += 1
             let rawICCID = columns.iccid < fields.count ? fields[columns.iccid] : ""
             let trimmed = rawICCID.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -166,22 +176,42 @@ public struct CarrierExport: Sendable, Equatable {
         }
     }
 
-    /// UTF-8 (BOM dropped), UTF-16 with a BOM (Excel's "Unicode text"), else Windows-1252. NUL bytes mean a binary
-    /// file (an .xlsx is a zip archive).
-    static func decodeText(_ bytes: [UInt8]) throws -> String {
+    /// Calls `body` with the export as UTF-8: UTF-8 (BOM dropped) in place, without a copy; UTF-16 with a BOM
+    /// (Excel's "Unicode text") and, when not valid UTF-8, Windows-1252 transcoded. NUL bytes mean a binary file
+    /// (an .xlsx is a zip archive).
+    static func withUTF8<R>(_ bytes: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R {
         if bytes.count >= 2, bytes[0] == 0xFF && bytes[1] == 0xFE || bytes[0] == 0xFE && bytes[1] == 0xFF {
             let encoding: String.Encoding = bytes[0] == 0xFF ? .utf16LittleEndian : .utf16BigEndian
-            guard let text = String(data: Data(bytes[2...]), encoding: encoding), !text.contains("\u{0}") else {
+            guard var text = String(data: Data(bytes[2...]), encoding: encoding), !text.contains("\u{0}") else {
                 throw ReconciliationError.notText
             }
-            return text
+            if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+            return try Array(text.utf8).withUnsafeBufferPointer(body)
         }
-        if bytes.contains(0) { throw ReconciliationError.notText }
-        var body = bytes[...]
-        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
-        if let text = String(validating: body, as: UTF8.self) { return text }
-        guard let text = String(data: Data(body), encoding: .windowsCP1252) else { throw ReconciliationError.notText }
-        return text
+        return try bytes.withUnsafeBufferPointer { all in
+            if all.contains(0) { throw ReconciliationError.notText }
+            var start = 0
+            if all.starts(with: [0xEF, 0xBB, 0xBF]) { start = 3 }
+            let utf8 = UnsafeBufferPointer(rebasing: all[start...])
+            if isValidUTF8(utf8) { return try body(utf8) }
+            guard let text = String(data: Data(utf8), encoding: .windowsCP1252) else {
+                throw ReconciliationError.notText
+            }
+            return try Array(text.utf8).withUnsafeBufferPointer(body)
+        }
+    }
+
+    /// Whether `bytes` are well-formed UTF-8 (checked in place).
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
     }
 
     struct Shape {
@@ -190,10 +220,8 @@ public struct CarrierExport: Sendable, Equatable {
 
     /// One pass over the text: the delimiter (the most frequent of `,` `;` tab outside quotes on the first
     /// non-blank line), the record count and the widest record against the limits, and balanced quotes.
-    static func scan(_ input: String, limits: ReconciliationLimits) throws -> Shape {
-        var text = input
-        text.makeContiguousUTF8()
-        // Plain counters, not arrays: this loop runs once per byte of a file of up to 16 MiB.
+    static func scan(_ buffer: UnsafeBufferPointer<UInt8>, limits: ReconciliationLimits) throws -> Shape {
+        // Plain counters, not arrays: this loop runs once per byte of a file of up to 32 MiB.
         let comma = UInt8(ascii: ","), semicolon = UInt8(ascii: ";"), tab = UInt8(ascii: "\t")
         var (firstCommas, firstSemicolons, firstTabs) = (0, 0, 0)
         var (commas, semicolons, tabs) = (0, 0, 0)
@@ -213,33 +241,31 @@ public struct CarrierExport: Sendable, Equatable {
             if records > limits.maxRows + 1 { throw ReconciliationError.tooManyRows(limit: limits.maxRows) }
         }
 
-        try text.utf8.withContiguousStorageIfAvailable { buffer in
-            for byte in buffer {
-                if byte == UInt8(ascii: "\"") {
-                    inQuotes.toggle()
-                    recordHasContent = true
-                    continue
-                }
-                if inQuotes { continue }
-                switch byte {
-                case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
-                    if recordHasContent { try endRecord() }
-                    recordHasContent = false
-                    (commas, semicolons, tabs) = (0, 0, 0)
-                case comma:
-                    commas += 1
-                    if !firstLineDone { firstCommas += 1 }
-                case semicolon:
-                    semicolons += 1
-                    if !firstLineDone { firstSemicolons += 1 }
-                case tab:
-                    tabs += 1
-                    if !firstLineDone { firstTabs += 1 }
-                case UInt8(ascii: " "):
-                    break
-                default:
-                    recordHasContent = true
-                }
+        for byte in buffer {
+            if byte == UInt8(ascii: "\"") {
+                inQuotes.toggle()
+                recordHasContent = true
+                continue
+            }
+            if inQuotes { continue }
+            switch byte {
+            case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                if recordHasContent { try endRecord() }
+                recordHasContent = false
+                (commas, semicolons, tabs) = (0, 0, 0)
+            case comma:
+                commas += 1
+                if !firstLineDone { firstCommas += 1 }
+            case semicolon:
+                semicolons += 1
+                if !firstLineDone { firstSemicolons += 1 }
+            case tab:
+                tabs += 1
+                if !firstLineDone { firstTabs += 1 }
+            case UInt8(ascii: " "):
+                break
+            default:
+                recordHasContent = true
             }
         }
         guard !inQuotes else {
@@ -262,16 +288,6 @@ public struct CarrierExport: Sendable, Equatable {
             throw ReconciliationError.tooManyColumns(line: widestAt, limit: limits.maxColumns)
         }
         return Shape(delimiter: delimiter)
-    }
-}
-
-extension CSVDelimiter {
-    init(_ character: Character) {
-        switch character {
-        case ";": self = .semicolon
-        case "\t": self = .tab
-        default: self = .comma
-        }
     }
 }
 

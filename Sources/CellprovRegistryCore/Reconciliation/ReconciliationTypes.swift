@@ -41,6 +41,10 @@ public struct ColumnMapping: Sendable, Equatable, Codable {
 /// before it is parsed, and a file beyond the bounds is refused as a whole (never silently truncated, which
 /// would turn every SIM past the cut into a false `sim_unknown_to_carrier`).
 public struct ReconciliationLimits: Sendable, Equatable {
+    /// The largest carrier export accepted: 32 MiB (a 200 000-SIM export with a dozen columns is about 31 MB). The
+    /// one rule for the size: the HTTP layer bounds the upload's body by it (413 past it) and the parser refuses a
+    /// file past it (docs/reconciliation.md).
+    public static let maxExportBytes = 32 * 1024 * 1024
     /// Largest accepted file, in bytes.
     public var maxBytes: Int
     /// Most data rows accepted (the header not counted).
@@ -48,7 +52,7 @@ public struct ReconciliationLimits: Sendable, Equatable {
     /// Most columns in a row.
     public var maxColumns: Int
 
-    public init(maxBytes: Int = 16 * 1024 * 1024, maxRows: Int = 200_000, maxColumns: Int = 256) {
+    public init(maxBytes: Int = maxExportBytes, maxRows: Int = 200_000, maxColumns: Int = 256) {
         self.maxBytes = maxBytes
         self.maxRows = maxRows
         self.maxColumns = maxColumns
