@@ -44,6 +44,12 @@ public final class ModemManagerSource: Sendable {
         var iccid: String?
         var unlockRequired: UInt32?
         var failedReason: UInt32?
+        /// The card and the active slot: a change of either alone (same ICCID on another EID, a failover whose
+        /// SIM object keeps its path) is a read too.
+        var eid: String?
+        var simType: UInt32?
+        var primarySimSlot: UInt32?
+        var simSlots: [String]
 
         init(_ m: ModemManagerModem) {
             port = m.portDescription
@@ -56,6 +62,10 @@ public final class ModemManagerSource: Sendable {
             iccid = m.simICCID
             unlockRequired = m.unlockRequired
             failedReason = m.state == ModemManagerModem.State.failed ? m.failedReason : nil
+            eid = m.simEID
+            simType = m.simType
+            primarySimSlot = m.primarySimSlot
+            simSlots = m.simSlots
         }
     }
 

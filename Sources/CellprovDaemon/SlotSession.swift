@@ -121,24 +121,7 @@ actor SlotSession {
         guard let channel = await openChannel() else { return }
         var report = await reader.read(channel: channel, port: slot.port)
         if Task.isCancelled { return }
-        if reportingGeneration != generation, !report.portUnusable, report.manufacturer != nil {
-            // Once per port session, after the read (its command count unchanged): the vendor's SIM reports on.
-            reportingGeneration = generation
-            reporting = await SIMReportingSetup.run(on: channel, manufacturer: report.manufacturer)
-            if reporting == .detectionOff || reporting == .refused, !toldHotSwapUnavailable {
-                toldHotSwapUnavailable = true
-                logger.notice(
-                    "the module does not report SIM swaps as they happen; they show at the next re-probe",
-                    metadata: ["port": "\(slot.port)", "sim_reports": "\(reporting.rawValue)"])
-            }
-        }
-        if reporting == .detectionOff || reporting == .refused {
-            report.problems.append(Problem(
-                .simHotSwapUnavailable, field: .sim, severity: .warning,
-                message: reporting == .detectionOff
-                    ? "the module's SIM card detection is off: swaps show at the next re-probe"
-                    : "the module refused to report SIM swaps: they show at the next re-probe"))
-        }
+        if hotSwapUnavailable { report.problems.append(hotSwapProblem) }
         lastReadEnd = ContinuousClock().now
         if report.problems.contains(where: { $0.code == .portClosed }) {
             await closeChannel()
@@ -147,12 +130,44 @@ actor SlotSession {
             retryDelay = .seconds(1)
             scheduleTimer(after: interval)
         }
-        let recorded = await onObservation(Observation(slot: slot, report: report, reason: trigger.reason))
+        let observation = Observation(slot: slot, report: report, reason: trigger.reason)
+        let recorded = await onObservation(observation)
         if !recorded {
             // Nothing is lost (the store still holds the last committed record, so the change is detected again),
             // but it must not wait for the re-probe interval: read again soon.
             scheduleTimer(after: min(interval, Self.unrecordedRetry))
         }
+        if reportingGeneration != generation, !report.portUnusable, report.manufacturer != nil {
+            // Once per port session, after the read is committed (neither its command count nor the time to the
+            // first identities grows): the vendor's SIM reports on.
+            reportingGeneration = generation
+            // (`lastReadEnd` stays the read's: a SIM URC that arrives during the setup is a change the read did not
+            // see, and reads again.)
+            reporting = await SIMReportingSetup.run(on: channel, manufacturer: report.manufacturer)
+            if hotSwapUnavailable {
+                if !toldHotSwapUnavailable {
+                    toldHotSwapUnavailable = true
+                    logger.notice(
+                        "the module does not report SIM swaps as they happen; they show at the next re-probe",
+                        metadata: ["port": "\(slot.port)", "sim_reports": "\(reporting.rawValue)"])
+                }
+                // The same read once more with the warning, so that `cellprov status` shows it now (same
+                // identity: no event).
+                var warned = observation
+                warned.report.problems.append(hotSwapProblem)
+                _ = await onObservation(warned)
+            }
+        }
+    }
+
+    private var hotSwapUnavailable: Bool { reporting == .detectionOff || reporting == .refused }
+
+    private var hotSwapProblem: Problem {
+        Problem(
+            .simHotSwapUnavailable, field: .sim, severity: .warning,
+            message: reporting == .detectionOff
+                ? "the module's SIM card detection is off: swaps show at the next re-probe"
+                : "the module refused to report SIM swaps: they show at the next re-probe")
     }
 
     static let unrecordedRetry: Duration = .seconds(30)

@@ -278,9 +278,14 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
             eventID: event.id.uuidString.lowercased(), type: event.type.rawValue,
             occurredAt: Self.timestamp(event.occurredAt), sequence: event.sequence,
             severity: event.severity.rawValue, device: Device(serial: deviceSerial),
+            // What the module answered, as the wire's text rule allows (WireText.cleaned): a control character in a
+            // firmware string must not make the registry refuse the event for good.
             module: Module(
-                slot: event.slot, usbSerial: event.module.usbSerial, manufacturer: event.module.manufacturer,
-                model: event.module.model, revision: event.module.revision,
+                slot: WireText.cleaned(event.slot, maxBytes: EnrollmentValidation.maxSlotBytes) ?? event.slot,
+                usbSerial: WireText.cleaned(event.module.usbSerial, maxBytes: EnrollmentValidation.maxModuleTextBytes),
+                manufacturer: WireText.cleaned(event.module.manufacturer, maxBytes: EnrollmentValidation.maxModuleTextBytes),
+                model: WireText.cleaned(event.module.model, maxBytes: EnrollmentValidation.maxModuleTextBytes),
+                revision: WireText.cleaned(event.module.revision, maxBytes: EnrollmentValidation.maxModuleTextBytes),
                 source: (event.module.source ?? .at).rawValue),
             identity: Identity(event.identity), previous: event.previous.map(Identity.init),
             usbSerialChanged: event.usbSerialChanged, otherSlots: event.otherSlots,

@@ -261,6 +261,25 @@ public enum WireText {
         return nil
     }
 
+    /// `text` as a sender puts it on the wire so that ``violation(_:maxBytes:allowEmpty:)`` accepts it: every
+    /// forbidden character replaced by a blank, blanks at the ends trimmed, cut to `maxBytes` at a character
+    /// boundary; nil when nothing is left. cellprovd's payload passes what a module answered through it (a firmware
+    /// revision with a tab in it must not make the registry refuse the event for good).
+    public static func cleaned(_ text: String?, maxBytes: Int) -> String? {
+        guard let text else { return nil }
+        var scalars = String.UnicodeScalarView()
+        var bytes = 0
+        for s in text.unicodeScalars {
+            let kept: Unicode.Scalar = isControl(s) || isBidiControl(s) || isZeroWidth(s) ? " " : s
+            let size = String(kept).utf8.count
+            if bytes + size > maxBytes { break }
+            scalars.append(kept)
+            bytes += size
+        }
+        let result = String(scalars).trimmingScalars { $0 == " " }
+        return result.isEmpty ? nil : result
+    }
+
     static func isControl(_ s: Unicode.Scalar) -> Bool {
         s.value < 0x20 || (s.value >= 0x7F && s.value <= 0x9F) || s.value == 0x2028 || s.value == 0x2029
     }

@@ -476,13 +476,16 @@ private struct State {
 
     func removedURCs() -> [String] { swapURCs(traits.removedURCs, inserted: false) }
 
-    /// A vendor whose SIM reports must be switched on reports a swap only once they are (and its card holder's
-    /// detection is on), its report URC first.
+    /// A vendor whose SIM reports must be switched on sends its report URC (`+QSIMSTAT:`, `#QSS:`, `^SCKS:`,
+    /// `+CSMINS:`) only once they are, first; its other SIM URCs (Quectel's `+CPIN`/`+QUSIM: 1` on the card's
+    /// initialisation, which ModemManager's quectel plugin listens to) come either way. With the card holder's
+    /// detection off no swap is noticed at all. Telit's and Cinterion's only swap URCs are their reports.
     func swapURCs(_ urcs: [String], inserted: Bool) -> [String] {
         guard let reports = simReports else { return urcs }
-        guard simReportsOn, !quirks.simDetectionOff else { return [] }
+        if quirks.simDetectionOff { return [] }
         let report = reports.urc.replacing("%S", with: inserted ? "1" : "0")
-        return [report] + urcs.filter { $0 != report }
+        let others = urcs.filter { $0 != report }
+        return simReportsOn ? [report] + others : others
     }
 
     // MARK: Output

@@ -463,12 +463,25 @@ struct SimulatorTests {
         let c = try quietClient(sim)
         #expect(c.command(command + "?").contains(tag + "0"))
         sim.setSIMPresent(false)
-        #expect(c.read(timeout: 0.3) { $0.count >= removed.utf8.count }.bytes.isEmpty, "off: nothing reported")
+        let off = String(decoding: c.read(timeout: 0.3) { _ in false }.bytes, as: UTF8.self)
+        #expect(!off.contains(removed), "off: no report URC")
         sim.setSIMPresent(true)
+        _ = c.read(timeout: 0.3) { _ in false }
         #expect(c.command(command + "=1") == "\r\nOK\r\n")
         #expect(c.command(command + "?").contains(tag + "1"))
         sim.setSIMPresent(false)
         #expect(c.read { $0.count >= removed.utf8.count }.bytes.prefix(removed.utf8.count) == ArraySlice(removed.utf8))
+    }
+
+    /// Quectel's +CPIN and +QUSIM come on a swap whether or not +QSIMSTAT reports are on (ModemManager 1.20
+    /// relies on +QUSIM: 1); +QSIMSTAT comes only once switched on.
+    @Test func quectelSendsCPINAndQUSIMEitherWay() throws {
+        let sim = try makeSimulator(.quectel, identity: identity)
+        defer { sim.stop() }
+        let c = try quietClient(sim)
+        sim.swapSIM(SimulatedIdentity(imsi: "001010000000002", iccid: "89490000000000000024"))
+        let urcs = "\r\n+CPIN: NOT READY\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n"
+        #expect(c.read { $0.count >= urcs.utf8.count }.bytes == Array(urcs.utf8))
     }
 
     @Test func quectelWithDetectionOffReportsNothing() throws {

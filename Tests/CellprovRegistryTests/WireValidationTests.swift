@@ -1,3 +1,4 @@
+import CellprovCore
 import CellprovEnrollmentAPI
 import Foundation
 import Testing
@@ -106,6 +107,26 @@ import Testing
         let violation = EnrollmentValidation.violation(of: event, receivedAt: Self.now)
         #expect(violation?.field == field, "\(what): \(violation.map(String.init(describing:)) ?? "valid")")
         if let violation { #expect(identifierDigitRuns(violation.description).isEmpty, "\(what)") }
+    }
+
+    /// What a module answers goes on the wire cleaned (WireText.cleaned): cellprovd's own payload always passes the
+    /// registry's rules, whatever control or bidi characters a firmware string holds.
+    @Test func aSendersModuleStringsAreCleanedToTheRule() throws {
+        #expect(WireText.cleaned("EG25\tGGBR\r07\u{202E}A08\u{200B}", maxBytes: 256) == "EG25 GGBR 07 A08")
+        #expect(WireText.cleaned("\u{0}\t ", maxBytes: 256) == nil)
+        #expect(WireText.cleaned(String(repeating: "é", count: 200), maxBytes: 256)?.utf8.count == 256)
+        #expect(WireText.cleaned(nil, maxBytes: 10) == nil)
+        let event = IdentityEvent(
+            id: UUID(), type: .enrolled, slot: "platform-xhci-hcd.0-usb-0:1.2\u{7}", sequence: 1, occurredAt: Self.now,
+            severity: .info,
+            module: ModuleInfo(
+                usbSerial: "a1b2\u{0}", manufacturer: "Quectel\r\n", model: "\u{202E}EG25",
+                revision: "EG25GGBR07A08M2G\t" + String(repeating: "x", count: 400)),
+            identity: IdentitySnapshot(imei: "867530041234566", imsi: "262011234567890", iccid: "89492260000123456798"),
+            previous: nil, problems: [])
+        let request = EnrollmentRequest(event, deviceSerial: "GW-000123", pseudonymizer: Pseudonymizer(key: Array(repeating: 7, count: 32)))
+        #expect(EnrollmentValidation.violation(of: request, receivedAt: Self.now) == nil)
+        #expect(request.module.model == "EG25" && request.module.manufacturer == "Quectel")
     }
 
     @Test func idempotencyKeyMustEqualTheEventID() {
