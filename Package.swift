@@ -46,13 +46,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         // NIOHTTPTypes: the registry's request-body deadline handler sees Hummingbird's HTTP parts.
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
-        // cellprov-registry (issue 9) only: HTTP server, pages, PostgreSQL, metrics, carrier CSV exports.
+        // cellprov-registry (issue 9) only: HTTP server, pages, PostgreSQL, metrics.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
-        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
@@ -186,7 +185,6 @@ let package = Package(
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "SwiftCSV", package: "SwiftCSV"),
             ], swiftSettings: strict),
         // The registry's storage: SQLite (GRDB) and PostgreSQL (postgres-nio) behind CellprovRegistryCore's protocol.
         .target(
