@@ -27,8 +27,10 @@ build-tests: deps
 # Every test: Swift unit and integration tests (PTYs, simulator, CLI; the registry's storage suite against SQLite
 # and a real PostgreSQL that scripts/with-postgres.sh starts and stops, even on failure), then the unit/rules
 # checks, then the registry's black-box tests.
+# The Swift tests run one at a time (--no-parallel): the PTY, daemon and registry suites drive real processes and
+# ports with per-command deadlines, and on 2 cores a parallel run starved them into timeouts.
 test: build-tests
-	scripts/with-postgres.sh $(SWIFT) test --skip-build
+	scripts/with-postgres.sh $(SWIFT) test --skip-build --no-parallel
 	$(MAKE) test-scripts
 	$(MAKE) test-registry
 
