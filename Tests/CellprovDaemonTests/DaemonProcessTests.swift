@@ -68,7 +68,9 @@ import Glibc
 
         // Both modems read at start.
         #expect(await daemon.waitForStderr { Self.count("identity read:", in: $0) >= 2 }, "\(daemon.stderr)")
-        #expect(notify.messages().contains { $0.contains("READY=1") })
+        // READY follows the start-up reads, which end with each module's SIM report setup (after its first
+        // identity is committed and logged).
+        #expect(await EnrollmentEndToEndTests.waitUntil { notify.messages().contains { $0.contains("READY=1") } })
 
         // SIM swap on A, announced by the modem's URCs: the daemon reads again and sees the new ICCID.
         let newICCIDRef = try fixture.reference("iccid", Self.swapped.iccid!)
