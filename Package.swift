@@ -57,9 +57,10 @@ let package = Package(
         // Pure core: identity types, validation, redaction, AT framing and parsing. No I/O.
         .target(
             name: "CellprovCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict),
         // Edge: the serial port (termios, exclusive open, async reads).
-        .target(name: "CellprovSerial", swiftSettings: strict),
+        .target(name: "CellprovSerial", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
         // The AT engine over a transport, and the identity reader built on it.
         .target(
             name: "CellprovModem",
@@ -67,9 +68,10 @@ let package = Package(
                 "CellprovCore",
                 "CellprovSerial",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         // Test kit shipped with the product: the modem simulator (PTY), used by tests, bench and demo.
-        .target(name: "CellprovSimulator", dependencies: ["CellprovCore"], swiftSettings: strict),
+        .target(name: "CellprovSimulator", dependencies: ["CellprovCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
         // The CLI's commands (Sources/cellprov); the `cellprov` executable runs them.
         .target(
             name: "CellprovCLI",
@@ -94,7 +96,7 @@ let package = Package(
         // The Swift concurrency runtime's global-executor hooks (a header only): cellprovd's own executor.
         .systemLibrary(name: "CSwiftConcurrencyHooks"),
         // Edge: udev enumeration and monitoring of tty devices.
-        .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore"], swiftSettings: strict),
+        .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
         // Edge: sd_notify, watchdog, the journald log handler, and ModemManager's D-Bus API (sd-bus).
         .target(
             name: "CellprovSystemd",
@@ -248,6 +250,7 @@ let package = Package(
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovFuzzSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         .executableTarget(
             name: "cellprov-fuzz-config", dependencies: ["CellprovDaemon", "CellprovFuzzSupport"], swiftSettings: strict),

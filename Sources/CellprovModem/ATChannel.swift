@@ -2,7 +2,7 @@ import CellprovCore
 import CellprovSerial
 import Dispatch
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The complete answer to one command: its information lines and its final result code.
 public struct ATAnswer: Sendable, Equatable {
@@ -84,7 +84,7 @@ public final class ATChannel: Sendable {
     private let logger: Logger
     private let classifier: ATLineClassifier
     private let limits: ATAnswerLimits
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private static let timerQueue = DispatchQueue(label: "cellprov.at.timeouts")
 
     private struct Pending {
@@ -131,14 +131,14 @@ public final class ATChannel: Sendable {
         self.logger = logger
         self.limits = limits
         classifier = ATLineClassifier(maxInformationLength: limits.maxLineLength)
-        state = Mutex(State(framer: ATFramer(maxLineLength: maxLineLength), rateLimit: rateLimit))
+        state = NIOLockedValueBox(State(framer: ATFramer(maxLineLength: maxLineLength), rateLimit: rateLimit))
         (unsolicited, urcContinuation) = AsyncStream.makeStream(
             of: UnsolicitedLine.self, bufferingPolicy: .bufferingNewest(64))
     }
 
     /// Starts consuming the transport. Call once.
     public func start() {
-        let first = state.withLock { s in
+        let first = state.withLockedValue { s in
             defer { s.started = true }
             return !s.started
         }
@@ -146,23 +146,23 @@ public final class ATChannel: Sendable {
         transport.start { [weak self] event in self?.handle(event) }
     }
 
-    public var isClosed: Bool { state.withLock { $0.closed } }
+    public var isClosed: Bool { state.withLockedValue { $0.closed } }
     /// Lines dropped as garbage (binary or overlong), for diagnostics.
-    public var garbageCount: Int { state.withLock { $0.garbageCount } }
+    public var garbageCount: Int { state.withLockedValue { $0.garbageCount } }
     /// Commands written so far.
-    public var commandCount: Int { state.withLock { $0.commandCount } }
+    public var commandCount: Int { state.withLockedValue { $0.commandCount } }
     /// Bytes dropped as unreadable (binary or overlong lines).
-    public var droppedByteCount: Int { state.withLock { $0.droppedBytes } }
+    public var droppedByteCount: Int { state.withLockedValue { $0.droppedBytes } }
     /// Bytes received so far.
-    public var receivedByteCount: Int { state.withLock { $0.receivedBytes } }
+    public var receivedByteCount: Int { state.withLockedValue { $0.receivedBytes } }
     /// Readable lines that were not URCs (echoes, answer lines, final result codes), trusted or not.
-    public var answerLineCount: Int { state.withLock { $0.answerLineCount } }
+    public var answerLineCount: Int { state.withLockedValue { $0.answerLineCount } }
     /// Commands that got a complete, trusted answer (any final result code, ERROR included).
-    public var answeredCount: Int { state.withLock { $0.answeredCount } }
+    public var answeredCount: Int { state.withLockedValue { $0.answeredCount } }
     /// Bytes held for the pending command's answer (at most ``ATAnswerLimits/maxBytes``), for tests and diagnostics.
-    public var heldAnswerByteCount: Int { state.withLock { $0.pending?.bytes ?? 0 } }
+    public var heldAnswerByteCount: Int { state.withLockedValue { $0.pending?.bytes ?? 0 } }
     /// Time reading was paused because the port sent more than an AT port carries.
-    public var pausedTime: Duration { state.withLock { $0.pausedTime } }
+    public var pausedTime: Duration { state.withLockedValue { $0.pausedTime } }
 
     /// Sends `command` (without the line end) and waits for its final result code, at most `timeout`.
     /// `expectedPrefix` is the information tag of the answer (`+CPIN:` for `AT+CPIN?`), so that a line that could
@@ -172,7 +172,7 @@ public final class ATChannel: Sendable {
     {
         await acquire()
         defer { release() }
-        let id: UInt64 = state.withLock { s in
+        let id: UInt64 = state.withLockedValue { s in
             s.nextID &+= 1
             return s.nextID
         }
@@ -180,7 +180,7 @@ public final class ATChannel: Sendable {
         logger.trace("AT command", metadata: ["command": "\(command)"])
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ATAnswer, any Error>) in
-                let closedReason: String? = state.withLock { s in
+                let closedReason: String? = state.withLockedValue { s in
                     if s.closed { return s.closedReason ?? "port closed" }
                     s.commandCount += 1
                     s.pending = Pending(
@@ -214,7 +214,7 @@ public final class ATChannel: Sendable {
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: limit)
         while clock.now < end {
-            let (closed, last) = state.withLock { ($0.closed, $0.lastInput) }
+            let (closed, last) = state.withLockedValue { ($0.closed, $0.lastInput) }
             if closed { return }
             let since = clock.now - last
             if since >= quiet { return }
@@ -230,7 +230,7 @@ public final class ATChannel: Sendable {
     // MARK: - Queue
 
     private func acquire() async {
-        let mustWait = state.withLock { s -> Bool in
+        let mustWait = state.withLockedValue { s -> Bool in
             if !s.busy {
                 s.busy = true
                 return false
@@ -239,7 +239,7 @@ public final class ATChannel: Sendable {
         }
         guard mustWait else { return }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
+            let resumeNow = state.withLockedValue { s -> Bool in
                 if !s.busy {
                     s.busy = true
                     return true
@@ -252,7 +252,7 @@ public final class ATChannel: Sendable {
     }
 
     private func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
             if s.waiters.isEmpty {
                 s.busy = false
                 return nil
@@ -270,7 +270,7 @@ public final class ATChannel: Sendable {
         var reports: [InputAnomalyLog.Report] = []
         var closing = false
         var pause = Duration.zero
-        state.withLock { s in
+        state.withLockedValue { s in
             switch event {
             case .data(let bytes):
                 s.lastInput = ContinuousClock().now
@@ -384,7 +384,7 @@ public final class ATChannel: Sendable {
     }
 
     private func timedOut(id: UInt64) {
-        let command: String? = state.withLock { s in
+        let command: String? = state.withLockedValue { s in
             guard let p = s.pending, p.id == id else { return nil }
             s.framer.reset()  // a half-received line belongs to the answer that never completed
             s.skippingCutAnswer = false  // whatever comes next is not the cut answer's tail any more
@@ -395,7 +395,7 @@ public final class ATChannel: Sendable {
     }
 
     private func finish(id: UInt64, with result: Result<ATAnswer, ATChannelError>) {
-        let continuation: CheckedContinuation<ATAnswer, any Error>? = state.withLock { s in
+        let continuation: CheckedContinuation<ATAnswer, any Error>? = state.withLockedValue { s in
             guard let p = s.pending, p.id == id else { return nil }
             s.pending = nil
             return p.continuation

@@ -1,6 +1,6 @@
 import CellprovCore
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 // The EID step of an identity read (issue 15): after ICCID and IMSI, when the SIM is ready, open a logical channel
 // to the ISD-R, send ES10c GetEUICCData, follow 61xx/6Cxx, and close the channel whatever happened. The commands
@@ -33,11 +33,11 @@ enum EIDSessionMemories {
         var memory: EIDSessionMemory
     }
 
-    private static let table = Mutex<[ObjectIdentifier: Entry]>([:])
+    private static let table = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
 
     /// Runs `body` on the memory of `channel`'s session (a fresh one for a channel not seen before).
     static func with<R>(_ channel: ATChannel, _ body: (inout EIDSessionMemory) -> R) -> R {
-        table.withLock { t in
+        table.withLockedValue { t in
             let key = ObjectIdentifier(channel)
             if t[key]?.channel !== channel {
                 t = t.filter { $0.value.channel != nil }

@@ -4,7 +4,7 @@ import Glibc
 import Musl
 #endif
 import Dispatch
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What kind of character device an AT port is.
 public enum SerialPortKind: String, Sendable, Equatable {
@@ -106,7 +106,7 @@ public final class SerialPort: Sendable {
     public let kind: SerialPortKind
 
     private let fd: Int32
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let queue: DispatchQueue
     /// Signalled by the read source's cancel handler once the fd is closed.
     private let released = DispatchSemaphore(value: 0)
@@ -125,7 +125,7 @@ public final class SerialPort: Sendable {
         self.kind = kind
         self.fd = fd
         self.queue = DispatchQueue(label: "cellprov.serial")
-        self.state = Mutex(State())
+        self.state = NIOLockedValueBox(State())
         self.source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
     }
 
@@ -287,7 +287,7 @@ public final class SerialPort: Sendable {
 
     /// Starts delivering: bytes as they arrive, then one `.closed`. Call once.
     public func start(_ handler: @escaping @Sendable (SerialEvent) -> Void) {
-        let first = state.withLock { s -> Bool in
+        let first = state.withLockedValue { s -> Bool in
             guard !s.started, !s.closed else { return false }
             s.started = true
             s.handler = handler
@@ -299,7 +299,7 @@ public final class SerialPort: Sendable {
     }
 
     private func deliver(_ event: SerialEvent) {
-        state.withLock { $0.handler }?(event)
+        state.withLockedValue { $0.handler }?(event)
     }
 
     private func readAvailable() {
@@ -332,7 +332,7 @@ public final class SerialPort: Sendable {
 
     /// Writes all of `bytes`, waiting (poll) while the driver's buffer is full, at most `timeoutMilliseconds`.
     public func write(_ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000) throws(SerialError) {
-        if state.withLock({ $0.closed }) { throw SerialError(.closed, path: path, detail: "port is closed") }
+        if state.withLockedValue({ $0.closed }) { throw SerialError(.closed, path: path, detail: "port is closed") }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
@@ -365,7 +365,7 @@ public final class SerialPort: Sendable {
     }
 
     private func shutdown(_ error: SerialError?) {
-        let (first, started, handler) = state.withLock { s in
+        let (first, started, handler) = state.withLockedValue { s in
             defer {
                 s.closed = true
                 s.handler = nil
@@ -388,7 +388,7 @@ public final class SerialPort: Sendable {
     }
 
     deinit {
-        let (wasOpen, started) = state.withLock { s -> (Bool, Bool) in
+        let (wasOpen, started) = state.withLockedValue { s -> (Bool, Bool) in
             defer { s.closed = true }
             return (!s.closed, s.started)
         }

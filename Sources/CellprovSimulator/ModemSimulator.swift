@@ -6,7 +6,7 @@ import Musl
 import Dispatch
 import CellprovCore
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 
 // MARK: - Public configuration
 
@@ -161,14 +161,14 @@ public struct SimulatorError: Error, Sendable, CustomStringConvertible {
 
 /// A simulated cellular module's AT port on a PTY. Serves until `stop()` (or deinit).
 ///
-/// All state lives behind one Mutex; the master is read by a DispatchSource on a private serial queue and
+/// All state lives behind one lock (NIOLockedValueBox: a pthread mutex, which ThreadSanitizer sees); the master is read by a DispatchSource on a private serial queue and
 /// written without blocking (a write source drains what the PTY did not take).
 public final class ModemSimulator: Sendable {
     public let path: String
     public let linkPath: String?
 
     private let queue: DispatchQueue
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     public init(_ options: SimulatorOptions) throws {
         let master = PTYCalls.posixOpenpt(O_RDWR | O_NOCTTY)
@@ -216,7 +216,7 @@ public final class ModemSimulator: Sendable {
         path = slavePath
         linkPath = options.linkPath
         queue = DispatchQueue(label: "cellprov.simulator.\(slavePath)")
-        state = Mutex(State(options: options, master: master, slave: slave))
+        state = NIOLockedValueBox(State(options: options, master: master, slave: slave))
 
         let closeGroup = DispatchGroup()
         closeGroup.enter()
@@ -227,7 +227,7 @@ public final class ModemSimulator: Sendable {
             close(slave)
         }
         let queue = self.queue
-        state.withLock { s in
+        state.withLockedValue { s in
             let read = DispatchSource.makeReadSource(fileDescriptor: master, queue: queue)
             let write = DispatchSource.makeWriteSource(fileDescriptor: master, queue: queue)
             read.setEventHandler { [weak self] in self?.masterReadable() }
@@ -241,7 +241,7 @@ public final class ModemSimulator: Sendable {
                 let timer = DispatchSource.makeTimerSource(queue: queue)
                 let interval = DispatchTimeInterval.milliseconds(options.quirks.trickleMilliseconds)
                 timer.schedule(deadline: .now() + interval, repeating: interval)
-                timer.setEventHandler { [weak self] in self?.state.withLock { s in s.trickleOne() } }
+                timer.setEventHandler { [weak self] in self?.state.withLockedValue { s in s.trickleOne() } }
                 s.trickleTimer = timer
                 timer.activate()
             }
@@ -254,10 +254,10 @@ public final class ModemSimulator: Sendable {
 
     deinit { stop() }
 
-    public var commandLog: [String] { state.withLock { $0.commandLog } }
+    public var commandLog: [String] { state.withLockedValue { $0.commandLog } }
 
     public func swapSIM(_ identity: SimulatedIdentity) {
-        state.withLock { s in
+        state.withLockedValue { s in
             s.identity.imsi = identity.imsi
             s.identity.iccid = identity.iccid
             if let imei = identity.imei { s.identity.imei = imei }
@@ -281,12 +281,12 @@ public final class ModemSimulator: Sendable {
             identity.iccid = e.profiles[e.enabledProfile].iccid
             identity.imsi = e.profiles[e.enabledProfile].imsi
         }
-        state.withLock { s in s.card.insert(euicc) }
+        state.withLockedValue { s in s.card.insert(euicc) }
         swapSIM(identity)
     }
 
     public func setSIMPresent(_ present: Bool) {
-        state.withLock { s in
+        state.withLockedValue { s in
             guard s.simPresent != present else { return }
             s.simPresent = present
             let urcs = present ? s.insertedURCs() : s.removedURCs()
@@ -295,20 +295,20 @@ public final class ModemSimulator: Sendable {
     }
 
     /// The eUICC in the simulated module now (nil: a plain UICC), with its enabled profile.
-    public var euicc: SimulatedEUICC? { state.withLock { $0.card.options.euicc } }
+    public var euicc: SimulatedEUICC? { state.withLockedValue { $0.card.options.euicc } }
 
     /// Logical channels open on the simulated card now: 0 after reads that close what they open.
-    public var openLogicalChannels: Int { state.withLock { $0.card.open.count } }
+    public var openLogicalChannels: Int { state.withLockedValue { $0.card.open.count } }
 
     /// How many logical channels AT+CCHO has opened since the start.
-    public var logicalChannelOpens: Int { state.withLock { $0.card.opened } }
+    public var logicalChannelOpens: Int { state.withLockedValue { $0.card.opened } }
 
     /// Enables profile `index` of the simulated eUICC, as an eSIM provider's remote switch does: the card resets
     /// (its logical channels close), the new profile's IMSI and ICCID are served, and the module reports the SIM
     /// ready again (`+CPIN: READY`; Quectel also `+QUSIM: 1`). False (and nothing sent) without such a profile.
     @discardableResult
     public func enableProfile(_ index: Int) -> Bool {
-        state.withLock { s in
+        state.withLockedValue { s in
             guard s.card.enable(profile: index), let profile = s.card.enabledProfile else { return false }
             s.identity.iccid = profile.iccid
             s.identity.imsi = profile.imsi
@@ -320,17 +320,17 @@ public final class ModemSimulator: Sendable {
     }
 
     public func sendURC(_ line: String) {
-        state.withLock { s in s.send(State.frame(line)) }
+        state.withLockedValue { s in s.send(State.frame(line)) }
     }
 
     /// Closes the master: the client's reads see end of file / POLLHUP, its writes EIO.
     public func unplug() {
-        state.withLock { s in s.unplug() }
+        state.withLockedValue { s in s.unplug() }
     }
 
     /// Unplugs and removes the symlink. Idempotent.
     public func stop() {
-        let removeLink = state.withLock { s -> Bool in
+        let removeLink = state.withLockedValue { s -> Bool in
             s.unplug()
             defer { s.stopped = true }
             return !s.stopped
@@ -346,16 +346,16 @@ public final class ModemSimulator: Sendable {
     // MARK: Event handlers (on `queue`)
 
     private func masterReadable() {
-        let delayed = state.withLock { s in s.readAndProcess() }
+        let delayed = state.withLockedValue { s in s.readAndProcess() }
         for item in delayed {
             queue.asyncAfter(deadline: item.deadline) { [weak self] in
-                self?.state.withLock { s in s.send(item.bytes) }
+                self?.state.withLockedValue { s in s.send(item.bytes) }
             }
         }
     }
 
     private func masterWritable() {
-        state.withLock { s in s.flush() }
+        state.withLockedValue { s in s.flush() }
     }
 }
 
@@ -403,7 +403,8 @@ enum Outcome {
     case error(String)
 }
 
-private struct State {
+/// `@unchecked Sendable`: it holds dispatch sources, and is only touched under `ModemSimulator.state`'s lock.
+private struct State: @unchecked Sendable {
     let options: SimulatorOptions
     let traits: VendorTraits
     var identity: SimulatedIdentity

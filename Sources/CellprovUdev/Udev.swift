@@ -2,7 +2,7 @@ import CUdev
 import CellprovCore
 import FoundationEssentials
 import Dispatch
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +17,7 @@ import Musl
 // objects are alive; nothing libudev-owned escapes.
 //
 // libudev objects are not thread-safe: every use of one `udev` context (and of the monitor) happens under a
-// Mutex, so `Udev` and `UdevMonitor` can be shared between tasks.
+// lock, so `Udev` and `UdevMonitor` can be shared between tasks.
 
 /// A port (a tty or a WWAN port) as udev describes it, with the USB interface and USB device above it (if any),
 /// or the PCI device above it (a PCIe module's WWAN port).
@@ -94,27 +94,32 @@ public struct UdevError: Error, CustomStringConvertible, Sendable, Equatable {
 }
 
 /// Owner of the libudev context pointer; only touched under `Udev.context`'s lock.
-struct UdevContext: ~Copyable {
-    let pointer: OpaquePointer
-    deinit { udev_unref(pointer) }
-}
-
 /// A libudev context. Enumerates ttys; `UdevMonitor` listens for their uevents.
-public final class Udev: Sendable {
-    let context: Mutex<UdevContext>
+///
+/// `@unchecked Sendable`: the context pointer is only used while `lock` is held (libudev is not thread-safe).
+public final class Udev: @unchecked Sendable {
+    private let pointer: OpaquePointer
+    private let lock = NIOLock()
 
     public init() throws {
         guard let pointer = udev_new() else {
             throw UdevError("udev_new failed: \(String(cString: strerror(errno)))")
         }
-        context = Mutex(UdevContext(pointer: pointer))
+        self.pointer = pointer
+    }
+
+    deinit { udev_unref(pointer) }
+
+    /// Runs `body` with the libudev context, under the lock (the monitor shares the context).
+    func withContext<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
+        try lock.withLock { try body(pointer) }
     }
 
     /// Every port with a device node: subsystem "tty", and WWAN ports (subsystem "wwan", devtype "wwan_port"),
     /// sorted by syspath.
     public func enumeratePorts() -> [UdevDevice] {
-        context.withLock { ctx -> [UdevDevice] in
-            guard let enumerate = udev_enumerate_new(ctx.pointer) else { return [] }
+        withContext { pointer -> [UdevDevice] in
+            guard let enumerate = udev_enumerate_new(pointer) else { return [] }
             defer { udev_enumerate_unref(enumerate) }
             // Subsystem matches are alternatives: ttys or WWAN devices (the wwanN device has no node: dropped below).
             udev_enumerate_add_match_subsystem(enumerate, "tty")
@@ -125,7 +130,7 @@ public final class Udev: Sendable {
             while let current = entry {
                 defer { entry = udev_list_entry_get_next(current) }
                 guard let name = udev_list_entry_get_name(current),
-                    let device = udev_device_new_from_syspath(ctx.pointer, name)
+                    let device = udev_device_new_from_syspath(pointer, name)
                 else { continue }
                 defer { udev_device_unref(device) }
                 let value = UdevReading.read(device, action: nil)
@@ -137,8 +142,8 @@ public final class Udev: Sendable {
 
     /// Re-reads one device by syspath (nil if it is not there).
     public func device(syspath: String) -> UdevDevice? {
-        context.withLock { ctx -> UdevDevice? in
-            guard let device = udev_device_new_from_syspath(ctx.pointer, syspath) else { return nil }
+        withContext { pointer -> UdevDevice? in
+            guard let device = udev_device_new_from_syspath(pointer, syspath) else { return nil }
             defer { udev_device_unref(device) }
             return UdevReading.read(device, action: nil)
         }

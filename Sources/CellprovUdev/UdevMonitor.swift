@@ -44,8 +44,8 @@ public final class UdevMonitor: Sendable {
     public static let parentSettle: Duration = .seconds(1)
 
     public init(udev: Udev) throws {
-        let pointer = try udev.context.withLock { ctx -> OpaquePointer in
-            guard let monitor = udev_monitor_new_from_netlink(ctx.pointer, "udev") else {
+        let pointer = try udev.withContext { context -> OpaquePointer in
+            guard let monitor = udev_monitor_new_from_netlink(context, "udev") else {
                 throw UdevError("udev_monitor_new_from_netlink failed: \(String(cString: strerror(errno)))")
             }
             var rc = udev_monitor_filter_add_match_subsystem_devtype(monitor, "tty", nil)
@@ -92,7 +92,7 @@ public final class UdevMonitor: Sendable {
 
     private static func drain(udev: Udev, handle: MonitorHandle, continuation: AsyncStream<UdevDevice>.Continuation) {
         while true {
-            let received = udev.context.withLock { _ -> (UdevDevice, Bool)? in
+            let received = udev.withContext { _ -> (UdevDevice, Bool)? in
                 guard let device = udev_monitor_receive_device(handle.pointer) else { return nil }
                 defer { udev_device_unref(device) }
                 let action = UdevReading.string(udev_device_get_action(device))

@@ -4,7 +4,7 @@ import CellprovModem
 import CellprovSerial
 import Dispatch
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 // Fuzz target: the whole identity read (IdentityReader over ATChannel) against a fuzzed modem.
 //
@@ -26,20 +26,20 @@ final class ReplayModem: ATTransport {
         var closed = false
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let queue = DispatchQueue(label: "cellprov.fuzz.modem")
 
     init(answers: [(bytes: [UInt8], split: Int)]) {
-        state = Mutex(State(answers: answers))
+        state = NIOLockedValueBox(State(answers: answers))
     }
 
     func start(_ handler: @escaping @Sendable (SerialEvent) -> Void) {
-        state.withLock { $0.handler = handler }
+        state.withLockedValue { $0.handler = handler }
     }
 
     func write(_ bytes: [UInt8]) throws(SerialError) {
         typealias Delivery = (handler: (@Sendable (SerialEvent) -> Void)?, answer: (bytes: [UInt8], split: Int)?)
-        let (handler, answer): Delivery = state.withLock { s in
+        let (handler, answer): Delivery = state.withLockedValue { s in
             guard !s.closed else { return (nil, nil) }
             guard s.next < s.answers.count else {
                 s.closed = true  // out of answers: the modem is unplugged
@@ -61,7 +61,7 @@ final class ReplayModem: ATTransport {
     }
 
     func close() {
-        let handler: (@Sendable (SerialEvent) -> Void)? = state.withLock { s in
+        let handler: (@Sendable (SerialEvent) -> Void)? = state.withLockedValue { s in
             defer { s.closed = true }
             return s.closed ? nil : s.handler
         }
@@ -70,7 +70,7 @@ final class ReplayModem: ATTransport {
 }
 
 final class LogBox: Sendable {
-    let lines = Mutex<[String]>([])
+    let lines = NIOLockedValueBox<[String]>([])
 }
 
 /// Keeps every log line of the read, rendered with its metadata, to check them for identifier digits.
@@ -87,7 +87,7 @@ struct CollectingLogHandler: LogHandler {
     func log(event: LogEvent) {
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         let text = "\(event.message) \(all.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
-        box.lines.withLock { $0.append(text) }
+        box.lines.withLockedValue { $0.append(text) }
     }
 }
 
@@ -107,7 +107,7 @@ let options: IdentityReadOptions = {
 }()
 
 final class ReportBox: Sendable {
-    let report = Mutex<IdentityReport?>(nil)
+    let report = NIOLockedValueBox<IdentityReport?>(nil)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -119,7 +119,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let split = Int(input.byte())
         answers.append((input.bytes(length), split))
     }
-    logs.lines.withLock { $0.removeAll(keepingCapacity: true) }
+    logs.lines.withLockedValue { $0.removeAll(keepingCapacity: true) }
 
     let modem = ReplayModem(answers: answers)
     let channel = ATChannel(transport: modem, logger: logger)
@@ -129,12 +129,12 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let done = DispatchSemaphore(value: 0)
     Task.detached {
         let report = await reader.read(channel: channel, port: "/dev/fuzz")
-        box.report.withLock { $0 = report }
+        box.report.withLockedValue { $0 = report }
         done.signal()
     }
     done.wait()
     channel.close()
-    guard let report = box.report.withLock({ $0 }) else { return 0 }
+    guard let report = box.report.withLockedValue({ $0 }) else { return 0 }
 
     fuzzRequire(report.commandCount <= 32, "\(report.commandCount) commands in one read")
     let codes = report.problems.map(\.code)
@@ -142,7 +142,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if report.isValid {
         fuzzRequire(!report.problems.contains { $0.severity == .error }, "valid with an error problem")
     }
-    let texts = [report.description] + logs.lines.withLock { $0 }
+    let texts = [report.description] + logs.lines.withLockedValue { $0 }
     for digits in [report.imei?.unredacted, report.imsi?.unredacted, report.iccid?.unredacted].compactMap({ $0 }) {
         for text in texts {
             fuzzRequire(!text.contains(digits), "identifier digits in the report or a log line")

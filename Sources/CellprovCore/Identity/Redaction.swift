@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The process-wide redaction settings, and a scrubber for free text that came from a modem.
 ///
@@ -9,17 +9,17 @@ public enum Redaction {
     /// What ``scrub(_:)`` puts in place of a suspected identifier.
     public static let placeholder = "<redacted>"
 
-    private static let state = Mutex<Pseudonymizer>(Pseudonymizer.random())
+    private static let state = NIOLockedValueBox<Pseudonymizer>(Pseudonymizer.random())
 
     /// The pseudonymizer used by the identifier types' descriptions. Defaults to ``Pseudonymizer/random()``
     /// (references then change at every start); configure a fleet key to make them stable across restarts.
     public static var pseudonymizer: Pseudonymizer {
-        state.withLock { $0 }
+        state.withLockedValue { $0 }
     }
 
     /// Replaces the process-wide pseudonymizer.
     public static func configure(_ pseudonymizer: Pseudonymizer) {
-        state.withLock { $0 = pseudonymizer }
+        state.withLockedValue { $0 = pseudonymizer }
     }
 
     /// Replaces, in free text, everything that could be an identifier with ``placeholder``:
