@@ -105,108 +105,6 @@ extension DaemonConfig {
         return nil
     }
 
-    /// The line of the first table header whose first key starts with neither a key character nor a quote ("[#]",
-    /// "[.]", "[=]", "[[,]]", "[" alone): toml++ fails an assertion on them (found by fuzzing; with NDEBUG, in
-    /// release builds, the assertion becomes an assumption, which is worse) instead of reporting a syntax error.
-    /// A line starting with "[" inside a multi-line string or array is checked too: such a configuration may be
-    /// refused though valid TOML; none of cellprovd's keys takes a multi-line string or nested arrays.
-    static func badTableHeader(in text: String) -> Int? {
-        // Unicode scalars, not Characters: "[" followed by a combining mark is one Character.
-        enum Where { case lineStart, afterBracket, afterSecondBracket, elsewhere }
-        var line = 1
-        var state = Where.lineStart
-        var spaceAfterBracket = false
-        for scalar in text.unicodeScalars {
-            let v = scalar.value
-            if v == 0x0A || v == 0x0D {
-                if state == .afterBracket || state == .afterSecondBracket { return line }  // "[" ends the line
-                if v == 0x0A { line += 1 }
-                state = .lineStart
-                continue
-            }
-            switch state {
-            case .lineStart:
-                // toml++ skips a byte-order mark and (its idea of) whitespace before a header: so does this check.
-                if scalar.properties.isWhitespace || v == 0xFEFF { continue }
-                state = v == 0x5B ? .afterBracket : .elsewhere
-                spaceAfterBracket = false
-            case .afterBracket, .afterSecondBracket:
-                if v == 0x20 || v == 0x09 {
-                    spaceAfterBracket = true
-                } else if v == 0x5B && state == .afterBracket && !spaceAfterBracket {
-                    state = .afterSecondBracket
-                } else if Self.startsKey(v) {
-                    state = .elsewhere
-                } else {
-                    return line
-                }
-            case .elsewhere:
-                continue
-            }
-        }
-        return state == .afterBracket || state == .afterSecondBracket ? line : nil
-    }
-
-    /// The line of the first '}' that follows '[' or ',' (across whitespace, line ends and comments) outside strings
-    /// and comments: toml++ fails an assertion in parse_value on it ("x = [}", "x = [1, }", found by fuzzing) instead
-    /// of reporting a syntax error. Never valid TOML, so nothing valid is refused.
-    static func closingBraceForValue(in text: String) -> Int? {
-        let s = Array(text.unicodeScalars)
-        var i = 0
-        var line = 1
-        var expectingValue = false  // after '[' or ',' with only blanks and comments since
-        func at(_ k: Int) -> Unicode.Scalar? { k < s.count ? s[k] : nil }
-        while i < s.count {
-            let c = s[i]
-            switch c {
-            case "\n":
-                line += 1
-                i += 1
-            case "#":
-                while i < s.count, s[i] != "\n" { i += 1 }
-            case "\"", "'":
-                expectingValue = false
-                let multi = at(i + 1) == c && at(i + 2) == c
-                i += multi ? 3 : 1
-                while i < s.count {
-                    if s[i] == "\n" {
-                        line += 1
-                        if !multi { break }  // an unterminated string: toml++ reports it
-                    }
-                    if c == "\"" && s[i] == "\\" {
-                        i += 2
-                        continue
-                    }
-                    if s[i] == c && (!multi || (at(i + 1) == c && at(i + 2) == c)) {
-                        i += multi ? 3 : 1
-                        break
-                    }
-                    i += 1
-                }
-            case "[", ",":
-                expectingValue = true
-                i += 1
-            case "}" where expectingValue:
-                return line
-            case " ", "\t", "\r":
-                i += 1
-            default:
-                expectingValue = false
-                i += 1
-            }
-        }
-        return nil
-    }
-
-    /// What toml++'s parse_table_header may hand to parse_key: a bare key character or a quote, or the ']' of an
-    /// empty header (which it reports itself). Non-ASCII is refused too: no table of ours has such a name.
-    static func startsKey(_ v: UInt32) -> Bool {
-        switch v {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, 0x5F, 0x2D, 0x22, 0x27, 0x5D: true
-        default: false
-        }
-    }
-
     /// Loads and checks `path`: syntax, unknown keys, types, values, and that every file it names exists.
     public static func load(path: String) throws(ConfigError) -> DaemonConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -222,27 +120,22 @@ extension DaemonConfig {
 
     /// Parses configuration text: syntax, unknown keys, types and values. No file-system checks.
     public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> DaemonConfig {
-        // TOML allows no control character but tab and the line ends, and toml++ (behind CTOMLShim) aborts the
-        // process on some of them (an assertion on "[\u{1}]", found by fuzzing): refused before it sees them.
+        // TOML allows no control character but tab and the line ends (in strings and comments too): refused here
+        // with the character's code and line, which toml++'s own message ("expected ..., saw ...") does not make
+        // as plain. Every other malformed text is toml++'s to report: a check of its own that fails becomes a
+        // syntax error in CTOMLShim, never an abort or an assumption (docs/decisions.md).
         if let (line, scalar) = controlCharacter(in: text) {
             let hex = String(scalar.value, radix: 16, uppercase: true)
             let code = String(repeating: "0", count: 4 - hex.count) + hex
             throw ConfigError(
                 file: file, line: line, message: "syntax error: control character U+\(code) is not allowed")
         }
-        if let line = badTableHeader(in: text) {
-            throw ConfigError(
-                file: file, line: line,
-                message: "syntax error: a table header must start with a key, as in [discovery]")
-        }
-        if let line = closingBraceForValue(in: text) {
-            throw ConfigError(file: file, line: line, message: "syntax error: '}' where a value is expected")
-        }
         let root: ConfigTable
         do {
             root = try ConfigTable(string: text)
         } catch {
-            throw ConfigError(file: file, line: error.line, message: "syntax error: \(error.description)")
+            throw ConfigError(
+                file: file, line: error.line > 0 ? error.line : nil, message: "syntax error: \(error.description)")
         }
         let lines = KeyLines(text)
         func fail(_ key: String, _ message: String) -> ConfigError {
