@@ -9,6 +9,9 @@ UDEVDIR   ?= $(PREFIX)/lib/udev/rules.d
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DATADIR   ?= $(PREFIX)/share/cellprov
+# Mender runs the inventory scripts of /usr/share/mender/inventory: with the default PREFIX, install with
+# PREFIX=/usr or MENDERINVENTORYDIR=/usr/share/mender/inventory (docs/operations.md, "Mender").
+MENDERINVENTORYDIR ?= $(PREFIX)/share/mender/inventory
 
 .PHONY: all deps build build-tests test test-swift test-scripts test-registry demo bench bench-registry release install \
 	clean fuzz sanitize soak
@@ -86,6 +89,11 @@ install: release
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVDIR)/
 	install -m 0644 udev/ports.tsv $(DESTDIR)$(DATADIR)/ports.tsv
 	install -m 0644 config/cellprovd.toml.example $(DESTDIR)$(SYSCONFDIR)/cellprov/cellprovd.toml.example
+	# Mender's inventory script: a wrapper exec'ing `cellprov inventory --format mender`.
+	install -d $(DESTDIR)$(MENDERINVENTORYDIR)
+	sed 's|/usr/bin/cellprov|$(BINDIR)/cellprov|' mender/mender-inventory-cellprov \
+		> $(DESTDIR)$(MENDERINVENTORYDIR)/mender-inventory-cellprov
+	chmod 0755 $(DESTDIR)$(MENDERINVENTORYDIR)/mender-inventory-cellprov
 	# cellprov-registry (docs/registry.md): its own executable, unit, user and directories.
 	install -s -m 0755 .build/release/cellprov-registry $(DESTDIR)$(BINDIR)/cellprov-registry
 	sed 's|/usr/bin/cellprov-registry|$(BINDIR)/cellprov-registry|' systemd/cellprov-registry.service \

@@ -18,6 +18,7 @@ packages=(
     postgresql        # cellprov-registry's PostgreSQL backend: a real server in the tests (scripts/pg-test-server.sh)
     chromium chromium-driver  # cellprov-registry's pages in a real headless browser (Tests/registry)
     python3-pip       # schemathesis and selenium from PyPI for Tests/registry (run.sh installs them)
+    prometheus        # promtool: checks cellprovd's metrics textfile (MetricsTextfileTests)
 )
 if [ "${CELLPROV_WITH_UMOCKDEV:-1}" = 1 ]; then
     packages+=(umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi)

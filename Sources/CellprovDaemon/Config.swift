@@ -33,6 +33,9 @@ public struct DaemonConfig: Sendable, Equatable {
     /// `[discovery] modemmanager`: read the modems ModemManager manages (and cellprov has no AT session on)
     /// over D-Bus. docs/udev-and-coexistence.md says exactly what each mode decides.
     public var modemManager: ModemManagerMode = .auto
+    /// `[metrics] textfile`: node_exporter's textfile collector file cellprovd keeps current (MetricsTextfile.swift);
+    /// nil: no metrics file.
+    public var metricsTextfile: String?
 
     /// `[discovery] modemmanager`.
     public enum ModemManagerMode: String, Sendable, Equatable, CaseIterable {
@@ -89,6 +92,7 @@ extension DaemonConfig {
             "client_key": .string,
         ],
         "device": ["serial": .string, "serial_file": .string],
+        "metrics": ["textfile": .string],
     ]
 
     /// The first control character TOML does not allow (all but tab, LF and CR), with its 1-based line.
@@ -245,6 +249,16 @@ extension DaemonConfig {
                     "client_certificate and client_key go together: give both or neither")
             }
             config.backend = b
+        }
+
+        if let path = root["metrics"]?.table?["textfile"]?.string {
+            // node_exporter's textfile collector reads only *.prom files; the temporary file beside it is a dot file.
+            let name = path.split(separator: "/").last.map(String.init) ?? ""
+            guard path.hasPrefix("/"), name.hasSuffix(".prom"), !name.hasPrefix("."), name.count > 5 else {
+                throw fail(
+                    "metrics.textfile", "must be an absolute path to a file named *.prom (node_exporter reads only those)")
+            }
+            config.metricsTextfile = path
         }
 
         let serial = device?["serial"]?.string

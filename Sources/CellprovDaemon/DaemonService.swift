@@ -63,7 +63,8 @@ public struct DaemonService: Service, CustomStringConvertible {
             }
         }
         let release = StartupMemory.AfterQuiet(logger: logger)
-        let sink = StoreSink(opening: opening, logger: logger)
+        let metrics = config.metricsTextfile.map { MetricsTextfile(path: $0, logger: logger) }
+        let sink = StoreSink(opening: opening, logger: logger, metrics: metrics)
         let supervisor = Supervisor(
             reader: reader, interval: config.reprobeInterval, logger: logger, sink: sink,
             onStatus: { line in
@@ -98,7 +99,14 @@ public struct DaemonService: Service, CustomStringConvertible {
             }
             let store = try await opening.opened()
             let reporter = try config.backend.map { backend in
-                try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger)
+                try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger) { _, outcome in
+                    metrics?.delivered(outcome)
+                }
+            }
+            if let metrics {
+                metrics.attach(store)
+                logger.notice(
+                    "metrics file: \(metrics.path) (node_exporter textfile, rewritten on change, at most once a second)")
             }
             if let reporter {
                 sink.attach(reporter)
@@ -140,6 +148,7 @@ public struct DaemonService: Service, CustomStringConvertible {
                         }
                     }
                     reporter?.wake()  // an event requeued with `cellprov events --requeue`
+                    metrics?.changed()
                     await supervisor.reloadAll()
                     await discovery?.rescan()
                 }

@@ -148,6 +148,8 @@ public final class StoreSink: ObservationSink {
     let opening: StoreOpening
     private let reporterBox: Mutex<Reporter?>
     let logger: Logger
+    /// `[metrics] textfile`: told of every presence change and read (it rewrites the file at most once a second).
+    let metrics: MetricsTextfile?
 
     var reporter: Reporter? { reporterBox.withLock { $0 } }
 
@@ -157,10 +159,11 @@ public final class StoreSink: ObservationSink {
 
     /// A sink over a store that may still be opening; the reporter, which needs the open store, can come later
     /// (``attach(_:)``): events committed before it are in the outbox, which it delivers when it starts.
-    public init(opening: StoreOpening, reporter: Reporter? = nil, logger: Logger) {
+    public init(opening: StoreOpening, reporter: Reporter? = nil, logger: Logger, metrics: MetricsTextfile? = nil) {
         self.opening = opening
         reporterBox = Mutex(reporter)
         self.logger = logger
+        self.metrics = metrics
     }
 
     public func attach(_ reporter: Reporter?) {
@@ -169,6 +172,7 @@ public final class StoreSink: ObservationSink {
 
     public func presence(_ slot: ModuleSlot, present: Bool) async {
         opening.setPresence(slot: slot.key, port: slot.port, present: present)
+        metrics?.changed()
     }
 
     public func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool {
@@ -177,6 +181,8 @@ public final class StoreSink: ObservationSink {
         try? store.recordRead(
             slot: observation.slot.key, port: observation.slot.port, valid: observation.report.isValid,
             problems: observation.report.problems.map(\.code.rawValue), at: observation.observedAt)
+        metrics?.observed(slot: observation.slot.key, valid: observation.report.isValid, at: observation.observedAt)
+        defer { metrics?.changed() }
         let events: [IdentityEvent]
         do {
             events = try store.commit(observation, presentSlots: presentSlots)

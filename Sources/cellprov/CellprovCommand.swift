@@ -6,7 +6,10 @@ public struct CellprovCommand: AsyncParsableCommand {
         commandName: "cellprov",
         abstract: "Read and check the identities (IMEI, IMSI, ICCID) of cellular modules.",
         version: CellprovVersion.string,
-        subcommands: [ProbeCommand.self, StatusCommand.self, EventsCommand.self, SimulateCommand.self, PortsCommand.self]
+        subcommands: [
+            ProbeCommand.self, StatusCommand.self, EventsCommand.self, InventoryCommand.self, SimulateCommand.self,
+            PortsCommand.self,
+        ]
     )
 
     public init() {}

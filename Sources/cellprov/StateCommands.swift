@@ -29,12 +29,29 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the daemon's modules, their identities (redacted), the last event and the outbox.",
-        discussion: "Reads the state database read-only; safe while cellprovd runs. Exit status 2: no state.")
+        discussion: """
+            Reads the state database read-only; safe while cellprovd runs. Exit status 2: no state. \
+            --json prints one versioned object with full identifiers (docs/operations.md, "cellprov status --json").
+            """)
 
     @OptionGroup var state: StateOptions
 
+    @Flag(help: "One JSON object (version 1): slots with full identifiers, read status, last event, outbox.")
+    var json = false
+
     func run() throws {
         let store = try state.openStore()
+        if json {
+            let view: StatusView
+            do {
+                view = try StatusView(store: store)
+            } catch {
+                StandardStream.error.write("cellprov: \(error)\n")
+                throw ExitCode(2)
+            }
+            print(try StatusDocument(view, stateDirectory: state.stateDirectory).json())
+            return
+        }
         let records = try store.slotRecords()
         let history = try store.events()
         let depth = try store.outboxDepth()
@@ -56,6 +73,7 @@ struct StatusCommand: ParsableCommand {
             case .databaseMissing: "the database was missing"
             case .databaseEmpty: "the database was empty"
             case .databaseDamaged: "the database was damaged"
+            case .databaseRestored: "an older copy of the database was put back (numbering kept)"
             }
             print("state loss: \(what), found \(loss.detectedAt.formatted(.iso8601)); "
                 + "\(loss.eventsSalvaged) event(s) salvaged, \(loss.eventsLost) lost (see the journal)")
