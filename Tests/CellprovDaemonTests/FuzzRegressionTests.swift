@@ -78,6 +78,21 @@ struct DaemonFuzzRegressionTests {
         #expect(config.staticPorts == ["/dev/a"])
     }
 
+    /// cellprov-fuzz-config (after the parser change): "udev = false" with an empty static_ports was accepted, and
+    /// the target's property called that "nothing to watch". The property was older than `[discovery]
+    /// modemmanager`: by default cellprovd watches ModemManager, so the configuration is right; "never" refuses it.
+    @Test("udev off and no static ports: ModemManager is watched, or 'never' is refused")
+    func nothingToWatchNeedsModemManagerNever() throws {
+        let found = "[discovery]\nudev = false\nstatic_ports = [\t\t\t\t]"
+        let config = try DaemonConfig.parse(found)
+        #expect(!config.udev && config.staticPorts.isEmpty && config.modemManager == .auto)
+        #expect {
+            _ = try DaemonConfig.parse(found + "\nmodemmanager = \"never\"\n")
+        } throws: { error in
+            (error as? ConfigError)?.message.contains("nothing to watch") == true
+        }
+    }
+
     @Test("strings and comments holding '[' and '}' are still accepted")
     func bracesInStrings() throws {
         let text = "# [}\n[device]\nserial = \"[}, \\\"}\" # ,}\n[discovery]\nstatic_ports = [\"/dev/a\", '/dev/b']\n"
