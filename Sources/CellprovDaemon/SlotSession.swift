@@ -143,7 +143,14 @@ actor SlotSession {
             reportingGeneration = generation
             // (`lastReadEnd` stays the read's: a SIM URC that arrives during the setup is a change the read did not
             // see, and reads again.)
-            reporting = await SIMReportingSetup.run(on: channel, manufacturer: report.manufacturer)
+            guard let state = await SIMReportingSetup.run(on: channel, manufacturer: report.manufacturer),
+                !Task.isCancelled
+            else {
+                // Interrupted (shutdown, unplug): the module said nothing; the next port session asks again.
+                reportingGeneration = 0
+                return
+            }
+            reporting = state
             if hotSwapUnavailable {
                 if !toldHotSwapUnavailable {
                     toldHotSwapUnavailable = true
