@@ -58,28 +58,11 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         await Task.yield()
     }
 
-    /// postgres-nio's client configuration for a location: unix socket or TCP; TLS as the URL says (off for unix
-    /// sockets and loopback hosts by default).
+    /// postgres-nio's client configuration for a location (PostgresConnect.swift): unix socket or TCP, TLS as the
+    /// location's first attempt says.
     public static func clientConfiguration(_ location: PostgresLocation) -> PostgresClient.Configuration {
-        var config: PostgresClient.Configuration
-        switch location.endpoint {
-        case .unixSocket(let path):
-            config = .init(
-                unixSocketPath: path, username: location.user, password: location.password,
-                database: location.database)
-        case .tcp(let host, let port):
-            let tls: PostgresClient.Configuration.TLS
-            switch location.tls {
-            case .disable: tls = .disable
-            case .prefer: tls = .prefer(.makeClientConfiguration())
-            case .require: tls = .require(.makeClientConfiguration())
-            }
-            config = .init(
-                host: host, port: port, username: location.user, password: location.password,
-                database: location.database, tls: tls)
-        }
+        var config = location.clientConfiguration()
         config.options.maximumConnections = 32
-        config.options.connectTimeout = .seconds(10)
         return config
     }
 

@@ -6,56 +6,10 @@ import Logging
 public enum RegistryDatabaseLocation: Sendable, Equatable {
     /// `sqlite:///ABSOLUTE/PATH`.
     case sqlite(path: String)
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]`, `postgres:///DB?host=/socket/dir`,
-    /// `postgres://USER@/DB?host=/socket/dir`.
+    /// `postgres://` or `postgresql://` as libpq reads it, with the PG* environment variables and the password file
+    /// (PostgresConnectionSettings.swift): `postgres:///cellprov?host=/run/postgresql`,
+    /// `postgres://USER@HOST:PORT/DB?sslmode=verify-full&sslrootcert=FILE`.
     case postgres(PostgresLocation)
-}
-
-/// A PostgreSQL server and database. `password` is never printed (``description``).
-public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
-    public enum Endpoint: Sendable, Equatable {
-        case tcp(host: String, port: Int)
-        /// The socket file (`DIR/.s.PGSQL.PORT`).
-        case unixSocket(path: String)
-    }
-
-    public enum TLSMode: String, Sendable, Equatable {
-        /// Plain TCP (the default for unix sockets and loopback hosts).
-        case disable
-        /// TLS when the server offers it.
-        case prefer
-        /// TLS or no connection.
-        case require
-    }
-
-    public var endpoint: Endpoint
-    public var user: String
-    public var password: String?
-    public var database: String
-    public var tls: TLSMode
-
-    public init(endpoint: Endpoint, user: String, password: String?, database: String, tls: TLSMode) {
-        self.endpoint = endpoint
-        self.user = user
-        self.password = password
-        self.database = database
-        self.tls = tls
-    }
-
-    /// The location without its password.
-    public var description: String {
-        switch endpoint {
-        case .tcp(let host, let port): "postgres://\(user)@\(host):\(port)/\(database)"
-        case .unixSocket(let path): "postgres://\(user)@/\(database) (socket \(path))"
-        }
-    }
-
-    /// The same server, another database (tests create one database per test).
-    public func with(database: String) -> PostgresLocation {
-        var copy = self
-        copy.database = database
-        return copy
-    }
 }
 
 /// A `--database` URL the registry cannot use. The message names the problem, never the password.
@@ -77,18 +31,25 @@ public enum RegistryDatabase {
             let store = try SQLiteRegistryStore(path: path, logger: logger)
             try await store.migrate()
             return store
-        case .postgres(let location):
+        case .postgres(let resolved):
+            for note in resolved.notes { logger.warning("PostgreSQL: \(note)") }
+            logger.info("PostgreSQL: connecting to \(resolved.summary)")
+            // The first connection by hand (libpq's fallbacks; an error naming what was tried), then the pool.
+            let perAttempt = Duration.seconds(resolved.connectTimeoutSeconds ?? 0) + .seconds(2)
+            let deadline = max(connectTimeout, perAttempt * resolved.tlsAttempts.count)
+            let (location, encrypted) = try await withDeadline(deadline, resolved) {
+                try await PostgresConnector.connect(resolved, logger: Self.libraryLogger(logger))
+            }
+            if case .tcp = location.endpoint, let attempt = location.tlsAttempts.first {
+                switch (attempt, encrypted) {
+                case (.tlsIfOffered, true?): logger.info("PostgreSQL: connected with TLS (certificate not checked)")
+                case (.tlsIfOffered, false?): logger.info("PostgreSQL: connected without TLS (the server offers none)")
+                default: logger.info("PostgreSQL: connected \(attempt)")
+                }
+            }
             let store = PostgresRegistryStore(location: location, logger: logger)
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await store.migrate() }
-                    group.addTask {
-                        try await Task.sleep(for: connectTimeout)
-                        throw RegistryStoreError("no answer within \(connectTimeout)")
-                    }
-                    defer { group.cancelAll() }
-                    try await group.next()
-                }
+                try await withDeadline(connectTimeout, location) { try await store.migrate() }
             } catch {
                 await store.close()
                 throw RegistryStoreError("cannot open the PostgreSQL database \(location): \(error)")
@@ -97,8 +58,41 @@ public enum RegistryDatabase {
         }
     }
 
-    /// Parses a `--database` URL (see ``RegistryDatabaseLocation``).
+    /// `body`, or an error naming what was tried when it takes longer than `limit`.
+    static func withDeadline<T: Sendable>(
+        _ limit: Duration, _ location: PostgresLocation, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw RegistryStoreError("no answer from PostgreSQL within \(limit) (\(location.summary))")
+            }
+            return value
+        }
+    }
+
+    /// PostgresNIO's logger: never below `.debug` (at `.trace` it logs every wire message, bind values included).
+    static func libraryLogger(_ logger: Logger) -> Logger {
+        var logger = logger
+        if logger.logLevel < .debug { logger.logLevel = .debug }
+        return logger
+    }
+
+    /// Parses a `--database` URL (see ``RegistryDatabaseLocation``); a PostgreSQL URL is completed from the
+    /// process's environment, user and password file.
     public static func parse(_ text: String) throws -> RegistryDatabaseLocation {
+        try parse(text, inputs: .current())
+    }
+
+    /// Parses a `--database` URL with the given environment, user and files (tests).
+    public static func parse(_ text: String, inputs: @autoclosure () -> PostgresSettingsInputs) throws
+        -> RegistryDatabaseLocation
+    {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard let colon = trimmed.firstIndex(of: ":") else {
             throw RegistryDatabaseURLError(
@@ -109,7 +103,7 @@ public enum RegistryDatabase {
         case "sqlite":
             return try parseSQLite(trimmed)
         case "postgres", "postgresql":
-            return .postgres(try parsePostgres(trimmed))
+            return .postgres(try PostgresSettings.resolve(url: trimmed, inputs: inputs()))
         default:
             throw RegistryDatabaseURLError(
                 "unsupported database URL scheme '\(scheme.prefix(20))': use sqlite:///ABSOLUTE/PATH or postgres://…")
@@ -131,70 +125,5 @@ public enum RegistryDatabase {
             throw RegistryDatabaseURLError("the SQLite URL does not name a database file")
         }
         return .sqlite(path: path)
-    }
-
-    static func parsePostgres(_ text: String) throws -> PostgresLocation {
-        guard let components = URLComponents(string: text) else {
-            throw RegistryDatabaseURLError("the PostgreSQL URL is malformed")
-        }
-        guard components.fragment == nil else {
-            throw RegistryDatabaseURLError("the PostgreSQL URL has a fragment (#…)")
-        }
-        var socketDir: String?
-        var tls: PostgresLocation.TLSMode?
-        var userFromQuery: String?
-        var portFromQuery: Int?
-        for item in components.queryItems ?? [] {
-            switch item.name {
-            case "host":
-                socketDir = item.value
-            case "sslmode":
-                switch item.value ?? "" {
-                case "disable": tls = .disable
-                case "allow", "prefer": tls = .prefer
-                case "require", "verify-ca", "verify-full": tls = .require
-                default: throw RegistryDatabaseURLError("unknown sslmode in the PostgreSQL URL")
-                }
-            case "user":
-                userFromQuery = item.value
-            case "port":
-                guard let p = item.value.flatMap({ Int($0) }) else {
-                    throw RegistryDatabaseURLError("the PostgreSQL URL's port parameter is not a number")
-                }
-                portFromQuery = p
-            case "application_name", "connect_timeout":
-                break
-            default:
-                throw RegistryDatabaseURLError("unknown parameter '\(item.name.prefix(30))' in the PostgreSQL URL")
-            }
-        }
-        let user = components.user.flatMap { $0.isEmpty ? nil : $0 } ?? userFromQuery ?? "postgres"
-        var database = components.path
-        if database.hasPrefix("/") { database.removeFirst() }
-        guard !database.contains("/") else {
-            throw RegistryDatabaseURLError("the PostgreSQL URL's path must be one database name (/DB)")
-        }
-        if database.isEmpty { database = user }
-        let port = components.port ?? portFromQuery ?? 5432
-        guard (1...65535).contains(port) else { throw RegistryDatabaseURLError("the PostgreSQL port is out of range") }
-        let host = components.host ?? ""
-        if let dir = socketDir, dir.hasPrefix("/") {
-            guard host.isEmpty else {
-                throw RegistryDatabaseURLError("the PostgreSQL URL names both a host and a socket directory")
-            }
-            let path = (dir.hasSuffix("/") ? String(dir.dropLast()) : dir) + "/.s.PGSQL.\(port)"
-            return PostgresLocation(
-                endpoint: .unixSocket(path: path), user: user, password: components.password, database: database,
-                tls: .disable)
-        }
-        let tcpHost = socketDir ?? host
-        guard !tcpHost.isEmpty else {
-            throw RegistryDatabaseURLError(
-                "the PostgreSQL URL names no host: use postgres://USER@HOST:PORT/DB or postgres:///DB?host=/socket/dir")
-        }
-        let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(tcpHost)
-        return PostgresLocation(
-            endpoint: .tcp(host: tcpHost, port: port), user: user, password: components.password, database: database,
-            tls: tls ?? (loopback ? .disable : .prefer))
     }
 }

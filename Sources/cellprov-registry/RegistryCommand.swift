@@ -27,7 +27,13 @@ struct RegistryCommand: AsyncParsableCommand {
 
 /// `--database URL`, shared by every subcommand.
 struct DatabaseOption: ParsableArguments {
-    @Option(help: "sqlite:///ABSOLUTE/PATH, postgres://USER@HOST:PORT/DB or postgres:///DB?host=/socket/dir")
+    @Option(
+        help: """
+            sqlite:///ABSOLUTE/PATH, or postgres://[USER[:PASSWORD]@][HOST][:PORT]/DB[?PARAM=VALUE&...] read as \
+            libpq reads it: PGHOST, PGUSER, PGPASSWORD, ~/.pgpass and the other PG* variables fill what it leaves \
+            out; the role defaults to the operating-system user; sslmode and sslrootcert as in libpq. Peer \
+            authentication on this host: postgres:///cellprov?host=/run/postgresql
+            """)
     var database: String = Registry.defaultDatabaseURL
 }
 

@@ -5,7 +5,7 @@
 # database), plain python3 (unittest-free scripts printing ok/FAIL lines; no pytest needed). Installs
 # schemathesis from PyPI when missing.
 #   Tests/registry/run.sh [TEST ...]     e.g. Tests/registry/run.sh e2e-sqlite security
-# Tests: e2e-sqlite e2e-postgres two-instances security input faults schemathesis (default), browser (reghttp's headless Chromium
+# Tests: e2e-sqlite e2e-postgres pg-connect two-instances security input faults schemathesis (default), browser (reghttp's headless Chromium
 # test through its Tests/registry/run-browser.sh; `make test` runs that one from test-scripts, so not by default).
 # Exit status: 0 all passed or skipped (a skip is a failure under CELLPROV_TEST_NO_SKIP=1), 1 otherwise.
 set -u
@@ -27,7 +27,7 @@ pip_install() { # module package
         "$python" -m pip install -q --break-system-packages "$2" >/dev/null 2>&1 || true
 }
 
-tests=${*:-e2e-sqlite e2e-postgres two-instances security input faults schemathesis}
+tests=${*:-e2e-sqlite e2e-postgres pg-connect two-instances security input faults schemathesis}
 failed=""
 run() { # name timeout command...
     name=$1 limit=$2
@@ -47,6 +47,7 @@ for t in $tests; do
     case $t in
         e2e-sqlite) run "$t" 300 "$python" "$here/test_e2e.py" sqlite ;;
         e2e-postgres) run "$t" 300 "$python" "$here/test_e2e.py" postgres ;;
+        pg-connect) run "$t" 300 "$python" "$here/test_pg_connect.py" ;;   # a cluster of its own (peer, scram, TLS)
         two-instances) run "$t" 300 "$python" "$here/test_two_instances.py" ;;
         security) run "$t" 300 "$python" "$here/test_security.py" ;;
         input) run "$t" 300 "$python" "$here/test_input.py" ;;
