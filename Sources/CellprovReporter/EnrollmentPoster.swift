@@ -18,8 +18,9 @@ public struct PostResult: Sendable, Codable, Equatable {
         case stored
         /// 409: the receiver already has this event id (an answer lost on an earlier attempt). A success.
         case duplicate
-        /// Another 4xx (400/413/422 a bad payload, 401/403 refused credentials, 404 a wrong URL ...): retrying the
-        /// same request cannot help; a person must act.
+        /// Another 4xx (400/413/422 a bad payload, 401/403 refused credentials, 404 a wrong URL ...), or a TLS
+        /// alert refusing our client certificate (status null): retrying the same request cannot help; a person
+        /// must act.
         case rejected
         /// No usable answer after the attempts allowed (5xx, 408/425/429, timeout, connection or TLS failure), or
         /// a 3xx (redirects are not followed).
@@ -151,6 +152,8 @@ public final class EnrollmentPoster: Sendable {
             return (status, reason, Self.isTransient(status: status))
         case .failed(let reason):
             return (nil, reason, true)
+        case .refused(let reason):
+            return (nil, reason, false)  // our credentials: a person must act, as for a 401/403
         }
     }
 
@@ -161,7 +164,7 @@ public final class EnrollmentPoster: Sendable {
     }
 
     static func outcome(status: Int?, transient: Bool) -> PostResult.Outcome {
-        guard let status else { return .failed }
+        guard let status else { return transient ? .failed : .rejected }
         switch status {
         case 200..<300: return .stored
         case 409: return .duplicate

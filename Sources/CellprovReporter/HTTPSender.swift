@@ -16,6 +16,9 @@ public struct HTTPSender: Sendable {
         case answered(status: Int, body: [UInt8])
         /// No answer (connection, TLS, timeout): the error, scrubbed.
         case failed(reason: String)
+        /// The backend ended the TLS handshake with an alert about our client certificate (``refusalAlert(_:)``):
+        /// it refuses our credentials, as a 401/403 says over HTTP. The reason starts with `TLS alert <name>`.
+        case refused(reason: String)
     }
 
     let client: HTTPClient
@@ -65,8 +68,62 @@ public struct HTTPSender: Sendable {
             } catch {}
             return .answered(status: Int(response.status.code), body: bytes)
         } catch {
+            if let alert = Self.refusalAlert(error) {
+                return .refused(
+                    reason: "TLS alert \(alert.name): the backend refuses our client certificate (or its absence)")
+            }
             return .failed(reason: HTTPAnswer.failure(Self.describe(error)))
         }
+    }
+
+    /// A TLS alert the backend sends when it will not accept the client certificate we presented (or the lack of
+    /// one): RFC 8446 section 6.2 and RFC 5246 section 7.2.2. Received from the peer (BoringSSL reports an alert it
+    /// received as the reason `1000 + description`, `SSL_AD_REASON_OFFSET`); an alert we send ourselves, such as
+    /// when the backend's certificate is not trusted here, is reported by its own reason
+    /// (`CERTIFICATE_VERIFY_FAILED`) and stays a network failure. `handshake_failure` (40) is not among them: it is
+    /// also what a cipher or version mismatch gives.
+    public struct RefusalAlert: Sendable, Equatable {
+        public var code: Int
+        public var name: String
+
+        public static let all: [RefusalAlert] = [
+            .init(code: 42, name: "bad_certificate"),
+            .init(code: 43, name: "unsupported_certificate"),
+            .init(code: 44, name: "certificate_revoked"),
+            .init(code: 45, name: "certificate_expired"),
+            .init(code: 46, name: "certificate_unknown"),
+            .init(code: 48, name: "unknown_ca"),
+            .init(code: 49, name: "access_denied"),
+            .init(code: 116, name: "certificate_required"),
+        ]
+    }
+
+    /// BoringSSL's library number of its SSL errors (`ERR_LIB_SSL`) and the offset of a received alert's reason.
+    static let libSSL: UInt32 = 16
+    static let receivedAlertOffset: UInt32 = 1000
+
+    /// The refusal alert `error` carries, if any: a failed handshake (TLS 1.2, and TLS 1.3 when the server checks
+    /// before the client's first write) or a read failing after it (TLS 1.3: the client's handshake is complete
+    /// before the server has checked its certificate, so the alert comes as the answer to the request).
+    public static func refusalAlert(_ error: any Error) -> RefusalAlert? {
+        let stack: NIOBoringSSLErrorStack
+        switch error {
+        case NIOSSLError.handshakeFailed(.sslError(let s)): stack = s
+        case BoringSSLError.sslError(let s): stack = s
+        default: return nil
+        }
+        for entry in stack {
+            // "Error: <packed code> error:<hex>:SSL routines:...": the packed code is (library << 24) | reason.
+            let text = entry.description
+            guard text.hasPrefix("Error: ") else { continue }
+            let digits = text.dropFirst(7).prefix { $0 >= "0" && $0 <= "9" }
+            guard let packed = UInt32(digits), packed >> 24 == libSSL else { continue }
+            let reason = packed & 0xfff
+            guard reason > receivedAlertOffset else { continue }
+            let code = Int(reason - receivedAlertOffset)
+            if let alert = RefusalAlert.all.first(where: { $0.code == code }) { return alert }
+        }
+        return nil
     }
 
     static func describe(_ error: any Error) -> String {

@@ -48,8 +48,9 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case delivered(status: Int)
     /// 400, 413, 422: the payload itself is wrong; kept with the reason, not retried (an operator may requeue it).
     case rejected(reason: String)
-    /// 401, 403: the backend refuses our credentials (a rotated token, an expired client certificate, a blocked
-    /// unit). Nothing is wrong with the event: it stays waiting and is retried with backoff.
+    /// 401, 403, or a TLS alert refusing our client certificate (``HTTPSender/refusalAlert(_:)``): the backend
+    /// refuses our credentials (a rotated token, an expired or foreign client certificate, a blocked unit).
+    /// Nothing is wrong with the event: it stays waiting and is retried with backoff.
     case refused(reason: String)
     /// 5xx, other 4xx, timeout, connection or TLS failure: retried with backoff.
     case retry(reason: String)
@@ -194,6 +195,7 @@ public actor Reporter {
         switch await HTTPSender(client: httpClient()).send(post, timeout: config.requestTimeout) {
         case .answered(let status, let body): return Self.outcome(status: status, body: body)
         case .failed(let reason): return .retry(reason: reason)
+        case .refused(let reason): return .refused(reason: reason)
         }
     }
 

@@ -24,12 +24,18 @@ struct StateMarker: Codable, Equatable, Sendable {
     var slots: [String: Int] = [:]
     /// The last event position (events are numbered 1, 2, 3 ... across slots and never deleted).
     var lastPosition: Int64 = 0
+    /// The last event position known committed: written after each event commit (``lastPosition`` is written
+    /// before it). A database whose last position is below it is an older copy of itself put back (a backup
+    /// restored): ``StateStore`` then keeps numbering after the marker's sequences. Absent in markers written
+    /// before it existed (nothing is concluded from them).
+    var committedPosition: Int64?
     var updatedAt: Date
 
     enum CodingKeys: String, CodingKey {
         case format, slots
         case databaseID = "database_id"
         case lastPosition = "last_position"
+        case committedPosition = "committed_position"
         case updatedAt = "updated_at"
     }
 
@@ -74,8 +80,10 @@ struct StateMarker: Codable, Equatable, Sendable {
     /// without the rename and the directory fsync of ``write(directory:)``: a fifth of the cost on the
     /// machines measured (docs/decisions.md, "State loss"). A torn write leaves an unreadable marker, which still says
     /// that a database existed (only the numbers are then unknown). Falls back to ``write(directory:)`` when the
-    /// file is missing.
-    func update(directory: String) throws {
+    /// file is missing. `sync` false: no fdatasync (the update after a commit, which only ever moves
+    /// ``committedPosition`` up to what is already durable in the database; losing it in a crash loses nothing
+    /// but the precision of the restore check, and the next commit's update syncs it).
+    func update(directory: String, sync: Bool = true) throws {
         let path = directory + "/" + Self.fileName
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return try write(directory: directory) }
@@ -86,7 +94,7 @@ struct StateMarker: Codable, Equatable, Sendable {
         let padding = Int(st.st_size) - data.count
         if padding > 0 { data.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padding)) }
         let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        guard written == data.count, fdatasync(fd) == 0 else {
+        guard written == data.count, !sync || fdatasync(fd) == 0 else {
             throw StoreError("\(path): cannot update the state marker")
         }
     }

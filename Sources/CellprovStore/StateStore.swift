@@ -41,6 +41,10 @@ public struct StoreIncident: Sendable, CustomStringConvertible {
         case damaged
         /// The database was gone or empty while the marker said it had existed: nothing to salvage.
         case lost
+        /// The database is intact but older than the marker says it got (a backup put back while the marker
+        /// stayed): the events committed after the copy was made are not in it. Numbering continues after the
+        /// marker's sequences, so no sequence number is used twice.
+        case restored
     }
 
     public var kind: Kind
@@ -157,6 +161,12 @@ public final class StateStore: Sendable {
                 message: "\(path) \(what) \(why): the daemon's state was lost; \(history); a new database is "
                     + "started, slot numbering continues, and each slot's next event tells the backend (state_lost)",
                 eventsLost: total)
+        } else if let database = opened, let known {
+            do {
+                incident = try Self.checkRolledBack(database, path: path, marker: known, now: now)
+            } catch {
+                throw StoreError("\(path): cannot record the restored database (\(Self.reason(error)))")
+            }
         }
         guard let database = opened else { throw StoreError("\(path): cannot open the state database") }
         self.database = database
@@ -463,6 +473,47 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// An intact database older than its marker: an earlier copy of it put back (a backup restored) while the
+    /// marker stayed, or another database put in its place. The same database (its `database_id`) is older when
+    /// its last event position is below the marker's ``StateMarker/committedPosition`` (a transaction that failed
+    /// after the marker's pre-commit update leaves the marker ahead only in ``StateMarker/lastPosition``, which is
+    /// not a restore); another database is older when a slot's sequence is behind the marker's. Then the marker's
+    /// sequences become the slots' floors (numbering continues after them, no number is used twice), the event
+    /// positions continue after the marker's, and the restore is recorded as a state loss (`database_restored`),
+    /// which each slot's next event announces. Nil when the database is not behind.
+    static func checkRolledBack(_ database: SQLiteDatabase, path: String, marker: StateMarker, now: Date) throws
+        -> StoreIncident?
+    {
+        let current = try currentMarker(database, now: now)
+        let behindSlots = marker.slots.filter { $0.value > (current.slots[$0.key] ?? 0) }
+        let lost: Int
+        if current.databaseID == marker.databaseID {
+            guard let committed = marker.committedPosition, current.lastPosition < committed else { return nil }
+            lost = Int(committed - current.lastPosition)
+        } else {
+            guard marker.databaseID != "?", !behindSlots.isEmpty else { return nil }
+            lost = behindSlots.reduce(0) { $0 + ($1.value - (current.slots[$1.key] ?? 0)) }
+        }
+        try recordLoss(database, reason: .databaseRestored, salvaged: 0, lost: lost, floors: marker.slots, at: now)
+        try database.write { db in
+            try db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'event'", [marker.lastPosition])
+            if db.changes == 0 {
+                try db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?)", [marker.lastPosition])
+            }
+        }
+        let which = current.databaseID == marker.databaseID
+            ? "is an older copy of itself"
+            : "is another database than the one"
+        return StoreIncident(
+            kind: .restored, reason: .databaseRestored,
+            message: "\(path) \(which) \(StateMarker.fileName) describes (a backup put back?): \(lost) event(s) "
+                + "committed after that copy are not in it (the backend has those that were delivered), "
+                + "\(behindSlots.count) slot(s) are behind; slot numbering continues after the last sequence the "
+                + "marker knew, so no sequence number is used twice, and each slot's next event tells the backend "
+                + "(state_lost, reason database_restored)",
+            eventsLost: lost)
+    }
+
     /// The marker describing the database as it is now.
     static func currentMarker(_ database: SQLiteDatabase, now: Date) throws -> StateMarker {
         try database.read { db in
@@ -477,6 +528,7 @@ public final class StateStore: Sendable {
             }
             let last = try db.scalar(Int64.self, "SELECT seq FROM sqlite_sequence WHERE name = 'event'") ?? 0
             m.lastPosition = max(last, try db.scalar(Int64.self, "SELECT MAX(position) FROM event") ?? 0)
+            m.committedPosition = m.lastPosition
             return m
         }
     }
@@ -507,7 +559,7 @@ public final class StateStore: Sendable {
         throws(StoreError) -> [IdentityEvent]
     {
         do {
-            return try database.write { db in
+            let (events, position) = try database.write { db -> ([IdentityEvent], Int64?) in
                 let previous = try Self.record(db, slot: observation.slot.key)
                 let others = try Self.records(db).filter {
                     $0.slot != observation.slot.key && (presentSlots?.contains($0.slot) ?? true)
@@ -551,18 +603,25 @@ public final class StateStore: Sendable {
                             event.occurredAt.timeIntervalSince1970, try Self.encode(event),
                         ])
                 }
-                if let last = result.events.last {
-                    // Before the commit: the marker may get ahead of the database, never behind it.
-                    let position = db.lastInsertedRowID
-                    try? marker.withLock { m in
-                        m.slots[last.slot] = max(m.slots[last.slot] ?? 0, last.sequence)
-                        m.lastPosition = max(m.lastPosition, position)
-                        m.updatedAt = now
-                        try m.update(directory: directory)
-                    }
+                guard let last = result.events.last else { return (result.events, nil) }
+                // Before the commit: the marker may get ahead of the database, never behind it.
+                let position = db.lastInsertedRowID
+                try? marker.withLock { m in
+                    m.slots[last.slot] = max(m.slots[last.slot] ?? 0, last.sequence)
+                    m.lastPosition = max(m.lastPosition, position)
+                    m.updatedAt = now
+                    try m.update(directory: directory)
                 }
-                return result.events
+                return (result.events, position)
             }
+            if let position {
+                // After the commit: what is now durable in the database (the restore check's reference).
+                try? marker.withLock { m in
+                    m.committedPosition = max(m.committedPosition ?? 0, position)
+                    try m.update(directory: directory, sync: false)
+                }
+            }
+            return events
         } catch {
             throw StoreError("\(path): cannot commit the observation (\(Self.reason(error)))")
         }

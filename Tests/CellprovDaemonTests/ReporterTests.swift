@@ -91,6 +91,9 @@ private final class RTOutcomes: Sendable {
     var retryReasons: [String] {
         all.compactMap { if case .retry(let r) = $0.1 { return r } else { return nil } }
     }
+    var refusalReasons: [String] {
+        all.compactMap { if case .refused(let r) = $0.1 { return r } else { return nil } }
+    }
 }
 
 /// A reporter running in a task; `stop()` cancels it and waits for `run()` to return (which shuts the HTTP
@@ -791,7 +794,8 @@ private struct RTCertificates {
             defer { receiver.stop() }
             let event = try #require(try store.commit(rtObservation()).first)
 
-            // Without a client certificate: the handshake fails, nothing is accepted.
+            // Without a client certificate: the backend ends the handshake with certificate_required, which is a
+            // refusal of our credentials (as a 401/403), not a network failure; nothing is accepted.
             let without = try RTRunning(
                 store: store, url: "https://\(receiver.url)", caFile: certs.caCert, backoffBase: .seconds(5))
             let failed = try await rtEventually { (try store.pendingEvents().first?.attempts ?? 0) >= 1 }
@@ -801,8 +805,11 @@ private struct RTCertificates {
             #expect(counted)
             #expect(receiver.acceptedEventIDs.isEmpty)
             #expect(try store.outboxDepth() == 1)
-            #expect(without.outcomes.retryReasons.count >= 1)
-            #expect(without.outcomes.retryReasons.first?.contains("CERTIFICATE_REQUIRED") == true)
+            #expect(without.outcomes.retryReasons.isEmpty, "\(without.outcomes.retryReasons)")
+            let reason = try #require(without.outcomes.refusalReasons.first)
+            #expect(reason.hasPrefix("TLS alert certificate_required:"), "reason: \(reason)")
+            #expect(try store.credentialsRefused() == reason)
+            #expect(try store.pendingEvents().first?.lastError == reason)
 
             // With client_certificate / client_key: delivered.
             let with = try RTRunning(
@@ -813,7 +820,124 @@ private struct RTCertificates {
             #expect(delivered)
             #expect(receiver.acceptedEventIDs == [rtKey(event.id)])
             #expect(with.outcomes.all.map(\.1) == [.delivered(status: 201)])
+            #expect(try store.credentialsRefused() == nil)
         }
+
+        /// A client certificate of another CA: the backend's alert (a bad or unknown certificate) is a refusal of
+        /// our credentials, with the 401/403 outcome: the event waits, `cellprov status` says so.
+        @Test func clientCertificateOfAnotherCAIsRefused() async throws {
+            let certs = try RTCertificates()
+            let foreign = try RTCertificates()
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            let receiver = try EnrollmentReceiver(
+                tls: .init(certificateFile: certs.serverCert, keyFile: certs.serverKey, clientCAFile: certs.caCert),
+                behaviour: .status(201))
+            defer { receiver.stop() }
+            try store.commit(rtObservation())
+
+            let running = try RTRunning(
+                store: store, url: "https://\(receiver.url)", caFile: certs.caCert,
+                clientCertificate: foreign.clientCert, clientKey: foreign.clientKey, backoffBase: .seconds(5))
+            let refused = await rtEventually { !running.outcomes.all.isEmpty }
+            await running.stop()
+            #expect(refused)
+            #expect(receiver.acceptedEventIDs.isEmpty)
+            #expect(try store.outboxDepth() == 1)
+            #expect(running.outcomes.retryReasons.isEmpty, "\(running.outcomes.retryReasons)")
+            let reason = try #require(running.outcomes.refusalReasons.first)
+            let names = HTTPSender.RefusalAlert.all.map { "TLS alert \($0.name):" }
+            #expect(names.contains { reason.hasPrefix($0) }, "reason: \(reason)")
+            #expect(try store.credentialsRefused() == reason)
+        }
+
+        /// The same over TLS 1.2 from another implementation (OpenSSL's s_server): there the server checks the
+        /// client certificate inside the handshake, so the alert fails the handshake itself.
+        @Test(arguments: [false, true]) func tls12ServerRefusingTheClientCertificate(presentForeign: Bool) async throws {
+            let certs = try RTCertificates()
+            let foreign = try RTCertificates()
+            let dir = try RTTempDir()
+            let store = try StateStore(directory: dir.path)
+            try store.commit(rtObservation())
+            let server = try RTOpenSSLServer(
+                certificate: certs.serverCert, key: certs.serverKey, clientCA: certs.caCert,
+                arguments: ["-tls1_2"])
+            defer { server.stop() }
+
+            let running = try RTRunning(
+                store: store, url: "https://127.0.0.1:\(server.port)", caFile: certs.caCert,
+                clientCertificate: presentForeign ? foreign.clientCert : nil,
+                clientKey: presentForeign ? foreign.clientKey : nil, backoffBase: .seconds(5))
+            let answered = await rtEventually(within: .seconds(10)) { !running.outcomes.all.isEmpty }
+            await running.stop()
+            #expect(answered)
+            #expect(try store.outboxDepth() == 1)
+            if presentForeign {
+                // A certificate the server cannot verify: an alert about it, a refusal of our credentials.
+                let reason = try #require(running.outcomes.refusalReasons.first, "\(running.outcomes.all)")
+                #expect(reason.hasPrefix("TLS alert "), "reason: \(reason)")
+                #expect(try store.credentialsRefused() == reason)
+            } else {
+                // TLS 1.2 without a certificate: OpenSSL sends handshake_failure, which a cipher or version mismatch
+                // also gives; it stays a network failure (retried, no credentials claim).
+                #expect(running.outcomes.refusalReasons.isEmpty, "\(running.outcomes.all)")
+                let reason = try #require(running.outcomes.retryReasons.first)
+                #expect(reason.hasPrefix("TLS"), "reason: \(reason)")
+                #expect(try store.credentialsRefused() == nil)
+            }
+        }
+    }
+}
+
+/// `openssl s_server` on 127.0.0.1 (an ephemeral port) requiring a client certificate of `clientCA`.
+private final class RTOpenSSLServer: Sendable {
+    let process: Process
+    let port: Int
+
+    init(certificate: String, key: String, clientCA: String, arguments: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // stdbuf: s_server writes its ACCEPT line through stdio, block-buffered into a pipe otherwise.
+        p.arguments = [
+            "stdbuf", "-oL", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", certificate, "-key", key, "-CAfile", clientCA,
+            "-Verify", "1", "-verify_return_error", "-www",
+        ] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+        // A server that never says it listens is ended (its stdout then ends too).
+        let listening = Atomic<Bool>(false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { [p] in
+            if !listening.load(ordering: .relaxed) && p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        // "ACCEPT 127.0.0.1:<port>" (or "[::]:<port>") once it listens.
+        var text = ""
+        var found: Int?
+        let handle = out.fileHandleForReading
+        while found == nil {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ACCEPT") }),
+                let port = line.split(separator: ":").last.flatMap({ Int($0) })
+            {
+                found = port
+            }
+        }
+        guard let found else {
+            kill(p.processIdentifier, SIGKILL)
+            throw ReporterError(description: "openssl s_server did not start: \(text)")
+        }
+        listening.store(true, ordering: .relaxed)
+        port = found
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)  // s_server does not end on SIGTERM while it waits for a client
+        process.waitUntilExit()
     }
 }
 

@@ -319,6 +319,9 @@ public enum StateLossReason: String, Sendable, Codable, CaseIterable {
     case databaseEmpty = "database_empty"
     /// `state.db` could not be used (truncated, overwritten, not a file); what could be read was salvaged.
     case databaseDamaged = "database_damaged"
+    /// `state.db` was intact but older than the marker beside it said (a backup put back): the events committed
+    /// after that copy are not in it; numbering continues after the marker's sequences.
+    case databaseRestored = "database_restored"
 }
 
 /// That (and how) the daemon's memory was lost before an event: carried by each slot's first event afterwards.
