@@ -81,6 +81,7 @@ let package = Package(
                 "CellprovEnrollmentAPI", "CellprovReporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], path: "Sources/cellprov", swiftSettings: strict),
         // The installed program: one multi-call executable, `cellprov`, and `cellprovd` when run by that name
         // (`make install` adds the cellprovd link): one copy of the runtime and libraries instead of two.
@@ -100,7 +101,7 @@ let package = Package(
         // Edge: sd_notify, watchdog, the journald log handler, and ModemManager's D-Bus API (sd-bus).
         .target(
             name: "CellprovSystemd",
-            dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
         // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/decisions.md).
@@ -130,6 +131,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         // The daemon's parts: configuration, discovery pipeline, slot sessions, the service.
         .target(
@@ -139,6 +141,7 @@ let package = Package(
                 "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks", "CTOMLShim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         // cellprovd's command: argument parsing and wiring (Sources/cellprovd).
         .target(
@@ -215,6 +218,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         // The registry's outbound alerts: critical flags POSTed to a webhook, retried with backoff.
         .target(
@@ -222,6 +226,7 @@ let package = Package(
             dependencies: [
                 "CellprovCore", "CellprovRegistryCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),

@@ -1,6 +1,6 @@
 import Dispatch
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 import Logging
 
 #if canImport(Glibc)
@@ -56,7 +56,7 @@ public enum StartupMemory {
     /// a SIGHUP), and ``release()`` runs when `quiet` has passed without another poke. One dispatch timer per burst,
     /// none between bursts: no periodic wake-up.
     public final class AfterQuiet: @unchecked Sendable {
-        private let lock = Mutex(())
+        private let lock = NIOLock()
         private var pending: DispatchWorkItem?
         private let quiet: DispatchTimeInterval
         private let logger: Logger
@@ -68,7 +68,7 @@ public enum StartupMemory {
 
         public func poke() {
             let item = DispatchWorkItem { [logger] in logger.info("memory released: \(StartupMemory.release())") }
-            lock.withLock { _ in
+            lock.withLock {
                 pending?.cancel()
                 pending = item
             }
@@ -76,7 +76,7 @@ public enum StartupMemory {
         }
 
         public func cancel() {
-            lock.withLock { _ in pending?.cancel() }
+            lock.withLock { pending?.cancel() }
         }
     }
 

@@ -3,7 +3,7 @@ import CellprovModem
 import CellprovSerial
 import CellprovUdev
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 import Logging
 
 /// Module slots from udev: every tty and WWAN port is classified (our rules' properties, the port table,
@@ -17,7 +17,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     let logger: Logger
     let udev: Udev
     let table: PortTable
-    private let lock = Mutex(())
+    private let lock = NIOLock()
     private var decisions: [String: PortDecision] = [:]  // devnode -> decision
     private var candidates: [String: PortCandidate] = [:]
     private var announced: [String: ModuleSlot] = [:]  // slot key -> slot
@@ -50,7 +50,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     public func enumerate() async throws -> [ModuleSlot] {
         for device in udev.enumeratePorts() { remember(device) }
         let (known, toProbe) = currentSlots()
-        lock.withLock { _ in for s in known where announced[s.key] == nil { announced[s.key] = s } }
+        lock.withLock { for s in known where announced[s.key] == nil { announced[s.key] = s } }
         probeInBackground(toProbe)
         return known
     }
@@ -63,7 +63,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
             throw DiscoveryError(description: "udev monitor: \(error)")
         }
         let (stream, continuation) = AsyncStream.makeStream(of: SlotEvent.self)
-        lock.withLock { _ in self.continuation = continuation }
+        lock.withLock { self.continuation = continuation }
         let task = Task {
             for await device in monitor.events {
                 for event in await self.handle(device) { continuation.yield(event) }
@@ -79,7 +79,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
 
     /// Forgets the ports whose probe found no modem (one may have been slow to boot) and probes them again.
     public func rescan() async {
-        lock.withLock { _ in probed = probed.filter { $0.value } }
+        lock.withLock { probed = probed.filter { $0.value } }
         probeInBackground(currentSlots().toProbe)
     }
 
@@ -89,7 +89,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         guard let devnode = device.devnode else { return }
         let candidate = PortCandidate(device)
         let decision = PortClassifier.classify(candidate, table: table)
-        lock.withLock { _ in
+        lock.withLock {
             decisions[devnode] = decision
             candidates[devnode] = candidate
         }
@@ -98,7 +98,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
     private func handle(_ device: UdevDevice) async -> [SlotEvent] {
         guard let devnode = device.devnode else { return [] }
         if device.action == "remove" {
-            let removed: [SlotEvent] = lock.withLock { _ in
+            let removed: [SlotEvent] = lock.withLock {
                 let gone = decisions.removeValue(forKey: devnode)
                 candidates[devnode] = nil
                 probed[devnode] = nil
@@ -114,7 +114,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         remember(device)
         let (slots, toProbe) = currentSlots()
         probeInBackground(toProbe)
-        return lock.withLock { _ in
+        return lock.withLock {
             var events: [SlotEvent] = []
             for slot in slots where announced[slot.key] != slot || device.action == "add" && slot.port == devnode {
                 announced[slot.key] = slot
@@ -133,7 +133,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
 
     /// The slots of the modules whose AT port is known now, and the modules to probe (only with probe_unknown).
     private func currentSlots() -> (known: [ModuleSlot], toProbe: [ProbeCandidate]) {
-        let all = lock.withLock { _ in Array(decisions.values) }
+        let all = lock.withLock { Array(decisions.values) }
         var slots: [ModuleSlot] = []
         var toProbe: [ProbeCandidate] = []
         for module in PortClassifier.chooseATPorts(all) {
@@ -144,13 +144,13 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
             let unknown = module.ports.filter { $0.role == .unknown }.map(\.devnode)
             guard !unknown.isEmpty else { continue }
             guard config.probeUnknown else {
-                if lock.withLock({ _ in leftAlone.insert(module.slot).inserted }) {
+                if lock.withLock({ leftAlone.insert(module.slot).inserted }) {
                     logger.debug("unknown serial ports left alone (probe_unknown = false)", metadata: ["slot": "\(module.slot)"])
                 }
                 continue
             }
             let eligible = unknown.filter { devnode in
-                guard let candidate = lock.withLock({ _ in candidates[devnode] }) else { return false }
+                guard let candidate = lock.withLock({ candidates[devnode] }) else { return false }
                 return PortClassifier.shouldProbeUnknown(candidate, probeUnknown: true, table: table)
             }
             if !eligible.isEmpty {
@@ -167,13 +167,13 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         Task {
             for module in candidates {
                 for devnode in module.devnodes {
-                    let start = lock.withLock { _ in probing.insert(devnode).inserted }
+                    let start = lock.withLock { probing.insert(devnode).inserted }
                     guard start else { continue }
                     let answered = await probe(devnode)
-                    lock.withLock { _ in _ = probing.remove(devnode) }
+                    lock.withLock { _ = probing.remove(devnode) }
                     guard answered else { continue }
                     let slot = ModuleSlot(key: module.slot, port: devnode, usbSerial: module.usbSerial, origin: .udev)
-                    let (isNew, continuation) = lock.withLock { _ -> (Bool, AsyncStream<SlotEvent>.Continuation?) in
+                    let (isNew, continuation) = lock.withLock { () -> (Bool, AsyncStream<SlotEvent>.Continuation?) in
                         // Still present, and not announced with this port already?
                         guard decisions[devnode] != nil, announced[slot.key] != slot else { return (false, nil) }
                         announced[slot.key] = slot
@@ -188,7 +188,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
 
     /// A short AT probe: does the port answer `AT` within a second? Remembered per port until it is removed.
     private func probe(_ devnode: String) async -> Bool {
-        if let known = lock.withLock({ _ in probed[devnode] }) { return known }
+        if let known = lock.withLock({ probed[devnode] }) { return known }
         var answered = false
         if let port = try? SerialPort.open(devnode, settings: SerialSettings(baudRate: config.baudRate)) {
             let channel = ATChannel(transport: port, logger: logger)
@@ -200,7 +200,7 @@ public final class UdevSlotDiscovery: SlotDiscovery, @unchecked Sendable {
         }
         logger.info(
             "probed an unknown modem-class port", metadata: ["port": "\(devnode)", "answers_at": "\(answered)"])
-        lock.withLock { _ in probed[devnode] = answered }
+        lock.withLock { probed[devnode] = answered }
         return answered
     }
 }

@@ -4,7 +4,7 @@ import CellprovRegistryCore
 import Foundation
 import Logging
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Where and how critical flags are sent.
 public struct WebhookConfiguration: Sendable {
@@ -75,7 +75,7 @@ public final class WebhookAlerter: Sendable {
     }
 
     public let configuration: WebhookConfiguration
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     private let client: HTTPClient
     private let logger: Logger
     private let wake: AsyncStream<Void>.Continuation
@@ -89,7 +89,7 @@ public final class WebhookAlerter: Sendable {
     }
 
     public var statistics: WebhookAlerterStatistics {
-        state.withLock { s in
+        state.withLockedValue { s in
             var stats = s.statistics
             stats.queued = s.queue.count
             return stats
@@ -100,7 +100,7 @@ public final class WebhookAlerter: Sendable {
     public func enqueue(_ flags: [RegistryFlag]) {
         let wanted = flags.filter { Self.rank($0.flag.severity) >= Self.rank(configuration.minimumSeverity) }
         guard !wanted.isEmpty else { return }
-        state.withLock { s in
+        state.withLockedValue { s in
             s.queue.append(contentsOf: wanted)
             let excess = s.queue.count - configuration.queueCapacity
             if excess > 0 {
@@ -129,11 +129,11 @@ public final class WebhookAlerter: Sendable {
     public func finish() { wake.finish() }
 
     private func pop() -> RegistryFlag? {
-        state.withLock { s in s.queue.isEmpty ? nil : s.queue.removeFirst() }
+        state.withLockedValue { s in s.queue.isEmpty ? nil : s.queue.removeFirst() }
     }
 
     private func reportDrops() {
-        let (dropped, total) = state.withLock { s -> (Int, Int) in
+        let (dropped, total) = state.withLockedValue { s -> (Int, Int) in
             defer { s.unreportedDrops = 0 }
             return (s.unreportedDrops, s.statistics.droppedOverflow)
         }
@@ -167,7 +167,7 @@ public final class WebhookAlerter: Sendable {
             let meta: Logger.Metadata = ["flag_id": "\(payload.id)", "kind": "\(payload.kind)", "attempt": "\(attempt)"]
             switch outcome {
             case .delivered:
-                state.withLock { $0.statistics.delivered += 1 }
+                state.withLockedValue { $0.statistics.delivered += 1 }
                 logger.info(
                     "alert delivered",
                     metadata: meta.merging([AlertMessageID.metadataKey: .string(AlertMessageID.alertDelivered.id)]) {
@@ -186,7 +186,7 @@ public final class WebhookAlerter: Sendable {
                     attempt: attempt, initial: configuration.initialBackoff, maximum: configuration.maxBackoff,
                     jitter: Double.random(in: 0...1))
                 if let retryAfter { delay = min(max(delay, retryAfter), configuration.maxBackoff) }
-                state.withLock { $0.statistics.retries += 1 }
+                state.withLockedValue { $0.statistics.retries += 1 }
                 logger.warning(
                     "alert delivery failed, retrying",
                     metadata: meta.merging([
@@ -204,7 +204,7 @@ public final class WebhookAlerter: Sendable {
     }
 
     private func giveUp(_ meta: Logger.Metadata, reason: String) {
-        state.withLock { $0.statistics.givenUp += 1 }
+        state.withLockedValue { $0.statistics.givenUp += 1 }
         logger.error(
             "alert given up",
             metadata: meta.merging([

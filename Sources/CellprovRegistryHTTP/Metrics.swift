@@ -3,7 +3,7 @@ import CellprovRegistryCore
 import Foundation
 import Hummingbird
 import Prometheus
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// `/metrics`: the registry's own Prometheus registry (swift-prometheus), not the process-wide MetricsSystem, so
 /// that tests can build several applications in one process. Label values come from closed sets (event types,
@@ -274,13 +274,13 @@ private final class DeadlineRace<T: Sendable>: Sendable {
         /// Cancelled before `start` ran.
         var cancelled = false
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     func start(
         _ continuation: CheckedContinuation<T, any Error>, deadline: Duration, operation: String,
         _ body: @escaping @Sendable () async throws -> T
     ) {
-        let cancelledBefore = state.withLock { s -> Bool in
+        let cancelledBefore = state.withLockedValue { s -> Bool in
             s.started = true
             if s.cancelled { return true }
             s.continuation = continuation
@@ -299,7 +299,7 @@ private final class DeadlineRace<T: Sendable>: Sendable {
                 self.finish(.failure(StoreDeadlineExceeded(operation: operation, deadline: deadline)))
             }
         }
-        let finished = state.withLock { s -> Bool in
+        let finished = state.withLockedValue { s -> Bool in
             s.tasks = [work, timer]
             return s.continuation == nil
         }
@@ -310,7 +310,7 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, tasks) = state.withLock { s in
+        let (continuation, tasks) = state.withLockedValue { s in
             if !s.started { s.cancelled = true }
             let c = s.continuation
             s.continuation = nil

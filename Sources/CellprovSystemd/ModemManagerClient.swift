@@ -2,7 +2,7 @@ import CSystemd
 import CellprovCore
 import Dispatch
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 import Logging
 
 #if canImport(Glibc)
@@ -56,7 +56,7 @@ public final class ModemManagerClient: @unchecked Sendable {
     private let callTimeoutMicroseconds: UInt64
     /// The wake pipe: stop() writes to [1], the thread polls [0].
     private let wake: [Int32]
-    private let lock = Mutex(())
+    private let lock = NIOLock()
     private var stopped = false
     private var started = false
     private let finished = DispatchSemaphore(value: 0)
@@ -88,7 +88,7 @@ public final class ModemManagerClient: @unchecked Sendable {
 
     /// Starts the client's thread.
     public func start() {
-        let go = lock.withLock { _ -> Bool in
+        let go = lock.withLock { () -> Bool in
             guard !started, !stopped else { return false }
             started = true
             return true
@@ -107,7 +107,7 @@ public final class ModemManagerClient: @unchecked Sendable {
         }, body.toOpaque())
         guard created == 0 else {
             body.release()
-            lock.withLock { _ in stopped = true }
+            lock.withLock { stopped = true }
             continuation.finish()
             finished.signal()
             return
@@ -117,7 +117,7 @@ public final class ModemManagerClient: @unchecked Sendable {
 
     /// Stops the thread (within one D-Bus call's time at worst) and ends the snapshot stream.
     public func stop() {
-        let wasRunning = lock.withLock { _ -> Bool in
+        let wasRunning = lock.withLock { () -> Bool in
             let r = started && !stopped
             stopped = true
             return r
@@ -131,7 +131,7 @@ public final class ModemManagerClient: @unchecked Sendable {
         finished.wait()
     }
 
-    private var isStopped: Bool { lock.withLock { _ in stopped } }
+    private var isStopped: Bool { lock.withLock { stopped } }
 
     // MARK: - The thread
 

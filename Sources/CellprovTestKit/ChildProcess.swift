@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -10,9 +10,9 @@ import Glibc
 public final class ChildProcess: Sendable {
     public let process: Process
     private final class Buffer: Sendable {
-        let data = Mutex(Data())
-        func append(_ d: Data) { data.withLock { $0.append(d) } }
-        var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
+        let data = NIOLockedValueBox(Data())
+        func append(_ d: Data) { data.withLockedValue { $0.append(d) } }
+        var text: String { data.withLockedValue { String(decoding: $0, as: UTF8.self) } }
     }
 
     private let out = Buffer()

@@ -3,7 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Test kit: a real HTTP(S) server on loopback that plays the fleet backend's enrollment endpoint.
 ///
@@ -84,7 +84,7 @@ public final class EnrollmentReceiver: Sendable {
             return try NIOSSLContext(configuration: config)
         }
         let box = self.box
-        box.state.withLock {
+        box.state.withLockedValue {
             $0.behaviour = behaviour
             $0.faults = faults
         }
@@ -108,30 +108,30 @@ public final class EnrollmentReceiver: Sendable {
     public var url: String { "127.0.0.1:\(port)" }
 
     public func setBehaviour(_ behaviour: Behaviour) {
-        box.state.withLock { $0.behaviour = behaviour }
+        box.state.withLockedValue { $0.behaviour = behaviour }
     }
 
     /// Replaces the faults (nil: none).
     public func setFaults(_ faults: Faults?) {
-        box.state.withLock { $0.faults = faults }
+        box.state.withLockedValue { $0.faults = faults }
     }
 
     /// Answers the next requests with these, one each and in order; then `behaviour` again. For retry tests
     /// (503, 503, 201).
     public func enqueue(_ behaviours: [Behaviour]) {
-        box.state.withLock { $0.script += behaviours }
+        box.state.withLockedValue { $0.script += behaviours }
     }
 
     /// Answers with this body (for example one that echoes identifiers, as a careless backend might); nil: the
     /// default bodies.
     public func setResponseBody(_ body: String?) {
-        box.state.withLock { $0.responseBody = body }
+        box.state.withLockedValue { $0.responseBody = body }
     }
 
-    public var requests: [Request] { box.state.withLock { $0.requests } }
+    public var requests: [Request] { box.state.withLockedValue { $0.requests } }
 
     /// TLS handshakes that failed (e.g. a client without the required certificate).
-    public var handshakeFailures: Int { box.state.withLock { $0.handshakeFailures } }
+    public var handshakeFailures: Int { box.state.withLockedValue { $0.handshakeFailures } }
 
     /// How many requests carried each Idempotency-Key.
     public var idempotencyKeyCounts: [String: Int] {
@@ -142,7 +142,7 @@ public final class EnrollmentReceiver: Sendable {
 
     /// Distinct event ids the receiver answered with a 2xx or 409 (what a deduplicating backend would keep).
     public var acceptedEventIDs: Set<String> {
-        box.state.withLock { s in Set(s.requests.compactMap { $0.headers["x-accepted"] == "1" ? $0.headers["idempotency-key"] : nil }) }
+        box.state.withLockedValue { s in Set(s.requests.compactMap { $0.headers["x-accepted"] == "1" ? $0.headers["idempotency-key"] : nil }) }
     }
 
     public func stop() {
@@ -154,7 +154,7 @@ public final class EnrollmentReceiver: Sendable {
     // MARK: - Pipeline
 
     final class StateBox: Sendable {
-        let state = Mutex(State())
+        let state = NIOLockedValueBox(State())
     }
 
     private final class TLSErrorCounter: ChannelInboundHandler, Sendable {
@@ -163,7 +163,7 @@ public final class EnrollmentReceiver: Sendable {
         init(box: StateBox) { self.box = box }
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             if error is NIOSSLError || error is BoringSSLError {
-                box.state.withLock { $0.handshakeFailures += 1 }
+                box.state.withLockedValue { $0.handshakeFailures += 1 }
             }
             context.close(promise: nil)
         }
@@ -189,8 +189,8 @@ public final class EnrollmentReceiver: Sendable {
                 guard let head else { return }
                 var headers: [String: String] = [:]
                 for (name, value) in head.headers { headers[name.lowercased()] = value }
-                var behaviour = box.state.withLock { s in s.script.isEmpty ? s.behaviour : s.script.removeFirst() }
-                if case .status = behaviour, let faults = box.state.withLock({ $0.faults }) {
+                var behaviour = box.state.withLockedValue { s in s.script.isEmpty ? s.behaviour : s.script.removeFirst() }
+                if case .status = behaviour, let faults = box.state.withLockedValue({ $0.faults }) {
                     let draw = Double.random(in: 0..<1)
                     if draw < faults.hangFraction {
                         behaviour = .hang
@@ -203,9 +203,9 @@ public final class EnrollmentReceiver: Sendable {
                     request.status = code
                     if (200..<300).contains(code) || code == 409 { request.headers["x-accepted"] = "1" }
                 }
-                box.state.withLock { $0.requests.append(request) }
+                box.state.withLockedValue { $0.requests.append(request) }
                 guard case .status(let code) = behaviour else { return }  // .hang: never answer
-                let text = box.state.withLock { $0.responseBody }
+                let text = box.state.withLockedValue { $0.responseBody }
                     ?? (code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}")
                 var responseHeaders = HTTPHeaders()
                 responseHeaders.add(name: "Content-Type", value: "application/json")

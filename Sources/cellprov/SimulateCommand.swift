@@ -2,7 +2,7 @@ import ArgumentParser
 import CellprovSimulator
 import Dispatch
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -151,13 +151,13 @@ struct SimulateCommand: AsyncParsableCommand {
         let identityFile = self.identityFile
         let euiccFile = self.euiccFile
         let signalQueue = DispatchQueue(label: "cellprov.simulate.signals")
-        let finished = Mutex(false)
+        let finished = NIOLockedValueBox(false)
         var sources: [any DispatchSourceSignal] = []
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             for sig in [SIGINT, SIGTERM] {
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
                 source.setEventHandler {
-                    let first = finished.withLock { done in
+                    let first = finished.withLockedValue { done in
                         defer { done = true }
                         return !done
                     }
