@@ -105,7 +105,10 @@ let package = Package(
             swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
         // GRDB, which needs Foundation and so ICU's 33 MB in the installed program: docs/decisions.md).
-        .target(name: "CellprovStore", dependencies: ["CellprovCore", "CSQLite"], swiftSettings: strict),
+        .target(
+            name: "CellprovStore",
+            dependencies: ["CellprovCore", "CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict),
         // The daemon's TOML parser: toml++ (Debian's libtomlplusplus-dev, header-only) behind a small C interface,
         // instead of TOMLKit, whose Swift layer imports Foundation (docs/decisions.md). The registry keeps TOMLKit.
         .target(

@@ -4,7 +4,7 @@ import CellprovStore
 import Dispatch
 import FoundationEssentials
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
     import Glibc
@@ -29,7 +29,7 @@ public final class MetricsTextfile: Sendable {
     private let failureLogInterval: Duration
     private let writer: Writer
     private let queue = DispatchQueue(label: "cellprovd.metrics")
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     private struct State {
         var store: StateStore?
@@ -59,14 +59,14 @@ public final class MetricsTextfile: Sendable {
 
     /// The store, once open: the first write follows.
     public func attach(_ store: StateStore) {
-        state.withLock { $0.store = store }
+        state.withLockedValue { $0.store = store }
         changed()
     }
 
     /// A read ended: remembered when it gave a full valid identity (the store keeps only the last read).
     public func observed(slot: String, valid: Bool, at date: Date) {
         guard valid else { return }
-        state.withLock { $0.lastSuccess[slot] = max(date, $0.lastSuccess[slot] ?? date) }
+        state.withLockedValue { $0.lastSuccess[slot] = max(date, $0.lastSuccess[slot] ?? date) }
     }
 
     /// A delivery attempt's outcome (the reporter's `onDelivery`).
@@ -78,13 +78,13 @@ public final class MetricsTextfile: Sendable {
             case .refused: "refused"
             case .retry: "failed"
             }
-        state.withLock { $0.deliveries[name, default: 0] += 1 }
+        state.withLockedValue { $0.deliveries[name, default: 0] += 1 }
         changed()
     }
 
     /// Something the file shows changed: write it now, or one interval after the last write began. Never blocks.
     public func changed() {
-        let delay = state.withLock { s -> Duration? in
+        let delay = state.withLockedValue { s -> Duration? in
             s.dirty = true
             guard !s.scheduled else { return nil }
             s.scheduled = true
@@ -94,7 +94,7 @@ public final class MetricsTextfile: Sendable {
     }
 
     /// How many times the file was written (tests, the benchmark).
-    public var writes: Int { state.withLock { $0.writes } }
+    public var writes: Int { state.withLockedValue { $0.writes } }
 
     static func delay(now: ContinuousClock.Instant, lastWriteStart: ContinuousClock.Instant?, interval: Duration)
         -> Duration
@@ -115,7 +115,7 @@ public final class MetricsTextfile: Sendable {
     /// On ``queue``: one write of the file as it is now.
     private func flush() {
         let started = ContinuousClock().now
-        let taken = state.withLock { s -> (StateStore, [String: Int], [String: Date])? in
+        let taken = state.withLockedValue { s -> (StateStore, [String: Int], [String: Date])? in
             guard let store = s.store else {
                 s.scheduled = false  // attach() writes once the store is open
                 return nil
@@ -133,7 +133,7 @@ public final class MetricsTextfile: Sendable {
             failure = "\(error)"
         }
         let now = ContinuousClock().now
-        let (again, log) = state.withLock { s -> (Duration?, String?) in
+        let (again, log) = state.withLockedValue { s -> (Duration?, String?) in
             var log: String?
             if let failure {
                 if !s.failing || s.lastFailureLog.map({ now - $0 >= failureLogInterval }) ?? true {

@@ -5,7 +5,7 @@ import CellprovSystemd
 import Dispatch
 import FoundationEssentials
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The state store while it opens on a thread of its own at start-up, then the store.
 ///
@@ -27,13 +27,13 @@ public final class StoreOpening: Sendable {
         var present: Bool
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let logger: Logger
 
     /// A store that is open already.
     public init(store: StateStore, logger: Logger) {
         self.logger = logger
-        state = Mutex(.open(store))
+        state = NIOLockedValueBox(.open(store))
         Self.clearPresence(store, logger: logger)
     }
 
@@ -41,13 +41,13 @@ public final class StoreOpening: Sendable {
     /// pools, see ``DaemonExecutor``); ``opened()`` gives it, or the error.
     public init(logger: Logger, open: @escaping @Sendable () throws -> StateStore) {
         self.logger = logger
-        state = Mutex(.opening(pending: [], waiters: []))
+        state = NIOLockedValueBox(.opening(pending: [], waiters: []))
         DispatchQueue(label: "cellprovd.store-open").async { [self] in
             let store: StateStore
             do {
                 store = try open()
             } catch {
-                let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                let waiters = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
                     guard case .opening(_, let waiters) = s else { return [] }
                     s = .failed("\(error)")
                     return waiters
@@ -58,7 +58,7 @@ public final class StoreOpening: Sendable {
             Self.clearPresence(store, logger: logger)
             // Presence changes recorded meanwhile, oldest first; the store is "open" once none is left.
             while true {
-                let step = state.withLock { s -> (batch: [Presence], waiters: [CheckedContinuation<Void, Never>]) in
+                let step = state.withLockedValue { s -> (batch: [Presence], waiters: [CheckedContinuation<Void, Never>]) in
                     guard case .opening(let pending, let waiters) = s else { return ([], []) }
                     if pending.isEmpty {
                         s = .open(store)
@@ -79,7 +79,7 @@ public final class StoreOpening: Sendable {
     /// The store, or the reason it could not be opened (thrown): waits while it opens.
     public func opened() async throws -> StateStore {
         await waitUntilSettled()
-        switch state.withLock({ $0 }) {
+        switch state.withLockedValue({ $0 }) {
         case .open(let store): return store
         case .failed(let message): throw StoreError(message)
         case .opening: preconditionFailure("settled")
@@ -91,7 +91,7 @@ public final class StoreOpening: Sendable {
 
     /// The store if it is open now.
     var current: StateStore? {
-        state.withLock { s in
+        state.withLockedValue { s in
             if case .open(let store) = s { return store }
             return nil
         }
@@ -100,7 +100,7 @@ public final class StoreOpening: Sendable {
     /// The live view's presence of a slot: written now when the store is open, kept for the opener otherwise.
     func setPresence(slot: String, port: String, present: Bool) {
         let change = Presence(slot: slot, port: port, present: present)
-        let store = state.withLock { s -> StateStore? in
+        let store = state.withLockedValue { s -> StateStore? in
             switch s {
             case .open(let store): return store
             case .opening(var pending, let waiters):
@@ -115,7 +115,7 @@ public final class StoreOpening: Sendable {
 
     private func waitUntilSettled() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let settled = state.withLock { s -> Bool in
+            let settled = state.withLockedValue { s -> Bool in
                 guard case .opening(let pending, var waiters) = s else { return true }
                 waiters.append(continuation)
                 s = .opening(pending: pending, waiters: waiters)
@@ -146,12 +146,12 @@ public final class StoreOpening: Sendable {
 /// (redacted) and the reporter woken for delivery.
 public final class StoreSink: ObservationSink {
     let opening: StoreOpening
-    private let reporterBox: Mutex<Reporter?>
+    private let reporterBox: NIOLockedValueBox<Reporter?>
     let logger: Logger
     /// `[metrics] textfile`: told of every presence change and read (it rewrites the file at most once a second).
     let metrics: MetricsTextfile?
 
-    var reporter: Reporter? { reporterBox.withLock { $0 } }
+    var reporter: Reporter? { reporterBox.withLockedValue { $0 } }
 
     public convenience init(store: StateStore, reporter: Reporter?, logger: Logger) {
         self.init(opening: StoreOpening(store: store, logger: logger), reporter: reporter, logger: logger)
@@ -161,13 +161,13 @@ public final class StoreSink: ObservationSink {
     /// (``attach(_:)``): events committed before it are in the outbox, which it delivers when it starts.
     public init(opening: StoreOpening, reporter: Reporter? = nil, logger: Logger, metrics: MetricsTextfile? = nil) {
         self.opening = opening
-        reporterBox = Mutex(reporter)
+        reporterBox = NIOLockedValueBox(reporter)
         self.logger = logger
         self.metrics = metrics
     }
 
     public func attach(_ reporter: Reporter?) {
-        reporterBox.withLock { $0 = reporter }
+        reporterBox.withLockedValue { $0 = reporter }
     }
 
     public func presence(_ slot: ModuleSlot, present: Bool) async {

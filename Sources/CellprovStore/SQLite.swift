@@ -1,5 +1,5 @@
 import CSQLite
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The state store's access to SQLite: the system's libsqlite3 through the CSQLite shim, and no more of it than
 /// the store uses (open with flags, prepared statements with bind, step and column, transactions that roll back
@@ -202,10 +202,10 @@ final class SQLiteConnection: @unchecked Sendable {
 /// the only writer and writes rarely (presence, reads, events, deliveries); `cellprov status` reads through its
 /// own read-only connection, beside it, thanks to WAL.
 final class SQLiteDatabase: Sendable {
-    private let connection: Mutex<SQLiteConnection>
+    private let connection: NIOLockedValueBox<SQLiteConnection>
 
     init(_ connection: sending SQLiteConnection) {
-        self.connection = Mutex(connection)
+        self.connection = NIOLockedValueBox(connection)
     }
 
     /// `body` in a read transaction (one snapshot of the database).
@@ -220,7 +220,7 @@ final class SQLiteDatabase: Sendable {
     }
 
     private func transaction<T: Sendable>(_ begin: String, _ body: (SQLiteConnection) throws -> T) throws -> T {
-        try connection.withLock { c throws -> T in
+        try connection.withLockedValue { c throws -> T in
             try c.execute(begin)
             do {
                 let result = try body(c)

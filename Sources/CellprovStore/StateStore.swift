@@ -1,6 +1,6 @@
 import CellprovCore
 import FoundationEssentials
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +79,7 @@ public final class StateStore: Sendable {
     public let directory: String
     /// The one connection to state.db (``SQLiteDatabase``: a lock around it, write transactions IMMEDIATE).
     private let database: SQLiteDatabase
-    private let marker: Mutex<StateMarker>
+    private let marker: NIOLockedValueBox<StateMarker>
 
     /// Opens (creating if needed) the store in `directory`.
     ///
@@ -173,13 +173,13 @@ public final class StateStore: Sendable {
         // The marker is an aid to detection, not a condition to run: a full disk must not keep the daemon from
         // starting (the next event commit writes it again).
         let current = (try? Self.currentMarker(database, now: now)) ?? StateMarker(databaseID: "?", updatedAt: now)
-        marker = Mutex(current)
+        marker = NIOLockedValueBox(current)
         // A restart of an intact store finds the marker saying what it would write (every event commit keeps it
         // current): no rewrite then, so the start path pays no fsyncs (about 13 ms here, most of the start time
         // to the first identities).
         var onDisk = known
         onDisk?.updatedAt = current.updatedAt
-        if onDisk != current { try? marker.withLock { try $0.write(directory: directory) } }
+        if onDisk != current { try? marker.withLockedValue { try $0.write(directory: directory) } }
         if let incident { onIncident(incident) }
     }
 
@@ -187,7 +187,7 @@ public final class StateStore: Sendable {
     public init(readOnlyDirectory directory: String) throws(StoreError) {
         path = directory + "/" + Self.fileName
         self.directory = directory
-        marker = Mutex(StateMarker(databaseID: "", updatedAt: Date()))  // never written by a reader
+        marker = NIOLockedValueBox(StateMarker(databaseID: "", updatedAt: Date()))  // never written by a reader
         guard FileManager.default.fileExists(atPath: path) else {
             if access(directory, X_OK) != 0 && errno == EACCES {
                 throw StoreError("\(directory): permission denied (run as root or as the cellprov user)")
@@ -606,7 +606,7 @@ public final class StateStore: Sendable {
                 guard let last = result.events.last else { return (result.events, nil) }
                 // Before the commit: the marker may get ahead of the database, never behind it.
                 let position = db.lastInsertedRowID
-                try? marker.withLock { m in
+                try? marker.withLockedValue { m in
                     m.slots[last.slot] = max(m.slots[last.slot] ?? 0, last.sequence)
                     m.lastPosition = max(m.lastPosition, position)
                     m.updatedAt = now
@@ -616,7 +616,7 @@ public final class StateStore: Sendable {
             }
             if let position {
                 // After the commit: what is now durable in the database (the restore check's reference).
-                try? marker.withLock { m in
+                try? marker.withLockedValue { m in
                     m.committedPosition = max(m.committedPosition ?? 0, position)
                     try m.update(directory: directory, sync: false)
                 }
