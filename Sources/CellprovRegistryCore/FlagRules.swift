@@ -30,13 +30,19 @@ public struct IngestContext: Sendable, Equatable {
     public var manufacturingEIDs: [String]
     /// For a manufacturing record: the EIDs the unit's field slots currently hold.
     public var fieldEIDs: [String]
+    /// For a field event: the event id of an earlier stored event of the same unit and slot with this event's
+    /// sequence (and another event id), nil when there is none. A re-sent event (the same event id) never gets
+    /// here: it is a duplicate.
+    public var sequenceReusedFrom: String?
 
     public init(
         request: EnrollmentRequest, serial: String, origin: EventOrigin, unitLost: Bool = false,
         imeiHolders: [String] = [], iccidHolders: [String] = [], manufacturingIMEIs: [String] = [],
         fieldIMEIs: [String] = [], eidHolders: [String] = [], iccidHoldersSameEID: [String] = [],
-        iccidHoldersOtherEID: [String] = [], manufacturingEIDs: [String] = [], fieldEIDs: [String] = []
+        iccidHoldersOtherEID: [String] = [], manufacturingEIDs: [String] = [], fieldEIDs: [String] = [],
+        sequenceReusedFrom: String? = nil
     ) {
+        self.sequenceReusedFrom = sequenceReusedFrom
         self.request = request
         self.serial = serial
         self.origin = origin
@@ -67,6 +73,7 @@ public enum FlagRules {
         flags += moduleSwapped(context)
         flags += cardSwapped(context)
         flags += lostUnitSeen(context)
+        flags += stateRolledBack(context)
         return flags
     }
 
@@ -288,6 +295,26 @@ public enum FlagRules {
     public static func lostUnitSeen(_ c: IngestContext) -> [NewFlag] {
         guard c.unitLost, c.origin == .device else { return [] }
         return [lostUnitSeen(serial: c.serial, how: "reported an event", eventIDs: [c.request.eventID])]
+    }
+
+    /// A field event whose sequence an earlier stored event of the same slot already has: the device's numbering
+    /// went back. A sequence never repeats otherwise (docs/enrollment-api.yaml, "Sequence": after a state loss the
+    /// daemon continues after the last sequence it knew), so this is its state directory put back from a backup
+    /// (database and marker together, which the daemon cannot notice), or wiped, or two devices under one serial.
+    /// A lower sequence that repeats none (an operator's requeue of a rejected event filling its gap) is not.
+    /// One open flag per unit.
+    public static func stateRolledBack(_ c: IngestContext) -> [NewFlag] {
+        guard c.origin == .device, let earlier = c.sequenceReusedFrom else { return [] }
+        let r = c.request
+        return [
+            NewFlag(
+                kind: .stateRolledBack, severity: .warning, serial: c.serial, slot: r.module.slot,
+                summary: "sequence \(r.sequence) of slot \(r.module.slot) reported again by another event: the "
+                    + "device's state went back (a backup put back, or wiped) or two devices share this serial",
+                evidence: FlagEvidence(
+                    eventIDs: [earlier, r.eventID], note: "sequence \(r.sequence) reused in slot \(r.module.slot)"),
+                dedupeKey: "state_rolled_back:\(c.serial)")
+        ]
     }
 
     /// `lost_unit_seen` for a unit marked lost that reported an event or tried to (``RegistryStore/recordRefusal``).

@@ -80,6 +80,10 @@ public enum FlagKind: String, Sendable, Codable, CaseIterable {
     case imsiICCIDMismatch = "imsi_iccid_mismatch"
     /// Carrier reconciliation: the export lists an active profile on an eUICC (EID) that no unit reports.
     case eidUnknownToFleet = "eid_unknown_to_fleet"
+    /// A device numbered an event of a slot with a sequence an earlier stored event of that slot already has
+    /// (another event id): its state went back (its state directory restored from a backup, or wiped), or two
+    /// devices report under one serial. The event is stored; the timeline marks it.
+    case stateRolledBack = "state_rolled_back"
 }
 
 /// A flag to raise: what a rule found. The store gives it an id and a time, and does not raise it again while a
@@ -234,11 +238,19 @@ public struct TimelineEntry: Sendable, Equatable {
     public var receivedAt: Date
     public var identity: IdentitySnapshot
     public var previous: IdentitySnapshot?
+    /// The event's `state_lost.reason`: the device announced that its state was lost (or put back) before it.
+    public var stateLost: String?
+    /// The event id of the earlier stored event of the same slot with this event's sequence: the device's
+    /// numbering went back (``FlagKind/stateRolledBack``).
+    public var reusesSequenceOf: String?
 
     public init(
         eventID: String, origin: EventOrigin, type: String, slot: String, sequence: Int, severity: String,
-        occurredAt: Date, receivedAt: Date, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil
+        occurredAt: Date, receivedAt: Date, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil,
+        stateLost: String? = nil, reusesSequenceOf: String? = nil
     ) {
+        self.stateLost = stateLost
+        self.reusesSequenceOf = reusesSequenceOf
         self.eventID = eventID
         self.origin = origin
         self.type = type

@@ -39,6 +39,7 @@ public enum RegistryMessageID: String, CaseIterable, Sendable {
     case flagEUICCMoved = "438085fc11114129a21afa929cef6f3b"
     case flagProfileCloneSuspected = "3ec127c4c4a34e4a878488619583af70"
     case flagEIDUnknownToFleet = "7177c0c3042643808e3da9a40c5e8ddf"
+    case flagStateRolledBack = "2d6821f6f4574b0cbc1b13c33777a0f4"
 
     /// The metadata key the journal handler passes through as the `MESSAGE_ID` field.
     public static let metadataKey = "MESSAGE_ID"
@@ -62,6 +63,7 @@ public enum RegistryMessageID: String, CaseIterable, Sendable {
         case .euiccMoved: .flagEUICCMoved
         case .profileCloneSuspected: .flagProfileCloneSuspected
         case .eidUnknownToFleet: .flagEIDUnknownToFleet
+        case .stateRolledBack: .flagStateRolledBack
         }
     }
 }

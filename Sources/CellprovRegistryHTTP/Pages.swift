@@ -289,7 +289,7 @@ struct Pages {
     static func entryValues(_ e: TimelineEntryView) -> [String: Any] {
         [
             "occurredAt": e.occurredAt ?? "", "origin": e.origin, "type": e.type, "severity": e.severity,
-            "slot": e.slot,
+            "slot": e.slot, "note": e.note ?? "", "rolledBack": e.reusesSequenceOf != nil,
             "identity": [
                 "imei": e.identity.imei ?? "-", "imsi": e.identity.imsi ?? "-", "iccid": e.identity.iccid ?? "-",
                 "eid": e.identity.eid ?? "-", "simSlot": e.identity.simSlot.map { "\($0)" } ?? "-",

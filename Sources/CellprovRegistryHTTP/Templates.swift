@@ -161,8 +161,8 @@ enum Templates {
         <tr><th>When</th><th>Origin</th><th>Event</th><th>Slot</th><th>IMEI</th><th class="card">Card (EID)</th>
         <th>SIM slot</th><th class="card">ICCID</th><th>IMSI</th></tr>
         {{#timeline}}
-        <tr class="timeline-entry" data-type="{{type}}" data-severity="{{severity}}"><td>{{occurredAt}}</td>
-        <td>{{origin}}</td><td class="{{severity}}">{{type}}</td><td><code>{{slot}}</code></td>
+        <tr class="timeline-entry" data-type="{{type}}" data-severity="{{severity}}"{{#rolledBack}} data-rolled-back="true"{{/rolledBack}}><td>{{occurredAt}}</td>
+        <td>{{origin}}</td><td class="{{severity}}">{{type}}{{#note}}<br><span class="note">{{note}}</span>{{/note}}</td><td><code>{{slot}}</code></td>
         <td class="id">{{identity.imei}}</td><td class="id card">{{identity.eid}}</td><td>{{identity.simSlot}}</td>
         <td class="id card">{{identity.iccid}}</td><td class="id">{{identity.imsi}}</td></tr>
         {{/timeline}}

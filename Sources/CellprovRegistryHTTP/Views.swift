@@ -114,6 +114,10 @@ struct TimelineEntryView: Codable {
     var severity: String
     var identity: IdentityView
     var previous: IdentityView?
+    /// The `state_lost.reason` the event carried (the device announced a lost or restored state).
+    var stateLost: String?
+    /// The earlier event whose sequence this one repeats (the device's numbering went back).
+    var reusesSequenceOf: String?
 
     init(_ e: TimelineEntry, reveal: Bool) {
         eventID = e.eventID
@@ -126,10 +130,25 @@ struct TimelineEntryView: Codable {
         severity = e.severity
         identity = IdentityView(e.identity, reveal: reveal)
         previous = e.previous.map { IdentityView($0, reveal: reveal) }
+        stateLost = e.stateLost
+        reusesSequenceOf = e.reusesSequenceOf
+    }
+
+    /// What the timeline row says beside the event type, nil for an ordinary event.
+    var note: String? {
+        var parts: [String] = []
+        if let stateLost { parts.append("the device's state was lost before this event (\(stateLost))") }
+        if let reusesSequenceOf {
+            parts.append(
+                "sequence \(sequence) again (first by event \(reusesSequenceOf.prefix(8))): the device's state went back")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
     enum CodingKeys: String, CodingKey {
         case type, slot, origin, sequence, severity, identity, previous
+        case stateLost = "state_lost"
+        case reusesSequenceOf = "reuses_sequence_of"
         case eventID = "event_id"
         case occurredAt = "occurred_at"
         case receivedAt = "received_at"

@@ -313,6 +313,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             // or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
             context.manufacturingEIDs = row.madeEIDs
             context.fieldEIDs = row.fieldEIDs
+            context.sequenceReusedFrom = row.reusedOf
             if row.isCurrent {
                 context.imeiHolders = row.imeiHolders
                 context.iccidHolders = row.iccidHolders
@@ -508,12 +509,12 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 
     static let eventColumns = """
         event_id, origin, type, slot, sequence, severity, occurred_at, received_at, imei, imsi, iccid, prev_imei,
-        prev_imsi, prev_iccid, eid, prev_eid, sim_slot
+        prev_imsi, prev_iccid, eid, prev_eid, sim_slot, state_lost, reuses_sequence_of
         """
 
     typealias EventRow = (
         String, String, String, String, Int64, String, Int64, Int64, String?, String?, String?, String?, String?,
-        String?, String?, String?, Int32?
+        String?, String?, String?, Int32?, String?, String?
     )
 
     static func timelineEntry(_ r: EventRow) -> TimelineEntry {
@@ -524,7 +525,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             eventID: r.0, origin: EventOrigin(rawValue: r.1) ?? .device, type: r.2, slot: r.3, sequence: Int(r.4),
             severity: r.5, occurredAt: StoreSupport.date(r.6), receivedAt: StoreSupport.date(r.7),
             identity: IdentitySnapshot(imei: r.8, imsi: r.9, iccid: r.10, eid: r.14, simSlot: r.16.map(Int.init)),
-            previous: prev)
+            previous: prev, stateLost: r.17, reusesSequenceOf: r.18)
     }
 
     static let flagColumns = """
@@ -770,15 +771,15 @@ final class RunFlag: Sendable {
     let value = Mutex(false)
 }
 
-/// `SELECT * FROM cellprov_ingest(...)` (PostgresSchema's migration 2) as a prepared statement: parsed and planned
+/// `SELECT * FROM cellprov_ingest(...)` (PostgresSchema's migration 5) as a prepared statement: parsed and planned
 /// once per connection, and the function's own statements are planned once per connection by PL/pgSQL.
 struct IngestCall: PostgresPreparedStatement {
     static let sql = """
         SELECT stored, is_current, lost, imei_holders, iccid_holders, made, field, eid_holders, iccid_same_eid,
-            iccid_other_eid, made_eids, field_eids
+            iccid_other_eid, made_eids, field_eids, reused_of
         FROM cellprov_ingest(
             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-            $24, $25, $26, $27, $28)
+            $24, $25, $26, $27, $28, $29)
         """
 
     struct Row {
@@ -794,6 +795,7 @@ struct IngestCall: PostgresPreparedStatement {
         var iccidOtherEID: [String]
         var madeEIDs: [String]
         var fieldEIDs: [String]
+        var reusedOf: String?
     }
 
     var eventID: String
@@ -812,6 +814,7 @@ struct IngestCall: PostgresPreparedStatement {
     var refs: [String]
     var tac: String?
     var module: EnrollmentRequest.Module
+    var stateLost: String?
     var fast = false
 
     init(request: EnrollmentRequest, serial: String, origin: EventOrigin, refs: [String], receivedAt: Date) throws {
@@ -836,6 +839,7 @@ struct IngestCall: PostgresPreparedStatement {
         self.refs = refs
         tac = StoreSupport.tac(identity.imei)
         module = request.module
+        stateLost = request.stateLost?.reason
     }
 
     /// The same call for the fast path (autocommit; refuses with CPRUL when the rules' context is not empty).
@@ -846,7 +850,7 @@ struct IngestCall: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 28)
+        var b = PostgresBindings(capacity: 29)
         b.append(eventID)
         b.append(serial)
         b.append(origin)
@@ -875,19 +879,20 @@ struct IngestCall: PostgresPreparedStatement {
         b.append(previous?.eid)
         b.append(StoreSupport.lastEID(identity, previous))
         b.append(identity.simSlot.map { Int32(clamping: $0) })
+        b.append(stateLost)
         return b
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
-        let (stored, current, lost, imei, iccid, made, field, eid, sameEID, otherEID, madeEIDs, fieldEIDs) =
+        let (stored, current, lost, imei, iccid, made, field, eid, sameEID, otherEID, madeEIDs, fieldEIDs, reused) =
             try row.decode(
                 (Bool, Bool?, Bool?, [String]?, [String]?, [String]?, [String]?, [String]?, [String]?, [String]?,
-                    [String]?, [String]?).self)
+                    [String]?, [String]?, String?).self)
         return Row(
             stored: stored, isCurrent: current ?? false, lost: lost ?? false, imeiHolders: imei ?? [],
             iccidHolders: iccid ?? [], made: made ?? [], field: field ?? [], eidHolders: eid ?? [],
             iccidSameEID: sameEID ?? [], iccidOtherEID: otherEID ?? [], madeEIDs: madeEIDs ?? [],
-            fieldEIDs: fieldEIDs ?? [])
+            fieldEIDs: fieldEIDs ?? [], reusedOf: reused)
     }
 }
 

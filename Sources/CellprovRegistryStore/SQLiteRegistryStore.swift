@@ -205,16 +205,17 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                 sql: """
                     INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
                         received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload, eid, prev_eid,
-                        sim_slot)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        sim_slot, state_lost)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (event_id) DO NOTHING
                     """,
                 arguments: [
                     request.eventID, serial, origin.rawValue, request.type, request.module.slot, request.sequence,
                     request.severity, occurred, received, id.imei, id.imsi, id.iccid, prev?.imei, prev?.imsi,
-                    prev?.iccid, payload, id.eid, prev?.eid, id.simSlot,
+                    prev?.iccid, payload, id.eid, prev?.eid, id.simSlot, request.stateLost?.reason,
                 ])
             guard db.changesCount == 1 else { return .duplicate }
+            let reused = try Self.sequenceReusedFrom(db, request: request, serial: serial, origin: origin)
             let fieldSeen: Int64? = origin == .device ? received : nil
             try db.execute(
                 sql: """
@@ -227,9 +228,11 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try db.execute(
                 sql: """
                     INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
-                        revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot,
+                        max_sequence)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
+                        max_sequence = max(coalesce(slots.max_sequence, 0), excluded.max_sequence),
                         iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
                         eid = excluded.eid, sim_slot = excluded.sim_slot,
                         last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid
@@ -244,14 +247,23 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                     serial, origin.rawValue, request.module.slot, id.imei, id.imsi, id.iccid,
                     id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
                     request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
-                    id.eid, StoreSupport.lastEID(id, prev), id.simSlot,
+                    id.eid, StoreSupport.lastEID(id, prev), id.simSlot, request.sequence,
                 ])
             let isCurrent = db.changesCount == 1
+            if !isCurrent {
+                // A late event (older than the slot's current one) still counts for the slot's highest sequence.
+                try db.execute(
+                    sql: """
+                        UPDATE slots SET max_sequence = max(coalesce(max_sequence, 0), ?)
+                        WHERE serial = ? AND origin = ? AND slot = ?
+                        """, arguments: [request.sequence, serial, origin.rawValue, request.module.slot])
+            }
             for ref in refs {
                 try db.execute(
                     sql: "INSERT INTO refs (ref, serial) VALUES (?, ?) ON CONFLICT DO NOTHING", arguments: [ref, serial])
             }
             var context = try Self.context(db, request: request, serial: serial, origin: origin)
+            context.sequenceReusedFrom = reused
             if !isCurrent {
                 // An older event than the slot's current one (a late backlog): it says nothing about who holds
                 // the IMEI or SIM now, so the cross-unit rules (and moving the SIM away from its holder) skip it.
@@ -281,6 +293,31 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             }
             return .stored(raised: try Self.insertFlags(db, flags, at: received))
         }
+    }
+
+    /// The earlier stored event of the same field slot with the event's sequence (another event id), read before
+    /// the slot takes the event: only when the sequence is not above the slot's highest (nearly every event is, and
+    /// costs nothing more). Marks the event with it (`reuses_sequence_of`) for the timeline.
+    static func sequenceReusedFrom(_ db: Database, request: EnrollmentRequest, serial: String, origin: EventOrigin)
+        throws -> String?
+    {
+        guard origin == .device,
+            let slot = try Row.fetchOne(
+                db, sql: "SELECT max_sequence FROM slots WHERE serial = ? AND origin = 'device' AND slot = ?",
+                arguments: [serial, request.module.slot])
+        else { return nil }  // a new slot: no earlier event
+        if let highest = slot["max_sequence"] as Int64?, Int64(request.sequence) > highest { return nil }
+        guard
+            let earlier = try String.fetchOne(
+                db,
+                sql: """
+                    SELECT event_id FROM events WHERE serial = ? AND origin = 'device' AND slot = ? AND sequence = ?
+                        AND event_id <> ? ORDER BY id LIMIT 1
+                    """, arguments: [serial, request.module.slot, request.sequence, request.eventID])
+        else { return nil }
+        try db.execute(
+            sql: "UPDATE events SET reuses_sequence_of = ? WHERE event_id = ?", arguments: [earlier, request.eventID])
+        return earlier
     }
 
     static func context(_ db: Database, request: EnrollmentRequest, serial: String, origin: EventOrigin) throws
@@ -490,7 +527,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             receivedAt: StoreSupport.date(row["received_at"] as Int64),
             identity: IdentitySnapshot(
                 imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"], eid: row["eid"], simSlot: row["sim_slot"]),
-            previous: prev)
+            previous: prev, stateLost: row["state_lost"], reusesSequenceOf: row["reuses_sequence_of"])
     }
 
     static func flag(_ row: Row) -> RegistryFlag {

@@ -121,5 +121,19 @@ enum SQLiteSchema {
                 CREATE INDEX slots_eid ON slots (eid) WHERE eid IS NOT NULL;
                 CREATE INDEX slots_last_eid ON slots (last_eid) WHERE last_eid IS NOT NULL;
                 """),
+        // Version 4: sequence rollbacks (issue 19 row 14). Each slot keeps the highest sequence stored for it
+        // (`max_sequence`: an event at or below it is checked for a repeated sequence, others cost nothing more);
+        // each event the `state_lost.reason` it carried and, when its sequence repeats an earlier event's of the
+        // same slot, that event's id (`reuses_sequence_of`), both for the timeline. Existing slots get their
+        // maximum from their events.
+        Migration(
+            version: 4,
+            sql: """
+                ALTER TABLE slots ADD COLUMN max_sequence INTEGER;
+                ALTER TABLE events ADD COLUMN state_lost TEXT;
+                ALTER TABLE events ADD COLUMN reuses_sequence_of TEXT;
+                UPDATE slots SET max_sequence = (SELECT max(e.sequence) FROM events e
+                    WHERE e.serial = slots.serial AND e.origin = slots.origin AND e.slot = slots.slot);
+                """),
     ]
 }

@@ -28,7 +28,8 @@ import Testing
                 await old.close()
             }
             // Back to exactly what version 1 created (its rows are the same in both versions; version 3's tables
-            // stay), undoing migration 4 (the EID columns and the function's second overload) and migration 2.
+            // stay), undoing migration 5 (the sequence columns and the third overload), migration 4 (the EID
+            // columns and the function's second overload) and migration 2.
             for sql in [
                 """
                 DO $$ DECLARE f regprocedure; BEGIN
@@ -37,6 +38,9 @@ import Testing
                     END LOOP;
                 END $$
                 """,
+                "ALTER TABLE slots DROP COLUMN max_sequence",
+                "ALTER TABLE events DROP COLUMN state_lost, DROP COLUMN reuses_sequence_of",
+                "DELETE FROM schema_migrations WHERE version = 5",
                 "ALTER TABLE slots DROP COLUMN eid, DROP COLUMN last_eid, DROP COLUMN sim_slot",
                 "ALTER TABLE events DROP COLUMN eid, DROP COLUMN prev_eid, DROP COLUMN sim_slot",
                 "DELETE FROM schema_migrations WHERE version = 4",
@@ -66,6 +70,10 @@ import Testing
                 try await store.field(
                     StoreTestsEUICC.eUICCEvent(imei: TestID.imei(75), iccid: TestID.iccid(75), eid: eid), "GW-EID")
                 #expect(try await store.searchUnits(SearchTerms(eid: eid), limit: 10).map(\.serial) == ["GW-EID"])
+                // Migration 5 filled the old slot's highest sequence: a new event repeating it is a rollback.
+                #expect(try await store.field(
+                    event(imei: TestID.imei(76), iccid: TestID.iccid(76), sequence: first.sequence), "GW-OLD")
+                    == [.stateRolledBack])
             } catch {
                 await store.close()
                 throw error

@@ -6,6 +6,7 @@ import Foundation
 import GRDB
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// The storage backends the one suite runs against: SQLite always; PostgreSQL when CELLPROV_TEST_POSTGRES_URL
@@ -115,10 +116,15 @@ enum TestID {
 
 let t0 = Date(timeIntervalSince1970: 1_790_000_000)
 
+/// A sequence no other test event has: a device never numbers two events of a slot alike (a repeat is the
+/// `state_rolled_back` finding), so events built without one get a fresh number each.
+private let sequences = Mutex(0)
+func nextSequence() -> Int { sequences.withLock { $0 += 1; return $0 } }
+
 func event(
     _ type: String = "enrolled", serial: String? = nil, slot: String = "usb-1", imei: String?, imsi: String? = nil,
     iccid: String? = nil, previous: EnrollmentRequest.Identity? = nil, severity: String = "info",
-    id: String = UUID().uuidString.lowercased(), sequence: Int = 1, at: Date = t0
+    id: String = UUID().uuidString.lowercased(), sequence: Int = nextSequence(), at: Date = t0
 ) -> EnrollmentRequest {
     EnrollmentRequest(
         eventID: id, type: type, occurredAt: EnrollmentRequest.timestamp(at), sequence: sequence,
