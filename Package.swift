@@ -268,7 +268,9 @@ let package = Package(
             name: "cellprov-fuzz-scrub", dependencies: ["CellprovCore", "CellprovReporter", "CellprovFuzzSupport"],
             swiftSettings: strict),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")], swiftSettings: strict),
-        .testTarget(name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial"], swiftSettings: strict),
+        .testTarget(
+            name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict),
         .testTarget(
             name: "CellprovRegistryTests",
             dependencies: [
@@ -282,6 +284,7 @@ let package = Package(
                 // The storage suite checks the schema's own guards (append-only audit) with raw SQL.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         .testTarget(
             name: "CellprovCLITests",
@@ -294,6 +297,7 @@ let package = Package(
                 "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
                 // The store tests write a real SQLite file with another library (GRDB) to check the salvage reads it.
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
     ]
 )

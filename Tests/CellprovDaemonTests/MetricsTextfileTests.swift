@@ -6,7 +6,7 @@ import CellprovStore
 import CellprovTestKit
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// `[metrics] textfile`: the configuration key, the text (checked by promtool), no identifier in it, the write
@@ -180,12 +180,12 @@ import Testing
     @Test func writesAreBoundedToOneASecond() async throws {
         let (store, dir) = try Self.populatedStore()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let times = Mutex<[ContinuousClock.Instant]>([])
-        let last = Mutex("")
+        let times = NIOLockedValueBox<[ContinuousClock.Instant]>([])
+        let last = NIOLockedValueBox("")
         let metrics = MetricsTextfile(path: dir + "/c.prom", logger: Logger(label: "test")) {
             _, text throws(MetricsWriteError) in
-            times.withLock { $0.append(ContinuousClock().now) }
-            last.withLock { $0 = text }
+            times.withLockedValue { $0.append(ContinuousClock().now) }
+            last.withLockedValue { $0 = text }
         }
         metrics.attach(store)
         let start = ContinuousClock().now
@@ -199,14 +199,14 @@ import Testing
         try store.setPresence(slot: Self.slotA, port: "/dev/ttyUSB2", present: false)
         metrics.changed()
         try await Task.sleep(for: .milliseconds(1500))
-        let written = times.withLock { $0 }
+        let written = times.withLockedValue { $0 }
         #expect(changes > 100)
         #expect(written.count >= 2 && written.count <= 5, "\(written.count) writes for \(changes) changes")
         for (earlier, later) in zip(written, written.dropFirst()) {
             #expect(later - earlier >= .milliseconds(990), "two writes \(later - earlier) apart")
         }
         #expect(
-            last.withLock { $0 }.contains("cellprov_slot_present{slot=\"\(Self.slotA)\"} 0\n"),
+            last.withLockedValue { $0 }.contains("cellprov_slot_present{slot=\"\(Self.slotA)\"} 0\n"),
             "the last change is written")
     }
 
@@ -214,16 +214,16 @@ import Testing
     @Test func aSlowDiskHoldsUpNothing() async throws {
         let (store, dir) = try Self.populatedStore()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let inWrite = Mutex(false)
+        let inWrite = NIOLockedValueBox(false)
         let metrics = MetricsTextfile(path: dir + "/c.prom", logger: Logger(label: "test")) {
             _, _ throws(MetricsWriteError) in
-            inWrite.withLock { $0 = true }
+            inWrite.withLockedValue { $0 = true }
             Thread.sleep(forTimeInterval: 2)
-            inWrite.withLock { $0 = false }
+            inWrite.withLockedValue { $0 = false }
         }
         metrics.attach(store)
-        try await Self.waitUntil { inWrite.withLock { $0 } }
-        #expect(inWrite.withLock { $0 })
+        try await Self.waitUntil { inWrite.withLockedValue { $0 } }
+        #expect(inWrite.withLockedValue { $0 })
         var slowest: Duration = .zero
         for i in 0..<200 {
             let t0 = ContinuousClock().now
@@ -232,7 +232,7 @@ import Testing
             _ = try store.commit(Self.observation(slot: Self.slotA, imsi: Self.imsi, iccid: Self.iccid))
             slowest = max(slowest, ContinuousClock().now - t0)
         }
-        #expect(inWrite.withLock { $0 }, "the write was still in progress throughout")
+        #expect(inWrite.withLockedValue { $0 }, "the write was still in progress throughout")
         #expect(slowest < .milliseconds(500), "a change and a commit took \(slowest) during a slow write")
     }
 
@@ -242,12 +242,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let records = LogCapture()
         let logger = Logger(label: "test") { _ in records }
-        let fail = Mutex(true)
-        let attempts = Mutex(0)
+        let fail = NIOLockedValueBox(true)
+        let attempts = NIOLockedValueBox(0)
         let metrics = MetricsTextfile(path: dir + "/c.prom", logger: logger, minimumInterval: .milliseconds(20)) {
             _, _ throws(MetricsWriteError) in
-            attempts.withLock { $0 += 1 }
-            if fail.withLock({ $0 }) {
+            attempts.withLockedValue { $0 += 1 }
+            if fail.withLockedValue({ $0 }) {
                 throw MetricsWriteError("/x/.c.prom.1.tmp: cannot create (No space left on device)")
             }
         }
@@ -256,10 +256,10 @@ import Testing
             metrics.changed()
             try await Task.sleep(for: .milliseconds(40))
         }
-        #expect(attempts.withLock { $0 } >= 5)
+        #expect(attempts.withLockedValue { $0 } >= 5)
         #expect(records.messages(.warning).count == 1, "\(records.messages(.warning))")
         #expect(records.messages(.warning).first?.contains("No space left on device") == true)
-        fail.withLock { $0 = false }
+        fail.withLockedValue { $0 = false }
         metrics.changed()
         try await Self.waitUntil { metrics.writes == 1 }
         metrics.changed()
@@ -340,7 +340,7 @@ import Testing
 
 /// Keeps what was logged, for the assertions.
 final class LogCapture: LogHandler, @unchecked Sendable {
-    private let lines = Mutex<[(Logger.Level, String)]>([])
+    private let lines = NIOLockedValueBox<[(Logger.Level, String)]>([])
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
 
@@ -350,10 +350,10 @@ final class LogCapture: LogHandler, @unchecked Sendable {
     }
 
     func log(event: LogEvent) {
-        lines.withLock { $0.append((event.level, "\(event.message)")) }
+        lines.withLockedValue { $0.append((event.level, "\(event.message)")) }
     }
 
     func messages(_ level: Logger.Level) -> [String] {
-        lines.withLock { $0.filter { $0.0 == level }.map(\.1) }
+        lines.withLockedValue { $0.filter { $0.0 == level }.map(\.1) }
     }
 }

@@ -3,21 +3,21 @@ import CellprovDaemon
 import CellprovModem
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// Slots read through ModemManager in the Supervisor: one reader per slot, the AT session wins.
 @Suite("Supervisor: ModemManager slots")
 struct ModemManagerSupervisorTests {
     final class RecordingSink: ObservationSink {
-        let seen = Mutex<[(Observation, Set<String>)]>([])
-        let presences = Mutex<[(String, Bool)]>([])
+        let seen = NIOLockedValueBox<[(Observation, Set<String>)]>([])
+        let presences = NIOLockedValueBox<[(String, Bool)]>([])
         func observe(_ observation: Observation, presentSlots: Set<String>) async -> Bool {
-            seen.withLock { $0.append((observation, presentSlots)) }
+            seen.withLockedValue { $0.append((observation, presentSlots)) }
             return true
         }
         func statusSummary() async -> String? { nil }
-        func presence(_ slot: ModuleSlot, present: Bool) async { presences.withLock { $0.append((slot.key, present)) } }
+        func presence(_ slot: ModuleSlot, present: Bool) async { presences.withLockedValue { $0.append((slot.key, present)) } }
     }
 
     static let key = "pci-0000:00:14.0-usb-0:1"
@@ -41,7 +41,7 @@ struct ModemManagerSupervisorTests {
         #expect(await supervisor.addExternal(slot))
         #expect(await supervisor.slotKeys == [Self.key])
         await supervisor.observeExternal(observation(slot))
-        let seen = sink.seen.withLock { $0 }
+        let seen = sink.seen.withLockedValue { $0 }
         #expect(seen.count == 1)
         #expect(seen.first?.1 == [Self.key])
         #expect(await supervisor.statusLine().hasPrefix("1 modem,"))
@@ -49,8 +49,8 @@ struct ModemManagerSupervisorTests {
         #expect(await supervisor.slotKeys.isEmpty)
         // Not a slot any more: ignored.
         await supervisor.observeExternal(observation(slot))
-        #expect(sink.seen.withLock { $0.count } == 1)
-        #expect(sink.presences.withLock { $0.map(\.1) } == [true, false])
+        #expect(sink.seen.withLockedValue { $0.count } == 1)
+        #expect(sink.presences.withLockedValue { $0.map(\.1) } == [true, false])
     }
 
     @Test func atSessionWins() async {
@@ -63,9 +63,9 @@ struct ModemManagerSupervisorTests {
         #expect(await supervisor.hasATSession(key: Self.key))
         #expect(await supervisor.externalKeys.isEmpty)
         #expect(!(await supervisor.addExternal(external)))
-        let before = sink.seen.withLock { $0.filter { $0.0.slot.origin == .modemmanager }.count }
+        let before = sink.seen.withLockedValue { $0.filter { $0.0.slot.origin == .modemmanager }.count }
         await supervisor.observeExternal(observation(external))
-        #expect(sink.seen.withLock { $0.filter { $0.0.slot.origin == .modemmanager }.count } == before)
+        #expect(sink.seen.withLockedValue { $0.filter { $0.0.slot.origin == .modemmanager }.count } == before)
         await supervisor.stopAll()
     }
 

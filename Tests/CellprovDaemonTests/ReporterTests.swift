@@ -5,6 +5,7 @@ import CellprovTestKit
 import Foundation
 import GRDB
 import Logging
+import NIOConcurrencyHelpers
 import Synchronization
 import Testing
 
@@ -83,11 +84,11 @@ private func rtKey(_ id: UUID) -> String { id.uuidString.lowercased() }
 
 /// What the reporter told its `onDelivery` callback, in order.
 private final class RTOutcomes: Sendable {
-    private let list = Mutex<[(String, DeliveryOutcome)]>([])
+    private let list = NIOLockedValueBox<[(String, DeliveryOutcome)]>([])
     func append(_ event: IdentityEvent, _ outcome: DeliveryOutcome) {
-        list.withLock { $0.append((rtKey(event.id), outcome)) }
+        list.withLockedValue { $0.append((rtKey(event.id), outcome)) }
     }
-    var all: [(String, DeliveryOutcome)] { list.withLock { $0 } }
+    var all: [(String, DeliveryOutcome)] { list.withLockedValue { $0 } }
     var retryReasons: [String] {
         all.compactMap { if case .retry(let r) = $0.1 { return r } else { return nil } }
     }

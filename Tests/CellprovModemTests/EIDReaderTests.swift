@@ -3,7 +3,7 @@ import CellprovModem
 import CellprovSerial
 import CellprovSimulator
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// The EID step of the identity read over real PTYs served by the simulator (issue 15): an eUICC, a plain UICC, the
@@ -390,8 +390,8 @@ import Testing
 
 /// Keeps every log record with its metadata, for leak scans.
 final class MetadataLogCapture: Sendable {
-    private let records = Mutex<[String]>([])
-    var texts: [String] { records.withLock { $0 } }
+    private let records = NIOLockedValueBox<[String]>([])
+    var texts: [String] { records.withLockedValue { $0 } }
 
     var logger: Logger {
         var logger = Logger(label: "capture") { _ in Handler(capture: self) }
@@ -399,7 +399,7 @@ final class MetadataLogCapture: Sendable {
         return logger
     }
 
-    fileprivate func append(_ text: String) { records.withLock { $0.append(text) } }
+    fileprivate func append(_ text: String) { records.withLockedValue { $0.append(text) } }
 
     struct Handler: LogHandler {
         let capture: MetadataLogCapture

@@ -4,7 +4,7 @@ import CellprovSerial
 import CellprovSimulator
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// Modems that send anything (issue "hardened against hostile modems"), over real PTYs served by the simulator's
@@ -78,11 +78,11 @@ import Testing
         let channel = try Self.channel(
             sim.path, limits: limits, rateLimit: InputRateLimit(bytesPerSecond: 16 * 1024, burst: 4096))
         defer { channel.close() }
-        let peak = Mutex(0)
+        let peak = NIOLockedValueBox(0)
         let sampler = Task {
             while !Task.isCancelled {
                 let held = channel.heldAnswerByteCount
-                peak.withLock { $0 = max($0, held) }
+                peak.withLockedValue { $0 = max($0, held) }
                 try? await Task.sleep(for: .milliseconds(2))
             }
         }
@@ -96,7 +96,7 @@ import Testing
             }
         }
         sampler.cancel()
-        let held = peak.withLock { $0 }
+        let held = peak.withLockedValue { $0 }
         print("endless answer: \(channel.receivedByteCount) B received, peak held \(held) B "
             + "(cap \(limits.maxBytes) B), outcomes \(codes)")
         #expect(codes.first == .answerTooLong)
@@ -222,8 +222,8 @@ final class LogCapture: Sendable {
         var text: String
     }
 
-    private let records = Mutex<[Record]>([])
-    var messages: [Record] { records.withLock { $0 } }
+    private let records = NIOLockedValueBox<[Record]>([])
+    var messages: [Record] { records.withLockedValue { $0 } }
 
     var logger: Logger {
         var logger = Logger(label: "capture") { _ in Handler(capture: self) }
@@ -231,7 +231,7 @@ final class LogCapture: Sendable {
         return logger
     }
 
-    fileprivate func append(_ r: Record) { records.withLock { $0.append(r) } }
+    fileprivate func append(_ r: Record) { records.withLockedValue { $0.append(r) } }
 
     struct Handler: LogHandler {
         let capture: LogCapture

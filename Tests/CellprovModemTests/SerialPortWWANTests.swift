@@ -1,6 +1,6 @@
 import CellprovSerial
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 #if canImport(Glibc)
@@ -63,16 +63,16 @@ struct SerialPortWWANTests {
         let pty = try SentinelPTY()
         let port = try SerialPort.open(pty.slavePath, settings: SerialSettings(kind: .wwan))
         #expect(port.kind == .wwan)
-        let received = Mutex<[UInt8]>([])
+        let received = NIOLockedValueBox<[UInt8]>([])
         port.start { event in
-            if case .data(let bytes) = event { received.withLock { $0 += bytes } }
+            if case .data(let bytes) = event { received.withLockedValue { $0 += bytes } }
         }
         try port.write(Array("AT\r".utf8))
         #expect(pty.readAvailable() == Array("AT\r".utf8))
         _ = Array("\r\nOK\r\n".utf8).withUnsafeBytes { write(pty.master, $0.baseAddress, $0.count) }
         let deadline = ContinuousClock.now + .seconds(2)
-        while received.withLock({ $0.count }) < 6 && ContinuousClock.now < deadline { usleep(5_000) }
-        #expect(received.withLock { $0 } == Array("\r\nOK\r\n".utf8))
+        while received.withLockedValue({ $0.count }) < 6 && ContinuousClock.now < deadline { usleep(5_000) }
+        #expect(received.withLockedValue { $0 } == Array("\r\nOK\r\n".utf8))
         let (speed, vmin) = pty.settings()
         #expect(speed == speed_t(B9600) && vmin == 5, "WWAN mode must not apply termios")
         port.close()

@@ -4,7 +4,7 @@ import CellprovRegistryCore
 import CellprovTestKit
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// Captures log records (message, level, metadata) for the assertions on MESSAGE_IDs and leaks.
@@ -21,9 +21,9 @@ final class CapturedLogs: Sendable {
         }
     }
 
-    let records = Mutex<[Record]>([])
+    let records = NIOLockedValueBox<[Record]>([])
 
-    var all: [Record] { records.withLock { $0 } }
+    var all: [Record] { records.withLockedValue { $0 } }
 
     func logger() -> Logger {
         var logger = Logger(label: "cellprov.registry.alerts.test") { _ in Handler(sink: self) }
@@ -45,7 +45,7 @@ final class CapturedLogs: Sendable {
                 merged[key] = "\(value)"
             }
             let record = Record(level: event.level, message: "\(event.message)", metadata: merged)
-            sink.records.withLock { $0.append(record) }
+            sink.records.withLockedValue { $0.append(record) }
         }
     }
 }
@@ -251,10 +251,10 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
             #expect(try await store.markLost(serial: "GW-LOST", by: "ops", note: nil, at: t0))
 
             let logs = CapturedLogs()
-            let forwarded = Mutex<[RegistryFlag]>([])
+            let forwarded = NIOLockedValueBox<[RegistryFlag]>([])
             let monitor = SilenceMonitor(
                 store: store, threshold: .seconds(7 * 86_400), logger: logs.logger(),
-                onRaised: { flags in forwarded.withLock { $0 += flags } })
+                onRaised: { flags in forwarded.withLockedValue { $0 += flags } })
             let raised = try await monitor.check(now: now)
             #expect(raised.map(\.flag.serial) == ["GW-QUIET"])
             let flag = try #require(raised.first)
@@ -262,7 +262,7 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
             #expect(flag.flag.severity == .warning)
             #expect(flag.flag.summary == "no event from GW-QUIET for more than 7 days")
             #expect(flag.flag.dedupeKey == "unit_silent:GW-QUIET")
-            #expect(forwarded.withLock { $0.map(\.id) } == [flag.id])
+            #expect(forwarded.withLockedValue { $0.map(\.id) } == [flag.id])
             #expect(
                 logs.all.contains {
                     $0.metadata["MESSAGE_ID"] == RegistryMessageID.flagRaised(.unitSilent).id

@@ -7,14 +7,14 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Log lines captured for the leak scans: every record the HTTP layer writes, with its metadata.
 final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = NIOLockedValueBox<[String]>([])
 
-    var all: [String] { lines.withLock { $0 } }
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLockedValue { $0 } }
+    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
 
     func logger() -> Logger {
         var logger = Logger(label: "registry-test") { label in CapturingHandler(capture: self) }
