@@ -287,14 +287,16 @@ struct Pages {
     }
 
     static func entryValues(_ e: TimelineEntryView) -> [String: Any] {
-        [
+        var v: [String: Any] = [
             "occurredAt": e.occurredAt ?? "", "origin": e.origin, "type": e.type, "severity": e.severity,
-            "slot": e.slot, "note": e.note ?? "", "rolledBack": e.reusesSequenceOf != nil,
+            "slot": e.slot, "rolledBack": e.reusesSequenceOf != nil,
             "identity": [
                 "imei": e.identity.imei ?? "-", "imsi": e.identity.imsi ?? "-", "iccid": e.identity.iccid ?? "-",
                 "eid": e.identity.eid ?? "-", "simSlot": e.identity.simSlot.map { "\($0)" } ?? "-",
             ],
         ]
+        if let note = e.note { v["note"] = note }  // absent, not empty: an empty string is a true section
+        return v
     }
 
     /// The admin POSTs of the pages: a session, an admin, a valid CSRF token, in that order.
