@@ -118,8 +118,8 @@ let t0 = Date(timeIntervalSince1970: 1_790_000_000)
 
 /// A sequence no other test event has: a device never numbers two events of a slot alike (a repeat is the
 /// `state_rolled_back` finding), so events built without one get a fresh number each.
-private let sequences = Mutex(0)
-func nextSequence() -> Int { sequences.withLock { $0 += 1; return $0 } }
+private let sequences = Atomic<Int>(0)
+func nextSequence() -> Int { sequences.add(1, ordering: .relaxed).newValue }
 
 func event(
     _ type: String = "enrolled", serial: String? = nil, slot: String = "usb-1", imei: String?, imsi: String? = nil,
