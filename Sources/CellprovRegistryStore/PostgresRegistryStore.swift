@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The registry at fleet scale: PostgreSQL through postgres-nio, shared by several registry instances behind a
 /// load balancer.
@@ -24,7 +24,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     let logger: Logger
     let location: PostgresLocation
     private let runTask: Task<Void, Never>
-    private let keys = Mutex<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+    private let keys = NIOLockedValueBox<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
     /// Set once the pool's run task has started (a lease before `run()` logs a warning and waits).
     private let running: RunFlag
 
@@ -43,7 +43,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         let running = RunFlag()
         self.running = running
         runTask = Task {
-            running.value.withLock { $0 = true }
+            running.value.withLockedValue { $0 = true }
             await client.run()
         }
     }
@@ -51,7 +51,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     /// Waits until the pool's run task is running (the first few microseconds of the store's life).
     func started() async {
         var spins = 0
-        while !running.value.withLock({ $0 }) && spins < 10_000 {
+        while !running.value.withLockedValue({ $0 }) && spins < 10_000 {
             spins += 1
             await Task.yield()
         }
@@ -191,16 +191,16 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     }
 
     public func pseudonymKey() async throws -> [UInt8] {
-        if let k = keys.withLock({ $0.pseudonym }) { return k }
+        if let k = keys.withLockedValue({ $0.pseudonym }) { return k }
         let k = try await setting(StoreSupport.pseudonymKeyName)
-        keys.withLock { $0.pseudonym = k }
+        keys.withLockedValue { $0.pseudonym = k }
         return k
     }
 
     public func sessionKey() async throws -> [UInt8] {
-        if let k = keys.withLock({ $0.session }) { return k }
+        if let k = keys.withLockedValue({ $0.session }) { return k }
         let k = try await setting(StoreSupport.sessionKeyName)
-        keys.withLock { $0.session = k }
+        keys.withLockedValue { $0.session = k }
         return k
     }
 
@@ -768,7 +768,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
 
 /// Whether a pool's run task has started.
 final class RunFlag: Sendable {
-    let value = Mutex(false)
+    let value = NIOLockedValueBox(false)
 }
 
 /// `SELECT * FROM cellprov_ingest(...)` (PostgresSchema's migration 5) as a prepared statement: parsed and planned

@@ -4,7 +4,7 @@ import CellprovRegistryCore
 import Foundation
 import GRDB
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The registry on one host: SQLite through GRDB, in WAL mode with `synchronous=FULL` (a stored event survives a
 /// power cut once the API answered 201). Writes run in IMMEDIATE transactions (the write lock is taken at
@@ -17,7 +17,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
 
     let pool: DatabasePool
     let logger: Logger
-    private let keys = Mutex<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+    private let keys = NIOLockedValueBox<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
 
     /// Opens (creating it and its directory's file if needed) the database at `path`. Call ``migrate()`` next
     /// (``RegistryDatabase/open(url:logger:)`` does).
@@ -120,16 +120,16 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     }
 
     public func pseudonymKey() async throws -> [UInt8] {
-        if let k = keys.withLock({ $0.pseudonym }) { return k }
+        if let k = keys.withLockedValue({ $0.pseudonym }) { return k }
         let k = try await setting(StoreSupport.pseudonymKeyName)
-        keys.withLock { $0.pseudonym = k }
+        keys.withLockedValue { $0.pseudonym = k }
         return k
     }
 
     public func sessionKey() async throws -> [UInt8] {
-        if let k = keys.withLock({ $0.session }) { return k }
+        if let k = keys.withLockedValue({ $0.session }) { return k }
         let k = try await setting(StoreSupport.sessionKeyName)
-        keys.withLock { $0.session = k }
+        keys.withLockedValue { $0.session = k }
         return k
     }
 
