@@ -45,9 +45,9 @@ actor SlotSession {
     private let triggers: AsyncStream<ReadTrigger>
     private let continuation: AsyncStream<ReadTrigger>.Continuation
     private var task: Task<Void, Never>?
-    /// The one pending re-probe/retry timer: a dispatch work item on ``DaemonExecutor/queue`` (a dispatch timer armed
+    /// The re-probe/retry timer: one dispatch timer source on ``DaemonExecutor/queue``, re-armed at each read (armed
     /// for its deadline only; never a global queue, whose first worker starts libdispatch's 1 Hz pool monitor).
-    private var timer: DispatchWorkItem?
+    private let timer: OneShotTimer
     private var channel: ATChannel?
     private var urcTask: Task<Void, Never>?
     private var generation = 0
@@ -71,7 +71,10 @@ actor SlotSession {
         logger[metadataKey: "slot"] = "\(slot.key)"
         self.logger = logger
         self.onObservation = onObservation
-        (triggers, continuation) = AsyncStream.makeStream(of: ReadTrigger.self, bufferingPolicy: .bufferingNewest(16))
+        let (triggers, continuation) = AsyncStream.makeStream(
+            of: ReadTrigger.self, bufferingPolicy: .bufferingNewest(16))
+        (self.triggers, self.continuation) = (triggers, continuation)
+        timer = OneShotTimer(queue: DaemonExecutor.queue) { continuation.yield(.timer) }
     }
 
     func start(_ first: ReadTrigger = .start) {
@@ -87,7 +90,7 @@ actor SlotSession {
     /// Ends the session: closes the port, waits for the task.
     func stop() async {
         continuation.finish()
-        timer?.cancel()
+        timer.cancel()
         task?.cancel()
         await closeChannel()
         await task?.value
@@ -113,7 +116,7 @@ actor SlotSession {
             }
             await read(because: trigger)
         }
-        timer?.cancel()
+        timer.cancel()
         await closeChannel()
     }
 
@@ -225,10 +228,6 @@ actor SlotSession {
     }
 
     private func scheduleTimer(after delay: Duration) {
-        timer?.cancel()
-        let me = continuation
-        let item = DispatchWorkItem { me.yield(.timer) }
-        timer = item
-        DaemonExecutor.queue.asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds)), execute: item)
+        timer.schedule(after: delay)
     }
 }

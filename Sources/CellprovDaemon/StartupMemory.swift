@@ -53,30 +53,25 @@ public enum StartupMemory {
     }
 
     /// Releases once things are quiet again: ``poke()`` at each burst of activity (start-up, a slot added or read,
-    /// a SIGHUP), and ``release()`` runs when `quiet` has passed without another poke. One dispatch timer per burst,
-    /// none between bursts: no periodic wake-up.
-    public final class AfterQuiet: @unchecked Sendable {
-        private let lock = NIOLock()
-        private var pending: DispatchWorkItem?
-        private let quiet: DispatchTimeInterval
-        private let logger: Logger
+    /// a SIGHUP), and ``release()`` runs when `quiet` has passed without another poke. One dispatch timer, moved
+    /// by each poke (nothing allocated per poke) and armed only until it fires: no periodic wake-up.
+    public final class AfterQuiet: Sendable {
+        private let timer: OneShotTimer
+        private let quiet: Duration
 
-        public init(quiet: DispatchTimeInterval = .seconds(5), logger: Logger) {
+        public init(quiet: Duration = .seconds(5), logger: Logger) {
             self.quiet = quiet
-            self.logger = logger
+            timer = OneShotTimer(queue: DaemonExecutor.queue) {
+                logger.info("memory released: \(StartupMemory.release())")
+            }
         }
 
         public func poke() {
-            let item = DispatchWorkItem { [logger] in logger.info("memory released: \(StartupMemory.release())") }
-            lock.withLock {
-                pending?.cancel()
-                pending = item
-            }
-            DaemonExecutor.queue.asyncAfter(deadline: .now() + quiet, execute: item)
+            timer.schedule(after: quiet)
         }
 
         public func cancel() {
-            lock.withLock { pending?.cancel() }
+            timer.cancel()
         }
     }
 
