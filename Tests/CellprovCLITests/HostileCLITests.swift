@@ -50,7 +50,8 @@ import Glibc
         #expect(Self.codes(object).contains("not_a_modem"))
         #expect(object["revision"] is NSNull && object["manufacturer"] is NSNull)
         #expect(lines.count <= 4, "\(lines)")
-        if let rss = run.maxRSSKilobytes { #expect(rss < 64 * 1024) }
+        // (Under a sanitizer its shadow memory alone is tens of MB: the bound is the plain build's.)
+        if let rss = run.maxRSSKilobytes, !Sanitizers.active { #expect(rss < 64 * 1024) }
     }
 
     @Test func fourEndlessAnswersStayFlat() async throws {
@@ -66,7 +67,9 @@ import Glibc
             #expect(Self.codes(object).contains("answer_too_long"))
             #expect(Self.codes(object).contains("not_a_modem"))
         }
-        if let rss = run.maxRSSKilobytes { #expect(rss < 64 * 1024, "the old behaviour passed 100 MB") }
+        if let rss = run.maxRSSKilobytes, !Sanitizers.active {
+            #expect(rss < 64 * 1024, "the old behaviour passed 100 MB")
+        }
     }
 
     @Test func foreignEchoIsIgnored() async throws {
