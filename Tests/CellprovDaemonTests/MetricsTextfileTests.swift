@@ -202,8 +202,10 @@ import Testing
         let written = times.withLockedValue { $0 }
         #expect(changes > 100)
         #expect(written.count >= 2 && written.count <= 5, "\(written.count) writes for \(changes) changes")
+        // The bound is on when writes begin (one second apart); the writer is called after the store's views are
+        // read, which takes a few milliseconds more or less each time (tens under ThreadSanitizer).
         for (earlier, later) in zip(written, written.dropFirst()) {
-            #expect(later - earlier >= .milliseconds(990), "two writes \(later - earlier) apart")
+            #expect(later - earlier >= .milliseconds(950), "two writes \(later - earlier) apart")
         }
         #expect(
             last.withLockedValue { $0 }.contains("cellprov_slot_present{slot=\"\(Self.slotA)\"} 0\n"),
