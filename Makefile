@@ -48,6 +48,7 @@ test-scripts:
 	scripts/check-systemd-unit.sh
 	scripts/check-registry-unit.sh
 	scripts/check-no-foundation.sh .build/debug
+	scripts/check-locks.sh
 	/usr/bin/python3 scripts/check-udev-data.py
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator || true
 	python3 scripts/check-openapi.py

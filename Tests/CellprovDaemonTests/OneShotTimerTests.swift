@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
-import Synchronization
+import CellprovTestKit
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import CellprovDaemon
@@ -9,9 +10,9 @@ import Testing
 /// keeping anything per move (docs/robustness.md, "The 2 KB per swap").
 @Suite(.serialized) struct OneShotTimerTests {
     final class Counter: Sendable {
-        let value = Mutex(0)
-        func add() { value.withLock { $0 += 1 } }
-        var count: Int { value.withLock { $0 } }
+        let value = NIOLockedValueBox(0)
+        func add() { value.withLockedValue { $0 += 1 } }
+        var count: Int { value.withLockedValue { $0 } }
     }
 
     static func wait(until condition: () -> Bool, timeout: Duration = .seconds(5)) async throws {
@@ -84,7 +85,8 @@ import Testing
         pending?.cancel()
     }
 
-    @Test func movingTheDeadlineKeepsNothing() throws {
+    /// (Needs glibc's allocator: under a sanitizer its runtime's allocator replaces it and malloc_info says nothing.)
+    @Test(.enabled(if: !Sanitizers.active)) func movingTheDeadlineKeepsNothing() throws {
         let moves = 20_000
         let queue = DispatchQueue(label: "test.timer")
         let timer = OneShotTimer(queue: queue) {}
