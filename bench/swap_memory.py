@@ -426,7 +426,8 @@ def main():
         daemon.wait(timeout=300)
         for f_ in failures:
             print(f"FAIL: {f_}", flush=True)
-        print(f"swap_memory: {'passed' if not failures else 'FAILED'} (work directory {work})", flush=True)
+        kept = f" (work directory {work})" if os.environ.get("BENCH_KEEP") == "1" else ""
+        print(f"swap_memory: {'passed' if not failures else 'FAILED'}{kept}", flush=True)
         return 0 if not failures else 1
     finally:
         for s in slots:
