@@ -13,8 +13,8 @@ DATADIR   ?= $(PREFIX)/share/cellprov
 # PREFIX=/usr or MENDERINVENTORYDIR=/usr/share/mender/inventory (docs/operations.md, "Mender").
 MENDERINVENTORYDIR ?= $(PREFIX)/share/mender/inventory
 
-.PHONY: all deps build build-tests test test-swift test-scripts test-registry demo bench bench-registry release install \
-	clean fuzz sanitize soak
+.PHONY: all deps build build-tests check test test-scripts test-registry demo bench bench-registry release \
+	install clean fuzz sanitize soak
 
 all: build
 
@@ -26,6 +26,12 @@ build: deps
 
 build-tests: deps
 	$(SWIFT) build --build-tests
+
+# The inner loop (seconds when warm): build, the pure core's tables and the PTY suites of the AT channel, the
+# identity reader and the simulator, and the source checks. `make test` runs everything.
+check: build-tests
+	$(SWIFT) test --skip-build --filter 'CellprovCoreTests|CellprovModemTests'
+	scripts/check-locks.sh
 
 # Every test: Swift unit and integration tests (PTYs, simulator, CLI; the registry's storage suite against SQLite
 # and a real PostgreSQL that scripts/with-postgres.sh starts and stops, even on failure), then the unit/rules
