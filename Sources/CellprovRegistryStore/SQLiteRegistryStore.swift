@@ -29,7 +29,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
+            pool = try Self.openPool(path: path, configuration: config)
             // GRDB's WAL set-up runs after prepareDatabase and sets `synchronous = NORMAL` on the writer (a commit
             // is then not on disk until the next checkpoint: a power cut could lose events already answered 201).
             // Set FULL again on the one connection that commits, and check it took.
@@ -46,6 +46,23 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             throw RegistryStoreError("cannot open the SQLite database: \(Self.describe(error))")
         }
         self.logger = logger
+    }
+
+    /// Opens the pool, retrying while another process holds the lock that switching a new database to WAL needs:
+    /// SQLite answers that switch with SQLITE_BUSY at once, without its busy handler (several instances, or a
+    /// `device add` beside `serve`, opening a database nobody has opened yet). Up to ``busyTimeout``, as other
+    /// waits for the lock.
+    static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
+        let deadline = ContinuousClock.now + .seconds(busyTimeout)
+        var pause = Duration.milliseconds(10)
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: Double(pause.components.attoseconds) / 1e18)
+                pause = min(pause * 2, .milliseconds(200))
+            }
+        }
     }
 
     /// The writer connection's `PRAGMA synchronous` (2 is FULL): what a commit waits for.
