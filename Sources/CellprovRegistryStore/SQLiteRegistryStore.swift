@@ -59,7 +59,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             do {
                 return try DatabasePool(path: path, configuration: configuration)
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
-                Thread.sleep(forTimeInterval: Double(pause.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: Double(pause.nanoseconds) / 1e9)
                 pause = min(pause * 2, .milliseconds(200))
             }
         }
