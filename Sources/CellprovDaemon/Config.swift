@@ -18,6 +18,32 @@ public struct DaemonConfig: Sendable, Equatable {
         public var clientKey: String?
     }
 
+    /// `[hawkbit]`: keep an Eclipse hawkBit target's attributes current (HawkBitFeed.swift; docs/operations.md,
+    /// "hawkBit").
+    public struct HawkBit: Sendable, Equatable {
+        /// hawkBit's base URL: https, or plain http to loopback (the backend's rule).
+        public var url: URL
+        /// The tenant. Default: `DEFAULT`, hawkBit's default tenant.
+        public var tenant = "DEFAULT"
+        /// The target's controller id. Default: the device serial (`[device] serial`, or nil until `serial_file` is
+        /// read by ``DaemonConfig/load(path:)``).
+        public var controllerID: String?
+        /// The target security token, one line, under the backend token file's rule.
+        public var tokenFile: String?
+        public var caFile: String?
+        public var clientCertificate: String?
+        public var clientKey: String?
+        public var identifiers: Identifiers = .masked
+
+        /// What the attributes show of IMEI, IMSI, ICCID and EID.
+        public enum Identifiers: String, Sendable, Equatable, CaseIterable {
+            /// The journal's and the registry's text: TAC / MCC-MNC / issuer and the keyed reference.
+            case masked
+            /// The digits.
+            case full
+        }
+    }
+
     public var stateDirectory: String
     public var udev = true
     /// Static ports; each one's slot key is the path exactly as written.
@@ -36,6 +62,8 @@ public struct DaemonConfig: Sendable, Equatable {
     /// `[metrics] textfile`: node_exporter's textfile collector file cellprovd keeps current (MetricsTextfile.swift);
     /// nil: no metrics file.
     public var metricsTextfile: String?
+    /// `[hawkbit]`; nil: no hawkBit sink.
+    public var hawkBit: HawkBit?
 
     /// `[discovery] modemmanager`.
     public enum ModemManagerMode: String, Sendable, Equatable, CaseIterable {
@@ -93,6 +121,10 @@ extension DaemonConfig {
         ],
         "device": ["serial": .string, "serial_file": .string],
         "metrics": ["textfile": .string],
+        "hawkbit": [
+            "url": .string, "tenant": .string, "controller_id": .string, "token_file": .string, "ca_file": .string,
+            "client_certificate": .string, "client_key": .string, "identifiers": .string,
+        ],
     ]
 
     /// The first control character TOML does not allow (all but tab, LF and CR), with its 1-based line.
@@ -270,7 +302,75 @@ extension DaemonConfig {
             guard !serial.trimmingWhitespace().isEmpty else { throw fail("device.serial", "is empty") }
             config.deviceSerial = serial
         }
+
+        if let table = root["hawkbit"]?.table, !table.keys.isEmpty {
+            config.hawkBit = try parseHawkBit(table, serial: serial, serialFile: serialFile != nil, fail: fail)
+        }
         return config
+    }
+
+    /// `[hawkbit]`: the URL under the backend's rule, the tenant and controller id as a URL path carries them, the
+    /// credentials (a token file or a client certificate), the identifiers' form.
+    private static func parseHawkBit(
+        _ table: ConfigTable, serial: String?, serialFile: Bool, fail: (String, String) -> ConfigError
+    ) throws(ConfigError) -> HawkBit {
+        guard let raw = table["url"]?.string else {
+            throw fail("hawkbit", "the [hawkbit] table needs a url (leave the table out for no hawkBit)")
+        }
+        guard let url = URL(string: raw) else { throw fail("hawkbit.url", "not a valid URL") }
+        switch BackendURL.check(url) {
+        case .allowed: break
+        case .invalid: throw fail("hawkbit.url", "not a valid URL")
+        case .plainHTTPNotLoopback:
+            throw fail("hawkbit.url", "plain http is allowed only to loopback addresses; use https")
+        case .unsupportedScheme: throw fail("hawkbit.url", "the scheme must be https")
+        }
+        guard url.query == nil, url.fragment == nil else {
+            throw fail("hawkbit.url", "give hawkBit's base URL, without a query or fragment")
+        }
+        var h = HawkBit(url: url)
+        if let tenant = table["tenant"]?.string {
+            if let problem = HawkBitDDI.tenantProblem(tenant) { throw fail("hawkbit.tenant", problem) }
+            h.tenant = tenant
+        }
+        if let id = table["controller_id"]?.string {
+            if let problem = HawkBitDDI.controllerIDProblem(id) { throw fail("hawkbit.controller_id", problem) }
+            h.controllerID = id
+        } else if let serial {
+            if let problem = HawkBitDDI.controllerIDProblem(serial) {
+                throw fail(
+                    "hawkbit.controller_id",
+                    "not given, and the device serial cannot be one: it \(problem); set controller_id")
+            }
+            h.controllerID = serial
+        } else if !serialFile {
+            throw fail(
+                "hawkbit.controller_id",
+                "not given and no device serial to default to: set controller_id (the target's id in hawkBit) or "
+                    + "[device] serial")
+        }
+        h.tokenFile = table["token_file"]?.string
+        h.caFile = table["ca_file"]?.string
+        h.clientCertificate = table["client_certificate"]?.string
+        h.clientKey = table["client_key"]?.string
+        if (h.clientCertificate == nil) != (h.clientKey == nil) {
+            throw fail(
+                h.clientCertificate == nil ? "hawkbit.client_key" : "hawkbit.client_certificate",
+                "client_certificate and client_key go together: give both or neither")
+        }
+        if h.tokenFile == nil && h.clientCertificate == nil {
+            throw fail(
+                "hawkbit.token_file",
+                "hawkBit needs the target's security token (token_file) or a client certificate for its "
+                    + "certificate-checking proxy (client_certificate and client_key)")
+        }
+        if let mode = table["identifiers"]?.string {
+            guard let value = HawkBit.Identifiers(rawValue: mode) else {
+                throw fail("hawkbit.identifiers", "must be \"masked\" or \"full\"")
+            }
+            h.identifiers = value
+        }
+        return h
     }
 
     /// Checks that every file the configuration names is there (and the token file is private); reads
@@ -309,6 +409,30 @@ extension DaemonConfig {
                 throw fail("device.serial_file", "\(serialFile) is empty")
             }
             deviceSerial = serial
+        }
+        if let h = hawkBit {
+            let files: [(String, String?)] = [
+                ("hawkbit.token_file", h.tokenFile), ("hawkbit.ca_file", h.caFile),
+                ("hawkbit.client_certificate", h.clientCertificate), ("hawkbit.client_key", h.clientKey),
+            ]
+            for case let (key, path?) in files {
+                guard fm.isReadableFile(atPath: path) else { throw fail(key, "\(path): no such readable file") }
+            }
+            if let token = h.tokenFile {
+                do {
+                    _ = try TokenFile.read(path: token)
+                } catch {
+                    throw fail("hawkbit.token_file", error.description)
+                }
+            }
+            if h.controllerID == nil, let serial = deviceSerial {
+                if let problem = HawkBitDDI.controllerIDProblem(serial) {
+                    throw fail(
+                        "hawkbit.controller_id",
+                        "not given, and the device serial (serial_file) cannot be one: it \(problem); set controller_id")
+                }
+                hawkBit?.controllerID = serial
+            }
         }
         if let table = portsTable, !fm.isReadableFile(atPath: table) {
             throw fail("discovery.ports_table", "\(table): no such readable file")

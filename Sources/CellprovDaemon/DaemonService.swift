@@ -108,6 +108,20 @@ public struct DaemonService: Service, CustomStringConvertible {
                 logger.notice(
                     "metrics file: \(metrics.path) (node_exporter textfile, rewritten on change, at most once a second)")
             }
+            let hawkBit = try config.hawkBit.map { h in
+                try HawkBitUpdater(
+                    config: try h.updaterConfiguration(deviceSerial: config.deviceSerial), logger: logger,
+                    attributes: { try HawkBitAttributes.current(store, identifiers: h.identifiers) })
+            }
+            if let hawkBit, let h = config.hawkBit {
+                sink.attach(hawkBit: hawkBit)
+                group.addTask { await hawkBit.run() }
+                logger.notice(
+                    """
+                    hawkBit: keeping target \(h.controllerID ?? config.deviceSerial ?? "") (tenant \(h.tenant)) \
+                    attributes current, identifiers \(h.identifiers.rawValue)
+                    """)
+            }
             if let reporter {
                 sink.attach(reporter)
                 group.addTask { await reporter.run() }
@@ -144,6 +158,16 @@ public struct DaemonService: Service, CustomStringConvertible {
                         } catch {
                             logger.error(
                                 "SIGHUP: cannot read the backend credentials again; keeping the old ones: \(error)",
+                                metadata: ["MESSAGE_ID": "\(CellprovMessageID.configError.id)"])
+                        }
+                    }
+                    if let hawkBit, let h = config.hawkBit {
+                        do {
+                            try await hawkBit.reload(try h.updaterConfiguration(deviceSerial: config.deviceSerial))
+                            logger.notice("SIGHUP: hawkBit credentials read again")
+                        } catch {
+                            logger.error(
+                                "SIGHUP: cannot read the hawkBit credentials again; keeping the old ones: \(error)",
                                 metadata: ["MESSAGE_ID": "\(CellprovMessageID.configError.id)"])
                         }
                     }

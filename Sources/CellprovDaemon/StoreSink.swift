@@ -150,6 +150,8 @@ public final class StoreSink: ObservationSink {
     let logger: Logger
     /// `[metrics] textfile`: told of every presence change and read (it rewrites the file at most once a second).
     let metrics: MetricsTextfile?
+    /// `[hawkbit]`: told of every read committed (it pulls the attributes and sends them when they changed).
+    private let hawkBitBox = NIOLockedValueBox<HawkBitUpdater?>(nil)
 
     var reporter: Reporter? { reporterBox.withLockedValue { $0 } }
 
@@ -170,6 +172,11 @@ public final class StoreSink: ObservationSink {
         reporterBox.withLockedValue { $0 = reporter }
     }
 
+    /// The hawkBit updater, once the store is open (it sends what the store holds when it starts).
+    public func attach(hawkBit: HawkBitUpdater) {
+        hawkBitBox.withLockedValue { $0 = hawkBit }
+    }
+
     public func presence(_ slot: ModuleSlot, present: Bool) async {
         opening.setPresence(slot: slot.key, port: slot.port, present: present)
         metrics?.changed()
@@ -182,7 +189,10 @@ public final class StoreSink: ObservationSink {
             slot: observation.slot.key, port: observation.slot.port, valid: observation.report.isValid,
             problems: observation.report.problems.map(\.code.rawValue), at: observation.observedAt)
         metrics?.observed(slot: observation.slot.key, valid: observation.report.isValid, at: observation.observedAt)
-        defer { metrics?.changed() }
+        defer {
+            metrics?.changed()
+            hawkBitBox.withLockedValue { $0 }?.changed()
+        }
         let events: [IdentityEvent]
         do {
             events = try store.commit(observation, presentSlots: presentSlots)

@@ -3,6 +3,7 @@ import CellprovCore
 import CellprovEnrollmentAPI
 import FoundationEssentials
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 
 /// The enrollment senders' transport: cellprovd's ``Reporter`` and `cellprov probe --report`'s
@@ -52,10 +53,10 @@ public struct HTTPSender: Sendable {
         return config
     }
 
-    /// One POST, within `timeout`.
-    public func send(_ post: JSONPost, timeout: Duration) async -> Result {
+    /// One request (a POST unless `method` says otherwise: hawkBit's configData is a PUT), within `timeout`.
+    public func send(_ post: JSONPost, method: HTTPMethod = .POST, timeout: Duration) async -> Result {
         var request = HTTPClientRequest(url: post.url)
-        request.method = .POST
+        request.method = method
         for (name, value) in post.headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: post.body))
         do {
