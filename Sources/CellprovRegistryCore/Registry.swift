@@ -405,6 +405,28 @@ public enum IngestOutcome: Sendable, Equatable {
     case stored(raised: [RegistryFlag])
     /// An event with this `event_id` is already stored (the API answers 409).
     case duplicate
+    /// Nothing stored: ``IngestOptions/deviceTokenHash`` is not, at the moment of the write, a valid token of the
+    /// device the event was stored for (unknown, revoked, another device's, not a device's). The HTTP layer then
+    /// looks the credential up and refuses the request as it would have without the option.
+    case credentialRefused
+}
+
+/// How an event is stored, beyond its content.
+public struct IngestOptions: Sendable, Equatable {
+    /// The request body as received, already validated (``EnrollmentValidation``): stored as the event's payload,
+    /// byte for byte, instead of the decoded event encoded again. nil: the store encodes the event. Bytes that are
+    /// not UTF-8 are never stored as such (the store encodes the event instead).
+    public var payload: [UInt8]?
+    /// The device token (its hash, ``Tokens/hash(_:)``) the request came with, checked in the same transaction as
+    /// the write: the event is stored only if the hash is a valid, unrevoked token of the device `serial`
+    /// (otherwise ``IngestOutcome/credentialRefused``, nothing written). On PostgreSQL this makes the credential
+    /// check and the ingest one round trip. nil: the caller has already authorised the request.
+    public var deviceTokenHash: String?
+
+    public init(payload: [UInt8]? = nil, deviceTokenHash: String? = nil) {
+        self.payload = payload
+        self.deviceTokenHash = deviceTokenHash
+    }
 }
 
 /// A current SIM assignment, for carrier reconciliation.
@@ -503,8 +525,10 @@ public protocol RegistryStore: Sendable {
     /// Stores one event for `serial` (already authorised) with the flags its rules raise, in one transaction.
     /// `references` are pseudonym references to index for search (cellprovd's log refs); the store also indexes
     /// those in `request.references` and the registry's own refs of the identity, so passing `[]` is fine.
+    /// `options`: the payload as received, and a device token to check in the same transaction
+    /// (``IngestOptions``).
     func ingest(_ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String],
-        receivedAt: Date) async throws -> IngestOutcome
+        receivedAt: Date, options: IngestOptions) async throws -> IngestOutcome
     /// Records a refused attempt (revoked token of a lost unit, a token used for another serial) in the audit
     /// log; when the unit is marked lost, raises `lost_unit_seen` and returns it.
     func recordRefusal(serial: String, actor: String, reason: String, remote: String?, at: Date) async throws
@@ -540,4 +564,15 @@ public protocol RegistryStore: Sendable {
     func silentUnits(lastSeenBefore before: Date) async throws -> [String]
     /// Open flags by kind (`/metrics`).
     func openFlagCounts() async throws -> [FlagKind: Int]
+}
+
+extension RegistryStore {
+    /// Stores one event the caller has authorised, its payload encoded by the store.
+    public func ingest(
+        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
+    ) async throws -> IngestOutcome {
+        try await ingest(
+            request, serial: serial, origin: origin, references: references, receivedAt: receivedAt,
+            options: IngestOptions())
+    }
 }

@@ -11,7 +11,8 @@ public enum RegistryMessageID: String, CaseIterable, Sendable {
     case listening = "8c5f0f4a1b9e4d7c9a62d3e1f0b7a415"
     /// The server stops (SIGTERM).
     case stopping = "2f6e1a9c7d3b4e08b5a4c6d2e9f1a370"
-    /// An event was stored.
+    /// An event was stored (at debug level: one line per event cost 3.5 % of the registry's CPU per event; the
+    /// count is `cellprov_registry_events_ingested_total{outcome="stored"}` in /metrics).
     case eventStored = "5d2b8e7a0c1f4a93b6e4d9c2a1f07e58"
     /// A posted event was refused (401/403/409/4xx).
     case eventRefused = "c3a9e1f75b2d4c6e8f0a1b3d5e7c9a02"

@@ -1,3 +1,4 @@
+import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovRegistryCore
 import Foundation
@@ -176,10 +177,13 @@ struct TimedStore: RegistryStore {
         try await timed("end_session") { try await base.endSession(idHash: idHash) }
     }
     func ingest(
-        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
+        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date,
+        options: IngestOptions
     ) async throws -> IngestOutcome {
         try await timed("ingest") {
-            try await base.ingest(request, serial: serial, origin: origin, references: references, receivedAt: receivedAt)
+            try await base.ingest(
+                request, serial: serial, origin: origin, references: references, receivedAt: receivedAt,
+                options: options)
         }
     }
     func recordRefusal(serial: String, actor: String, reason: String, remote: String?, at: Date) async throws
@@ -265,16 +269,26 @@ func withDeadline<T: Sendable>(
     }
 }
 
-/// The body and the timer of ``withDeadline``: whichever ends first resumes the caller and cancels the other.
+/// The body and the timer of ``withDeadline``: whichever ends first resumes the caller and cancels the other. The
+/// timer is a dispatch timer source, not a task: under load the concurrency pool's threads are all busy with
+/// requests, and a sleeping task woke seconds late (a 200 ms deadline fired after about 5 s in a test); a timer
+/// source fires on its own thread, and a cancelled one is released at once.
 private final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
-        var tasks: [Task<Void, Never>] = []
+        var work: Task<Void, Never>?
+        var timer: Timer?
         var started = false
         /// Cancelled before `start` ran.
         var cancelled = false
     }
     private let state = NIOLockedValueBox(State())
+
+    /// A dispatch timer source; libdispatch's source calls are thread-safe (the type is not marked Sendable).
+    private struct Timer: @unchecked Sendable {
+        let source: any DispatchSourceTimer
+        func cancel() { source.cancel() }
+    }
 
     func start(
         _ continuation: CheckedContinuation<T, any Error>, deadline: Duration, operation: String,
@@ -290,19 +304,23 @@ private final class DeadlineRace<T: Sendable>: Sendable {
             continuation.resume(throwing: CancellationError())
             return
         }
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.setEventHandler {
+            self.finish(.failure(StoreDeadlineExceeded(operation: operation, deadline: deadline)))
+        }
+        timer.schedule(deadline: .now() + .nanoseconds(Int(clamping: deadline.nanoseconds)))
         let work = Task {
             do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
         }
-        let timer = Task {
-            try? await Task.sleep(for: deadline)
-            if !Task.isCancelled {
-                self.finish(.failure(StoreDeadlineExceeded(operation: operation, deadline: deadline)))
-            }
-        }
         let finished = state.withLockedValue { s -> Bool in
-            s.tasks = [work, timer]
-            return s.continuation == nil
+            // Already finished (the body was quick, or the caller cancelled): nothing to keep.
+            guard s.continuation != nil else { return true }
+            s.work = work
+            s.timer = Timer(source: timer)
+            return false
         }
+        // Always resumed: libdispatch traps when a source is released while suspended.
+        timer.resume()
         if finished {
             work.cancel()
             timer.cancel()
@@ -310,14 +328,16 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, tasks) = state.withLockedValue { s in
+        let (continuation, work, timer) = state.withLockedValue { s in
             if !s.started { s.cancelled = true }
             let c = s.continuation
             s.continuation = nil
-            return (c, s.tasks)
+            defer { (s.work, s.timer) = (nil, nil) }
+            return (c, s.work, s.timer)
         }
         guard let continuation else { return }
-        for task in tasks { task.cancel() }
+        work?.cancel()
+        timer?.cancel()
         continuation.resume(with: result)
     }
 }

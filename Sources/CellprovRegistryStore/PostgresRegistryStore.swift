@@ -265,14 +265,16 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     // MARK: Ingest
 
     public func ingest(
-        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
+        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date,
+        options: IngestOptions
     ) async throws -> IngestOutcome {
         let key = try await pseudonymKey()
         let call = try IngestCall(
             request: request, serial: serial, origin: origin,
             refs: StoreSupport.references(
                 reported: references + (request.references?.all ?? []), identity: request.identity, key: key),
-            receivedAt: receivedAt)
+            receivedAt: receivedAt, payload: options.payload)
+        let tokenHash = options.deviceTokenHash
         let logger = logger
         // The fast path: when the rules raise nothing for this event on an empty context (an event of a unit that
         // is not lost, shares no IMEI or SIM with another unit and has no manufacturing record: nearly every
@@ -283,10 +285,10 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             do {
                 let outcome = try await retrying {
                     try await self.client.withConnection { conn -> IngestOutcome in
-                        for try await row in try await conn.execute(fast, logger: logger) {
-                            return row.stored ? .stored(raised: []) : .duplicate
+                        guard let row = try await Self.run(fast, tokenHash: tokenHash, on: conn, logger: logger) else {
+                            return .credentialRefused
                         }
-                        throw RegistryStoreError("cellprov_ingest returned no row")
+                        return row.stored ? .stored(raised: []) : .duplicate
                     }
                 }
                 return outcome
@@ -301,9 +303,9 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         // The full path: BEGIN; the function (the same writes, returning the rules' context); the ICCID moved
         // away from its former holder and the flags, in Swift's rules; COMMIT.
         return try await transaction { conn -> IngestOutcome in
-            var row: IngestCall.Row?
-            for try await r in try await conn.execute(call, logger: logger) { row = r }
-            guard let row else { throw RegistryStoreError("cellprov_ingest returned no row") }
+            guard let row = try await Self.run(call, tokenHash: tokenHash, on: conn, logger: logger) else {
+                return .credentialRefused
+            }
             guard row.stored else { return .duplicate }
             var context = IngestContext(request: request, serial: serial, origin: origin)
             context.unitLost = row.lost
@@ -340,6 +342,23 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             }
             return .stored(raised: try await Self.insertFlags(conn, logger, flags, at: call.received))
         }
+    }
+
+    /// Runs the ingest function on `conn`: `cellprov_ingest`, or `cellprov_ingest_device` when a device token is
+    /// to be checked in the same statement; nil when that token is refused (nothing written).
+    static func run(_ call: IngestCall, tokenHash: String?, on conn: PostgresConnection, logger: Logger) async throws
+        -> IngestCall.Row?
+    {
+        if let tokenHash {
+            for try await row in try await conn.execute(
+                DeviceIngestCall(tokenHash: tokenHash, call: call), logger: logger)
+            {
+                return row
+            }
+        } else {
+            for try await row in try await conn.execute(call, logger: logger) { return row }
+        }
+        throw RegistryStoreError("cellprov_ingest returned no row")
     }
 
     /// SQLSTATE of `cellprov_ingest`'s refusal on the fast path: the flag rules must run.
@@ -817,7 +836,10 @@ struct IngestCall: PostgresPreparedStatement {
     var stateLost: String?
     var fast = false
 
-    init(request: EnrollmentRequest, serial: String, origin: EventOrigin, refs: [String], receivedAt: Date) throws {
+    init(
+        request: EnrollmentRequest, serial: String, origin: EventOrigin, refs: [String], receivedAt: Date,
+        payload body: [UInt8]? = nil
+    ) throws {
         eventID = request.eventID
         self.serial = serial
         self.origin = origin.rawValue
@@ -829,7 +851,7 @@ struct IngestCall: PostgresPreparedStatement {
         occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
         identity = request.identity
         previous = request.previous
-        payload = try StoreSupport.payload(request)
+        payload = try StoreSupport.payload(request, received: body)
         // Advisory locks on the unit, the IMEI and the ICCID, in key order (two ingests cannot deadlock on them).
         var names = ["serial:\(serial)"]
         if let imei = identity.imei { names.append("imei:\(imei)") }
@@ -851,6 +873,12 @@ struct IngestCall: PostgresPreparedStatement {
 
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 29)
+        appendBindings(to: &b)
+        return b
+    }
+
+    /// The function's 29 arguments, in order.
+    func appendBindings(to b: inout PostgresBindings) {
         b.append(eventID)
         b.append(serial)
         b.append(origin)
@@ -880,7 +908,6 @@ struct IngestCall: PostgresPreparedStatement {
         b.append(StoreSupport.lastEID(identity, previous))
         b.append(identity.simSlot.map { Int32(clamping: $0) })
         b.append(stateLost)
-        return b
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
@@ -893,6 +920,35 @@ struct IngestCall: PostgresPreparedStatement {
             iccidHolders: iccid ?? [], made: made ?? [], field: field ?? [], eidHolders: eid ?? [],
             iccidSameEID: sameEID ?? [], iccidOtherEID: otherEID ?? [], madeEIDs: madeEIDs ?? [],
             fieldEIDs: fieldEIDs ?? [], reusedOf: reused)
+    }
+}
+
+/// ``IngestCall`` with the device's token checked in the same statement (`cellprov_ingest_device`, migration 6):
+/// the credential lookup and the ingest in one round trip. The row is nil when the token is refused.
+struct DeviceIngestCall: PostgresPreparedStatement {
+    static let sql = """
+        SELECT stored, is_current, lost, imei_holders, iccid_holders, made, field, eid_holders, iccid_same_eid,
+            iccid_other_eid, made_eids, field_eids, reused_of, credential_ok
+        FROM cellprov_ingest_device(
+            $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+            $24, $25, $26, $27, $28, $29, $30)
+        """
+    typealias Row = IngestCall.Row?
+
+    var tokenHash: String
+    var call: IngestCall
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 30)
+        b.append(tokenHash)
+        call.appendBindings(to: &b)
+        return b
+    }
+
+    /// The first 13 columns are ``IngestCall``'s (its decoder reads them), then `credential_ok`.
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        guard try row.makeRandomAccess()[13].decode(Bool.self) else { return nil }
+        return try call.decodeRow(row)
     }
 }
 

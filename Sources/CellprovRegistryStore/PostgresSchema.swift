@@ -143,7 +143,47 @@ enum PostgresSchema {
                 """,
                 ingestFunctionSequence,
             ]),
+        // Version 6: the device's credential checked inside the ingest call (issue 18): one round trip per event
+        // instead of two. A wrapper around migration 5's function, so the ingest steps stay written once.
+        Migration(version: 6, statements: [ingestDeviceFunction]),
     ]
+
+    /// `cellprov_ingest_device(p_token_hash, ...)`: `cellprov_ingest(...)` of migration 5 (the same 29 arguments
+    /// after the token hash), run only if `p_token_hash` is a valid (unrevoked) token of the device `p_serial`,
+    /// checked in the same statement (so in the same transaction as the writes). `credential_ok = false`: nothing
+    /// written, the caller looks the credential up to refuse the request.
+    static let ingestDeviceFunction = """
+        CREATE FUNCTION cellprov_ingest_device(
+            p_token_hash TEXT,
+            p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,
+            p_severity TEXT, p_occurred BIGINT, p_received BIGINT, p_imei TEXT, p_imsi TEXT, p_iccid TEXT,
+            p_prev_imei TEXT, p_prev_imsi TEXT, p_prev_iccid TEXT, p_payload TEXT, p_locks BIGINT[], p_refs TEXT[],
+            p_tac TEXT, p_manufacturer TEXT, p_model TEXT, p_revision TEXT, p_source TEXT, p_fast BOOLEAN,
+            p_eid TEXT, p_prev_eid TEXT, p_last_eid TEXT, p_sim_slot INTEGER, p_state_lost TEXT,
+            OUT credential_ok BOOLEAN,
+            OUT stored BOOLEAN, OUT is_current BOOLEAN, OUT lost BOOLEAN, OUT imei_holders TEXT[],
+            OUT iccid_holders TEXT[], OUT made TEXT[], OUT field TEXT[], OUT eid_holders TEXT[],
+            OUT iccid_same_eid TEXT[], OUT iccid_other_eid TEXT[], OUT made_eids TEXT[], OUT field_eids TEXT[],
+            OUT reused_of TEXT)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            credential_ok := EXISTS (SELECT 1 FROM credentials WHERE token_hash = p_token_hash AND kind = 'device'
+                AND subject = p_serial AND revoked_at IS NULL);
+            IF NOT credential_ok THEN
+                stored := false;
+                RETURN;
+            END IF;
+            SELECT i.stored, i.is_current, i.lost, i.imei_holders, i.iccid_holders, i.made, i.field, i.eid_holders,
+                i.iccid_same_eid, i.iccid_other_eid, i.made_eids, i.field_eids, i.reused_of
+            INTO stored, is_current, lost, imei_holders, iccid_holders, made, field, eid_holders, iccid_same_eid,
+                iccid_other_eid, made_eids, field_eids, reused_of
+            FROM cellprov_ingest(p_event_id, p_serial, p_origin, p_type, p_slot, p_sequence, p_severity, p_occurred,
+                p_received, p_imei, p_imsi, p_iccid, p_prev_imei, p_prev_imsi, p_prev_iccid, p_payload, p_locks,
+                p_refs, p_tac, p_manufacturer, p_model, p_revision, p_source, p_fast, p_eid, p_prev_eid, p_last_eid,
+                p_sim_slot, p_state_lost) AS i;
+        END
+        $$
+        """
 
     /// `cellprov_ingest(...)`: what `PostgresRegistryStore.ingest` did in four round trips, in one call.
     ///

@@ -28,7 +28,13 @@ public enum RegistryDatabase {
     {
         switch try parse(url) {
         case .sqlite(let path):
-            let store = try SQLiteRegistryStore(path: path, logger: logger)
+            // Opening waits on file locks (up to the busy timeout) and sleeps between attempts: on a dispatch
+            // thread, not on one of the concurrency pool's few threads (as many as cores), which every request needs.
+            let store = try await withCheckedThrowingContinuation { continuation in
+                DispatchQueue.global().async {
+                    continuation.resume(with: Result { try SQLiteRegistryStore(path: path, logger: logger) })
+                }
+            }
             try await store.migrate()
             return store
         case .postgres(let resolved):

@@ -207,15 +207,31 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
 
     // MARK: Ingest
 
+    /// Whether `tokenHash` is a valid (unrevoked) token of the device `serial` (``IngestOptions/deviceTokenHash``).
+    static func isValidDeviceToken(_ db: Database, tokenHash: String, serial: String) throws -> Bool {
+        try Bool.fetchOne(
+            db,
+            sql: """
+                SELECT EXISTS (SELECT 1 FROM credentials WHERE token_hash = ? AND kind = 'device' AND subject = ?
+                    AND revoked_at IS NULL)
+                """, arguments: [tokenHash, serial]) ?? false
+    }
+
     public func ingest(
-        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
+        _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date,
+        options: IngestOptions
     ) async throws -> IngestOutcome {
         let key = try await pseudonymKey()
-        let payload = try StoreSupport.payload(request)
+        let payload = try StoreSupport.payload(request, received: options.payload)
         let refs = StoreSupport.references(reported: references + (request.references?.all ?? []), identity: request.identity, key: key)
         let received = StoreSupport.ms(receivedAt)
         let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
         return try await transaction { db -> IngestOutcome in
+            if let tokenHash = options.deviceTokenHash,
+                try !Self.isValidDeviceToken(db, tokenHash: tokenHash, serial: serial)
+            {
+                return .credentialRefused
+            }
             let id = request.identity
             let prev = request.previous
             try db.execute(

@@ -90,8 +90,11 @@ enum StoreSupport {
         return e
     }
 
-    static func payload(_ r: EnrollmentRequest) throws -> String {
-        String(decoding: try r.jsonBytes(), as: UTF8.self)
+    /// The event's stored payload: the body as received when the caller passed it (validated JSON, hence UTF-8;
+    /// checked again here, so bytes that are not UTF-8 are never stored as text), else the event encoded.
+    static func payload(_ r: EnrollmentRequest, received: [UInt8]? = nil) throws -> String {
+        if let received, let text = String(validating: received, as: UTF8.self) { return text }
+        return String(decoding: try r.jsonBytes(), as: UTF8.self)
     }
 
     /// Bound on the timeline a unit page gets (newest kept).
