@@ -7,8 +7,8 @@ docs/performance.md by hand, never asserted).
    each round; a CHECKPOINT before each round so that no timed checkpoint falls inside one):
    - the registry's durable ingest through HTTP on loopback: each device is one keep-alive connection posting its
      events one at a time, as cellprovd does (one request in flight per device), each with its own device token
-     and fresh event ids (its sequence continuing from round to round); the load generator is asyncio and raw
-     HTTP/1.1 in GEN_PROCS processes (1 below 4 devices);
+     and fresh event ids; every round has new devices (new units, so that no unit's history carries over from
+     round to round); the load generator is asyncio and raw HTTP/1.1 in GEN_PROCS processes (1 below 4 devices);
    - pgbench -M prepared running the minimal durable equivalent of storing an event (bench/pgbench_minimal_event.sql:
      BEGIN; INSERT a 626-byte JSON row with a fresh UUID key ON CONFLICT DO NOTHING; UPDATE one of 10 000 unit
      rows; COMMIT) in a database of its own (bench/pgbench_minimal_setup.sql), as many clients as devices, as
@@ -271,8 +271,15 @@ def pct(values, p):
 
 # ------------------------------------------------------------------------------------------------ one round each
 
-def registry_round(reg, states, clients, postmaster):
-    devices = states[:clients]
+def registry_round(entry, clients, postmaster):
+    """One round of `clients` devices that have not posted before (each round its own new units: no unit's history
+    carries over from one round to the next, so rounds are alike and a store whose per-event cost grows with the
+    unit's history shows it within each round the same way)."""
+    reg, states, first = entry["reg"], entry["states"], entry["next"]
+    if first + clients > len(states):
+        raise RuntimeError("not enough provisioned devices")
+    entry["next"] = first + clients
+    devices = states[first:first + clients]
     procs = 1 if clients < 4 else GEN_PROCS
     shards = [devices[i::procs] for i in range(procs)]
     start_at = time.time() + 0.5
@@ -296,8 +303,8 @@ def registry_round(reg, states, clients, postmaster):
             counts[k] = counts.get(k, 0) + v
         for d in r_devices:
             by_serial[d["serial"]] = d
-    for i, d in enumerate(states[:clients]):   # the sequence goes on in the next round
-        states[i] = by_serial[d["serial"]]
+    for i in range(first, first + clients):
+        states[i] = by_serial[states[i]["serial"]]
     events = counts.pop("window", 0)
     return finish_round(events, window, c0, c1, load0, load1, procs,
                         p50_ms=round(pct(lat, 50) * 1000, 2), p99_ms=round(pct(lat, 99) * 1000, 2),
@@ -578,11 +585,12 @@ def rotate(sides, r):
 
 
 def start_registry(binary, database, work, name):
+    """The registry serving `database`, with a device token for every device of every round."""
     reg = BenchRegistry(binary, database, work, name).start()
-    tokens, _ = provision(reg, "GW-BENCH", max(CONCURRENCY))
+    tokens, _ = provision(reg, "GW-BENCH", ROUNDS * sum(CONCURRENCY))
     states = [{"serial": s, "token": tokens[s], "index": i, "seq": 0, "prev": None}
               for i, s in enumerate(sorted(tokens))]
-    return reg, states
+    return {"reg": reg, "states": states, "next": 0}
 
 
 def fmt_rate(rounds):
@@ -692,8 +700,7 @@ def run_backend(backend, binaries, pg, pgbench, payload, report):
                     elif side == "sqlite3":
                         res = sqlite_peer_round(peer_path, payload, c)
                     else:
-                        reg, states = regs[side]
-                        res = registry_round(reg, states, c, postmaster)
+                        res = registry_round(regs[side], c, postmaster)
                     by_side[side].append(res)
                     cpu = ", ".join(f"{k} {v:.3f}" for k, v in res["cpu_ms_per_event"].items() if v is not None)
                     extra = (f" p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms answers {res['answers']}"
@@ -710,11 +717,12 @@ def run_backend(backend, binaries, pg, pgbench, payload, report):
             print_table("SQLite: the registry's ingest; peer: the minimal transaction in python's sqlite3, one writer, "
                         "N events per commit", results, "sqlite3", "sqlite3 minimal", "sqlite3")
         if STORM_DEVICES > 0:
-            reg, _ = regs["A"]
+            reg = regs["A"]["reg"]
             print(f"== {backend}: boot storm (registry A)", flush=True)
             report.setdefault("bootstorm", {})[backend] = boot_storm(reg, reg.operator_add("bench", "admin"))
     finally:
-        for side, (reg, _) in regs.items():
+        for side, entry in regs.items():
+            reg = entry["reg"]
             status = reg.stop()
             if status != 0:
                 print(f"  (registry {side} exit status {status})")
