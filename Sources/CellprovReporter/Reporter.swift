@@ -258,10 +258,7 @@ public actor Reporter {
     }
 
     private func backoff() -> Duration {
-        let exponent = min(failures, 16)
-        let base = config.backoffBase * (1 << exponent)
-        let capped = min(base, config.backoffCap)
-        return capped * Double.random(in: 0.5...1.5)
+        RetryBackoff.delay(failures: failures, base: config.backoffBase, cap: config.backoffCap)
     }
 
     /// The backoff wait; a reload (new credentials) ends it early.

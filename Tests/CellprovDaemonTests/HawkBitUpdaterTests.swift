@@ -141,6 +141,7 @@ import FoundationNetworking
         let logs = LogCapture()
         try await Self.withUpdater(Self.configuration(standIn), source: source, logs: logs) { _ in
             #expect(await Self.waitUntil { standIn.attributes(of: Self.controllerID) == Self.attributes(1) })
+            #expect(await Self.waitUntil { !logs.messages(.notice).isEmpty }, "logged once the answer is judged")
         }
         #expect(standIn.requests.map(\.status) == [503, nil, 500, 200])
         #expect(logs.messages(.warning).count == 1, "one line for the first failure: \(logs.messages(.warning))")
@@ -184,6 +185,7 @@ import FoundationNetworking
             renewed.token = "renewed-token"
             try await updater.reload(renewed)  // ends the 30 s backoff
             #expect(await Self.waitUntil(.seconds(5)) { standIn.requests.last?.status == 200 })
+            #expect(await Self.waitUntil { !logs.messages(.warning).isEmpty })
         }
         #expect(standIn.requests.count == 2)
         #expect(logs.messages(.warning).first?.contains("refuses the target token") == true, "\(logs.messages(.warning))")
@@ -245,6 +247,7 @@ import FoundationNetworking
         let start = clock.now
         try await Self.withUpdater(config, source: source, logs: logs) { _ in
             #expect(await Self.waitUntil(.seconds(20)) { standIn.requests.count == 11 })
+            #expect(await Self.waitUntil { !logs.messages(.error).isEmpty })
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(clock.now - start < .seconds(10), "the hanging request ended by its timeout")
