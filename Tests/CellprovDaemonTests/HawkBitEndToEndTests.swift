@@ -122,6 +122,49 @@ import Glibc
         #expect(logs.contains("hawkBit: keeping target \(Self.serial)"))
     }
 
+    /// A hawkBit that accepts connections and never answers holds up neither the reads nor the enrollment, and
+    /// cellprovd still stops at once.
+    @Test func aHangingHawkBitBlocksNothing() async throws {
+        let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
+        defer { sim.stop() }
+        let receiver = try EnrollmentReceiver()
+        defer { receiver.stop() }
+        let hawkBit = try HawkBitStandIn(controllerIDs: [Self.serial], token: Self.token)
+        defer { hawkBit.stop() }
+        hawkBit.setBehaviour(.hang)
+        let dir = NSTemporaryDirectory() + "cellprov-hawkbit-hang-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "\(Self.token)\n".write(toFile: dir + "/token", atomically: true, encoding: .utf8)
+        chmod(dir + "/token", 0o600)
+        try """
+        [daemon]
+        state_directory = "\(dir)/state"
+        [discovery]
+        udev = false
+        static_ports = ["\(sim.path)"]
+        [backend]
+        url = "http://127.0.0.1:\(receiver.port)"
+        [device]
+        serial = "\(Self.serial)"
+        [hawkbit]
+        url = "\(hawkBit.url)"
+        token_file = "\(dir)/token"
+        """.write(toFile: dir + "/c.toml", atomically: true, encoding: .utf8)
+        let daemon = try ChildProcess("cellprovd", ["--config", dir + "/c.toml", "--log-level", "debug"])
+        #expect(await Self.waitUntil { !hawkBit.requests.isEmpty }, "\(daemon.stderr)")
+        #expect(await Self.waitUntil(.seconds(10)) { receiver.requests.count == 1 }, "\(daemon.stderr)")
+        // A live SIM swap is read and delivered while the hawkBit request still hangs.
+        sim.swapSIM(Self.swapped)
+        #expect(await Self.waitUntil(.seconds(10)) { receiver.requests.count == 2 }, "\(daemon.stderr)")
+        #expect(hawkBit.requests.count == 1, "one request at a time")
+        let clock = ContinuousClock()
+        let stopping = clock.now
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(clock.now - stopping < .seconds(5), "the hanging request did not hold up the stop")
+    }
+
     /// `identifiers = "full"`: the digits, and only then.
     @Test func fullIdentifiersOnlyWhenSet() async throws {
         let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
