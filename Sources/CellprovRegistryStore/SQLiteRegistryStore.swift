@@ -17,6 +17,8 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
 
     let pool: DatabasePool
     let logger: Logger
+    /// The ingest path's group commit (SQLiteIngestQueue.swift).
+    let ingestQueue: SQLiteIngestQueue
     private let keys = NIOLockedValueBox<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
 
     /// Opens (creating it and its directory's file if needed) the database at `path`. Call ``migrate()`` next
@@ -46,6 +48,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             throw RegistryStoreError("cannot open the SQLite database: \(Self.describe(error))")
         }
         self.logger = logger
+        ingestQueue = SQLiteIngestQueue(pool: pool, describe: { Self.storeError($0) })
     }
 
     /// Opens the pool, retrying while another process holds the lock that switching a new database to WAL needs:
@@ -75,6 +78,13 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         return "\(error)"
     }
 
+    /// What a caller gets for an error of the database: a `RegistryStoreError` carrying SQLite's code and message
+    /// (never statement arguments); other errors as they are.
+    static func storeError(_ error: any Error) -> any Error {
+        guard let e = error as? DatabaseError else { return error }
+        return RegistryStoreError("SQLite: \(describe(e))")
+    }
+
     /// Runs `body` in one IMMEDIATE transaction. Database errors become `RegistryStoreError`s carrying SQLite's
     /// code and message (never statement arguments).
     func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -88,7 +98,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                 return result!
             }
         } catch let error as DatabaseError {
-            throw RegistryStoreError("SQLite: \(Self.describe(error))")
+            throw Self.storeError(error)
         }
     }
 
@@ -210,11 +220,11 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     /// Whether `tokenHash` is a valid (unrevoked) token of the device `serial` (``IngestOptions/deviceTokenHash``).
     static func isValidDeviceToken(_ db: Database, tokenHash: String, serial: String) throws -> Bool {
         try Bool.fetchOne(
-            db,
-            sql: """
+            db.cachedStatement(
+                sql: """
                 SELECT EXISTS (SELECT 1 FROM credentials WHERE token_hash = ? AND kind = 'device' AND subject = ?
                     AND revoked_at IS NULL)
-                """, arguments: [tokenHash, serial]) ?? false
+                """), arguments: [tokenHash, serial]) ?? false
     }
 
     public func ingest(
@@ -226,7 +236,9 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         let refs = StoreSupport.references(reported: references + (request.references?.all ?? []), identity: request.identity, key: key)
         let received = StoreSupport.ms(receivedAt)
         let occurred = StoreSupport.ms(StoreSupport.occurredAt(request.occurredAt, fallback: receivedAt))
-        return try await transaction { db -> IngestOutcome in
+        // Everything above runs on the caller's task; the writer thread does only the statements (one at a time for
+        // the whole store: what it spends per event bounds the rate).
+        return try await ingestQueue.submit { db -> IngestOutcome in
             if let tokenHash = options.deviceTokenHash,
                 try !Self.isValidDeviceToken(db, tokenHash: tokenHash, serial: serial)
             {
@@ -234,31 +246,32 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             }
             let id = request.identity
             let prev = request.previous
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at,
                         received_at, imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload, eid, prev_eid,
                         sim_slot, state_lost)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (event_id) DO NOTHING
-                    """,
-                arguments: [
-                    request.eventID, serial, origin.rawValue, request.type, request.module.slot, request.sequence,
-                    request.severity, occurred, received, id.imei, id.imsi, id.iccid, prev?.imei, prev?.imsi,
-                    prev?.iccid, payload, id.eid, prev?.eid, id.simSlot, request.stateLost?.reason,
-                ])
+                    """
+            ).execute(arguments: [
+                request.eventID, serial, origin.rawValue, request.type, request.module.slot, request.sequence,
+                request.severity, occurred, received, id.imei, id.imsi, id.iccid, prev?.imei, prev?.imsi,
+                prev?.iccid, payload, id.eid, prev?.eid, id.simSlot, request.stateLost?.reason,
+            ])
             guard db.changesCount == 1 else { return .duplicate }
             let reused = try Self.sequenceReusedFrom(db, request: request, serial: serial, origin: origin)
             let fieldSeen: Int64? = origin == .device ? received : nil
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO units (serial, created_at, first_seen, last_seen) VALUES (?, ?, ?, ?)
                     ON CONFLICT (serial) DO UPDATE SET
                         first_seen = min(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
                         last_seen = CASE WHEN excluded.last_seen IS NULL THEN units.last_seen
                             ELSE max(coalesce(units.last_seen, excluded.last_seen), excluded.last_seen) END
-                    """, arguments: [serial, received, received, fieldSeen])
-            try db.execute(
+                    """
+            ).execute(arguments: [serial, received, received, fieldSeen])
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
                         revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot,
@@ -275,25 +288,26 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                         last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
                         updated_at = excluded.updated_at
                     WHERE excluded.occurred_at >= slots.occurred_at
-                    """,
-                arguments: [
-                    serial, origin.rawValue, request.module.slot, id.imei, id.imsi, id.iccid,
-                    id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
-                    request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
-                    id.eid, StoreSupport.lastEID(id, prev), id.simSlot, request.sequence,
-                ])
+                    """
+            ).execute(arguments: [
+                serial, origin.rawValue, request.module.slot, id.imei, id.imsi, id.iccid,
+                id.iccid ?? prev?.iccid, StoreSupport.tac(id.imei), request.module.manufacturer,
+                request.module.model, request.module.revision, request.module.source, request.type, occurred, received,
+                id.eid, StoreSupport.lastEID(id, prev), id.simSlot, request.sequence,
+            ])
             let isCurrent = db.changesCount == 1
             if !isCurrent {
                 // A late event (older than the slot's current one) still counts for the slot's highest sequence.
-                try db.execute(
+                try db.cachedStatement(
                     sql: """
                         UPDATE slots SET max_sequence = max(coalesce(max_sequence, 0), ?)
                         WHERE serial = ? AND origin = ? AND slot = ?
-                        """, arguments: [request.sequence, serial, origin.rawValue, request.module.slot])
+                        """
+                ).execute(arguments: [request.sequence, serial, origin.rawValue, request.module.slot])
             }
             for ref in refs {
-                try db.execute(
-                    sql: "INSERT INTO refs (ref, serial) VALUES (?, ?) ON CONFLICT DO NOTHING", arguments: [ref, serial])
+                try db.cachedStatement(sql: "INSERT INTO refs (ref, serial) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                    .execute(arguments: [ref, serial])
             }
             var context = try Self.context(db, request: request, serial: serial, origin: origin)
             context.sequenceReusedFrom = reused
@@ -310,19 +324,21 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             if let eid = id.eid, !FlagRules.euiccMovedFrom(context).isEmpty {
                 // The eUICC is in this unit now: the previous holder's slot no longer holds the card (nor its
                 // profile).
-                try db.execute(
+                try db.cachedStatement(
                     sql: """
                         UPDATE slots SET eid = NULL, last_eid = NULL, iccid = NULL, imsi = NULL, last_iccid = NULL
                         WHERE origin = 'device' AND serial <> ? AND (eid = ? OR last_eid = ?)
-                        """, arguments: [serial, eid, eid])
+                        """
+                ).execute(arguments: [serial, eid, eid])
             }
             if let iccid = id.iccid, !FlagRules.iccidMovedFrom(context).isEmpty {
                 // The SIM is in this unit now: the previous holder's slot no longer holds it.
-                try db.execute(
+                try db.cachedStatement(
                     sql: """
                         UPDATE slots SET iccid = NULL, imsi = NULL, last_iccid = NULL
                         WHERE origin = 'device' AND serial <> ? AND (iccid = ? OR last_iccid = ?)
-                        """, arguments: [serial, iccid, iccid])
+                        """
+                ).execute(arguments: [serial, iccid, iccid])
             }
             return .stored(raised: try Self.insertFlags(db, flags, at: received))
         }
@@ -336,55 +352,58 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     {
         guard origin == .device,
             let slot = try Row.fetchOne(
-                db, sql: "SELECT max_sequence FROM slots WHERE serial = ? AND origin = 'device' AND slot = ?",
+                db.cachedStatement(
+                    sql: "SELECT max_sequence FROM slots WHERE serial = ? AND origin = 'device' AND slot = ?"),
                 arguments: [serial, request.module.slot])
         else { return nil }  // a new slot: no earlier event
         if let highest = slot["max_sequence"] as Int64?, Int64(request.sequence) > highest { return nil }
         guard
             let earlier = try String.fetchOne(
-                db,
-                sql: """
+                db.cachedStatement(
+                    sql: """
                     SELECT event_id FROM events WHERE serial = ? AND origin = 'device' AND slot = ? AND sequence = ?
                         AND event_id <> ? ORDER BY id LIMIT 1
-                    """, arguments: [serial, request.module.slot, request.sequence, request.eventID])
+                    """), arguments: [serial, request.module.slot, request.sequence, request.eventID])
         else { return nil }
-        try db.execute(
-            sql: "UPDATE events SET reuses_sequence_of = ? WHERE event_id = ?", arguments: [earlier, request.eventID])
+        try db.cachedStatement(sql: "UPDATE events SET reuses_sequence_of = ? WHERE event_id = ?")
+            .execute(arguments: [earlier, request.eventID])
         return earlier
     }
 
     static func context(_ db: Database, request: EnrollmentRequest, serial: String, origin: EventOrigin) throws
         -> IngestContext
     {
-        let lost = try Int64?.fetchOne(db, sql: "SELECT lost_at FROM units WHERE serial = ?", arguments: [serial])
+        let lost = try Int64?.fetchOne(
+            db.cachedStatement(sql: "SELECT lost_at FROM units WHERE serial = ?"), arguments: [serial])
         var context = IngestContext(request: request, serial: serial, origin: origin, unitLost: lost.flatMap { $0 } != nil)
         if let imei = request.identity.imei {
             context.imeiHolders = try String.fetchAll(
-                db, sql: "SELECT DISTINCT serial FROM slots WHERE imei = ? AND origin = 'device' AND serial <> ?",
+                db.cachedStatement(
+                    sql: "SELECT DISTINCT serial FROM slots WHERE imei = ? AND origin = 'device' AND serial <> ?"),
                 arguments: [imei, serial])
         }
         if let iccid = request.identity.iccid {
             context.iccidHolders = try String.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(
+                    sql: """
                     SELECT serial FROM slots WHERE iccid = ? AND origin = 'device' AND serial <> ?
                     UNION SELECT serial FROM slots WHERE last_iccid = ? AND origin = 'device' AND serial <> ?
-                    """, arguments: [iccid, serial, iccid, serial])
+                    """), arguments: [iccid, serial, iccid, serial])
         }
         if let eid = request.identity.eid {
             context.eidHolders = try String.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(
+                    sql: """
                     SELECT serial FROM slots WHERE eid = ? AND origin = 'device' AND serial <> ?
                     UNION SELECT serial FROM slots WHERE last_eid = ? AND origin = 'device' AND serial <> ?
-                    """, arguments: [eid, serial, eid, serial])
+                    """), arguments: [eid, serial, eid, serial])
             if let iccid = request.identity.iccid, !context.iccidHolders.isEmpty {
                 let cards = try Row.fetchAll(
-                    db,
-                    sql: """
+                    db.cachedStatement(
+                        sql: """
                         SELECT DISTINCT serial, CASE WHEN iccid = ? THEN eid ELSE last_eid END AS card FROM slots
                         WHERE (iccid = ? OR last_iccid = ?) AND origin = 'device' AND serial <> ?
-                        """, arguments: [iccid, iccid, iccid, serial])
+                        """), arguments: [iccid, iccid, iccid, serial])
                 for row in cards {
                     guard let card = row["card"] as String? else { continue }
                     if card == eid {
@@ -396,23 +415,25 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             }
         }
         context.manufacturingEIDs = try String.fetchAll(
-            db,
-            sql: """
+            db.cachedStatement(
+                sql: """
                 SELECT DISTINCT eid FROM events WHERE serial = ? AND origin = 'factory' AND eid IS NOT NULL
                     AND event_id <> ?
-                """, arguments: [serial, request.eventID])
+                """), arguments: [serial, request.eventID])
         context.manufacturingIMEIs = try String.fetchAll(
-            db,
-            sql: """
+            db.cachedStatement(
+                sql: """
                 SELECT DISTINCT imei FROM events WHERE serial = ? AND origin = 'factory' AND imei IS NOT NULL
                     AND event_id <> ?
-                """, arguments: [serial, request.eventID])
+                """), arguments: [serial, request.eventID])
         if origin == .factory {
             context.fieldIMEIs = try String.fetchAll(
-                db, sql: "SELECT imei FROM slots WHERE serial = ? AND origin = 'device' AND imei IS NOT NULL",
+                db.cachedStatement(
+                    sql: "SELECT imei FROM slots WHERE serial = ? AND origin = 'device' AND imei IS NOT NULL"),
                 arguments: [serial])
             context.fieldEIDs = try String.fetchAll(
-                db, sql: "SELECT eid FROM slots WHERE serial = ? AND origin = 'device' AND eid IS NOT NULL",
+                db.cachedStatement(
+                    sql: "SELECT eid FROM slots WHERE serial = ? AND origin = 'device' AND eid IS NOT NULL"),
                 arguments: [serial])
         }
         return context
@@ -424,14 +445,13 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         var raised = [RegistryFlag]()
         for flag in flags {
             let id = try Int64.fetchOne(
-                db,
-                sql: """
+                db.cachedStatement(
+                    sql: """
                     INSERT INTO flags (kind, severity, serial, slot, summary, evidence, dedupe_key, raised_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (dedupe_key) WHERE resolved_at IS NULL DO NOTHING
                     RETURNING id
-                    """,
-                arguments: [
+                    """), arguments: [
                     flag.kind.rawValue, flag.severity.rawValue, flag.serial, flag.slot, flag.summary,
                     StoreSupport.encodeEvidence(flag.evidence), flag.dedupeKey, at,
                 ])

@@ -135,5 +135,14 @@ enum SQLiteSchema {
                 UPDATE slots SET max_sequence = (SELECT max(e.sequence) FROM events e
                     WHERE e.serial = slots.serial AND e.origin = slots.origin AND e.slot = slots.slot);
                 """),
+        // Version 5 (issue 18): the unit's manufacturing records, which the rules read for every event, through a
+        // partial index of their own, as PostgreSQL's migration 2 has it. Without it that read went through
+        // `events_serial` and read every event of the unit (its pages mostly outside the cache: a field event cost
+        // more the longer the unit's history).
+        Migration(
+            version: 5,
+            sql: """
+                CREATE INDEX events_factory ON events (serial) WHERE origin = 'factory';
+                """),
     ]
 }
