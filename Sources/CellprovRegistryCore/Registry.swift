@@ -537,6 +537,16 @@ public protocol RegistryStore: Sendable {
     // Queries (operator API, pages).
     func searchUnits(_ terms: SearchTerms, limit: Int) async throws -> [UnitSummary]
     func unit(serial: String) async throws -> UnitDetail?
+    /// Every unit one of whose field slots ever reported an identifier the terms name (IMEI, IMSI, ICCID, EID:
+    /// ``Holdings/identifiers(of:)``), each with the intervals it held it (``Holdings``), in
+    /// ``Holdings/holders(_:at:)`` order; with `at` (device time), only the units that held it then, with the
+    /// intervals covering `at`. At most `limit` units; serials, TACs and references find no holder.
+    func searchHolders(_ terms: SearchTerms, at: Date?, limit: Int) async throws -> [IdentifierHolder]
+    /// The unit as it stood at `at` (device time, the events' `occurred_at`): each slot as its last event at or
+    /// before `at` left it (slots first reported later are absent), the flags raised by then and not resolved by
+    /// then (a flag resolved later shows open), the timeline up to `at`, `lost` when its current lost mark was set
+    /// by then. nil when the unit is unknown.
+    func unit(serial: String, at: Date) async throws -> UnitDetail?
     func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag]
     func flag(id: Int64) async throws -> RegistryFlag?
     /// False when the flag does not exist or is already resolved.

@@ -1,3 +1,4 @@
+import CellprovRegistryCore
 import Foundation
 import Hummingbird
 import NIOCore
@@ -99,6 +100,26 @@ enum QueryParameter {
             return .failure(Refusal(jsonError(.badRequest, "status: must be open or all")))
         }
         return .success(value == "all")
+    }
+
+    /// `at`: absent (now) or one RFC 3339 time (`2026-11-03T14:22:00Z`, an offset or a fraction allowed: the
+    /// forms an event's `occurred_at` may take, ``IngestTime``).
+    static func at(_ request: Request) -> Result<Date?, Refusal> {
+        let values = request.uri.queryParameters[values: "at"]
+        guard let value = values.first else { return .success(nil) }
+        return at(values.count == 1 ? String(value) : nil)
+    }
+
+    /// An `at` value as given (nil: given more than once); an empty one is absent (an empty form field).
+    static func at(_ value: String?) -> Result<Date?, Refusal> {
+        if let value, value.trimmingCharacters(in: .whitespaces).isEmpty { return .success(nil) }
+        guard let value, value.utf8.count <= 64,
+            let date = IngestTime.parse(value.trimmingCharacters(in: .whitespaces))
+        else {
+            return .failure(
+                Refusal(jsonError(.badRequest, "at: must be one RFC 3339 time, such as 2026-11-03T14:22:00Z")))
+        }
+        return .success(date)
     }
 
     typealias Refusal = OperatorAPI.Refusal

@@ -199,6 +199,12 @@ struct TimedStore: RegistryStore {
     func unit(serial: String) async throws -> UnitDetail? {
         try await timed("unit") { try await base.unit(serial: serial) }
     }
+    func searchHolders(_ terms: SearchTerms, at: Date?, limit: Int) async throws -> [IdentifierHolder] {
+        try await timed("search_holders") { try await base.searchHolders(terms, at: at, limit: limit) }
+    }
+    func unit(serial: String, at: Date) async throws -> UnitDetail? {
+        try await timed("unit_as_of") { try await base.unit(serial: serial, at: at) }
+    }
     func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
         try await timed("flags") { try await base.flags(openOnly: openOnly, limit: limit) }
     }

@@ -118,18 +118,45 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let (w, v)): (who, reveal) = (w, v)
         }
+        let at: Date?
+        switch QueryParameter.at(request) {
+        case .failure(let r): return r.response
+        case .success(let t): at = t
+        }
         let terms = SearchTerms(parsing: Self.formQueryValue(request, "q") ?? "")
-        guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [])) }
+        guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [], at: RFC3339.string(at))) }
         do {
-            let units = try await state.store.searchUnits(terms, limit: RegistryHTTP.searchLimit)
+            let found = try await Self.search(state.store, terms, at: at)
             if reveal {
                 try await Self.auditReveal(
-                    state, who: who, serials: units.map(\.serial), what: "search", remote: context.remote)
+                    state, who: who, serials: found.map(\.unit.serial), what: "search", remote: context.remote)
             }
-            return json(.ok, UnitsBody(units: units.map { UnitSummaryView($0, reveal: reveal) }))
+            return json(
+                .ok,
+                UnitsBody(
+                    units: found.map { UnitSummaryView($0.unit, reveal: reveal, held: $0.held) }, at: RFC3339.string(at)))
         } catch {
             return state.storeFailure(error, "search")
         }
+    }
+
+    /// A search's units, the API's and the page's: first the units that held a searched identifier (IMEI, IMSI,
+    /// ICCID, EID) with their intervals, current holders first (``RegistryStore/searchHolders(_:at:limit:)``);
+    /// then the other units found (by serial, TAC, reference), each once. With `at`, only the units that held the
+    /// identifier at that moment, and the unit whose serial was typed.
+    static func search(_ store: any RegistryStore, _ terms: SearchTerms, at: Date?) async throws
+        -> [(unit: UnitSummary, held: [Holding]?)]
+    {
+        let limit = RegistryHTTP.searchLimit
+        let holders = try await store.searchHolders(terms, at: at, limit: limit)
+        var out: [(unit: UnitSummary, held: [Holding]?)] = holders.map { ($0.unit, $0.holdings) }
+        var seen = Set(holders.map(\.unit.serial))
+        let others = at == nil ? terms : SearchTerms(serial: terms.serial)
+        guard !others.isEmpty, out.count < limit else { return out }
+        for unit in try await store.searchUnits(others, limit: limit) where out.count < limit {
+            if seen.insert(unit.serial).inserted { out.append((unit, nil)) }
+        }
+        return out
     }
 
     func unit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
@@ -139,15 +166,26 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let (w, v)): (who, reveal) = (w, v)
         }
+        let at: Date?
+        switch QueryParameter.at(request) {
+        case .failure(let r): return r.response
+        case .success(let t): at = t
+        }
         guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         do {
-            guard let detail = try await state.store.unit(serial: serial) else {
+            let found: UnitDetail?
+            if let at {
+                found = try await state.store.unit(serial: serial, at: at)
+            } else {
+                found = try await state.store.unit(serial: serial)
+            }
+            guard let detail = found else {
                 return jsonError(.notFound, "no such unit")
             }
             if reveal {
                 try await Self.auditReveal(state, who: who, serials: [serial], what: "unit", remote: context.remote)
             }
-            return json(.ok, UnitBody(unit: UnitDetailView(detail, reveal: reveal)))
+            return json(.ok, UnitBody(unit: UnitDetailView(detail, reveal: reveal, asOf: at)))
         } catch {
             return state.storeFailure(error, "unit")
         }
@@ -298,7 +336,11 @@ struct OperatorAPI {
         return .some(note?.isEmpty == true ? nil : note)
     }
 
-    struct UnitsBody: Codable { var units: [UnitSummaryView] }
+    struct UnitsBody: Codable {
+        var units: [UnitSummaryView]
+        /// The moment asked about (`at`), when one was.
+        var at: String?
+    }
     struct UnitBody: Codable { var unit: UnitDetailView }
     struct FlagsBody: Codable { var flags: [FlagView] }
     struct AuditBody: Codable { var audit: [AuditView] }

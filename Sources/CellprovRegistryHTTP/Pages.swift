@@ -202,27 +202,52 @@ struct Pages {
     func home(_ request: Request, _ context: RegistryRequestContext) async -> Response {
         guard let signed = await session(request) else { return signInPage(nil) }
         let q = String((OperatorAPI.formQueryValue(request, "q") ?? "").prefix(200))
-        var values: [String: Any] = ["q": q]
+        let atText = String((OperatorAPI.formQueryValue(request, "at") ?? "").prefix(64))
+        var values: [String: Any] = ["q": q, "at": atText]
+        let at: Date?
+        switch QueryParameter.at(atText) {
+        case .failure:
+            values["error"] = "The moment must be an RFC 3339 time, such as 2026-11-03T14:22:00Z."
+            return page("search", title: "Search", values, signed: signed, status: .badRequest)
+        case .success(let t): at = t
+        }
         let terms = SearchTerms(parsing: q)
         if !terms.isEmpty {
             do {
-                let units = try await state.store.searchUnits(terms, limit: RegistryHTTP.searchLimit)
+                let found = try await OperatorAPI.search(state.store, terms, at: at)
                 values["searched"] = true
-                values["count"] = units.count
-                values["hasUnits"] = !units.isEmpty
-                values["units"] = units.map { u -> [String: Any] in
-                    let v = UnitSummaryView(u, reveal: false)
-                    return [
-                        "serial": v.serial, "serialPath": Self.pathComponent(v.serial), "lost": v.lost,
+                values["count"] = found.count
+                values["hasUnits"] = !found.isEmpty
+                values["anyHeld"] = found.contains { $0.held != nil }
+                if let at { values["asOf"] = RFC3339.string(at) ?? "" }
+                let atQuery = at.flatMap { RFC3339.string($0) }.map { "?at=" + Self.pathComponent($0) } ?? ""
+                values["units"] = found.map { f -> [String: Any] in
+                    let v = UnitSummaryView(f.unit, reveal: false, held: f.held)
+                    var u: [String: Any] = [
+                        "serial": v.serial, "serialPath": Self.pathComponent(v.serial) + atQuery, "lost": v.lost,
                         "lastSeen": v.lastSeen ?? "", "openFlags": v.openFlags,
                         "slots": v.slots.map { ["slot": $0.slot, "imei": $0.imei ?? ""] },
                     ]
+                    if let held = v.held { u["held"] = held.map(Self.holdingValues) }
+                    return u
                 }
             } catch {
                 return state.storeFailure(error, "search")
             }
         }
         return page("search", title: "Search", values, signed: signed)
+    }
+
+    static func holdingValues(_ h: HoldingView) -> [String: Any] {
+        var v: [String: Any] = [
+            "kind": h.kind.uppercased(), "identifier": h.identifier ?? "", "slot": h.slot, "from": h.from ?? "",
+            "current": h.current,
+        ]
+        // Absent, not empty, when there is nothing to say: an empty string is a true section.
+        if let r = h.fromReceivedAt { v["fromReceived"] = r }
+        if let u = h.until { v["until"] = u }
+        if let r = h.untilReceivedAt { v["untilReceived"] = r }
+        return v
     }
 
     // MARK: Unit
@@ -234,18 +259,33 @@ struct Pages {
             return message("Forbidden", "Only admins may reveal identifiers.", signed: signed, status: .forbidden)
         }
         guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return redirect("/") }
-        return await renderUnit(serial: serial, reveal: reveal, newToken: nil, signed: signed, remote: context.remote)
+        let atText = String((OperatorAPI.formQueryValue(request, "at") ?? "").prefix(64))
+        guard case .success(let at) = QueryParameter.at(atText) else {
+            return message(
+                "Bad request", "The moment must be an RFC 3339 time, such as 2026-11-03T14:22:00Z.",
+                back: "/units/\(Self.pathComponent(serial))", signed: signed, status: .badRequest)
+        }
+        return await renderUnit(
+            serial: serial, reveal: reveal, newToken: nil, signed: signed, remote: context.remote, at: at)
     }
 
-    func renderUnit(serial: String, reveal: Bool, newToken: String?, signed: Signed, remote: String?) async -> Response {
+    func renderUnit(
+        serial: String, reveal: Bool, newToken: String?, signed: Signed, remote: String?, at: Date? = nil
+    ) async -> Response {
         do {
-            guard let detail = try await state.store.unit(serial: serial) else {
+            let found: UnitDetail?
+            if let at {
+                found = try await state.store.unit(serial: serial, at: at)
+            } else {
+                found = try await state.store.unit(serial: serial)
+            }
+            guard let detail = found else {
                 return message("Not found", "No unit with that serial.", signed: signed, status: .notFound)
             }
             if reveal {
                 try await OperatorAPI.auditReveal(state, who: signed.who, serials: [serial], what: "unit page", remote: remote)
             }
-            let v = UnitDetailView(detail, reveal: reveal)
+            let v = UnitDetailView(detail, reveal: reveal, asOf: at)
             var values: [String: Any] = [
                 "serial": v.serial, "serialPath": Self.pathComponent(v.serial), "lost": v.lost,
                 "firstSeen": v.firstSeen ?? "-", "lastSeen": v.lastSeen ?? "-", "revealed": reveal,
@@ -259,6 +299,10 @@ struct Pages {
                 values["lostState"] = l
             }
             if let newToken { values["newToken"] = newToken }
+            if let asOf = v.asOf {
+                values["asOf"] = asOf
+                values["atQuery"] = "&at=" + Self.pathComponent(asOf)
+            }
             return page("unit", title: "Unit \(serial)", values, signed: signed)
         } catch {
             return state.storeFailure(error, "unit page")

@@ -75,17 +75,26 @@ enum Templates {
         <form method="get" action="/" role="search">
         <input type="text" id="q" name="q" value="{{q}}" autofocus
           placeholder="IMEI, IMSI, ICCID, EID (32 digits), serial, TAC (8 digits) or a log reference">
+        <label for="at">at</label>
+        <input type="text" id="at" name="at" value="{{at}}" size="26" placeholder="2026-11-03T14:22:00Z (optional)">
         <button type="submit" id="search">Search</button>
         </form>
+        <p>Without a moment, every unit that ever reported the IMEI, IMSI, ICCID or EID, current holder first, with
+        the intervals it held it. With one (RFC 3339, the device's time), the units that held it at that moment.</p>
+        {{#error}}<p class="error" id="search-error">{{error}}</p>{{/error}}
         {{#searched}}
-        <p id="result-count">{{count}} unit(s) found.</p>
+        <p id="result-count">{{count}} unit(s) found{{#asOf}} holding it at <span id="as-of">{{asOf}}</span>{{/asOf}}.</p>
         {{#hasUnits}}
         <table id="results">
-        <tr><th>Serial</th><th>Slots</th><th>Last seen</th><th>Open flags</th><th></th></tr>
+        <tr><th>Serial</th><th>Slots</th>{{#anyHeld}}<th>Held</th>{{/anyHeld}}<th>Last seen</th><th>Open flags</th><th></th></tr>
         {{#units}}
         <tr class="unit-result">
         <td><a class="unit-link" href="/units/{{serialPath}}">{{serial}}</a></td>
         <td>{{#slots}}<div><code>{{slot}}</code> {{imei}}</div>{{/slots}}</td>
+        {{#anyHeld}}<td>{{#held}}<div class="held{{#current}} current{{/current}}">{{kind}} <span class="id">{{identifier}}</span>
+        in <code>{{slot}}</code>: from <span class="held-from">{{from}}</span>{{#fromReceived}} (received {{fromReceived}}){{/fromReceived}}
+        {{#until}}until <span class="held-until">{{until}}</span>{{/until}}{{#untilReceived}} (received {{untilReceived}}){{/untilReceived}}
+        {{#current}}<strong class="held-current">until now (current holder)</strong>{{/current}}</div>{{/held}}</td>{{/anyHeld}}
         <td>{{lastSeen}}</td>
         <td>{{openFlags}}</td>
         <td>{{#lost}}<span class="lost">LOST</span>{{/lost}}</td>
@@ -98,6 +107,15 @@ enum Templates {
 
     static let unit = """
         <h1>Unit <span id="serial">{{serial}}</span></h1>
+        {{#asOf}}
+        <p class="notice" id="as-of-banner">As of <strong id="as-of">{{asOf}}</strong> (device time): the slots, identities
+        and open flags as they stood then, and the timeline up to then. <a id="now-link" href="/units/{{serialPath}}">Now</a></p>
+        {{/asOf}}
+        <form method="get" action="/units/{{serialPath}}" id="as-of-form">
+        <label for="at">As of</label>
+        <input type="text" id="at" name="at" value="{{asOf}}" size="26" placeholder="2026-11-03T14:22:00Z">
+        <button type="submit" id="show-as-of">Show</button>
+        </form>
         {{#newToken}}
         <div class="notice" id="found-notice">
         <p>Unit marked found. Its new device token is shown once; install it on the unit
@@ -113,9 +131,9 @@ enum Templates {
         <ol id="playbook">{{#playbook}}<li>{{.}}</li>{{/playbook}}</ol>
         {{/hasPlaybook}}
         <p>First seen {{firstSeen}}, last seen {{lastSeen}}.
-        {{#admin}}{{^revealed}}<a id="reveal" href="/units/{{serialPath}}?reveal=true">Reveal identifiers (audited)</a>{{/revealed}}{{/admin}}
+        {{#admin}}{{^revealed}}<a id="reveal" href="/units/{{serialPath}}?reveal=true{{atQuery}}">Reveal identifiers (audited)</a>{{/revealed}}{{/admin}}
         {{#revealed}}<strong id="revealed">Identifiers revealed; this view is in the audit log.</strong>{{/revealed}}</p>
-        {{#admin}}
+        {{#admin}}{{^asOf}}
         <div id="admin-actions">
         {{^lost}}
         <form method="post" action="/units/{{serialPath}}/lost">
@@ -131,7 +149,7 @@ enum Templates {
         </form>
         {{/lost}}
         </div>
-        {{/admin}}
+        {{/asOf}}{{/admin}}
         <h2>Slots</h2>
         <p>The module (IMEI); the card in use (its EID when it is an eUICC) and the module's active SIM slot; the
         profile enabled on that card (ICCID, IMSI): a profile switch changes only the profile.</p>

@@ -78,6 +78,44 @@ struct SlotView: Codable {
     }
 }
 
+/// An interval in which a unit's slot held a searched identifier (``Holding``). Device times (`occurred_at`);
+/// the registry's receive time of the same event beside each only when they disagree
+/// (``Holdings/clockDisagreement``): a late delivery or a device clock that is off.
+struct HoldingView: Codable {
+    var kind: String
+    /// The identifier, masked unless revealed.
+    var identifier: String?
+    var slot: String
+    var from: String?
+    var fromReceivedAt: String?
+    var until: String?
+    var untilReceivedAt: String?
+    /// Open-ended: the slot holds it still.
+    var current: Bool
+
+    init(_ h: Holding, reveal: Bool) {
+        kind = h.kind.rawValue
+        switch h.kind {
+        case .imei: identifier = IdentifierMask.imei(h.value, reveal: reveal)
+        case .imsi: identifier = IdentifierMask.imsi(h.value, reveal: reveal)
+        case .iccid: identifier = IdentifierMask.iccid(h.value, reveal: reveal)
+        case .eid: identifier = IdentifierMask.eid(h.value, reveal: reveal)
+        }
+        slot = h.slot
+        from = RFC3339.string(h.from)
+        fromReceivedAt = Holdings.disagree(h.from, h.fromReceived) ? RFC3339.string(h.fromReceived) : nil
+        until = RFC3339.string(h.until)
+        if let u = h.until, let r = h.untilReceived, Holdings.disagree(u, r) { untilReceivedAt = RFC3339.string(r) }
+        current = h.isCurrent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, identifier, slot, from, until, current
+        case fromReceivedAt = "from_received_at"
+        case untilReceivedAt = "until_received_at"
+    }
+}
+
 struct UnitSummaryView: Codable {
     var serial: String
     var lost: Bool
@@ -85,18 +123,22 @@ struct UnitSummaryView: Codable {
     var lastSeen: String?
     var openFlags: Int
     var slots: [SlotView]
+    /// For a unit found as a holder of the searched identifier: the intervals it held it, newest first (absent for a
+    /// unit found otherwise: by serial, TAC, reference).
+    var held: [HoldingView]?
 
-    init(_ u: UnitSummary, reveal: Bool) {
+    init(_ u: UnitSummary, reveal: Bool, held: [Holding]? = nil) {
         serial = u.serial
         lost = u.lost
         firstSeen = RFC3339.string(u.firstSeen)
         lastSeen = RFC3339.string(u.lastSeen)
         openFlags = u.openFlags
         slots = u.slots.map { SlotView($0, reveal: reveal) }
+        self.held = held.map { $0.map { HoldingView($0, reveal: reveal) } }
     }
 
     enum CodingKeys: String, CodingKey {
-        case serial, lost, slots
+        case serial, lost, slots, held
         case firstSeen = "first_seen"
         case lastSeen = "last_seen"
         case openFlags = "open_flags"
@@ -255,8 +297,11 @@ struct UnitDetailView: Codable {
     var flags: [FlagView]
     var playbook: [String]
     var revealed: Bool
+    /// The moment the answer describes (`at`); absent: now.
+    var asOf: String?
 
-    init(_ d: UnitDetail, reveal: Bool) {
+    init(_ d: UnitDetail, reveal: Bool, asOf: Date? = nil) {
+        self.asOf = RFC3339.string(asOf)
         serial = d.summary.serial
         lost = d.summary.lost || d.lost != nil
         lostState = d.lost.map(LostView.init)
@@ -275,6 +320,7 @@ struct UnitDetailView: Codable {
         case lostState = "lost_state"
         case firstSeen = "first_seen"
         case lastSeen = "last_seen"
+        case asOf = "as_of"
     }
 }
 
