@@ -79,7 +79,7 @@ bench: release
 
 # The registry's ingest beside the database's own limit (bench/registry_ingest.py; release build, figures printed):
 # PostgreSQL against pgbench's minimal transaction on the same server, SQLite against the same transaction in
-# python's sqlite3; 3 rounds x 20 s per side at 1, 16 and 64 clients (about 15 minutes). Arguments through
+# python's sqlite3; 3 rounds x 20 s per side at 1, 16 and 64 clients (about 13 minutes). Arguments through
 # BENCH_REGISTRY_ARGS, e.g. "--registry-b OTHER_BINARY --json figures.json"; the boot storm with
 # BOOTSTORM_DEVICES=10000; a quick check with BENCH_ROUNDS=1 BENCH_SECONDS=5 BENCH_WARMUP=1.
 bench-registry: release
