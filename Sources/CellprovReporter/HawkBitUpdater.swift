@@ -69,7 +69,7 @@ public enum RetryBackoff {
 /// redirects, the answer read to ``HTTPAnswer/bodyLimit`` bytes and scrubbed to 200 characters before it is logged,
 /// a failure logged at the first attempt and every tenth after (and once when it works again). Its own HTTP client,
 /// made on the first request: nothing it waits for delays a read, a commit or an enrollment delivery.
-public actor HawkBitUpdater {
+public actor HawkBitUpdater: BackoffSleeping {
     public typealias Attributes = [String: String]
 
     private var config: HawkBitConfiguration
@@ -85,8 +85,8 @@ public actor HawkBitUpdater {
     private var rejected: Attributes?
     private var failures = 0
     private var lastStart: ContinuousClock.Instant?
-    private var sleeper: CheckedContinuation<Void, Never>?
-    private var interrupted = false
+    var sleeper: CheckedContinuation<Void, Never>?
+    var interrupted = false
 
     /// Checks the URL (``BackendURL``: https, or plain http to loopback) and reads the CA file and the client
     /// certificate; throws ``ReporterError`` otherwise. `attributes` is called on this actor, for each attempt.
@@ -129,12 +129,7 @@ public actor HawkBitUpdater {
         config.clientKey = newConfig.clientKey
         failures = 0
         rejected = nil
-        if let sleeper {
-            self.sleeper = nil
-            sleeper.resume()
-        } else {
-            interrupted = true
-        }
+        interruptSleep()
         changed()
         try? await old?.shutdown()
     }
@@ -247,28 +242,5 @@ public actor HawkBitUpdater {
         guard let lastStart else { return }
         let wait = lastStart + config.minimumInterval - ContinuousClock().now
         if wait > .zero { try? await Task.sleep(for: wait) }
-    }
-
-    /// The backoff wait; a reload (new credentials) or cancellation ends it early.
-    private func sleep(_ d: Duration) async {
-        if interrupted {
-            interrupted = false
-            return
-        }
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: d)
-            await self?.endSleep()
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in sleeper = c }
-        } onCancel: {
-            Task { await self.endSleep() }
-        }
-        timer.cancel()
-    }
-
-    private func endSleep() {
-        sleeper?.resume()
-        sleeper = nil
     }
 }

@@ -72,7 +72,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
 /// Delivers outbox events to `POST {url}/v1/enrollments`, oldest first, one at a time (so each slot's events
 /// arrive in order), until the task is cancelled. Retries without end on retryable failures; wakes when
 /// ``wake()`` says new events were committed.
-public actor Reporter {
+public actor Reporter: BackoffSleeping {
     private var config: ReporterConfiguration
     private let store: StateStore
     private let logger: Logger
@@ -86,8 +86,8 @@ public actor Reporter {
     private var failures = 0
     private var refusals = 0
     /// The backoff sleep in progress, and whether a reload came while none was.
-    private var sleeper: CheckedContinuation<Void, Never>?
-    private var interrupted = false
+    var sleeper: CheckedContinuation<Void, Never>?
+    var interrupted = false
 
     public init(
         config: ReporterConfiguration, store: StateStore, logger: Logger,
@@ -128,12 +128,7 @@ public actor Reporter {
         config.clientKey = newConfig.clientKey
         failures = 0
         refusals = 0  // a refusal of the new credentials is logged again
-        if let sleeper {
-            self.sleeper = nil
-            sleeper.resume()
-        } else {
-            interrupted = true
-        }
+        interruptSleep()
         wake()
         try? await old?.shutdown()
     }
@@ -259,29 +254,6 @@ public actor Reporter {
 
     private func backoff() -> Duration {
         RetryBackoff.delay(failures: failures, base: config.backoffBase, cap: config.backoffCap)
-    }
-
-    /// The backoff wait; a reload (new credentials) ends it early.
-    private func sleep(_ d: Duration) async {
-        if interrupted {
-            interrupted = false
-            return
-        }
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: d)
-            await self?.endSleep()
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in sleeper = c }
-        } onCancel: {
-            Task { await self.endSleep() }
-        }
-        timer.cancel()
-    }
-
-    private func endSleep() {
-        sleeper?.resume()
-        sleeper = nil
     }
 }
 
