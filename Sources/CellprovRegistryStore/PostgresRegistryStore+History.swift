@@ -108,8 +108,7 @@ extension PostgresRegistryStore {
                 SELECT \(Self.flagColumns) FROM flags WHERE serial = $1 AND raised_at <= $2 ORDER BY id DESC LIMIT 1000
                 """, fb)
             return StoreHistory.detail(
-                serial: serial, at: at, slots: slots, fieldEvents: events, firstSeen: StoreSupport.date(unit.first),
-                lost: unit.lost, timeline: timeline, flags: flags)
+                serial: serial, at: at, slots: slots, fieldEvents: events, lost: unit.lost, timeline: timeline, flags: flags)
         }
     }
 }

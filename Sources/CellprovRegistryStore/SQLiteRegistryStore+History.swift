@@ -75,8 +75,7 @@ extension SQLiteRegistryStore {
                 LostState(markedAt: StoreSupport.date($0), markedBy: unit["lost_by"] ?? "", note: unit["lost_note"])
             }
             return StoreHistory.detail(
-                serial: serial, at: at, slots: slots, fieldEvents: events,
-                firstSeen: StoreSupport.date(unit["first_seen"] as Int64?), lost: lost, timeline: timeline,
+                serial: serial, at: at, slots: slots, fieldEvents: events, lost: lost, timeline: timeline,
                 flags: flags)
         }
     }

@@ -38,12 +38,13 @@ enum StoreHistory {
         return holders.compactMap { h in bySerial[h.serial].map { IdentifierHolder(unit: $0, holdings: h.holdings) } }
     }
 
-    /// A slot as its last event at or before the moment left it; the module's names from that event's payload.
+    /// A slot as its last event at or before the moment left it; the module's names from that event's payload, its
+    /// time the event's device time (the moment asked about is one too).
     static func slotState(_ e: SlotEventRecord, payload: String?) -> SlotState {
         let module = payload.flatMap { try? EnrollmentRequest.decode(Array($0.utf8)).module }
         return SlotState(
             slot: e.slot, identity: e.identity, manufacturer: module?.manufacturer, model: module?.model,
-            revision: module?.revision, source: module?.source ?? "at", lastEventType: e.type, updatedAt: e.receivedAt,
+            revision: module?.revision, source: module?.source ?? "at", lastEventType: e.type, updatedAt: e.occurredAt,
             origin: e.origin)
     }
 
@@ -62,15 +63,16 @@ enum StoreHistory {
 
     /// The unit page's content as of `t`.
     static func detail(
-        serial: String, at t: Date, slots: [SlotState], fieldEvents: [SlotEventRecord], firstSeen: Date?,
-        lost: LostState?, timeline: [TimelineEntry], flags: [RegistryFlag]
+        serial: String, at t: Date, slots: [SlotState], fieldEvents: [SlotEventRecord], lost: LostState?, timeline: [TimelineEntry], flags: [RegistryFlag]
     ) -> UnitDetail {
         let lostThen = lost.flatMap { $0.markedAt <= t ? $0 : nil }
         let asOf = flagsAsOf(flags, at: t)
-        let lastSeen = fieldEvents.filter { $0.origin == .device && $0.occurredAt <= t }.map(\.occurredAt).max()
+        // Device times, as the moment: the unit's first and last field event by then (its `first_seen` and
+        // `last_seen` of now are receive times, which a late delivery puts after the moment).
+        let seen = fieldEvents.filter { $0.origin == .device && $0.occurredAt <= t }.map(\.occurredAt)
         let summary = UnitSummary(
-            serial: serial, slots: slots, lost: lostThen != nil, firstSeen: firstSeen.flatMap { $0 <= t ? $0 : nil },
-            lastSeen: lastSeen, openFlags: asOf.filter(\.isOpen).count)
+            serial: serial, slots: slots, lost: lostThen != nil, firstSeen: seen.min(), lastSeen: seen.max(),
+            openFlags: asOf.filter(\.isOpen).count)
         return UnitDetail(
             summary: summary, manufacturing: timeline.filter { $0.origin == .factory }, timeline: timeline, flags: asOf,
             lost: lostThen)

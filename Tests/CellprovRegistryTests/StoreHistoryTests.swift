@@ -126,6 +126,8 @@ import Testing
             #expect(then.summary.slots.first?.identity.iccid == Self.iccid)
             #expect(then.summary.slots.first?.lastEventType == "enrolled")
             #expect(then.summary.slots.first?.model == "EG25", "the module's names from the event's payload")
+            #expect(then.summary.slots.first?.updatedAt == Self.nov1, "the event's device time")
+            #expect(then.summary.firstSeen == Self.nov1 && then.summary.lastSeen == Self.nov1)
             #expect(then.summary.openFlags == 1)
             #expect(then.flags.map(\.isOpen) == [true], "resolved later: open then")
             #expect(then.timeline.map(\.type) == ["enrolled"], "the timeline up to then")

@@ -4,7 +4,9 @@
 Starts `cellprov-registry serve` on a fresh SQLite database on loopback, makes a device and an admin with the
 executable, lets the device enroll over the real device API, then, in the browser: signs in with the admin token,
 searches the unit by its IMEI, opens it, checks the timeline and that no identifier digits are on the page, marks
-it lost, lets the device report again (403) and finds the `lost_unit_seen` flag on the flags page. Screenshots of
+it lost, lets the device report again (403) and finds the `lost_unit_seen` flag on the flags page. Then two more
+devices report a SIM moving from one to the other: the search by its IMSI lists both (current holder first, with
+intervals), with a moment only the unit that held it then, whose page shows it as of that moment. Screenshots of
 each step go to a temp directory (printed); with --docs they are also copied to docs/images/.
 
     python3 Tests/registry/test_browser.py [BUILD_DIR] [--docs]      # BUILD_DIR: .build/debug
@@ -88,6 +90,39 @@ def event(kind, sequence, severity):
     }
 
 
+# The SIM of the "as of a moment" walkthrough (docs/registry.md): in GW-BROWSER-2 from 1 November, taken out on
+# 3 November at 09:00, in GW-BROWSER-3 from 09:30.
+MOVED_IMSI = "262017777777771"
+MOVED_ICCID = "8949020000777777778"
+HISTORY = [  # (serial, IMEI, type, sequence, occurred_at, identity IMSI/ICCID or None, previous IMSI/ICCID or None)
+    ("GW-BROWSER-2", "356938035643809", "enrolled", 1, "2026-11-01T08:00:00Z", True, False),
+    ("GW-BROWSER-3", "352099001761481", "enrolled", 1, "2026-11-01T08:00:00Z", False, False),
+    ("GW-BROWSER-3", "352099001761481", "sim_changed", 2, "2026-11-03T09:30:00Z", True, False),
+    ("GW-BROWSER-2", "356938035643809", "sim_removed", 2, "2026-11-03T09:00:00Z", False, True),
+]
+
+
+assert luhn_ok(IMEI) and luhn_ok(ICCID) and luhn_ok(MOVED_ICCID) and luhn_ok("8949020000555555552")
+assert all(luhn_ok(imei) for _, imei, *_ in HISTORY)
+
+
+def history_event(serial, imei, kind, sequence, occurred, moved_sim, previous_moved):
+    if kind == "sim_removed":
+        identity = {"imei": imei}
+    elif moved_sim:
+        identity = {"imei": imei, "imsi": MOVED_IMSI, "iccid": MOVED_ICCID}
+    else:
+        identity = {"imei": imei, "imsi": "262015555555550", "iccid": "8949020000555555552"}
+    previous = {"imei": imei, "imsi": MOVED_IMSI, "iccid": MOVED_ICCID} if previous_moved else None
+    severity = "info" if kind == "enrolled" else "warning"
+    return {
+        "event_id": str(uuid.uuid4()), "type": kind, "sequence": sequence, "severity": severity,
+        "occurred_at": occurred, "device": {"serial": serial},
+        "module": {"slot": "usb-1-1.2", "manufacturer": "Quectel", "model": "EG25-G", "source": "at"},
+        "identity": identity, "previous": previous, "problems": [],
+    }
+
+
 def post(base, token, body):
     request = urllib.request.Request(
         base + "/v1/enrollments", data=json.dumps(body).encode(), method="POST",
@@ -119,6 +154,7 @@ def main():
         return lines[0]
 
     device = make("device", "add", SERIAL)
+    history_tokens = {serial: make("device", "add", serial) for serial in ("GW-BROWSER-2", "GW-BROWSER-3")}
     admin = make("operator", "add", "alice", "--role", "admin")
     log_path = os.path.join(work, "registry.log")
     log = open(log_path, "w")
@@ -188,6 +224,45 @@ def main():
         flags = driver.find_elements(By.CSS_SELECTOR, "tr.flag[data-kind='lost_unit_seen']")
         check(len(flags) == 1 and SERIAL in flags[0].text, "the flags page does not list lost_unit_seen")
         shot("registry-flags")
+        # Every holder of a SIM, and the holder at a moment (issue 20): the SIM moved between two units.
+        for serial, imei, kind, sequence, occurred, moved, previous in HISTORY:
+            body = history_event(serial, imei, kind, sequence, occurred, moved, previous)
+            check(post(base, history_tokens[serial], body) == 201, f"{serial}'s {kind} was not stored")
+        driver.find_element(By.ID, "nav-search").click()
+        driver.find_element(By.ID, "q").send_keys(MOVED_IMSI)
+        driver.find_element(By.ID, "search").click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr.unit-result")
+        check([r.find_element(By.CSS_SELECTOR, "a.unit-link").text for r in rows] == ["GW-BROWSER-3", "GW-BROWSER-2"],
+              "every holder, current first: not GW-BROWSER-3 then GW-BROWSER-2")
+        check("until now (current holder)" in rows[0].text, "the current holder's interval is not open-ended")
+        check("until 2026-11-03T09:00:00Z" in rows[1].text, "the former holder's interval does not end at the removal")
+        check(MOVED_IMSI not in driver.find_element(By.ID, "results").get_attribute("outerHTML"),
+              "the IMSI is shown unmasked in the results")
+        shot("registry-holders")
+        at = driver.find_element(By.ID, "at")
+        at.clear()
+        at.send_keys("2026-11-03T14:22:00Z")
+        driver.find_element(By.ID, "search").click()
+        links = driver.find_elements(By.CSS_SELECTOR, "a.unit-link")
+        check([link.text for link in links] == ["GW-BROWSER-3"], "at 14:22 on 3 November: not GW-BROWSER-3 alone")
+        check(driver.find_element(By.ID, "as-of").text == "2026-11-03T14:22:00Z", "the moment is not shown")
+        at = driver.find_element(By.ID, "at")
+        at.clear()
+        at.send_keys("2026-11-02T12:00:00+01:00")
+        driver.find_element(By.ID, "search").click()
+        links = driver.find_elements(By.CSS_SELECTOR, "a.unit-link")
+        check([link.text for link in links] == ["GW-BROWSER-2"], "on 2 November: not GW-BROWSER-2 alone")
+        shot("registry-holder-at")
+        links[0].click()
+        check("2026-11-02T11:00:00Z" in driver.find_element(By.ID, "as-of-banner").text, "no as-of banner")
+        entries = driver.find_elements(By.CSS_SELECTOR, ".timeline-entry")
+        check([e.get_attribute("data-type") for e in entries] == ["enrolled"], "the timeline of then is not the enrollment")
+        check(not driver.find_elements(By.ID, "admin-actions"), "actions offered on a page of the past")
+        check(MOVED_IMSI not in driver.page_source, "the IMSI is shown unmasked on the unit page of then")
+        shot("registry-unit-as-of")
+        driver.find_element(By.ID, "now-link").click()
+        entries = driver.find_elements(By.CSS_SELECTOR, ".timeline-entry")
+        check([e.get_attribute("data-type") for e in entries] == ["sim_removed", "enrolled"], "the unit now")
         status = 0
         print(f"test_browser: ok (screenshots in {shots})")
         if to_docs:
@@ -215,7 +290,7 @@ def main():
             print(f"test_browser: FAILED: the server exited with {code} on SIGTERM", file=sys.stderr)
             status = 1
         text = open(log_path).read()
-        for value in (IMEI, IMSI, ICCID, device, admin):
+        for value in (IMEI, IMSI, ICCID, MOVED_IMSI, MOVED_ICCID, device, admin, *history_tokens.values()):
             if value in text:
                 print("test_browser: FAILED: an identifier or a token is in the server's log", file=sys.stderr)
                 status = 1
