@@ -285,6 +285,42 @@ JSON
     echo "   open flags of GW-DEMO-9: $esim_flags"
     kill -TERM "$esim_daemon" 2>/dev/null || true
     echo
+    # Every holder, and as of a moment (issue 20): a SIM moved from GW-DEMO-10 to GW-DEMO-11 on 3 November at
+    # 09:30. The two units' reports are sent as cellprovd sends them (device API, each unit's own token), dated by
+    # the units' clocks; the carrier asks which unit used the IMSI at 14:22 that day.
+    echo "-- a SIM moved: GW-DEMO-10 reported it from 1 November, took it out on 3 November at 09:00; GW-DEMO-11 has it since 09:30"
+    moved_imsi=262015550001234
+    python3 - "$reg_url" "$moved_imsi" \
+        "$("$BIN/cellprov-registry" device add GW-DEMO-10 --database "$regdb")" \
+        "$("$BIN/cellprov-registry" device add GW-DEMO-11 --database "$regdb")" <<'PY'
+import json, sys, urllib.request, uuid
+base, imsi, token10, token11 = sys.argv[1:5]
+iccid = "8949200005550012345"
+def post(token, serial, imei, kind, sequence, at, identity, previous=None):
+    body = {"event_id": str(uuid.uuid4()), "type": kind, "sequence": sequence,
+            "severity": "info" if kind == "enrolled" else "warning", "occurred_at": at,
+            "device": {"serial": serial}, "identity": identity, "previous": previous, "problems": [],
+            "module": {"slot": "usb-1-1.2", "manufacturer": "Quectel", "model": "EG25-G", "source": "at"}}
+    req = urllib.request.Request(base + "/v1/enrollments", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 201, r.status
+sim = {"imsi": imsi, "iccid": iccid}
+post(token10, "GW-DEMO-10", "356938035640003", "enrolled", 1, "2026-11-01T08:00:00Z", {"imei": "356938035640003", **sim})
+post(token11, "GW-DEMO-11", "356938035640011", "enrolled", 1, "2026-11-01T08:05:00Z",
+     {"imei": "356938035640011", "imsi": "262015550009999", "iccid": "8949200005550099995"})
+post(token10, "GW-DEMO-10", "356938035640003", "sim_removed", 2, "2026-11-03T09:00:00Z", {"imei": "356938035640003"},
+     {"imei": "356938035640003", **sim})
+post(token11, "GW-DEMO-11", "356938035640011", "sim_changed", 2, "2026-11-03T09:30:00Z", {"imei": "356938035640011", **sim},
+     {"imei": "356938035640011", "imsi": "262015550009999", "iccid": "8949200005550099995"})
+PY
+    echo "-- the carrier flagged the IMSI at 14:22 on 3 November: GET /v1/units?q=$moved_imsi&at=2026-11-03T14:22:00Z"
+    api GET "/v1/units?q=$moved_imsi&at=2026-11-03T14:22:00Z" "$admin" | grep -E 'HTTP|"serial"|"slot"|"from"|"until"|"current"'
+    echo "-- and on 2 November: GET /v1/units?q=$moved_imsi&at=2026-11-02T12:00:00Z"
+    api GET "/v1/units?q=$moved_imsi&at=2026-11-02T12:00:00Z" "$admin" | grep -E 'HTTP|"serial"|"from"|"until"'
+    echo "-- every unit that ever held it, the current holder first: GET /v1/units?q=$moved_imsi"
+    api GET "/v1/units?q=$moved_imsi" "$admin" | grep -E 'HTTP|"serial"|"from"|"until"|"current"'
+    echo
     echo "-- the unit was stolen: POST /v1/units/GW-DEMO-7/lost (admin): its device token is revoked"
     api POST "/v1/units/GW-DEMO-7/lost" "$admin" '{"note": "stolen from the depot (demo)"}'
     echo "-- ... and it comes back on the network with another SIM: cellprovd reports, the registry refuses it (403)"
