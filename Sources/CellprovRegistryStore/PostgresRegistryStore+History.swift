@@ -68,13 +68,15 @@ extension PostgresRegistryStore {
         let logger = logger
         let timelineLimit = StoreSupport.timelineLimit
         return try await read { conn in
-            var unit: (first: Int64?, lost: LostState?)?
-            for try await (first, lostAt, by, note) in try await conn.query(
-                "SELECT first_seen, lost_at, lost_by, lost_note FROM units WHERE serial = \(serial)", logger: logger
-            ).decode((Int64?, Int64?, String?, String?).self) {
-                unit = (first, lostAt.map { LostState(markedAt: StoreSupport.date($0), markedBy: by ?? "", note: note) })
+            var found = false
+            var lost: LostState?
+            for try await (lostAt, by, note) in try await conn.query(
+                "SELECT lost_at, lost_by, lost_note FROM units WHERE serial = \(serial)", logger: logger
+            ).decode((Int64?, String?, String?).self) {
+                found = true
+                lost = lostAt.map { LostState(markedAt: StoreSupport.date($0), markedBy: by ?? "", note: note) }
             }
-            guard let unit else { return nil }
+            guard found else { return nil }
             let events = try await Self.slotEvents(
                 conn, logger,
                 "SELECT \(unescaped: Self.slotEventColumns) FROM events WHERE serial = \(serial) AND occurred_at <= \(t)")
@@ -108,7 +110,7 @@ extension PostgresRegistryStore {
                 SELECT \(Self.flagColumns) FROM flags WHERE serial = $1 AND raised_at <= $2 ORDER BY id DESC LIMIT 1000
                 """, fb)
             return StoreHistory.detail(
-                serial: serial, at: at, slots: slots, fieldEvents: events, lost: unit.lost, timeline: timeline, flags: flags)
+                serial: serial, at: at, slots: slots, fieldEvents: events, lost: lost, timeline: timeline, flags: flags)
         }
     }
 }

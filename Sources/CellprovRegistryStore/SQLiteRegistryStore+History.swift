@@ -47,7 +47,7 @@ extension SQLiteRegistryStore {
         return try await read { db in
             guard
                 let unit = try Row.fetchOne(
-                    db, sql: "SELECT first_seen, lost_at, lost_by, lost_note FROM units WHERE serial = ?",
+                    db, sql: "SELECT lost_at, lost_by, lost_note FROM units WHERE serial = ?",
                     arguments: [serial])
             else { return nil }
             let events = try Row.fetchAll(

@@ -144,6 +144,13 @@ import Testing
             #expect(early.summary.slots.isEmpty && early.flags.isEmpty && early.timeline.isEmpty)
             #expect(try await store.unit(serial: "GW-NONE", at: Self.incident) == nil)
 
+            // Marked lost on 4 November: not lost on the 2nd, lost on the 5th.
+            #expect(try await store.markLost(serial: "GW-A", by: "alice", note: nil, at: Self.time("2026-11-04T00:00:00Z")))
+            let beforeLost = try #require(try await store.unit(serial: "GW-A", at: Self.time("2026-11-02T12:00:00Z")))
+            #expect(!beforeLost.summary.lost && beforeLost.lost == nil)
+            let afterLost = try #require(try await store.unit(serial: "GW-A", at: Self.time("2026-11-05T00:00:00Z")))
+            #expect(afterLost.summary.lost && afterLost.lost?.markedBy == "alice")
+
             let b = try #require(try await store.unit(serial: "GW-B", at: Self.incident))
             #expect(b.summary.slots.first?.identity.imsi == Self.imsi)
             #expect(b.summary.slots.first?.slot == "usb-2")
