@@ -577,6 +577,12 @@ public protocol RegistryStore: Sendable {
 }
 
 extension RegistryStore {
+    /// The unit now (`at` nil), or as it stood at `at` (``unit(serial:at:)``).
+    public func unit(serial: String, asOf at: Date?) async throws -> UnitDetail? {
+        if let at { return try await unit(serial: serial, at: at) }
+        return try await unit(serial: serial)
+    }
+
     /// Stores one event the caller has authorised, its payload encoded by the store.
     public func ingest(
         _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date

@@ -173,12 +173,7 @@ struct OperatorAPI {
         }
         guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         do {
-            let found: UnitDetail?
-            if let at {
-                found = try await state.store.unit(serial: serial, at: at)
-            } else {
-                found = try await state.store.unit(serial: serial)
-            }
+            let found = try await state.store.unit(serial: serial, asOf: at)
             guard let detail = found else {
                 return jsonError(.notFound, "no such unit")
             }

@@ -273,12 +273,7 @@ struct Pages {
         serial: String, reveal: Bool, newToken: String?, signed: Signed, remote: String?, at: Date? = nil
     ) async -> Response {
         do {
-            let found: UnitDetail?
-            if let at {
-                found = try await state.store.unit(serial: serial, at: at)
-            } else {
-                found = try await state.store.unit(serial: serial)
-            }
+            let found = try await state.store.unit(serial: serial, asOf: at)
             guard let detail = found else {
                 return message("Not found", "No unit with that serial.", signed: signed, status: .notFound)
             }
