@@ -11,6 +11,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "pylib"))
+import blackbox  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/release"
 SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -35,14 +38,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     with tempfile.TemporaryDirectory() as work:
         sims = []
@@ -54,11 +49,8 @@ def main():
             links.append(link)
         while not all(os.path.exists(l) for l in links):
             time.sleep(0.01)
-        config = os.path.join(work, "cellprovd.toml")
-        with open(config, "w") as f:
-            f.write(f'[daemon]\nstate_directory = "{work}/state"\n[discovery]\nudev = false\n'
-                    f'static_ports = [{", ".join(chr(34) + l + chr(34) for l in links)}]\n'
-                    f'reprobe_interval_seconds = 900\n[device]\nserial = "GW-BENCH"\n')
+        config = blackbox.write_cellprovd_config(os.path.join(work, "cellprovd.toml"), f"{work}/state", "GW-BENCH",
+                                                 ports=links, discovery=[("reprobe_interval_seconds", 900)])
         log = open(os.path.join(work, "log"), "w+")
         start = time.perf_counter()
         daemon = subprocess.Popen([os.path.join(BIN, "cellprovd"), "--config", config], stderr=log)
@@ -88,7 +80,7 @@ def main():
                     parts = line.split()
                     if parts and parts[-1] == "total":
                         calls = int(parts[3]) if len(parts) >= 5 else int(parts[2])
-            rss = rss_kb(pid)
+            rss = blackbox.proc_status_kib(pid).get("VmRSS", 0)
             threads = len(os.listdir(f"/proc/{pid}/task"))
         finally:
             daemon.terminate()

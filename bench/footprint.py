@@ -51,6 +51,8 @@ shutil.copy2(os.path.join(BIN, "cellprov"), os.path.join(SIM_DIR, "cellprov"))
 os.environ["CELLPROV"] = os.path.join(SIM_DIR, "cellprov")
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(REPO, "Tests", "umockdev"))
+sys.path.insert(0, os.path.join(REPO, "Tests", "pylib"))
+import blackbox  # noqa: E402
 import test_discovery as td  # noqa: E402  (device builders, ioctl passthrough, simulator bridge; exits 77)
 
 from gi.repository import Gio, GLib  # noqa: E402
@@ -61,18 +63,6 @@ MiB = 1024 * 1024
 
 # ---------------------------------------------------------------------------------------------------------
 # /proc readers
-
-
-def status_kb(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if value.strip().endswith("kB"):
-                out[key] = int(value.split()[0])
-            elif key == "Threads":
-                out[key] = int(value)
-    return out
 
 
 def rollup_kb(pid):
@@ -154,7 +144,7 @@ def idle_figures(pid, work):
     s0, c0, t0 = ctx_switches(pid), cpu_seconds(pid), time.monotonic()
     time.sleep(IDLE)
     s1, c1, t1 = ctx_switches(pid), cpu_seconds(pid), time.monotonic()
-    status, rollup, maps = status_kb(pid), rollup_kb(pid), mappings(pid)
+    status, rollup, maps = blackbox.proc_status_kib(pid), rollup_kb(pid), mappings(pid)
     calls, named = strace_window(pid, IDLE, work)
     return {
         "VmRSS": status.get("VmRSS", 0), "RssAnon": status.get("RssAnon", 0), "RssFile": status.get("RssFile", 0),
@@ -206,15 +196,6 @@ class StderrLines:
         return None
 
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def start_receiver():
     """`cellprov-receiver` on loopback, as the backend a gateway has configured; (process, url) or (None, None)."""
     binary = os.path.join(BIN, "cellprov-receiver")
@@ -228,15 +209,13 @@ def bench_cellprovd(work):
     state = os.path.join(work, "state")
     config = os.path.join(work, "cellprovd.toml")
     receiver, url = start_receiver()
-    with open(config, "w") as f:
-        f.write(f'[daemon]\nstate_directory = "{state}"\n[discovery]\nudev = true\n'
-                f'reprobe_interval_seconds = 900\nports_table = "{td.PORTS_TABLE}"\n[device]\nserial = "GW-BENCH"\n'
-                + (f'[backend]\nurl = "{url}"\n' if url else ""))
+    blackbox.write_cellprovd_config(config, state, "GW-BENCH", udev=True, backend=url,
+                                    discovery=[("reprobe_interval_seconds", 900), ("ports_table", td.PORTS_TABLE)])
     try:
         figures = cellprovd_runs(config, work)
     finally:
         if receiver is not None:
-            stop(receiver)
+            blackbox.stop_process(receiver)
     figures["backend"] = "loopback receiver (run 0 delivers the enrollment; later runs have nothing to send)" \
         if url else "none"
     return figures
@@ -251,12 +230,12 @@ def cellprovd_runs(config, work):
         lines = StderrLines(proc, b"identity read: ")
         found = lines.wait(1, 20)
         if found is None:
-            stop(proc)
+            blackbox.stop_process(proc)
             raise SystemExit("cellprovd did not read the EC25's identities within 20 s")
         if run > 0:  # run 0 created the state directory (pseudonym key, database)
             times.append((found - start) * 1000)
         if run < RUNS:
-            stop(proc)
+            blackbox.stop_process(proc)
     try:
         figures = idle_figures(proc.pid, work)
         # After the idle window: what the first event costs once start-up's pages were given back.
@@ -264,11 +243,11 @@ def cellprovd_runs(config, work):
         proc.send_signal(signal.SIGHUP)
         again = lines.wait(2, 20)
         figures["reread"] = (again - hup) * 1000 if again else None
-        figures["VmRSS_after_reread"] = status_kb(proc.pid).get("VmRSS", 0)
+        figures["VmRSS_after_reread"] = blackbox.proc_status_kib(proc.pid).get("VmRSS", 0)
         time.sleep(SETTLE)  # cellprovd gives the memory back again 5 s after a burst
-        figures["VmRSS_settled"] = status_kb(proc.pid).get("VmRSS", 0)
+        figures["VmRSS_settled"] = blackbox.proc_status_kib(proc.pid).get("VmRSS", 0)
     finally:
-        stop(proc)
+        blackbox.stop_process(proc)
     figures["start"] = times
     return figures
 
@@ -330,7 +309,7 @@ def bench_modemmanager(work):
         return figures
     finally:
         if mm is not None:
-            stop(mm)
+            blackbox.stop_process(mm)
         bus.terminate()
         bus.wait()
 

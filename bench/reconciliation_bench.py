@@ -35,11 +35,7 @@ PAD = int(os.environ.get("RECON_PAD", "6"))
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return h.blackbox.proc_status_kib(pid).get("VmRSS", 0)
 
 
 def export(unit_sims):

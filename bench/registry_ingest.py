@@ -154,11 +154,8 @@ class Conn:
 
 def make_body(serial, seq, index, prev):
     """An enrollment event: enrolled first, then SIM changes (a new IMSI and ICCID, unique fleet-wide)."""
-    imei_body = "35693803" + f"{index % 1000000:06d}"
-    imei = imei_body + h.luhn_digit(imei_body)
-    n = f"{index:06d}{seq:06d}"
-    iccid_body = "894920" + n
-    iccid = iccid_body + h.luhn_digit(iccid_body)
+    imei = h.blackbox.luhn_complete("35693803" + f"{index % 1000000:06d}")
+    iccid = h.blackbox.luhn_complete("894920" + f"{index:06d}{seq:06d}")
     imsi = "26201" + f"{index % 100000:05d}{seq % 100000:05d}"
     ev = h.event(serial, "platform-xhci-hcd.0-usb-0:1.2", "enrolled" if seq == 1 else "sim_changed", seq,
                  prev["imei"] if prev else imei, imsi, iccid, previous=prev)

@@ -45,11 +45,10 @@ PHASES = [b"port table loaded", b"slot appeared", b"command=ATE0", b"AT+CMEE", b
 def configure(build, url):
     work = tempfile.mkdtemp(prefix="cellprov-start-ab-")
     config = os.path.join(work, "cellprovd.toml")
-    with open(config, "w") as f:
-        f.write(f'[daemon]\nstate_directory = "{os.path.join(work, "state")}"\n'
-                + ('log_level = "trace"\n' if TRACE else "")
-                + f'[discovery]\nudev = true\nreprobe_interval_seconds = 900\nports_table = "{fp.td.PORTS_TABLE}"\n'
-                f'[device]\nserial = "GW-BENCH"\n' + (f'[backend]\nurl = "{url}"\n' if url else ""))
+    fp.blackbox.write_cellprovd_config(
+        config, os.path.join(work, "state"), "GW-BENCH", udev=True, backend=url,
+        daemon=[("log_level", "trace")] if TRACE else [],
+        discovery=[("reprobe_interval_seconds", 900), ("ports_table", fp.td.PORTS_TABLE)])
     return config
 
 
@@ -76,7 +75,7 @@ def start_once(build, config):
     threading.Thread(target=read, daemon=True).start()
     with cond:
         done = cond.wait_for(lambda: b"identity read: " in seen, 20)
-    fp.stop(proc)
+    fp.blackbox.stop_process(proc)
     if not done:
         raise SystemExit(f"{build}: cellprovd did not read the EC25's identities within 20 s")
     return dict(seen)
@@ -108,7 +107,7 @@ def main():
         print(f"  B against A: {100 * (medians[1] / medians[0] - 1):+.1f} %")
     finally:
         if receiver is not None:
-            fp.stop(receiver)
+            fp.blackbox.stop_process(receiver)
         bridge.close()
         fp.shutil.rmtree(fp.SIM_DIR, ignore_errors=True)
 

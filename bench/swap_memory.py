@@ -39,6 +39,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "pylib"))
+import blackbox  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, ".build", "release"))
 SWAPS = int(os.environ.get("BENCH_SWAPS", "10000"))
@@ -51,71 +54,7 @@ REPROBE = int(os.environ.get("BENCH_REPROBE_SECONDS", "900"))
 WAIT = float(os.environ.get("BENCH_WAIT_SECONDS", "10"))
 SETTLE = float(os.environ.get("BENCH_SETTLE_SECONDS", "10"))
 DRAIN = float(os.environ.get("BENCH_DRAIN_SECONDS", "300"))
-PROFILES = ["quectel", "telit", "simcom", "sierra", "ublox", "huawei", "cinterion"]
 rng = random.Random(int(os.environ.get("BENCH_SEED", "7")))
-
-
-def luhn(payload):
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def digits(n):
-    return "".join(rng.choice("0123456789") for _ in range(n))
-
-
-def new_sim():
-    iccid = "894902" + digits(12)
-    return {"imsi": "26201" + digits(10), "iccid": iccid + luhn(iccid)}
-
-
-class Slot:
-    def __init__(self, work, index):
-        self.index = index
-        self.link = os.path.join(work, f"slot{index:02d}")
-        self.file = os.path.join(work, f"slot{index:02d}.json")
-        self.profile = PROFILES[index % len(PROFILES)]
-        tac = "35693803"
-        serial = f"{index:06d}"
-        self.identity = {"imei": tac + serial + luhn(tac + serial), **new_sim()}
-        self.expected = [self.identity["iccid"]]
-        self.process = None
-        self.next_swap = 0.0
-        self.log = open(os.path.join(work, f"slot{index:02d}.err"), "ab")
-
-    def write(self):
-        with open(self.file + ".tmp", "w") as f:
-            json.dump(self.identity, f)
-        os.replace(self.file + ".tmp", self.file)
-
-    def start(self):
-        self.write()
-        self.process = subprocess.Popen(
-            [os.path.join(BIN, "cellprov"), "simulate", "--profile", self.profile, "--link", self.link,
-             "--identity-file", self.file], stdout=subprocess.DEVNULL, stderr=self.log)
-        for _ in range(200):
-            if os.path.lexists(self.link):
-                return
-            time.sleep(0.05)
-        raise SystemExit(f"simulator {self.index} did not start")
-
-    def swap(self):
-        self.identity.update(new_sim())
-        self.expected.append(self.identity["iccid"])
-        self.write()
-        self.process.send_signal(signal.SIGHUP)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
 
 
 def find_daemon(config, wrapper):
@@ -249,30 +188,15 @@ def main():
     slots = []
     daemon_pid = None
     try:
-        receiver_out = open(os.path.join(work, "receiver.jsonl"), "wb")
-        receiver = subprocess.Popen([os.path.join(BIN, "cellprov-receiver"), "--json"], stdout=receiver_out,
-                                    stderr=open(os.path.join(work, "receiver.err"), "wb"))
+        receiver, url, receiver_out = blackbox.start_receiver(BIN, work)
         processes.append(receiver)
-        url = None
-        for _ in range(200):
-            with open(os.path.join(work, "receiver.jsonl")) as f:
-                first = f.readline()
-            if first.endswith("\n"):
-                url = first.strip()
-                break
-            time.sleep(0.05)
-        if not url:
-            raise SystemExit("receiver did not start")
-        slots = [Slot(work, i) for i in range(MODEMS)]
+        slots = [blackbox.Slot(BIN, work, i, rng) for i in range(MODEMS)]
         for s in slots:
             s.start()
         state = os.path.join(work, "state")
         config = os.path.join(work, "cellprovd.toml")
-        with open(config, "w") as f:
-            ports = ", ".join(json.dumps(s.link) for s in slots)
-            f.write(f'[daemon]\nstate_directory = "{state}"\n[discovery]\nudev = false\nstatic_ports = [{ports}]\n'
-                    f'reprobe_interval_seconds = {REPROBE}\n[backend]\nurl = "{url}"\n'
-                    f'[device]\nserial = "GW-SWAPMEM"\n')
+        blackbox.write_cellprovd_config(config, state, "GW-SWAPMEM", ports=[s.link for s in slots], backend=url,
+                                        discovery=[("reprobe_interval_seconds", REPROBE)])
         log_path = os.path.join(work, "cellprovd.log")
         daemon_log = open(log_path, "wb")
         daemon = subprocess.Popen(WRAP + [os.path.join(BIN, "cellprovd"), "--config", config], stderr=daemon_log,

@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "pylib"))
+import blackbox  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("BIN", os.path.join(ROOT, ".build", "debug"))
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
@@ -35,41 +38,13 @@ DRAIN = int(os.environ.get("SOAK_DRAIN_SECONDS", "600"))
 # deliver through a receiver failing a third of the requests (each failure backs off 2^n s, each hang costs 30 s).
 SWAP_GAP = (float(os.environ.get("SOAK_SWAP_MIN", "20")), float(os.environ.get("SOAK_SWAP_MAX", "50")))
 UNPLUG_EVERY = 40.0       # seconds between two unplugs (of some slot)
-PROFILES = ["quectel", "telit", "simcom", "sierra", "ublox", "huawei", "cinterion"]
 rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
-
-
-def luhn(payload):
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def digits(n):
-    return "".join(rng.choice("0123456789") for _ in range(n))
-
-
-def new_sim():
-    iccid = "894902" + digits(12)
-    return {"imsi": "26201" + digits(10), "iccid": iccid + luhn(iccid)}
 
 
 def rss_and_fds(pid):
     """VmRSS and RssAnon (kB) and the number of open file descriptors."""
-    rss = anon = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("RssAnon:"):
-                anon = int(line.split()[1])
-    return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
+    status = blackbox.proc_status_kib(pid)
+    return status.get("VmRSS", 0), status.get("RssAnon", 0), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def db_size(state):
@@ -83,53 +58,6 @@ def db_size(state):
     return total // 1024
 
 
-class Slot:
-    def __init__(self, work, index):
-        self.index = index
-        self.link = os.path.join(work, f"slot{index:02d}")
-        self.file = os.path.join(work, f"slot{index:02d}.json")
-        self.profile = PROFILES[index % len(PROFILES)]
-        tac = "35693803"
-        serial = f"{index:06d}"
-        self.identity = {"imei": tac + serial + luhn(tac + serial), **new_sim()}
-        self.expected = [self.identity["iccid"]]   # the first is enrolled, each next one a sim_changed
-        self.process = None
-        self.next_swap = time.monotonic() + rng.uniform(*SWAP_GAP)
-        self.unplugged_until = None
-        self.log = open(os.path.join(work, f"slot{index:02d}.err"), "ab")
-
-    def write(self):
-        with open(self.file + ".tmp", "w") as f:
-            json.dump(self.identity, f)
-        os.replace(self.file + ".tmp", self.file)
-
-    def start(self):
-        self.write()
-        self.process = subprocess.Popen(
-            [os.path.join(BIN, "cellprov"), "simulate", "--profile", self.profile, "--link", self.link,
-             "--identity-file", self.file], stdout=subprocess.DEVNULL, stderr=self.log)
-        for _ in range(200):
-            if os.path.lexists(self.link):
-                return
-            time.sleep(0.05)
-        raise SystemExit(f"simulator {self.index} did not start")
-
-    def swap(self):
-        self.identity.update(new_sim())
-        self.expected.append(self.identity["iccid"])
-        self.write()
-        self.process.send_signal(signal.SIGHUP)
-
-    def unplug(self):
-        self.process.terminate()
-        self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
-
-
 def main():
     for tool in ("cellprov", "cellprovd", "cellprov-receiver"):
         if not os.access(os.path.join(BIN, tool), os.X_OK):
@@ -140,30 +68,18 @@ def main():
     processes = []
     slots = []
     try:
-        receiver_out = open(os.path.join(work, "receiver.jsonl"), "wb")
-        receiver = subprocess.Popen(
-            [os.path.join(BIN, "cellprov-receiver"), "--json", "--fail-fraction", str(FAIL), "--hang-fraction",
-             str(HANG)], stdout=receiver_out, stderr=open(os.path.join(work, "receiver.err"), "wb"))
+        receiver, url, receiver_out = blackbox.start_receiver(BIN, work, "--fail-fraction", str(FAIL),
+                                                              "--hang-fraction", str(HANG))
         processes.append(receiver)
-        url = None
-        for _ in range(200):
-            with open(os.path.join(work, "receiver.jsonl")) as f:
-                first = f.readline()
-            if first.endswith("\n"):
-                url = first.strip()
-                break
-            time.sleep(0.05)
-        if not url:
-            raise SystemExit("receiver did not start")
-        slots = [Slot(work, i) for i in range(MODEMS)]
+        for i in range(MODEMS):
+            slots.append(blackbox.Slot(BIN, work, i, rng))
+            slots[-1].next_swap = time.monotonic() + rng.uniform(*SWAP_GAP)
         for s in slots:
             s.start()
         state = os.path.join(work, "state")
         config = os.path.join(work, "cellprovd.toml")
-        with open(config, "w") as f:
-            ports = ", ".join(json.dumps(s.link) for s in slots)
-            f.write(f'[daemon]\nstate_directory = "{state}"\n[discovery]\nudev = false\nstatic_ports = [{ports}]\n'
-                    f'reprobe_interval_seconds = 600\n[backend]\nurl = "{url}"\n[device]\nserial = "GW-SOAK"\n')
+        blackbox.write_cellprovd_config(config, state, "GW-SOAK", ports=[s.link for s in slots], backend=url,
+                                        discovery=[("reprobe_interval_seconds", 600)])
         daemon_log = open(os.path.join(work, "cellprovd.log"), "wb")
         daemon = subprocess.Popen([os.path.join(BIN, "cellprovd"), "--config", config], stderr=daemon_log)
         processes.append(daemon)
@@ -193,7 +109,7 @@ def main():
                     s.unplug()
                     unplugs += 1
                     if rng.random() < 0.5:  # the SIM is changed while the module is out
-                        s.identity.update(new_sim())
+                        s.identity.update(s.new_sim())
                         s.expected.append(s.identity["iccid"])
                         s.write()
                         swaps += 1

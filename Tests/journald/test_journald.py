@@ -14,16 +14,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import blackbox  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
-JOURNALD = "/lib/systemd/systemd-journald"
+JOURNALD = blackbox.JOURNALD
 SOCKET = "/run/systemd/journal/socket"
-STDOUT = "/run/systemd/journal/stdout"
 IMEI, IMSI, ICCID = "356938035643809", "262011234567890", "8949200001234567895"
 SECRETS = [IMEI, IMEI[8:14], IMSI, IMSI[5:], ICCID]
 MESSAGE_ID_STARTED = "4b01827722414b9c99877cfaede9cb5a"
@@ -39,35 +40,7 @@ def check(ok, what):
 
 
 def skip(reason):
-    print(f"journald test skipped: {reason}")
-    sys.exit(0)
-
-
-def journal_entries(pid):
-    out = subprocess.run(["journalctl", "--no-pager", "-o", "json", f"_PID={pid}"],
-                         capture_output=True, text=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def journald_alive():
-    """A journald listens (socket files can outlive a journald that was killed)."""
-    try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(STDOUT)
-        s.close()
-        return True
-    except OSError:
-        return False
-
-
-def stream_to_journal(identifier):
-    """A stream connected to journald's stdout socket with the header systemd sends for a service."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(STDOUT)
-    # identifier, unit id, priority, level prefix, forward to syslog, kmsg, console
-    s.sendall(f"{identifier}\n\n6\n1\n0\n0\n0\n".encode())
-    s.shutdown(socket.SHUT_RD)
-    return s
+    blackbox.skip("journald test", reason)
 
 
 def main():
@@ -75,16 +48,9 @@ def main():
         skip("needs root to start systemd-journald")
     if not os.path.exists(JOURNALD) or not shutil.which("journalctl"):
         skip("systemd-journald or journalctl missing (apt-get install -y systemd)")
-    started = None
-    if not journald_alive():
-        started = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if journald_alive():
-                break
-            time.sleep(0.05)
-        else:
-            started.kill()
-            skip("systemd-journald did not start here")
+    started, listening = blackbox.start_journald()
+    if not listening:
+        skip("systemd-journald did not start here")
     work = tempfile.mkdtemp(prefix="cellprov-journald-")
     sim = daemon = None
     try:
@@ -96,13 +62,10 @@ def main():
             if os.path.exists(link):
                 break
             time.sleep(0.02)
-        config = os.path.join(work, "cellprovd.toml")
-        with open(config, "w") as f:
-            f.write(f'[daemon]\nstate_directory = "{work}/state"\n[discovery]\nudev = false\n'
-                    f'static_ports = ["{link}"]\n[device]\nserial = "GW-JOURNAL"\n')
-        stream = stream_to_journal("cellprovd")
-        st = os.fstat(stream.fileno())
-        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        config = blackbox.write_cellprovd_config(os.path.join(work, "cellprovd.toml"), f"{work}/state",
+                                                 "GW-JOURNAL", ports=[link])
+        stream = blackbox.stream_to_journal("cellprovd")
+        env = blackbox.journal_environment(stream)
         env.pop("NOTIFY_SOCKET", None)
         daemon = subprocess.Popen([os.path.join(BIN, "cellprovd"), "--config", config],
                                   stdout=stream.fileno(), stderr=stream.fileno(), env=env)
@@ -110,7 +73,7 @@ def main():
         entries = []
         deadline = time.time() + 15
         while time.time() < deadline:
-            entries = journal_entries(daemon.pid)
+            entries = blackbox.journal_entries(daemon.pid)
             if any(e.get("MESSAGE_ID") == MESSAGE_ID_IDENTITY_READ for e in entries):
                 break
             time.sleep(0.1)
@@ -118,7 +81,7 @@ def main():
         status = daemon.wait(timeout=10)
         check(status == 0, f"cellprovd exited 0 on SIGTERM (status {status})")
         time.sleep(0.3)
-        entries = journal_entries(daemon.pid)
+        entries = blackbox.journal_entries(daemon.pid)
 
         check(len(entries) > 0, f"journald holds cellprovd's entries ({len(entries)})")
         check(all(e.get("SYSLOG_IDENTIFIER") == "cellprovd" for e in entries), "SYSLOG_IDENTIFIER=cellprovd")

@@ -60,6 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "umockdev"))
 import test_discovery as td  # noqa: E402  (exits 77 itself when the umockdev GI bindings are missing)
 import test_daemon as tdm  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through test_discovery)
 
 try:
     import gi
@@ -135,11 +136,7 @@ class Bus:
         self.address = self.proc.stdout.readline().strip()
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        blackbox.stop_process(self.proc, 5)
 
 
 class ServedTty(td.SimulatorBridge):
@@ -180,13 +177,7 @@ class ModemManager:
             self.proc.wait()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        blackbox.stop_process(self.proc, 10)
 
 
 class Watcher:
@@ -258,41 +249,10 @@ class Watcher:
 # cellprovd
 
 
-class Daemon(tdm.Daemon):
-    """cellprovd with `[discovery] modemmanager = MODE`; `wrap` prefixes the command (the sandbox), `env` replaces
-    the environment (otherwise inherited: the umockdev preload and the private bus's address)."""
-
-    def __init__(self, workdir, name, mode, udev=True, wrap=(), env=None, state_mode=None, owner=None,
-                 binary=CELLPROVD):
-        self.name = name
-        state = os.path.join(workdir, f"state-{name}")
-        os.makedirs(state, exist_ok=True)
-        if owner is not None:
-            os.chown(state, owner, owner)
-        if state_mode is not None:
-            os.chmod(state, state_mode)
-        self.state = state
-        self.config = os.path.join(workdir, f"cellprovd-{name}.toml")
-        with open(self.config, "w") as f:
-            f.write(
-                "[daemon]\n"
-                f'state_directory = "{state}"\n'
-                "\n[discovery]\n"
-                f"udev = {'true' if udev else 'false'}\n"
-                f'modemmanager = "{mode}"\n'
-                "reprobe_interval_seconds = 600\n"
-                f'ports_table = "{td.PORTS_TABLE}"\n'
-                "\n[device]\n"
-                'serial = "GW-MM"\n')
-        os.chmod(self.config, 0o644)
-        self.lines = []
-        self.raw = bytearray()
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(
-            [*wrap, binary, "--config", self.config, "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+def Daemon(workdir, name, mode, udev=True, **options):
+    """cellprovd with `[discovery] modemmanager = MODE` (test_daemon.Daemon; options: wrap, env, state_mode, owner,
+    binary)."""
+    return tdm.Daemon(workdir, name, modemmanager=mode, udev=udev, serial="GW-MM", config_mode=0o644, **options)
 
 
 def event_line(kind, slot=SLOT):

@@ -21,6 +21,9 @@ import urllib.parse
 import uuid
 from datetime import datetime, timezone
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import blackbox  # noqa: E402  (Tests/pylib: the helpers every black-box suite shares)
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("CELLPROV_BIN", os.path.join(REPO, ".build", "debug"))
 REGISTRY = os.environ.get("CELLPROV_REGISTRY", os.path.join(BIN, "cellprov-registry"))
@@ -55,18 +58,6 @@ class Failures:
 # ---------------------------------------------------------------------------------------------------------------
 # Identifiers: valid ones (Luhn where the type has a check digit), unique per test run.
 
-def luhn_digit(body):
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
 _counter = [secrets.randbelow(900000)]
 
 
@@ -76,8 +67,7 @@ def _next():
 
 
 def make_imei(tac="35693803"):
-    body = tac + f"{_next() % 1000000:06d}"
-    return body + luhn_digit(body)
+    return blackbox.luhn_complete(tac + f"{_next() % 1000000:06d}")
 
 
 def make_imsi(mccmnc="26201"):
@@ -85,8 +75,7 @@ def make_imsi(mccmnc="26201"):
 
 
 def make_iccid(issuer="894920"):
-    body = issuer + f"{_next():012d}"[-12:]
-    return body + luhn_digit(body)
+    return blackbox.luhn_complete(issuer + f"{_next():012d}"[-12:])
 
 
 def make_eid(country="049", issuer="032"):
@@ -257,22 +246,13 @@ class Registry:
         """SIGTERM; returns the exit status (the contract: 0)."""
         if not self.proc:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return "killed after 20 s"
+        status = blackbox.stop_process(self.proc, 20)
         self.log.close()
-        return self.proc.returncode
+        return "killed after 20 s" if status is None else status
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc:
+            blackbox.kill_process(self.proc)
 
     # -- the admin commands (work while a server runs on the same database) --
     def _cli(self, *args):
@@ -411,13 +391,7 @@ class Simulator:
         self.proc.send_signal(signal.SIGHUP)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        blackbox.stop_process(self.proc, 5)
         self.err.close()
 
 
@@ -429,13 +403,9 @@ class Daemon:
         os.makedirs(self.dir, exist_ok=True)
         self.token_file = os.path.join(self.dir, "token")
         self.set_token(token)
-        self.config = os.path.join(self.dir, "cellprovd.toml")
-        ports_toml = ", ".join(json.dumps(p) for p in ports)
-        with open(self.config, "w") as f:
-            f.write(f'[daemon]\nstate_directory = "{self.dir}/state"\n[discovery]\nudev = false\n'
-                    f'static_ports = [{ports_toml}]\nreprobe_interval_seconds = 600\n'
-                    f'[backend]\nurl = "{backend_url}"\ntoken_file = "{self.token_file}"\n'
-                    f'[device]\nserial = "{serial}"\n')
+        self.config = blackbox.write_cellprovd_config(
+            os.path.join(self.dir, "cellprovd.toml"), f"{self.dir}/state", serial, ports=ports,
+            backend=backend_url, token_file=self.token_file, discovery=[("reprobe_interval_seconds", 600)])
         self.log_path = os.path.join(self.dir, "cellprovd.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([CELLPROVD, "--config", self.config], stdout=self.log, stderr=self.log,
@@ -455,19 +425,33 @@ class Daemon:
             return f.read()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        blackbox.stop_process(self.proc, 10)
         self.log.close()
+
+
+def clean_up(T, reg, work, tail=3000):
+    """A suite's `finally`: the registry killed if still running, the tail of its log printed when a check of T
+    failed, the work directory removed."""
+    if reg:
+        reg.kill()
+        if T.failed:
+            print("--- registry log (tail) ---\n" + reg.log_text()[-tail:])
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def require_binaries(*paths):
     missing = [p for p in paths if not os.access(p, os.X_OK)]
     return missing
+
+
+def require_registry(skip, *others):
+    """Calls skip(reason) when cellprov-registry (or one of `others`, e.g. CELLPROVD) is not built, or is still
+    main's placeholder."""
+    missing = require_binaries(REGISTRY, *others)
+    if missing:
+        skip(f"not built: {missing}")
+    if not registry_implemented():
+        skip("cellprov-registry serve is not implemented in this build")
 
 
 def registry_implemented():

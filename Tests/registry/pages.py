@@ -21,6 +21,11 @@ class Form:
     def file_fields(self):
         return [n for n, t, v in self.inputs if n and t == "file"]
 
+    def token_field(self):
+        """The name of the field a sign-in form takes the token in (a password input, or a name with "token")."""
+        names = [n for n, t, v in self.inputs if n and (t == "password" or "token" in n.lower())]
+        return names[0] if names else None
+
     def csrf_names(self):
         return [n for n, t, v in self.inputs if n and "csrf" in n.lower()]
 
@@ -98,6 +103,24 @@ class Browser:
 
     def get(self, path):
         return self.request("GET", path, follow=True)
+
+    def sign_in(self, token, path="/"):
+        """GET `path` (the first page redirects to the sign-in page when signed out), fill its sign-in form with
+        `token` and post it. Returns (status, form): the post's status and the form, or the GET's status and None
+        when the page offers no sign-in form."""
+        status, text, _ = self.get(path)
+        forms, _ = parse(path, text)
+        form = next((f for f in forms if f.method == "post" and f.token_field()), None)
+        if form is None:
+            return status, None
+        status, _, _ = self.submit(form, self.sign_in_values(form, token))
+        return status, form
+
+    @staticmethod
+    def sign_in_values(form, token):
+        """The sign-in form's fields with `token` in its token field (for a post of one's own, e.g. a wrong token)."""
+        name = form.token_field()
+        return [(n, v) for n, v in form.fields() if n != name] + [(name, token)]
 
     @staticmethod
     def encode(form, values, files=None):

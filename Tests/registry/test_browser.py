@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: browser needs=selenium:selenium {bin}
 """cellprov-registry's pages in a real headless Chromium (Debian's chromium + chromium-driver, selenium).
 
 Starts `cellprov-registry serve` on a fresh SQLite database on loopback, makes a device and an admin with the
@@ -19,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +27,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import blackbox  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMEI = "490154203237518"
@@ -36,11 +39,7 @@ SERIAL = "GW-BROWSER-1"
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"test_browser: FAILED: {reason}", file=sys.stderr)
-        sys.exit(1)
-    print(f"test_browser: skipped ({reason})")
-    sys.exit(77)
+    blackbox.skip("test_browser", reason, status=77)
 
 
 try:
@@ -56,19 +55,7 @@ if not CHROMIUM or not DRIVER:
     skip("chromium or chromedriver missing: apt-get install -y chromium chromium-driver")
 
 
-def luhn_ok(digits):
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-assert luhn_ok(IMEI) and luhn_ok(ICCID)
+assert blackbox.luhn_ok(IMEI) and blackbox.luhn_ok(ICCID)
 
 
 class Failure(Exception):
@@ -102,8 +89,8 @@ HISTORY = [  # (serial, IMEI, type, sequence, occurred_at, identity IMSI/ICCID o
 ]
 
 
-assert luhn_ok(IMEI) and luhn_ok(ICCID) and luhn_ok(MOVED_ICCID) and luhn_ok("8949020000555555552")
-assert all(luhn_ok(imei) for _, imei, *_ in HISTORY)
+assert all(blackbox.luhn_ok(n) for n in (IMEI, ICCID, MOVED_ICCID, "8949020000555555552"))
+assert all(blackbox.luhn_ok(imei) for _, imei, *_ in HISTORY)
 
 
 def history_event(serial, imei, kind, sequence, occurred, moved_sim, previous_moved):
@@ -279,12 +266,8 @@ def main():
     finally:
         if driver:
             driver.quit()
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = "killed"
+        code = blackbox.stop_process(server, 15)
+        code = "killed" if code is None else code
         log.close()
         if code != 0:
             print(f"test_browser: FAILED: the server exited with {code} on SIGTERM", file=sys.stderr)

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# registry-suite: e2e-sqlite sqlite
+# registry-suite: e2e-postgres postgres
 """End to end (issue 9, "Tests that must exist"): cellprovd with simulated modems and `cellprov probe --report`
 against a running cellprov-registry, on SQLite or on a real PostgreSQL.
 
@@ -24,6 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 KIND = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
 T = h.Failures(f"registry e2e ({KIND})")
@@ -31,11 +34,7 @@ WAIT = 40
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: registry e2e ({KIND}): {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: registry e2e ({KIND}): {reason}")
-    sys.exit(0)
+    blackbox.skip(f"registry e2e ({KIND})", reason)
 
 
 def probe_report(port, serial, url, token_file):
@@ -44,11 +43,7 @@ def probe_report(port, serial, url, token_file):
 
 
 def main():
-    missing = h.require_binaries(h.REGISTRY, h.CELLPROV, h.CELLPROVD)
-    if missing:
-        skip(f"not built: {missing}")
-    if not h.registry_implemented():
-        skip("cellprov-registry serve is not implemented in this build")
+    h.require_registry(skip, h.CELLPROV, h.CELLPROVD)
     work = tempfile.mkdtemp(prefix="cellprov-rege2e-")
     os.chmod(work, 0o755)
     pg = None

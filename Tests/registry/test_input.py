@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: input
 """The registry's input rules and edges, black box (issue 19 rows 3, 4, 5, 6, 8 and 9), against a registry on SQLite:
 
 - the device API's field rules (docs/enrollment-api.yaml, "Input rules"): an IMEI that is a spreadsheet formula, a
@@ -23,7 +24,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -31,6 +31,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 import pages  # noqa: E402
 
 T = h.Failures("registry input")
@@ -38,11 +39,7 @@ FORMULA_IMEI = "-2+3+cmd|' /C calc'!A0"
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: registry input: {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: registry input: {reason}")
-    sys.exit(0)
+    blackbox.skip("registry input", reason)
 
 
 def error_of(r):
@@ -196,13 +193,7 @@ def csv_checks(reg, tok, ids, db_path):
 
 def sign_in(reg, token):
     b = pages.Browser(reg.port)
-    _, text, _ = b.get("/")
-    forms, _ = pages.parse("/", text)
-    form = [f for f in forms if f.action.endswith("/signin")]
-    if not form:
-        return b
-    values = [(n, v) for n, v in form[0].fields() if n != "token"] + [("token", token)]
-    b.submit(form[0], values)
+    b.sign_in(token)
     return b
 
 
@@ -294,11 +285,7 @@ def lost_audit_checks(reg, tok, ids):
 
 
 def main():
-    missing = h.require_binaries(h.REGISTRY)
-    if missing:
-        skip(f"not built: {missing}")
-    if not h.registry_implemented():
-        skip("cellprov-registry serve is not implemented in this build")
+    h.require_registry(skip)
     work = tempfile.mkdtemp(prefix="cellprov-reginput-")
     reg = None
     try:
@@ -325,11 +312,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         T.check(False, f"unexpected: {type(e).__name__}: {e}")
     finally:
-        if reg:
-            reg.kill()
-            if T.failed:
-                print("--- registry log (tail) ---\n" + reg.log_text()[-3000:])
-        shutil.rmtree(work, ignore_errors=True)
+        h.clean_up(T, reg, work)
     T.finish()
 
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: mtls {bin}
 """Mutual TLS of cellprov-registry's device API, end to end with real certificates (openssl) and a running
 `cellprov-registry serve --tls-certificate --tls-key --tls-client-ca`.
 
@@ -15,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -24,6 +24,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import blackbox  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,12 +147,8 @@ def main():
         if rogue in (201, 200):
             failures.append(f"a certificate from another CA was accepted ({rogue})")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = "killed"
+        code = blackbox.stop_process(server, 15)
+        code = "killed" if code is None else code
         log.close()
         if code != 0:
             failures.append(f"SIGTERM: exit {code}")

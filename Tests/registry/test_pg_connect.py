@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: pg-connect
 """cellprov-registry connecting to a real PostgreSQL the libpq way (docs/registry.md, "PostgreSQL"), given only a URL.
 
 A private cluster of its own (Debian's server binaries, initdb, a unix socket in the work directory and a loopback
@@ -39,17 +40,14 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 T = H.Failures("registry postgres connections")
 SERVICE_USER = "cellprov-pgtest"
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: {T.name}: {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: {T.name}: {reason}")
-    sys.exit(0)
+    blackbox.skip(T.name, reason)
 
 
 def run(argv, **kw):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: schemathesis timeout=400 needs=schemathesis:schemathesis
 """A bounded fuzz run of the registry's HTTP API from its own OpenAPI files (issue 9: "a fuzz run of the API from
 its own OpenAPI files (schemathesis from PyPI): no 5xx, no crash").
 
@@ -17,17 +18,14 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 T = h.Failures("registry schemathesis")
 SECONDS = int(os.environ.get("REGISTRY_FUZZ_SECONDS", "30"))
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: {T.name}: {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: {T.name}: {reason}")
-    sys.exit(0)
+    blackbox.skip(T.name, reason)
 
 
 def schemathesis():
@@ -42,8 +40,7 @@ def schemathesis():
 
 
 def main():
-    if h.require_binaries(h.REGISTRY) or not h.registry_implemented():
-        skip("cellprov-registry serve is not built or not implemented in this build")
+    h.require_registry(skip)
     st = schemathesis()
     if not st:
         skip("schemathesis is not installed (python3 -m pip install schemathesis)")
@@ -96,11 +93,7 @@ def main():
     except Exception as e:
         T.check(False, f"unexpected: {type(e).__name__}: {e}")
     finally:
-        if reg:
-            reg.kill()
-            if T.failed:
-                print("--- registry log (tail) ---\n" + reg.log_text()[-2000:])
-        shutil.rmtree(work, ignore_errors=True)
+        h.clean_up(T, reg, work, tail=2000)
     T.finish()
 
 

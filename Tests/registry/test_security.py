@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: security
 """The registry's security model, black box (issue 9, "Security"), against a registry on SQLite:
 
 - no token -> 401 on the device API and the operator API; an unknown token -> 401;
@@ -19,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +28,14 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 import pages  # noqa: E402
 
 T = h.Failures("registry security")
-JOURNALD = "/lib/systemd/systemd-journald"
-JSTDOUT = "/run/systemd/journal/stdout"
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: registry security: {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: registry security: {reason}")
-    sys.exit(0)
+    blackbox.skip("registry security", reason)
 
 
 def refused(status):
@@ -168,16 +163,9 @@ def euicc_checks(reg, tok, ids, eid):
 
 def csrf_checks(reg, admin, viewer):
     b = pages.Browser(reg.port)
-    status, text, _ = b.get("/")
-    forms, _ = pages.parse("/", text)
-    signin = [f for f in forms if f.method == "post" and any(
-        t == "password" or (n and "token" in n.lower()) for n, t, v in f.inputs)]
-    if not T.check(bool(signin), f"the first page (or its redirect) offers a sign-in form ({status})"):
+    status, form = b.sign_in(admin)
+    if not T.check(form is not None, f"the first page (or its redirect) offers a sign-in form ({status})"):
         return
-    form = signin[0]
-    tname = [n for n, t, v in form.inputs if t == "password" or (n and "token" in n.lower())][0]
-    values = [(n, v) for n, v in form.fields() if n != tname] + [(tname, admin)]
-    status, _, _ = b.submit(form, values)
     T.check(status in (200, 302, 303) and bool(b.cookies), f"sign in with the admin token: session cookie ({status})")
     session_cookies = [c for c in b.set_cookie_headers if "max-age=0" not in c.lower()]
     T.check(bool(session_cookies) and all("httponly" in c.lower() for c in session_cookies),
@@ -186,7 +174,7 @@ def csrf_checks(reg, admin, viewer):
             "the session cookie is SameSite=Strict")
     T.check(not any(admin in c for c in b.set_cookie_headers), "the cookie does not carry the token")
     bad = pages.Browser(reg.port)
-    status, _, _ = bad.submit(form, [(n, v) for n, v in form.fields() if n != tname] + [(tname, "cpo_" + "B" * 43)])
+    status, _, _ = bad.submit(form, bad.sign_in_values(form, "cpo_" + "B" * 43))
     T.check(not bad.cookies or status >= 400, f"sign in with a wrong token: no session ({status})")
 
     # crawl: the first page, a search, the unit pages and flags reached by links
@@ -271,45 +259,25 @@ def revoke_checks(reg, admin):
             f"revoke: in the audit log ({audit.body[:300]!r})")
 
 
-def journald_alive():
-    try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(JSTDOUT)
-        s.close()
-        return True
-    except OSError:
-        return False
-
-
 def journal_checks(reg, database, work, tokens, ids, all_ids):
     """The registry run as systemd runs it: stderr on a journal stream, JOURNAL_STREAM set."""
-    if os.geteuid() != 0 or not os.path.exists(JOURNALD) or not shutil.which("journalctl"):
+    if os.geteuid() != 0 or not os.path.exists(blackbox.JOURNALD) or not shutil.which("journalctl"):
         print("     (journal check skipped: needs root and systemd-journald; the stderr log was scanned)")
         return
-    started = None
-    if not journald_alive():
-        started = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not h.wait_until(journald_alive, 5, 0.05):
-            started.kill()
-            print("     (journal check skipped: systemd-journald did not start here)")
-            return
+    started, listening = blackbox.start_journald()
+    if not listening:
+        print("     (journal check skipped: systemd-journald did not start here)")
+        return
     proc = None
     try:
         port = h.free_port()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(JSTDOUT)
-        s.sendall(b"cellprov-registry\n\n6\n1\n0\n0\n0\n")
-        s.shutdown(socket.SHUT_RD)
-        st = os.fstat(s.fileno())
-        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        s = blackbox.stream_to_journal("cellprov-registry")
         proc = subprocess.Popen([h.REGISTRY, "serve", "--listen", f"127.0.0.1:{port}", "--database", database],
-                                stdout=s.fileno(), stderr=s.fileno(), env=env)
+                                stdout=s.fileno(), stderr=s.fileno(), env=blackbox.journal_environment(s))
         s.close()
 
         def entries():
-            out = subprocess.run(["journalctl", "--no-pager", "-o", "json", f"_PID={proc.pid}"],
-                                 capture_output=True, text=True).stdout
-            return [json.loads(x) for x in out.splitlines() if x.strip()]
+            return blackbox.journal_entries(proc.pid)
         T.check(bool(h.wait_until(lambda: any("listening on" in e.get("MESSAGE", "") for e in entries()), 30)),
                 "under JOURNAL_STREAM the registry logs 'listening on' to the journal")
         j = h.Registry(database, work, "journal")
@@ -339,11 +307,7 @@ def journal_checks(reg, database, work, tokens, ids, all_ids):
 
 
 def main():
-    missing = h.require_binaries(h.REGISTRY)
-    if missing:
-        skip(f"not built: {missing}")
-    if not h.registry_implemented():
-        skip("cellprov-registry serve is not implemented in this build")
+    h.require_registry(skip)
     work = tempfile.mkdtemp(prefix="cellprov-regsec-")
     reg = None
     try:
@@ -371,11 +335,7 @@ def main():
     except Exception as e:
         T.check(False, f"unexpected: {type(e).__name__}: {e}")
     finally:
-        if reg:
-            reg.kill()
-            if T.failed:
-                print("--- registry log (tail) ---\n" + reg.log_text()[-3000:])
-        shutil.rmtree(work, ignore_errors=True)
+        h.clean_up(T, reg, work)
     T.finish()
 
 

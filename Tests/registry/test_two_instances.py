@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# registry-suite: two-instances
 """Two cellprov-registry instances on one PostgreSQL database receive the same events at the same time (issue 9:
 "every event stored once"). Each event is posted to both instances concurrently (two threads released together
 per event, many events in flight): exactly one instance answers 201, the other 409, and afterwards each unit's
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 T = h.Failures("registry two instances on one PostgreSQL")
 DEVICES = int(os.environ.get("TWO_INSTANCES_DEVICES", "12"))
@@ -25,11 +27,7 @@ EVENTS = int(os.environ.get("TWO_INSTANCES_EVENTS", "15"))   # per device
 
 
 def skip(reason):
-    if os.environ.get("CELLPROV_TEST_NO_SKIP") == "1":
-        print(f"FAIL: {T.name}: {reason} (CELLPROV_TEST_NO_SKIP=1)")
-        sys.exit(1)
-    print(f"SKIP: {T.name}: {reason}")
-    sys.exit(0)
+    blackbox.skip(T.name, reason)
 
 
 def device_events(serial, n):
@@ -45,8 +43,7 @@ def device_events(serial, n):
 
 
 def main():
-    if h.require_binaries(h.REGISTRY) or not h.registry_implemented():
-        skip("cellprov-registry serve is not built or not implemented in this build")
+    h.require_registry(skip)
     pg = h.PostgresServer()
     if not pg.available():
         skip("PostgreSQL server binaries missing (apt-get install postgresql)")

@@ -57,6 +57,7 @@ import tty
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_discovery as td  # noqa: E402  (exits 77 itself when the GI bindings are missing)
+import blackbox  # noqa: E402  (Tests/pylib, on the path through test_discovery)
 
 UMockdev = td.UMockdev
 
@@ -68,24 +69,11 @@ VERBOSE = td.VERBOSE
 PCI = td.PCI
 
 
-def luhn_complete(digits):
-    """digits + the Luhn check digit."""
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return digits + str((10 - total % 10) % 10)
-
-
 class Identity:
     def __init__(self, imei14, imsi, iccid19, mnc_length):
-        self.imei = luhn_complete(imei14)
+        self.imei = blackbox.luhn_complete(imei14)
         self.imsi = imsi
-        self.iccid = luhn_complete(iccid19)
+        self.iccid = blackbox.luhn_complete(iccid19)
         self.tac = self.imei[:8]
         self.serial_digits = self.imei[8:14]
         self.msin = imsi[3 + mnc_length:]
@@ -145,14 +133,8 @@ class FakeTty:
         self.stop_r, self.stop_w = os.pipe()
         self.lock = threading.Lock()
         if identity:
-            self.sim = subprocess.Popen(
-                [CELLPROV, "simulate", *sim_args, *identity.args()],
-                stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
-            ready, _, _ = select.select([self.sim.stdout], [], [], 10)
-            if not ready:
-                self.sim.kill()
-                raise RuntimeError("cellprov simulate printed no PTY path")
-            self.sim_fd = os.open(self.sim.stdout.readline().strip(), os.O_RDWR | os.O_NOCTTY)
+            self.sim, path = blackbox.start_simulator_pty(CELLPROV, [*sim_args, *identity.args()], VERBOSE)
+            self.sim_fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
             tty.setraw(self.sim_fd)
 
     @property
@@ -207,11 +189,7 @@ class FakeTty:
             self.thread.join(2)
             self.thread = None
         if self.sim:
-            self.sim.send_signal(signal.SIGTERM)
-            try:
-                self.sim.wait(5)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
+            blackbox.stop_process(self.sim, 5)
             os.close(self.sim_fd)
             self.sim = None
 
@@ -256,31 +234,33 @@ def metadata(line):
 
 
 class Daemon:
-    """cellprovd with a config in a temp dir; stderr lines collected with their arrival time."""
+    """cellprovd with a config in a temp dir; stderr lines collected with their arrival time. Options (the
+    ModemManager suites use them): `modemmanager` writes `[discovery] modemmanager = MODE`, `wrap` prefixes the
+    command (the sandbox), `env` replaces the environment (otherwise inherited: the umockdev preload, and the
+    private bus's address), `owner`/`state_mode` the state directory's, `config_mode` the config file's."""
 
-    def __init__(self, workdir, name, probe_unknown):
+    def __init__(self, workdir, name, probe_unknown=None, modemmanager=None, udev=True, wrap=(), env=None,
+                 state_mode=None, owner=None, binary=CELLPROVD, serial="GW-UMOCK", config_mode=None):
         self.name = name
         state = os.path.join(workdir, f"state-{name}")
         os.makedirs(state, exist_ok=True)
-        self.config = os.path.join(workdir, f"cellprovd-{name}.toml")
-        with open(self.config, "w") as f:
-            f.write(
-                "[daemon]\n"
-                f'state_directory = "{state}"\n'
-                "\n[discovery]\n"
-                "udev = true\n"
-                f"probe_unknown = {'true' if probe_unknown else 'false'}\n"
-                "reprobe_interval_seconds = 600\n"
-                f'ports_table = "{PORTS_TABLE}"\n'
-                "\n[device]\n"
-                'serial = "GW-UMOCK"\n')
+        if owner is not None:
+            os.chown(state, owner, owner)
+        if state_mode is not None:
+            os.chmod(state, state_mode)
+        self.state = state
+        discovery = [("probe_unknown", probe_unknown)] if probe_unknown is not None else []
+        discovery += [("modemmanager", modemmanager)] if modemmanager is not None else []
+        discovery += [("reprobe_interval_seconds", 600), ("ports_table", PORTS_TABLE)]
+        self.config = blackbox.write_cellprovd_config(os.path.join(workdir, f"cellprovd-{name}.toml"), state, serial,
+                                                      udev=udev, discovery=discovery, mode=config_mode)
         self.lines = []  # (monotonic arrival, line)
         self.raw = bytearray()
         self.cond = threading.Condition()
-        # No env=: the testbed's UMOCKDEV_DIR is in the C environment only (see test_discovery.py).
+        # env=None inherits: the testbed's UMOCKDEV_DIR is in the C environment only (see test_discovery.py).
         self.proc = subprocess.Popen(
-            [CELLPROVD, "--config", self.config, "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [*wrap, binary, "--config", self.config, "--log-level", "debug"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -357,9 +337,7 @@ class Daemon:
         return status, elapsed
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        blackbox.kill_process(self.proc)
 
 
 def appeared(slot, port=None):

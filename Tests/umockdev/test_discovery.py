@@ -49,6 +49,9 @@ except (ImportError, ValueError) as error:
     print(f"SKIP: umockdev GI bindings not available ({error}); install gir1.2-umockdev-1.0 python3-gi")
     sys.exit(77)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import blackbox  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CELLPROV = os.environ.get("CELLPROV", os.path.join(REPO, ".build", "debug", "cellprov"))
 PORTS_TABLE = os.environ.get("PORTS_TABLE", os.path.join(REPO, "udev", "ports.tsv"))
@@ -231,14 +234,7 @@ class SimulatorBridge:
             raise RuntimeError(f"no PTY behind {devnode}")
         if sim_args is None:
             sim_args = ["--imei", SIM_IMEI, "--imsi", SIM_IMSI, "--iccid", SIM_ICCID]
-        self.sim = subprocess.Popen(
-            [CELLPROV, "simulate", *sim_args, *extra_args],
-            stdout=subprocess.PIPE, stderr=None if VERBOSE else subprocess.DEVNULL, text=True)
-        ready, _, _ = select.select([self.sim.stdout], [], [], 10)
-        if not ready:
-            self.sim.kill()
-            raise RuntimeError("cellprov simulate printed no PTY path")
-        self.sim_path = self.sim.stdout.readline().strip()
+        self.sim, self.sim_path = blackbox.start_simulator_pty(CELLPROV, [*sim_args, *extra_args], VERBOSE)
         self.sim_fd = os.open(self.sim_path, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self.sim_fd)
         # The umockdev side: raw as well, so nothing is echoed or translated before the client sets it up.
@@ -266,11 +262,7 @@ class SimulatorBridge:
     def close(self):
         os.write(self.stop_w, b"x")
         self.thread.join(2)
-        self.sim.send_signal(signal.SIGTERM)
-        try:
-            self.sim.wait(5)
-        except subprocess.TimeoutExpired:
-            self.sim.kill()
+        blackbox.stop_process(self.sim, 5)
         os.close(self.sim_fd)
 
 
