@@ -547,6 +547,11 @@ public protocol RegistryStore: Sendable {
     /// then (a flag resolved later shows open), the timeline up to `at`, `lost` when its current lost mark was set
     /// by then. nil when the unit is unknown.
     func unit(serial: String, at: Date) async throws -> UnitDetail?
+    /// The units carrying a module the filter names (``ModuleFilter``: manufacturer, model, firmware revision,
+    /// exact or by prefix, TAC, on one and the same current field slot; seen since a moment), in serial order,
+    /// `offset` units skipped, at most `limit`: their summaries as today (current identities and modules). A filter
+    /// without a module criterion finds nothing.
+    func affectedUnits(_ filter: ModuleFilter, limit: Int, offset: Int) async throws -> [UnitSummary]
     func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag]
     func flag(id: Int64) async throws -> RegistryFlag?
     /// False when the flag does not exist or is already resolved.

@@ -205,6 +205,9 @@ struct TimedStore: RegistryStore {
     func unit(serial: String, at: Date) async throws -> UnitDetail? {
         try await timed("unit_as_of") { try await base.unit(serial: serial, at: at) }
     }
+    func affectedUnits(_ filter: ModuleFilter, limit: Int, offset: Int) async throws -> [UnitSummary] {
+        try await timed("affected_units") { try await base.affectedUnits(filter, limit: limit, offset: offset) }
+    }
     func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
         try await timed("flags") { try await base.flags(openOnly: openOnly, limit: limit) }
     }

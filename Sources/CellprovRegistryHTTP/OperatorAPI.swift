@@ -20,6 +20,7 @@ struct OperatorAPI {
         router.get("/v1/units") { request, context in await searchUnits(request, context) }
         router.get("/v1/units.csv") { request, context in await exportCSV(request, context) }
         router.get("/v1/units/{serial}") { request, context in await unit(request, context) }
+        router.get("/v1/affected") { request, context in await affected(request, context) }
         router.post("/v1/units/{serial}/lost") { request, context in await markLost(request, context) }
         router.post("/v1/units/{serial}/found") { request, context in await markFound(request, context) }
         router.get("/v1/flags") { request, context in await listFlags(request, context) }

@@ -25,7 +25,7 @@ struct Pages {
         for (name, text) in [
             ("layout", Templates.layout), ("signin", Templates.signIn), ("search", Templates.search),
             ("unit", Templates.unit), ("flags", Templates.flags), ("reconcile", Templates.reconcile),
-            ("message", Templates.message),
+            ("message", Templates.message), ("affected", Templates.affected),
         ] {
             try! library.register(text, named: name)
         }
@@ -36,6 +36,8 @@ struct Pages {
         router.get("/") { request, context in await home(request, context) }
         router.post("/signin") { request, context in await signIn(request, context) }
         router.post("/signout") { request, context in await signOut(request, context) }
+        router.get("/affected") { request, context in await affectedPage(request, context) }
+        router.get("/affected.csv") { request, context in await affectedCSV(request, context) }
         router.get("/units/{serial}") { request, context in await unitPage(request, context) }
         router.post("/units/{serial}/lost") { request, context in await lostPage(request, context) }
         router.post("/units/{serial}/found") { request, context in await foundPage(request, context) }

@@ -81,6 +81,8 @@ enum Templates {
         </form>
         <p>Without a moment, every unit that ever reported the IMEI, IMSI, ICCID or EID, current holder first, with
         the intervals it held it. With one (RFC 3339, the device's time), the units that held it at that moment.</p>
+        <p><a href="/affected" id="affected-link">Affected units</a>: the units carrying a module model, firmware
+        revision or TAC (a vendor's advisory), as a list or CSV.</p>
         {{#error}}<p class="error" id="search-error">{{error}}</p>{{/error}}
         {{#searched}}
         <p id="result-count">{{count}} unit(s) found{{#asOf}} holding it at <span id="as-of">{{asOf}}</span>{{/asOf}}.</p>
@@ -234,6 +236,53 @@ enum Templates {
         </form>
         """
 
+    static let affected = """
+        <h1>Affected units</h1>
+        <form method="get" action="/affected" id="affected-form">
+        <p>The units whose current module matches every field given (exact, case-sensitive; a prefix needs at least 3
+        characters), optionally only those seen since a moment.</p>
+        <table>
+        <tr><th><label for="manufacturer">Manufacturer</label></th>
+        <td><input type="text" id="manufacturer" name="manufacturer" value="{{manufacturer}}" maxlength="64"></td>
+        <th><label for="manufacturer_prefix">or starting with</label></th>
+        <td><input type="text" id="manufacturer_prefix" name="manufacturer_prefix" value="{{manufacturer_prefix}}" maxlength="64"></td></tr>
+        <tr><th><label for="model">Model</label></th>
+        <td><input type="text" id="model" name="model" value="{{model}}" maxlength="64"></td>
+        <th><label for="model_prefix">or starting with</label></th>
+        <td><input type="text" id="model_prefix" name="model_prefix" value="{{model_prefix}}" maxlength="64"></td></tr>
+        <tr><th><label for="revision">Firmware revision</label></th>
+        <td><input type="text" id="revision" name="revision" value="{{revision}}" maxlength="64"></td>
+        <th><label for="revision_prefix">or starting with</label></th>
+        <td><input type="text" id="revision_prefix" name="revision_prefix" value="{{revision_prefix}}" maxlength="64"></td></tr>
+        <tr><th><label for="tac">TAC (8 digits)</label></th>
+        <td><input type="text" id="tac" name="tac" value="{{tac}}" maxlength="8"></td>
+        <th><label for="seen_since">Seen since</label></th>
+        <td><input type="text" id="seen_since" name="seen_since" value="{{seen_since}}" placeholder="2026-11-01T00:00:00Z (optional)"></td></tr>
+        </table>
+        <button type="submit" id="affected-search">Find units</button>
+        </form>
+        {{#error}}<p class="error" id="affected-error">{{error}}</p>{{/error}}
+        {{#searched}}
+        <p id="affected-count">{{count}} unit(s) from number {{from}}.
+        <a id="affected-csv" href="/affected.csv{{csvQuery}}">CSV</a>
+        {{#admin}}{{^revealed}}<a id="reveal" href="/affected{{revealQuery}}">Reveal identifiers (audited)</a>{{/revealed}}{{/admin}}
+        {{#revealed}}<strong id="revealed">Identifiers revealed; this view is in the audit log.</strong>{{/revealed}}</p>
+        {{#hasUnits}}
+        <table id="affected-results">
+        <tr><th>Serial</th><th>Slot</th><th>Manufacturer</th><th>Model</th><th>Revision</th><th>IMEI</th><th>IMSI</th><th>ICCID</th><th>Last seen</th><th></th></tr>
+        {{#rows}}
+        <tr class="affected-row">
+        <td><a class="unit-link" href="/units/{{serialPath}}">{{serial}}</a></td>
+        <td><code>{{slot}}</code></td><td>{{manufacturer}}</td><td>{{model}}</td><td><code>{{revision}}</code></td>
+        <td class="id">{{imei}}</td><td class="id">{{imsi}}</td><td class="id">{{iccid}}</td><td>{{lastSeen}}</td>
+        <td>{{#lost}}<span class="lost">LOST</span>{{/lost}}</td>
+        </tr>
+        {{/rows}}
+        </table>
+        {{/hasUnits}}
+        {{#nextQuery}}<p><a id="affected-next" href="/affected{{nextQuery}}">Next page</a></p>{{/nextQuery}}
+        {{/searched}}
+        """
     static let message = """
         <h1>{{title}}</h1>
         <p class="{{kind}}" id="message">{{message}}</p>

@@ -146,6 +146,15 @@ enum PostgresSchema {
         // Version 6: the device's credential checked inside the ingest call (issue 18): one round trip per event
         // instead of two. A wrapper around migration 5's function, so the ingest steps stay written once.
         Migration(version: 6, statements: [ingestDeviceFunction]),
+        // Version 7 (issue 20): the affected-units question by module model or firmware revision, exact or by prefix
+        // (docs/decisions.md, "Affected units"), as SQLite's migration 6. Under the "C" collation (byte order), which
+        // the queries compare in: a prefix is then a range of the index whatever the database's collation.
+        Migration(
+            version: 7,
+            statements: [
+                "CREATE INDEX slots_model ON slots ((model COLLATE \"C\"), serial) WHERE model IS NOT NULL",
+                "CREATE INDEX slots_revision ON slots ((revision COLLATE \"C\"), serial) WHERE revision IS NOT NULL",
+            ]),
     ]
 
     /// `cellprov_ingest_device(p_token_hash, ...)`: `cellprov_ingest(...)` of migration 5 (the same 29 arguments
