@@ -311,16 +311,7 @@ def main():
         for e in events:
             by_slot.setdefault(e["slot"], []).append(e)
         for s in slots:
-            mine = sorted(by_slot.get(s.link, []), key=lambda e: e["sequence"])
-            changes = [e["identity"]["iccid"] for e in mine if e["type"] in ("enrolled", "sim_changed")]
-            if changes != s.expected:
-                first = next((i for i, (a, b) in enumerate(zip(changes, s.expected)) if a != b),
-                             min(len(changes), len(s.expected)))
-                failures.append(f"slot {s.index}: {len(changes)} enrolled/sim_changed events for "
-                                f"{len(s.expected)} SIMs; first difference at {first}")
-            others = [e["type"] for e in mine if e["type"] not in ("enrolled", "sim_changed")]
-            if others:
-                failures.append(f"slot {s.index}: other events {sorted(set(others))}")
+            failures += s.differences(sorted(by_slot.get(s.link, []), key=lambda e: e["sequence"]))
         if not drained:
             failures.append("the outbox did not drain")
         accepted = set()

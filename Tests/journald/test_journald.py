@@ -30,13 +30,8 @@ SECRETS = [IMEI, IMEI[8:14], IMSI, IMSI[5:], ICCID]
 MESSAGE_ID_STARTED = "4b01827722414b9c99877cfaede9cb5a"
 MESSAGE_ID_IDENTITY_READ = "d4234c5153974689b7afcdb0bae6699e"
 
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
+T = blackbox.Checks("journald")
+check = T.check
 
 
 def skip(reason):
@@ -111,10 +106,7 @@ def main():
             started.terminate()
             started.wait()
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} journald check(s) failed")
-        sys.exit(1)
-    print("all journald checks passed")
+    sys.exit(T.summary())
 
 
 if __name__ == "__main__":

@@ -83,7 +83,6 @@ SLOT = "pci-0000:00:14.0-usb-0:1"
 MM = "org.freedesktop.ModemManager1"
 
 check = td.check
-failures = td.failures
 
 # Constructed identities (no real device or subscriber): the module's IMEI with a first SIM, then a second SIM.
 ID_1 = tdm.Identity("86676104739218", "262017394021857", "8949107739402185736", 2)
@@ -512,11 +511,7 @@ def main():
         bus.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"     (ModemManager checks took {time.monotonic() - start:.1f} s)")
-    if failures:
-        print(f"{len(failures)} ModemManager check(s) failed")
-        return 1
-    print("all ModemManager checks passed")
-    return 0
+    return td.CHECKS.summary("ModemManager")
 
 
 if __name__ == "__main__":

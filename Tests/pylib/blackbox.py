@@ -22,7 +22,44 @@ PROFILES = ["quectel", "telit", "simcom", "sierra", "ublox", "huawei", "cinterio
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Skipping
+# Checks and skipping
+
+class Checks:
+    """A suite's checks: an ok/FAIL line each (each check can fail on its own), the failures recorded in `failed`,
+    and the exit status at the end, from `summary()` (returns it) or `finish()` (exits with it)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failed = []
+
+    def check(self, ok, what, detail=None):
+        """Prints the outcome (with `detail` when it failed), records a failure; returns `ok`."""
+        print(("ok   " if ok else "FAIL ") + what + (f": {detail}" if not ok and detail is not None else ""),
+              flush=True)
+        if not ok:
+            self.failed.append(what)
+        return ok
+
+    def summary(self, name=None, note=""):
+        """The last line, for `name` (the suite's name by default; suites sharing one Checks name their own part);
+        returns 1 when a check failed, else 0."""
+        name = name or self.name
+        if self.failed:
+            print(f"{len(self.failed)} {name} check(s) failed")
+            return 1
+        print(f"all {name} checks passed{note}")
+        return 0
+
+    def finish(self):
+        """Exits: 1, listing the failed checks, when one failed; else 0."""
+        if self.failed:
+            print(f"{self.name}: {len(self.failed)} check(s) failed:")
+            for f in self.failed:
+                print(f"  - {f}")
+            sys.exit(1)
+        print(f"{self.name}: all checks passed")
+        sys.exit(0)
+
 
 def skip(what, reason, status=0):
     """A prerequisite is missing: print `SKIP: WHAT: REASON` and exit with `status` (0) - or, under
@@ -283,6 +320,22 @@ class Slot:
         self.expected.append(self.identity["iccid"])
         self.write()
         self.process.send_signal(signal.SIGHUP)
+
+    def differences(self, events):
+        """What this slot's stored events (`cellprov events --json` entries of its link, in sequence order) say
+        against the SIMs put in: [] when the ICCIDs of its enrolled/sim_changed events are `expected`, in order,
+        and it has no other event."""
+        out = []
+        changes = [e["identity"]["iccid"] for e in events if e["type"] in ("enrolled", "sim_changed")]
+        if changes != self.expected:
+            first = next((i for i, (a, b) in enumerate(zip(changes, self.expected)) if a != b),
+                         min(len(changes), len(self.expected)))
+            out.append(f"slot {self.index}: {len(changes)} enrolled/sim_changed events for {len(self.expected)} SIMs; "
+                       f"first difference at {first}")
+        others = [e["type"] for e in events if e["type"] not in ("enrolled", "sim_changed")]
+        if others:
+            out.append(f"slot {self.index}: other events {sorted(set(others))}")
+        return out
 
     def unplug(self):
         self.process.terminate()

@@ -32,29 +32,6 @@ CELLPROVD = os.environ.get("CELLPROVD", os.path.join(BIN, "cellprovd"))
 PG_SCRIPT = os.path.join(REPO, "scripts", "pg-test-server.sh")
 
 
-class Failures:
-    """ok/FAIL lines like Tests/journald, and the exit status at the end: each check can fail on its own."""
-
-    def __init__(self, name):
-        self.name = name
-        self.failed = []
-
-    def check(self, ok, what):
-        print(("ok   " if ok else "FAIL ") + what, flush=True)
-        if not ok:
-            self.failed.append(what)
-        return ok
-
-    def finish(self):
-        if self.failed:
-            print(f"{self.name}: {len(self.failed)} check(s) failed:")
-            for f in self.failed:
-                print(f"  - {f}")
-            sys.exit(1)
-        print(f"{self.name}: all checks passed")
-        sys.exit(0)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Identifiers: valid ones (Luhn where the type has a check digit), unique per test run.
 

@@ -29,7 +29,7 @@ import harness as h  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 KIND = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
-T = h.Failures(f"registry e2e ({KIND})")
+T = blackbox.Checks(f"registry e2e ({KIND})")
 WAIT = 40
 
 

@@ -34,7 +34,7 @@ import harness as h  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 import pages  # noqa: E402
 
-T = h.Failures("registry input")
+T = blackbox.Checks("registry input")
 FORMULA_IMEI = "-2+3+cmd|' /C calc'!A0"
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
-T = H.Failures("registry postgres connections")
+T = blackbox.Checks("registry postgres connections")
 SERVICE_USER = "cellprov-pgtest"
 
 

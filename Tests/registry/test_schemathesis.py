@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
-T = h.Failures("registry schemathesis")
+T = blackbox.Checks("registry schemathesis")
 SECONDS = int(os.environ.get("REGISTRY_FUZZ_SECONDS", "30"))
 
 

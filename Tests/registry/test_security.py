@@ -31,7 +31,7 @@ import harness as h  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 import pages  # noqa: E402
 
-T = h.Failures("registry security")
+T = blackbox.Checks("registry security")
 
 
 def skip(reason):

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
-T = h.Failures("registry two instances on one PostgreSQL")
+T = blackbox.Checks("registry two instances on one PostgreSQL")
 DEVICES = int(os.environ.get("TWO_INSTANCES_DEVICES", "12"))
 EVENTS = int(os.environ.get("TWO_INSTANCES_EVENTS", "15"))   # per device
 

@@ -357,7 +357,6 @@ def mentions_slot(slot):
 # ---------------------------------------------------------------------------------------------------------
 
 check = td.check
-failures = td.failures  # test_discovery.py's main() does not run on import: this list is the daemon checks' own
 
 
 def check_untouched(fakes, what):
@@ -558,12 +557,7 @@ def run(testbed, workdir):
 def harness(label, prefix, body):
     """The daemon-side tests' main(): binaries built, under umockdev's preload, stderr logging; `body(testbed,
     workdir)` runs the checks; returns the exit status. test_wwan.py uses it too."""
-    for binary in (CELLPROV, CELLPROVD):
-        if not os.path.exists(binary):
-            print(f"FAIL {binary} not found (swift build first)")
-            return 1
-    if "umockdev-preload" not in os.environ.get("LD_PRELOAD", ""):
-        print("FAIL not running under umockdev-wrapper (use Tests/umockdev/run.sh)")
+    if not td.ready(CELLPROV, CELLPROVD):
         return 1
     os.environ.pop("JOURNAL_STREAM", None)  # log to stderr, not to the journal
     os.environ.pop("NOTIFY_SOCKET", None)
@@ -575,11 +569,7 @@ def harness(label, prefix, body):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"     ({label} checks took {time.monotonic() - start:.1f} s)")
-    if failures:
-        print(f"{len(failures)} {label} check(s) failed")
-        return 1
-    print(f"all umockdev {label} checks passed")
-    return 0
+    return td.CHECKS.summary(f"umockdev {label}")
 
 
 def main():

@@ -274,17 +274,9 @@ def serve_with_simulator(testbed, devnode, extra_args=()):
 # ---------------------------------------------------------------------------------------------------------
 # Checks
 
-failures = []
-
-
-def check(condition, what, detail=None):
-    """Prints the outcome, records a failure in `failures`; returns the condition (test_daemon.py uses it too)."""
-    if condition:
-        print(f"ok   {what}")
-    else:
-        print(f"FAIL {what}" + (f": {detail}" if detail is not None else ""))
-        failures.append(what)
-    return condition
+# One per process: test_daemon.py, test_wwan.py and the ModemManager suites import these and summarise their own.
+CHECKS = blackbox.Checks("umockdev discovery")
+check = CHECKS.check
 
 
 def run_cellprov(*args, timeout=30):
@@ -505,12 +497,21 @@ def test_probe_report_slot(devnode):
         server.shutdown()
 
 
-def main():
-    if not os.path.exists(CELLPROV):
-        print(f"FAIL cellprov binary not found at {CELLPROV} (swift build first)")
-        return 1
+def ready(*binaries):
+    """True when every binary is built and this runs under umockdev-wrapper; else prints a FAIL line saying which
+    (the umockdev suites' first step, test_daemon.py's too)."""
+    for binary in binaries:
+        if not os.path.exists(binary):
+            print(f"FAIL {binary} not found (swift build first)")
+            return False
     if "umockdev-preload" not in os.environ.get("LD_PRELOAD", ""):
         print("FAIL not running under umockdev-wrapper (use Tests/umockdev/run.sh)")
+        return False
+    return True
+
+
+def main():
+    if not ready(CELLPROV):
         return 1
     testbed = UMockdev.Testbed.new()
     module_a_text, module_a_ttys, module_a_syspaths = ec25(1, "EC25A0000001", 0, with_our_rules=False)
@@ -525,11 +526,7 @@ def main():
     at_port = test_hotplug(testbed, module_a_ttys, module_a_syspaths)
     test_probe_through_bridge(testbed, at_port or "/dev/ttyUSB7")
 
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        return 1
-    print("all umockdev discovery checks passed")
-    return 0
+    return CHECKS.summary()
 
 
 if __name__ == "__main__":

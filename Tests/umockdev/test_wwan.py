@@ -59,7 +59,6 @@ CELLPROVD = tdd.CELLPROVD
 PORTS_TABLE = td.PORTS_TABLE
 VERBOSE = td.VERBOSE
 check = td.check
-failures = td.failures
 
 WWAN_MAJOR = 236  # dynamic on a real kernel; any non-tty major does here
 MINOR_BASE = 200  # away from anything the host's udev database could hold for c236:N
