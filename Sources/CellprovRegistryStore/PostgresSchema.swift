@@ -146,9 +146,11 @@ enum PostgresSchema {
         // Version 6: the device's credential checked inside the ingest call (issue 18): one round trip per event
         // instead of two. A wrapper around migration 5's function, so the ingest steps stay written once.
         Migration(version: 6, statements: [ingestDeviceFunction]),
-        // Version 7 (issue 20): the affected-units question by module model or firmware revision, exact or by prefix
-        // (docs/decisions.md, "Affected units"), as SQLite's migration 6. Under the "C" collation (byte order), which
-        // the queries compare in: a prefix is then a range of the index whatever the database's collation.
+        // Version 7 (issue 20): the affected-units question (`GET /v1/affected`) by module model or firmware revision,
+        // exact or by prefix, through an index each (docs/decisions.md, "Affected units": without one, a revision
+        // nobody carries reads every slot; an event that leaves the module's names as they were stays a HOT update).
+        // Under the "C" collation (byte order), which the queries compare in: a prefix is then a range of the index
+        // whatever the database's collation. SQLite has no such index (there every slot update would rewrite it).
         Migration(
             version: 7,
             statements: [

@@ -4,8 +4,9 @@ import Foundation
 /// What both backends share for the affected-units question (``RegistryStore/affectedUnits(_:limit:offset:)``):
 /// the filter as one SQL condition over the current field slots (`slots s`) and their unit (`units u`). Exact
 /// values and prefixes are compared as bytes: a prefix is the half-open range ``ModuleMatch/prefixRange(_:)``,
-/// which a B-tree index on the column answers (`slots_model`, `slots_revision`; docs/decisions.md, "Affected
-/// units"), where `LIKE 'p%'` would need its own escaping and, on PostgreSQL, a pattern index.
+/// which a B-tree index on the column answers (PostgreSQL's `slots_model`, `slots_revision`; SQLite scans the slots
+/// in serial order: docs/decisions.md, "Affected units"), where `LIKE 'p%'` would need its own escaping and, on
+/// PostgreSQL, a pattern index.
 enum StoreAffected {
     enum Value: Sendable, Equatable {
         case text(String)

@@ -144,15 +144,5 @@ enum SQLiteSchema {
             sql: """
                 CREATE INDEX events_factory ON events (serial) WHERE origin = 'factory';
                 """),
-        // Version 6 (issue 20): the affected-units question (`GET /v1/affected`) by module model or firmware revision,
-        // exact or by prefix, through an index each (docs/decisions.md, "Affected units"): without one a revision
-        // nobody carries read every slot. The manufacturer has none (a handful of values, each a large part of the
-        // fleet); the TAC has `slots_tac`.
-        Migration(
-            version: 6,
-            sql: """
-                CREATE INDEX slots_model ON slots (model, serial) WHERE model IS NOT NULL;
-                CREATE INDEX slots_revision ON slots (revision, serial) WHERE revision IS NOT NULL;
-                """),
     ]
 }
