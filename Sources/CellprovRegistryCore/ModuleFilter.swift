@@ -156,7 +156,8 @@ public struct ModuleFilter: Sendable, Equatable {
             if let s {
                 guard s.utf8.count <= 64, let d = IngestTime.parse(s) else {
                     return .failure(
-                        .init(parameter: "seen_since", reason: "must be one RFC 3339 time, such as 2026-11-03T00:00:00Z"))
+                        .init(
+                            parameter: "seen_since", reason: "must be one RFC 3339 time, such as 2026-11-03T00:00:00Z"))
                 }
                 filter.seenSince = d
             }
@@ -180,7 +181,10 @@ public struct ModuleFilter: Sendable, Equatable {
         if let manufacturer, !manufacturer.matches(slot.manufacturer) { return false }
         if let model, !model.matches(slot.model) { return false }
         if let revision, !revision.matches(slot.revision) { return false }
-        if let tac, slot.identity.imei.flatMap({ $0.utf8.count == 15 ? String($0.prefix(8)) : nil }) != tac { return false }
+        if let tac {
+            let imei = slot.identity.imei
+            guard let imei, imei.utf8.count == 15, imei.hasPrefix(tac) else { return false }
+        }
         return true
     }
 
