@@ -7,7 +7,8 @@ executable, lets the device enroll over the real device API, then, in the browse
 searches the unit by its IMEI, opens it, checks the timeline and that no identifier digits are on the page, marks
 it lost, lets the device report again (403) and finds the `lost_unit_seen` flag on the flags page. Then two more
 devices report a SIM moving from one to the other: the search by its IMSI lists both (current holder first, with
-intervals), with a moment only the unit that held it then, whose page shows it as of that moment. Screenshots of
+intervals), with a moment only the unit that held it then, whose page shows it as of that moment; the
+affected-units page lists the three units by their module model (prefix), masked, with a CSV link. Screenshots of
 each step go to a temp directory (printed); with --docs they are also copied to docs/images/.
 
     python3 Tests/registry/test_browser.py [BUILD_DIR] [--docs]      # BUILD_DIR: .build/debug
@@ -250,6 +251,25 @@ def main():
         driver.find_element(By.ID, "now-link").click()
         entries = driver.find_elements(By.CSS_SELECTOR, ".timeline-entry")
         check([e.get_attribute("data-type") for e in entries] == ["sim_removed", "enrolled"], "the unit now")
+        # The units carrying a module (issue 20): from the search page to the affected-units form.
+        driver.find_element(By.ID, "nav-search").click()
+        driver.find_element(By.ID, "affected-link").click()
+        driver.find_element(By.ID, "model_prefix").send_keys("EG25")
+        driver.find_element(By.ID, "affected-search").click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr.affected-row")
+        check([r.find_element(By.CSS_SELECTOR, "a.unit-link").text for r in rows]
+              == [SERIAL, "GW-BROWSER-2", "GW-BROWSER-3"], "the EG25 units are not listed in serial order")
+        check("LOST" in rows[0].text, "the lost unit is not marked on the affected list")
+        results = driver.find_element(By.ID, "affected-results").get_attribute("outerHTML")
+        check(IMSI not in results and MOVED_IMSI not in results, "an IMSI is shown unmasked on the affected list")
+        check(driver.find_element(By.ID, "affected-csv").get_attribute("href").endswith(
+            "/affected.csv?model_prefix=EG25&limit=10000"), "no CSV link for the list")
+        shot("registry-affected")
+        driver.find_element(By.ID, "model_prefix").clear()
+        driver.find_element(By.ID, "model_prefix").send_keys("EG")
+        driver.find_element(By.ID, "affected-search").click()
+        check("model_prefix: a prefix needs at least 3 characters" in driver.find_element(By.ID, "affected-error").text,
+              "a 2-character prefix is not refused with its reason")
         status = 0
         print(f"test_browser: ok (screenshots in {shots})")
         if to_docs:
