@@ -640,7 +640,8 @@ private struct RTCertificates {
             #expect(failed)
             #expect(firstFailure >= .milliseconds(900))  // the timeout, not an immediate failure
             #expect(try store.outboxDepth() == 1)
-            #expect(running.outcomes.retryReasons.count >= 1)
+            // The outcome is reported just after the store records the attempt: wait for it too.
+            #expect(await rtEventually { running.outcomes.retryReasons.count >= 1 })
 
             receiver.setBehaviour(.status(201))
             let delivered = try await rtEventually { try store.outboxDepth() == 0 }
