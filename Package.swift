@@ -98,9 +98,15 @@ let package = Package(
         .systemLibrary(name: "CSwiftConcurrencyHooks"),
         // Edge: udev enumeration and monitoring of tty devices.
         .target(name: "CellprovUdev", dependencies: ["CUdev", "CellprovCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
-        // Edge: sd_notify, watchdog, the journald log handler, and ModemManager's D-Bus API (sd-bus).
+        // Edge: sd_notify, watchdog, the journald log handler (libsystemd through CSystemd).
         .target(
             name: "CellprovSystemd",
+            dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict),
+        // Edge: the ModemManager client, read-only, over ModemManager's D-Bus API (sd-bus, through the same
+        // CSystemd shim: one C library, one shim, two edges using it).
+        .target(
+            name: "CellprovModemManager",
             dependencies: ["CSystemd", "CellprovCore", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict),
         // Edge: the state directory's SQLite database (slot records, event history, outbox), through CSQLite (not
@@ -120,7 +126,7 @@ let package = Package(
         .target(
             name: "CellprovReporter",
             dependencies: [
-                "CellprovCore", "CellprovEnrollmentAPI", "CellprovStore", "CellprovSystemd",
+                "CellprovCore", "CellprovEnrollmentAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -141,7 +147,7 @@ let package = Package(
             name: "CellprovDaemon",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovUdev", "CellprovSystemd",
-                "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks", "CTOMLShim",
+                "CellprovModemManager", "CellprovStore", "CellprovReporter", "CSwiftConcurrencyHooks", "CTOMLShim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -294,8 +300,8 @@ let package = Package(
         .testTarget(
             name: "CellprovDaemonTests",
             dependencies: [
-                "CellprovDaemon", "CellprovSystemd", "CellprovUdev", "CellprovCore", "CellprovSimulator",
-                "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
+                "CellprovDaemon", "CellprovSystemd", "CellprovModemManager", "CellprovUdev", "CellprovCore",
+                "CellprovSimulator", "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
                 // The store tests write a real SQLite file with another library (GRDB) to check the salvage reads it.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

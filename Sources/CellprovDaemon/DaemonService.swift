@@ -99,7 +99,7 @@ public struct DaemonService: Service, CustomStringConvertible {
             }
             let store = try await opening.opened()
             let reporter = try config.backend.map { backend in
-                try Reporter(config: try reporterConfiguration(backend), store: store, logger: logger) { _, outcome in
+                try Reporter(config: try reporterConfiguration(backend), outbox: store, logger: logger) { _, outcome in
                     metrics?.delivered(outcome)
                 }
             }

@@ -1,5 +1,5 @@
 import CellprovCore
-import CellprovSystemd
+import CellprovModemManager
 import CellprovUdev
 import Dispatch
 import FoundationEssentials

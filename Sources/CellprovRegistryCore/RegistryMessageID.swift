@@ -1,7 +1,7 @@
 import Foundation
 
 /// Stable journal `MESSAGE_ID`s of cellprov-registry's notable events, like cellprovd's `CellprovMessageID`
-/// (CellprovSystemd): 32 lowercase hex digits each, never changed once released. Defined here, in the pure core,
+/// (CellprovCore): 32 lowercase hex digits each, never changed once released. Defined here, in the pure core,
 /// so that the HTTP layer, the alerts and the executable log with the same ids without depending on each other.
 ///
 ///     logger.notice("flag raised", metadata: [RegistryMessageID.metadataKey: "\(RegistryMessageID.flagRaised(.iccidMoved))"])

@@ -1,8 +1,6 @@
 import AsyncHTTPClient
 import CellprovCore
 import CellprovEnrollmentAPI
-import CellprovStore
-import CellprovSystemd
 import FoundationEssentials
 import Logging
 import NIOCore
@@ -74,7 +72,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
 /// ``wake()`` says new events were committed.
 public actor Reporter: BackoffSleeping {
     private var config: ReporterConfiguration
-    private let store: StateStore
+    private let outbox: any Outbox
     private let logger: Logger
     /// Created on the first delivery, not at start: an idle daemon with an empty outbox never starts NIO's event
     /// loop threads nor a TLS context (issue 8: threads and memory at idle).
@@ -90,11 +88,11 @@ public actor Reporter: BackoffSleeping {
     var interrupted = false
 
     public init(
-        config: ReporterConfiguration, store: StateStore, logger: Logger,
+        config: ReporterConfiguration, outbox: any Outbox, logger: Logger,
         onDelivery: @escaping @Sendable (IdentityEvent, DeliveryOutcome) -> Void = { _, _ in }
     ) throws {
         self.config = config
-        self.store = store
+        self.outbox = outbox
         self.logger = logger
         self.onDelivery = onDelivery
         clientConfig = try Self.makeClientConfiguration(config)
@@ -137,9 +135,9 @@ public actor Reporter: BackoffSleeping {
     public func run() async {
         var wakes = wakeStream.makeAsyncIterator()
         while !Task.isCancelled {
-            let pending: [StoredEvent]
+            let pending: [IdentityEvent]
             do {
-                pending = try store.pendingEvents(limit: 50)
+                pending = try outbox.pending(limit: 50)
             } catch {
                 logger.error("cannot read the outbox: \(error)")
                 await sleep(backoff())
@@ -149,12 +147,12 @@ public actor Reporter: BackoffSleeping {
                 guard await wakes.next() != nil else { break }
                 continue
             }
-            for stored in pending {
+            for event in pending {
                 if Task.isCancelled { break }
-                let outcome = await deliver(stored.event)
+                let outcome = await deliver(event)
                 // Stopped mid-request: the request was cancelled, not failed; leave the outbox as it was.
                 if Task.isCancelled, case .retry = outcome { break }
-                record(stored.event, outcome)
+                record(event, outcome)
                 switch outcome {
                 case .retry, .refused:
                     await sleep(backoff())
@@ -208,11 +206,11 @@ public actor Reporter: BackoffSleeping {
         do {
             switch outcome {
             case .delivered(let status):
-                try store.markDelivered(event.id)
+                try outbox.delivered(event.id)
                 meta["status"] = "\(status)"
                 logger.info("event delivered", metadata: meta)
             case .rejected(let reason):
-                try store.markRejected(event.id, reason: reason)
+                try outbox.rejected(event.id, reason: reason)
                 meta["reason"] = "\(reason)"
                 meta["MESSAGE_ID"] = "\(CellprovMessageID.deliveryFailed.id)"
                 logger.error(
@@ -221,7 +219,7 @@ public actor Reporter: BackoffSleeping {
             case .refused(let reason):
                 failures += 1
                 refusals += 1
-                try store.markRefused(event.id, reason: reason)
+                try outbox.refused(event.id, reason: reason)
                 // No identifiers and no event: the cause is ours (or the backend's view of us), not the event's.
                 if refusals == 1 || refusals % 10 == 0 {
                     let status = reason.prefix { $0 != ":" }
@@ -238,7 +236,7 @@ public actor Reporter: BackoffSleeping {
                 }
             case .retry(let reason):
                 failures += 1
-                try store.markAttemptFailed(event.id, error: reason)
+                try outbox.attemptFailed(event.id, error: reason)
                 meta["reason"] = "\(reason)"
                 meta["attempt"] = "\(failures)"
                 if failures == 1 || failures % 10 == 0 {

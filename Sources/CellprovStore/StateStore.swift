@@ -879,3 +879,14 @@ public final class StateStore: Sendable {
         return "\(t.tm_year + 1900)\(two(t.tm_mon + 1))\(two(t.tm_mday))T\(two(t.tm_hour))\(two(t.tm_min))\(two(t.tm_sec))Z"
     }
 }
+
+/// The reporter's view of the outbox (``Outbox``, CellprovCore).
+extension StateStore: Outbox {
+    public func pending(limit: Int) throws -> [IdentityEvent] {
+        try pendingEvents(limit: limit).map(\.event)
+    }
+    public func delivered(_ id: UUID) throws { try markDelivered(id, at: Date()) }
+    public func rejected(_ id: UUID, reason: String) throws { try markRejected(id, reason: reason) }
+    public func refused(_ id: UUID, reason: String) throws { try markRefused(id, reason: reason, at: Date()) }
+    public func attemptFailed(_ id: UUID, error: String) throws { try markAttemptFailed(id, error: error) }
+}

@@ -1,3 +1,4 @@
+import CellprovCore
 import Logging
 
 #if canImport(Glibc)

@@ -47,7 +47,7 @@ struct Bench {
         let receiver = try EnrollmentReceiver()
         let reporter = try Reporter(
             config: ReporterConfiguration(url: URL(string: "http://127.0.0.1:\(receiver.port)")!, deviceSerial: "GW-BENCH"),
-            store: store, logger: logger)
+            outbox: store, logger: logger)
         start = clock.now
         let run = Task { await reporter.run() }
         reporter.wake()

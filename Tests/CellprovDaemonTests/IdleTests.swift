@@ -4,6 +4,7 @@ import Foundation
 import Testing
 
 @testable import CellprovDaemon
+@testable import CellprovModemManager
 @testable import CellprovSystemd
 
 #if canImport(Glibc)

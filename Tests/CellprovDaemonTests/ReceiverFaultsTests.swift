@@ -19,7 +19,7 @@ struct ReceiverFaultsTests {
         defer { receiver.stop() }
         var config = ReporterConfiguration(url: URL(string: "http://\(receiver.url)")!)
         config.requestTimeout = .milliseconds(500)
-        let reporter = try Reporter(config: config, store: store, logger: Logger(label: "faults-test"))
+        let reporter = try Reporter(config: config, outbox: store, logger: Logger(label: "faults-test"))
         let running = Task { await reporter.run() }
         defer { running.cancel() }
 

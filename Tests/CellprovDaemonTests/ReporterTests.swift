@@ -118,7 +118,7 @@ private struct RTRunning {
         config.backoffCap = backoffCap
         let outcomes = RTOutcomes()
         let reporter = try Reporter(
-            config: config, store: store, logger: Logger(label: "reporter-tests"),
+            config: config, outbox: store, logger: Logger(label: "reporter-tests"),
             onDelivery: { event, outcome in outcomes.append(event, outcome) })
         self.reporter = reporter
         self.outcomes = outcomes

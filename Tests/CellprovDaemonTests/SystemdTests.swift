@@ -1,3 +1,4 @@
+import CellprovCore
 import Foundation
 import Logging
 import Testing

@@ -1,6 +1,6 @@
-import Logging
-
-/// Stable journal `MESSAGE_ID`s of cellprov's notable events.
+/// Stable journal `MESSAGE_ID`s of cellprov's notable events. Data, in the core, so that every edge that logs one
+/// (the reporter, the daemon, the journal handler) names it without importing another edge; the logging edge
+/// (CellprovSystemd) adds ``metadata``.
 ///
 /// Each id is a 128-bit value written as 32 lowercase hex digits; it never changes once released. The
 /// operator-facing explanation of each lives in `systemd/cellprov.catalog`
@@ -25,6 +25,8 @@ public enum CellprovMessageID: String, CaseIterable, Sendable {
     case simSlotSwitched = "86bf2385497a4fa5ba8c91a8cf3fbaae"
     /// The same ICCID on another eUICC (`profile_clone_suspected`).
     case profileCloneSuspected = "b4acb15962c54af8a5068cd33ab3cc7d"
+    /// The same module reports another firmware revision (`firmware_changed`).
+    case firmwareChanged = "fdd70da01537457d972f1e3135102c20"
     case deliveryFailed = "d10e8b0d52f9441d9d8575fc64aec9cf"
     case configError = "d7dffe1d58f7451e9b005e4c3c74591a"
     /// The backend answers 401/403: events wait until the credentials are fixed.
@@ -39,7 +41,4 @@ public enum CellprovMessageID: String, CaseIterable, Sendable {
 
     /// The 32 lowercase hex digits.
     public var id: String { rawValue }
-
-    /// `["MESSAGE_ID": id]`, to pass (or merge) as a log call's metadata.
-    public var metadata: Logger.Metadata { [Self.metadataKey: .string(rawValue)] }
 }
