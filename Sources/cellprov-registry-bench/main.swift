@@ -1,38 +1,70 @@
 import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovRegistryCore
-import CellprovRegistryStore
+@_spi(Bench) import CellprovRegistryStore
 import Foundation
 import Logging
 
-// cellprov-registry-bench: the registry storage's lookup latency with many units loaded, and its ingest rate at
-// several concurrencies, on SQLite and (with --postgres URL) PostgreSQL. Figures are printed, not asserted
-// (docs/performance.md). Build it in release: swift build -c release --product cellprov-registry-bench.
+// cellprov-registry-bench: the registry storage with many units loaded, on SQLite and (with --postgres URL)
+// PostgreSQL (docs/performance.md). Build it in release: swift build -c release --product cellprov-registry-bench.
 //
-//   cellprov-registry-bench [--units N] [--lookups N] [--events N] [--postgres URL] [--dir DIR]
+//   cellprov-registry-bench [MODE] [--units N] [--postgres URL] [--no-sqlite] [--dir DIR] [mode options]
+//
+// Modes:
+//   lookups   (the default) today's lookups by IMEI, ICCID and serial, then the ingest rate at 1, 16 and 64
+//             concurrent tasks; figures printed, not asserted. Options: --lookups N, --events N.
+//   incident  the incident questions of issue 20 on BenchFleet's units of ten events each: who held an ICCID at a
+//             moment, a unit as of a moment, the affected-units list of one firmware revision. Every answer is
+//             checked against the load (a wrong one exits 1); p99s are compared with the targets (50 ms, 500 ms),
+//             and --require-targets exits 2 when one is missed. Options: --samples N (as-of queries of each
+//             kind, default 1000), --affected-runs N (default 20).
 //
 // --postgres names a server (e.g. scripts/pg-test-server.sh's URL): the benchmark creates its own database on it
-// and drops it at the end.
+// and drops it at the end. The SQLite database is made in --dir (default: a new temporary directory), removed at
+// the end.
 
 struct Options {
+    var mode = "lookups"
     var units = 1_000_000
     var lookups = 2000
     var events = 3000
+    var samples = 1000
+    var affectedRuns = 20
+    var requireTargets = false
+    var sqlite = true
     var postgres: String?
     var dir: String?
 
+    static let modes = ["lookups", "incident"]
+
     init(_ args: [String]) throws {
         var i = 0
+        if let first = args.first, !first.hasPrefix("-") {
+            guard Self.modes.contains(first) else {
+                throw RegistryStoreError("unknown mode \(first) (modes: \(Self.modes.joined(separator: ", ")))")
+            }
+            mode = first
+            i = 1
+        }
         func value() throws -> String {
             i += 1
             guard i < args.count else { throw RegistryStoreError("\(args[i - 1]) needs a value") }
             return args[i]
         }
+        func number() throws -> Int {
+            let text = try value()
+            guard let n = Int(text), n > 0 else { throw RegistryStoreError("\(args[i - 1]) needs a positive number") }
+            return n
+        }
         while i < args.count {
             switch args[i] {
-            case "--units": units = Int(try value()) ?? units
-            case "--lookups": lookups = Int(try value()) ?? lookups
-            case "--events": events = Int(try value()) ?? events
+            case "--units": units = try number()
+            case "--lookups": lookups = try number()
+            case "--events": events = try number()
+            case "--samples": samples = try number()
+            case "--affected-runs": affectedRuns = try number()
+            case "--require-targets": requireTargets = true
+            case "--no-sqlite": sqlite = false
             case "--postgres": postgres = try value()
             case "--dir": dir = try value()
             default: throw RegistryStoreError("unknown argument \(args[i])")
@@ -113,11 +145,9 @@ func ingest(_ store: any RegistryStore, _ name: String, _ options: Options, conc
     print("\(name) ingest at \(concurrency) concurrent: \(fmt(Double(total) / seconds, 0)) events/s (\(total) events)")
 }
 
-func bench(_ store: any RegistryStore, _ name: String, _ options: Options, load: () async throws -> Void)
-    async throws
-{
+func bench(_ store: any RegistryStore & BulkLoadable, _ name: String, _ options: Options) async throws {
     let started = ContinuousClock.now
-    try await load()
+    try await BenchUnits.load(store, count: options.units, at: Date())
     print("\(name) loaded \(options.units) units in \(fmt(ms(ContinuousClock.now - started) / 1000, 1)) s")
     try await lookups(store, name, options)
     for (run, concurrency) in [1, 16, 64].enumerated() {
@@ -125,20 +155,33 @@ func bench(_ store: any RegistryStore, _ name: String, _ options: Options, load:
     }
 }
 
-let logger = Logger(label: "cellprov.registry.bench")
-do {
-    let options = try Options(Array(CommandLine.arguments.dropFirst()))
-    let dir =
-        options.dir
-        ?? FileManager.default.temporaryDirectory.appendingPathComponent("registry-bench-\(UUID().uuidString.prefix(8))")
-        .path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let sqlite = try SQLiteRegistryStore(path: dir + "/registry.db", logger: logger)
-    try await sqlite.migrate()
-    try await bench(sqlite, "sqlite", options) { try await sqlite.benchLoadUnits(count: options.units, at: Date()) }
-    await sqlite.close()
-    try? FileManager.default.removeItem(atPath: dir)
-
+/// Runs `body` on a fresh SQLite database (unless --no-sqlite) and, with --postgres, on a fresh PostgreSQL database,
+/// removing each afterwards (also when `body` fails).
+func onEachBackend(
+    _ options: Options, logger: Logger,
+    _ body: (any RegistryStore & BulkLoadable, String) async throws -> Void
+) async throws {
+    if options.sqlite {
+        let dir =
+            options.dir
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "registry-bench-\(UUID().uuidString.prefix(8))"
+            ).path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/registry-bench-\(UUID().uuidString.prefix(8)).db"
+        let sqlite = try SQLiteRegistryStore(path: path, logger: logger)
+        do {
+            try await sqlite.migrate()
+            try await body(sqlite, "sqlite")
+        } catch {
+            await sqlite.close()
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            throw error
+        }
+        await sqlite.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        if options.dir == nil { try? FileManager.default.removeItem(atPath: dir) }
+    }
     if let url = options.postgres {
         guard case .postgres(let admin) = try RegistryDatabase.parse(url) else {
             throw RegistryStoreError("--postgres needs a postgres:// URL")
@@ -148,7 +191,7 @@ do {
         let pg = PostgresRegistryStore(location: admin.with(database: name), logger: logger)
         do {
             try await pg.migrate()
-            try await bench(pg, "postgresql", options) { try await pg.benchLoadUnits(count: options.units, at: Date()) }
+            try await body(pg, "postgresql")
         } catch {
             await pg.close()
             try? await PostgresRegistryStore.dropDatabase(name, on: admin, logger: logger)
@@ -156,6 +199,26 @@ do {
         }
         await pg.close()
         try await PostgresRegistryStore.dropDatabase(name, on: admin, logger: logger)
+    }
+}
+
+let logger = Logger(label: "cellprov.registry.bench")
+do {
+    let options = try Options(Array(CommandLine.arguments.dropFirst()))
+    switch options.mode {
+    case "incident":
+        let fleet = try BenchFleet(units: options.units)
+        var met = true
+        try await onEachBackend(options, logger: logger) { store, name in
+            met =
+                try await IncidentBench.run(
+                    store, name, fleet: fleet, samples: options.samples, affectedRuns: options.affectedRuns) && met
+        }
+        if options.requireTargets && !met { exit(2) }
+    default:
+        try await onEachBackend(options, logger: logger) { store, name in
+            try await bench(store, name, options)
+        }
     }
 } catch {
     FileHandle.standardError.write(Data("cellprov-registry-bench: \(error)\n".utf8))
