@@ -54,6 +54,7 @@ TYPE_RULES = {
     "sim_inserted": ({"info"}, "object", False, False),
     "identity_invalid": ({"warning", "critical"}, "either", False, False),
     "duplicate_imei": ({"critical"}, "null", False, True),
+    "firmware_changed": ({"info"}, "null", False, False),
     "manufactured": ({"info"}, "null", False, False),
 }
 
@@ -184,6 +185,8 @@ def check_examples(spec):
                 fail(f"{where}: usb_serial_changed {flag} goes with severity {expected}")
         if ("other_slots" in value) != others:
             fail(f"{where}: other_slots appears on duplicate_imei, and only there")
+        if ("previous_revision" in value) != (kind == "firmware_changed"):
+            fail(f"{where}: previous_revision appears on firmware_changed, and only there")
         if kind == "sim_removed" and set(value.get("identity", {})) != {"imei"}:
             fail(f"{where}: a sim_removed identity holds the IMEI only")
         if kind in ("enrolled", "manufactured") and set(value.get("identity", {})) != {"imei", "imsi", "iccid"}:

@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovReporter
 import CellprovStore
 import CellprovSystemd
@@ -272,6 +273,12 @@ public final class StoreSink: ObservationSink {
         case .duplicateIMEI:
             id = .duplicateIMEI
             text = "the same IMEI is reported by slot(s) \((event.otherSlots ?? []).joined(separator: ", "))"
+        case .firmwareChanged:
+            // Firmware revisions are the module's text, not identifiers; the log line goes through the same
+            // cleaning as the wire (no control characters, bounded).
+            id = .firmwareChanged
+            let clean = { (text: String?) in WireText.cleaned(text, maxBytes: 64) ?? "?" }
+            text = "firmware changed: \(clean(event.previousRevision)) -> \(clean(event.module.revision))"
         }
         meta["MESSAGE_ID"] = "\(id.id)"
         switch event.severity {

@@ -240,6 +240,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
     public var previous: Identity?
     public var usbSerialChanged: Bool?
     public var otherSlots: [String]?
+    /// `firmware_changed` only: the module's revision before the change (the new one is `module.revision`).
+    public var previousRevision: String?
     public var problems: [ProblemBody]
     public var stateLost: StateLostBody?
     /// Absent from payloads older than API 0.2.0 and from `manufactured` records (a station's key is not the
@@ -249,8 +251,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
     public init(
         eventID: String, type: String, occurredAt: String, sequence: Int, severity: String, device: Device,
         module: Module, identity: Identity, previous: Identity? = nil, usbSerialChanged: Bool? = nil,
-        otherSlots: [String]? = nil, problems: [ProblemBody] = [], stateLost: StateLostBody? = nil,
-        references: References? = nil
+        otherSlots: [String]? = nil, previousRevision: String? = nil, problems: [ProblemBody] = [],
+        stateLost: StateLostBody? = nil, references: References? = nil
     ) {
         self.eventID = eventID
         self.type = type
@@ -263,6 +265,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         self.previous = previous
         self.usbSerialChanged = usbSerialChanged
         self.otherSlots = otherSlots
+        self.previousRevision = previousRevision
         self.problems = problems
         self.stateLost = stateLost
         self.references = references
@@ -289,6 +292,8 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
                 source: (event.module.source ?? .at).rawValue),
             identity: Identity(event.identity), previous: event.previous.map(Identity.init),
             usbSerialChanged: event.usbSerialChanged, otherSlots: event.otherSlots,
+            previousRevision: WireText.cleaned(
+                event.previousRevision, maxBytes: EnrollmentValidation.maxModuleTextBytes),
             problems: event.problems.map(ProblemBody.init),
             stateLost: event.stateLost.map {
                 StateLostBody(
@@ -318,6 +323,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         case occurredAt = "occurred_at"
         case usbSerialChanged = "usb_serial_changed"
         case otherSlots = "other_slots"
+        case previousRevision = "previous_revision"
         case stateLost = "state_lost"
         case references
     }
@@ -335,6 +341,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         previous = try c.decodeIfPresent(Identity.self, forKey: .previous)
         usbSerialChanged = try c.decodeIfPresent(Bool.self, forKey: .usbSerialChanged)
         otherSlots = try c.decodeIfPresent([String].self, forKey: .otherSlots)
+        previousRevision = try c.decodeIfPresent(String.self, forKey: .previousRevision)
         problems = try c.decodeIfPresent([ProblemBody].self, forKey: .problems) ?? []
         stateLost = try c.decodeIfPresent(StateLostBody.self, forKey: .stateLost)
         references = try c.decodeIfPresent(References.self, forKey: .references)
@@ -353,6 +360,7 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
         try c.encode(previous, forKey: .previous)  // null when there is none
         try c.encodeIfPresent(usbSerialChanged, forKey: .usbSerialChanged)
         try c.encodeIfPresent(otherSlots, forKey: .otherSlots)
+        try c.encodeIfPresent(previousRevision, forKey: .previousRevision)
         try c.encode(problems, forKey: .problems)
         try c.encodeIfPresent(stateLost, forKey: .stateLost)
         try c.encodeIfPresent(references, forKey: .references)

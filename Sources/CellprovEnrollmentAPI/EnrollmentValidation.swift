@@ -68,6 +68,11 @@ public enum EnrollmentValidation {
                 }
             }
         }
+        if let revision = event.previousRevision,
+            let rule = WireText.violation(revision, maxBytes: maxModuleTextBytes, allowEmpty: true)
+        {
+            return WireViolation("previous_revision", rule)
+        }
         if event.problems.count > maxListItems {
             return WireViolation("problems", "more than \(maxListItems) problems")
         }

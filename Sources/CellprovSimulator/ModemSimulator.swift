@@ -285,6 +285,12 @@ public final class ModemSimulator: Sendable {
         swapSIM(identity)
     }
 
+    /// A firmware update of the same module: AT+CGMR (and ATI) answer `revision` from now on; the IMEI and the SIM
+    /// stay, and no URC is sent (the host notices at its next read, as after a module's update and restart).
+    public func updateFirmware(revision: String) {
+        state.withLockedValue { s in s.identity.revision = revision }
+    }
+
     public func setSIMPresent(_ present: Bool) {
         state.withLockedValue { s in
             guard s.simPresent != present else { return }

@@ -15,6 +15,9 @@ public final class EnrollmentReceiver: Sendable {
         case status(Int)
         /// Accept the request and never answer.
         case hang
+        /// A receiver of an older API version: an event whose `type` is in `types` gets `status` with the
+        /// registry's body for an unknown type (`{"error": "type: unknown event type"}`), any other 201.
+        case refuseTypes(Set<String>, status: Int)
     }
 
     /// Faults drawn per request on top of a `.status` behaviour: a share of the requests is answered with
@@ -199,13 +202,18 @@ public final class EnrollmentReceiver: Sendable {
                     }
                 }
                 var request = Request(method: "\(head.method)", path: head.uri, headers: headers, body: body)
+                var unknownType = false
+                if case .refuseTypes(let types, let status) = behaviour {
+                    unknownType = (request.json?["type"] as? String).map(types.contains) ?? false
+                    behaviour = .status(unknownType ? status : 201)
+                }
                 if case .status(let code) = behaviour {
                     request.status = code
                     if (200..<300).contains(code) || code == 409 { request.headers["x-accepted"] = "1" }
                 }
                 box.state.withLockedValue { $0.requests.append(request) }
                 guard case .status(let code) = behaviour else { return }  // .hang: never answer
-                let text = box.state.withLockedValue { $0.responseBody }
+                let text = unknownType ? "{\"error\":\"type: unknown event type\"}" : box.state.withLockedValue { $0.responseBody }
                     ?? (code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}")
                 var responseHeaders = HTTPHeaders()
                 responseHeaders.add(name: "Content-Type", value: "application/json")

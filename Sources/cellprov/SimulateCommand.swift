@@ -12,7 +12,7 @@ import Musl
 
 /// `cellprov simulate`: serve a simulated module on a PTY. Prints the slave path as its first stdout line, serves
 /// until SIGINT/SIGTERM, re-reads `--identity-file` (and `--euicc-file`) on SIGHUP and swaps the SIM to it (or
-/// switches the eUICC's enabled profile).
+/// switches the eUICC's enabled profile); on SIGUSR1 takes only the file's `revision` (a firmware update).
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
@@ -20,6 +20,8 @@ struct SimulateCommand: AsyncParsableCommand {
         discussion: """
             Prints the PTY's slave path on the first line of stdout, then serves until SIGINT or SIGTERM.
             On SIGHUP, re-reads --identity-file and swaps the SIM to it (the profile's SIM URCs are sent).
+            On SIGUSR1, re-reads --identity-file and takes only its "revision": a firmware update of the same
+            module (AT+CGMR answers it; IMEI and SIM unchanged, no URC: the host sees it at its next read).
             With --euicc-file (JSON: {"eid": "...", "profiles": [{"iccid": "...", "imsi": "..."}, ...],
             "enabledProfile": 0}) the card is an eUICC whose EID AT+CCHO/AT+CGLA read; on SIGHUP the file is read
             again: the same EID with another enabledProfile is a remote profile switch (+CPIN: READY, and +QUSIM: 1
@@ -133,7 +135,7 @@ struct SimulateCommand: AsyncParsableCommand {
         var channels = LogicalChannelOptions()
         if let file = euiccFile { channels.euicc = try Self.loadEUICC(file) }
 
-        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_IGN) }
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] { signal(sig, SIG_IGN) }
 
         let simulators = try (0..<count).map { index in
             try ModemSimulator(
@@ -183,6 +185,20 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             hup.activate()
             sources.append(hup)
+            let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: signalQueue)
+            usr1.setEventHandler {
+                do {
+                    guard let revision = try identityFile.map(Self.loadIdentity)?.revision else {
+                        StandardStream.error.write("simulate: SIGUSR1: no revision in --identity-file\n")
+                        return
+                    }
+                    for simulator in simulators { simulator.updateFirmware(revision: revision) }
+                } catch {
+                    StandardStream.error.write("simulate: cannot reload: \(error)\n")
+                }
+            }
+            usr1.activate()
+            sources.append(usr1)
         }
         for source in sources { source.cancel() }
         for simulator in simulators { simulator.stop() }

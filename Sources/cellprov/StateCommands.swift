@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellprovCore
+import CellprovEnrollmentAPI
 import CellprovStore
 import FoundationEssentials
 
@@ -185,6 +186,10 @@ struct EventsCommand: ParsableCommand {
             if let p = ev.previous { print("    previous: \(p)") }
             if let changed = ev.usbSerialChanged { print("    usb serial changed: \(changed)") }
             if let others = ev.otherSlots { print("    also on: \(others.joined(separator: ", "))") }
+            if ev.type == .firmwareChanged {
+                let clean = { (text: String?) in WireText.cleaned(text, maxBytes: 256) ?? "?" }
+                print("    firmware: \(clean(ev.previousRevision)) -> \(clean(ev.module.revision))")
+            }
             if !ev.problems.isEmpty { print("    problems: \(ev.problems.map(\.code.rawValue).joined(separator: ", "))") }
             if let err = e.lastError { print("    delivery: \(err)") }
         }

@@ -407,17 +407,87 @@ struct ChangeDetectorTests {
         Case(
             name: "port failure on a new slot stores nothing", previous: nil,
             read: CDRead(imei: nil, imsi: nil, iccid: nil, problems: [CDProblem.portBusy]), events: [], stores: false),
+        // Rule 8: firmware.
         Case(
-            name: "module revision change (firmware update): record updated, no event", previous: cdRecord(),
-            read: CDRead(revision: "EG25GGBR07A08M2G_01.003"), events: [], stores: true,
+            name: "firmware_changed: same module, same IMEI, another revision", previous: cdRecord(),
+            read: CDRead(revision: "EG25GGBR07A08M2G_01.003"), events: [.firmwareChanged], severities: [.info],
+            stores: true,
             check: { r in
+                let e = r.events[0]
+                #expect(e.previousRevision == "EG25GGBR07A08M2G")
+                #expect(e.module.revision == "EG25GGBR07A08M2G_01.003")
+                #expect(e.identity == IdentitySnapshot(imei: CDValue.imeiA, imsi: CDValue.imsi1, iccid: CDValue.iccid1))
+                #expect(e.previous == nil && e.usbSerialChanged == nil && e.otherSlots == nil)
+                #expect(e.sequence == 2)
                 #expect(r.record?.module.revision == "EG25GGBR07A08M2G_01.003")
-                #expect(r.record?.sequence == 1)
+                #expect(r.record?.sequence == 2)
                 #expect(r.record?.updatedAt == CDValue.t1)
+            }),
+        Case(
+            name: "firmware_changed: a downgrade is a change too", previous: cdRecord(revision: "EG25GGBR07A08M2G_01.003"),
+            read: CDRead(revision: "EG25GGBR07A08M2G"), events: [.firmwareChanged], severities: [.info], stores: true,
+            check: { r in #expect(r.events[0].previousRevision == "EG25GGBR07A08M2G_01.003") }),
+        Case(
+            name: "firmware_changed: another USB serial with the same IMEI is still the same module (IMEI decides)",
+            previous: cdRecord(), read: CDRead(usbSerial: "SER-9", revision: "EG25GGBR07A09M2G"),
+            events: [.firmwareChanged], severities: [.info], stores: true,
+            check: { r in #expect(r.record?.module.usbSerial == "SER-9") }),
+        Case(
+            name: "firmware_changed after sim_changed in the same read, numbered in that order", previous: cdRecord(),
+            read: CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2, revision: "EG25GGBR07A09M2G"),
+            events: [.simChanged, .firmwareChanged], severities: [.warning, .info], stores: true,
+            check: { r in
+                #expect(r.events.map(\.sequence) == [2, 3])
+                #expect(r.events[1].identity.iccid == CDValue.iccid2, "the slot's identity after the SIM change")
+                #expect(r.events[0].previousRevision == nil)
+            }),
+        Case(
+            name: "firmware_changed with the SIM taken out: identity is the IMEI alone", previous: cdRecord(),
+            read: CDRead(imsi: nil, iccid: nil, revision: "EG25GGBR07A09M2G", problems: [CDProblem.simNotInserted]),
+            events: [.simRemoved, .firmwareChanged], severities: [.warning, .info], stores: true,
+            check: { r in #expect(r.events[1].identity == IdentitySnapshot(imei: CDValue.imeiA)) }),
+        Case(
+            name: "firmware_changed with the SIM PIN-locked: identity is the slot's known SIM", previous: cdRecord(),
+            read: CDRead(imsi: nil, revision: "EG25GGBR07A09M2G", problems: [CDProblem.simPIN]),
+            events: [.firmwareChanged], severities: [.info], stores: true,
+            check: { r in
+                #expect(r.events[0].identity == IdentitySnapshot(imei: CDValue.imeiA, imsi: CDValue.imsi1, iccid: CDValue.iccid1))
             }),
         Case(
             name: "revision not answered: the recorded one is kept, nothing to store", previous: cdRecord(),
             read: CDRead(revision: nil), events: [], stores: false),
+        Case(
+            name: "revision answered blank: as not answered", previous: cdRecord(), read: CDRead(revision: "  "),
+            events: [], stores: false, check: { r in #expect(r.record == nil) }),
+        Case(
+            name: "revision read for the first time (none recorded): recorded, no event",
+            previous: cdRecord(revision: nil), read: .full, events: [], stores: true,
+            check: { r in #expect(r.record?.module.revision == "EG25GGBR07A08M2G") }),
+        Case(
+            name: "a blank recorded revision is none: recorded, no event", previous: cdRecord(revision: ""),
+            read: .full, events: [], stores: true),
+        Case(
+            name: "revision change before enrollment: recorded silently",
+            previous: cdRecord(
+                imsi: nil, iccid: nil, simPresent: false, enrolled: false, sequence: 0, revision: "EG25GGBR07A07M2G"),
+            read: .noSIM(), events: [], stores: true,
+            check: { r in #expect(r.record?.module.revision == "EG25GGBR07A08M2G") }),
+        Case(
+            name: "revision change with an IMEI change: imei_changed only (a new module)", previous: cdRecord(),
+            read: CDRead(usbSerial: "SER-2", imei: CDValue.imeiB, revision: "EG25GGBR07A09M2G"),
+            events: [.imeiChanged], severities: [.warning], stores: true,
+            check: { r in
+                #expect(r.events[0].previousRevision == nil)
+                #expect(r.record?.module.revision == "EG25GGBR07A09M2G")
+            }),
+        Case(
+            name: "revision change with an invalid IMEI: no firmware_changed (the IMEI cannot be compared)",
+            previous: cdRecord(), read: CDRead(imei: CDValue.imeiBadCheck, revision: "EG25GGBR07A09M2G"),
+            events: [.identityInvalid], severities: [.critical], stores: true),
+        Case(
+            name: "firmware_changed before identity_invalid of a bad ICCID in the same read", previous: cdRecord(),
+            read: CDRead(iccid: CDValue.iccidBadPrefix, revision: "EG25GGBR07A09M2G"),
+            events: [.firmwareChanged, .identityInvalid], severities: [.info, .warning], stores: true),
         Case(name: "PIN-locked SIM, same ICCID", previous: cdRecord(), read: .pinLocked(), events: [], stores: false),
         Case(
             name: "PIN-locked SIM, ICCID unreadable too", previous: cdRecord(), read: .pinLocked(iccid: nil), events: [],
@@ -576,10 +646,13 @@ struct ChangeDetectorTests {
             Step(read: .full, events: [.enrolled]),
             Step(read: .noSIM(), events: [.simRemoved]),
         ]),
-        Story(name: "firmware update between reads", steps: [
+        Story(name: "firmware update between reads: one event, then nothing while it stays", steps: [
             Step(read: .full, events: [.enrolled]),
+            Step(read: CDRead(revision: "EG25GGBR07A08M2G_01.003"), events: [.firmwareChanged], severities: [.info]),
             Step(read: CDRead(revision: "EG25GGBR07A08M2G_01.003"), events: []),
+            Step(read: CDRead(revision: nil), events: []),
             Step(read: CDRead(revision: "EG25GGBR07A08M2G_01.003"), events: []),
+            Step(read: CDRead(revision: "EG25GGBR07A08M2G"), events: [.firmwareChanged]),
         ]),
     ]
 
@@ -703,6 +776,27 @@ struct ChangeDetectorTests {
         #expect(try decoder.decode(SlotRecord.self, from: recordData) == record)
     }
 
+    @Test("firmware_changed encodes previous_revision beside module.revision, and decodes back")
+    func firmwareWireForm() throws {
+        let result = cdEvaluate(cdRecord(), CDRead(revision: "EG25GGBR07A09M2G"))
+        let event = try #require(result.events.first)
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        let data = try encoder.encode(event)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["type"] as? String == "firmware_changed")
+        #expect(object["previous_revision"] as? String == "EG25GGBR07A08M2G")
+        #expect((object["module"] as? [String: Any])?["revision"] as? String == "EG25GGBR07A09M2G")
+        #expect(object["previous"] is NSNull)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        #expect(try decoder.decode(IdentityEvent.self, from: data) == event)
+        // Other events leave the key out.
+        let other = try encoder.encode(try #require(cdEvaluate(nil, .full).events.first))
+        let otherObject = try #require(try JSONSerialization.jsonObject(with: other) as? [String: Any])
+        #expect(otherObject["previous_revision"] == nil)
+    }
+
     @Test("printing a record or an event shows no identifier digits")
     func redacted() {
         let result = cdEvaluate(cdRecord(), CDRead(imsi: CDValue.imsi2, iccid: CDValue.iccid2))
@@ -723,7 +817,7 @@ struct ChangeDetectorTests {
     func typeNames() {
         #expect(IdentityEventType.allCases.map(\.rawValue) == [
             "enrolled", "sim_changed", "profile_switched", "sim_slot_switched", "profile_clone_suspected",
-            "imei_changed", "sim_removed", "sim_inserted", "identity_invalid", "duplicate_imei",
+            "imei_changed", "sim_removed", "sim_inserted", "identity_invalid", "duplicate_imei", "firmware_changed",
         ])
     }
 

@@ -80,6 +80,19 @@ import Testing
         ("event_id upper case", "event_id", { $0.eventID = "6F1C2A4E-8D3B-4F5A-9C7E-1B2D3E4F5A60" }),
         ("event_id without dashes", "event_id", { $0.eventID = "6f1c2a4e8d3b4f5a9c7e1b2d3e4f5a60abcd" }),
         ("type", "type", { $0.type = "teleported" }),
+        ("firmware_changed with previous_revision", nil, {
+            $0.type = "firmware_changed"
+            $0.severity = "info"
+            $0.previous = nil
+            $0.previousRevision = "EG25GGBR07A07M2G"
+        }),
+        ("previous_revision empty (as module.revision may be)", nil, { $0.previousRevision = "" }),
+        ("previous_revision NUL", "previous_revision", { $0.previousRevision = "EG25\u{0}" }),
+        ("previous_revision U+202E", "previous_revision", { $0.previousRevision = "EG25\u{202E}M2G" }),
+        ("previous_revision 257 bytes", "previous_revision", {
+            $0.previousRevision = String(repeating: "r", count: 257)
+        }),
+        ("previous_revision 256 bytes", nil, { $0.previousRevision = String(repeating: "r", count: 256) }),
         ("severity", "severity", { $0.severity = "fatal" }),
         ("sequence", "sequence", { $0.sequence = 0 }),
         ("problem code", "problems[0].code", { $0.problems[0].code = "Bad-Code" }),
@@ -127,6 +140,16 @@ import Testing
         let request = EnrollmentRequest(event, deviceSerial: "GW-000123", pseudonymizer: Pseudonymizer(key: Array(repeating: 7, count: 32)))
         #expect(EnrollmentValidation.violation(of: request, receivedAt: Self.now) == nil)
         #expect(request.module.model == "EG25" && request.module.manufacturer == "Quectel")
+
+        var firmware = event
+        firmware.type = .firmwareChanged
+        firmware.previousRevision = "EG25GGBR07A07M2G\u{1B}[31m" + String(repeating: "y", count: 400)
+        let fw = EnrollmentRequest(
+            firmware, deviceSerial: "GW-000123", pseudonymizer: Pseudonymizer(key: Array(repeating: 7, count: 32)))
+        #expect(EnrollmentValidation.violation(of: fw, receivedAt: Self.now) == nil)
+        #expect(fw.previousRevision?.hasPrefix("EG25GGBR07A07M2G [31m") == true)
+        #expect(fw.previousRevision?.utf8.count == 256)
+        #expect(try EnrollmentRequest.decode(try fw.jsonBytes()) == fw)
     }
 
     @Test func idempotencyKeyMustEqualTheEventID() {

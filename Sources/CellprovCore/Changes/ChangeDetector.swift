@@ -72,9 +72,15 @@ import FoundationEssentials
 ///    whose IMEI is unchanged never emits it, so restarts and re-reads do not repeat it. The caller passes the
 ///    records of slots currently present.
 ///
-/// 8. **Nothing new.** The same identity read again gives no event. Module info (manufacturer, model,
-///    revision: a firmware update) updates the record without an event; a value missing from a read keeps the
-///    recorded one when the module is the same (same USB serial and IMEI not changed).
+/// 8. **Module info.** Manufacturer and model update the record without an event; a value missing from a read
+///    (nil, or only blanks) keeps the recorded one when the module is the same (same USB serial and IMEI not
+///    changed). **Firmware:** on an enrolled slot whose IMEI is unchanged (rule 6's case), a revision read that
+///    differs from the recorded one, both non-blank, gives `firmware_changed` (info) with `previousRevision` =
+///    the recorded revision, after any event of rule 6; its identity is the slot's identity after that rule (the
+///    IMEI alone when no SIM is in), `previous` is nil. A
+///    revision not read, or read for the first time (none recorded), is recorded without an event; so is any
+///    revision before enrollment or in a read whose IMEI changed (`imei_changed` carries the new module). The
+///    same identity read again gives no event.
 ///
 /// 9. **Invalid identity.** A read with invalid values (rule 2) gives `identity_invalid`, after any event of
 ///    rules 5 to 7 (a usable IMEI is still compared: a module swap with a bad SIM still reports the swap),
@@ -138,6 +144,15 @@ public enum ChangeDetector {
         var previous: IdentitySnapshot? = nil
         var usbSerialChanged: Bool? = nil
         var otherSlots: [String]? = nil
+        var previousRevision: String? = nil
+    }
+
+    /// A revision as read, or nil when it is missing or only blanks (rule 8).
+    static func usableRevision(_ revision: String?) -> String? {
+        guard let revision, revision.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
+            return nil
+        }
+        return revision
     }
 
     /// `others`: the current records of the device's other slots (for duplicate_imei). `makeID` gives each new
@@ -157,7 +172,8 @@ public enum ChangeDetector {
         // Rule 3: nothing learned and nothing to remember.
         if previous == nil && imei == nil && invalid.isEmpty { return ChangeResult() }
 
-        let observedModule = ModuleInfo(slot: observation.slot, report: report)
+        var observedModule = ModuleInfo(slot: observation.slot, report: report)
+        observedModule.revision = usableRevision(observedModule.revision)
         var record = previous ?? SlotRecord(slot: key, module: observedModule, updatedAt: now)
         record.slot = key
         let recordedIMEI = previous?.identity.imei
@@ -197,6 +213,15 @@ public enum ChangeDetector {
                 } else {
                     // Rule 6.
                     compareSIM(sim, imei: imei, previous: previous, record: &record, drafts: &drafts)
+                    // Rule 8 (firmware).
+                    if let before = usableRevision(previous.module.revision),
+                        let after = observedModule.revision, after != before
+                    {
+                        // The slot as it stands after rule 6: without the SIM values of a SIM taken out.
+                        let identity = record.simPresent ? record.identity : IdentitySnapshot(imei: imei)
+                        drafts.append(Draft(
+                            type: .firmwareChanged, severity: .info, identity: identity, previousRevision: before))
+                    }
                 }
             } else if report.isValid {
                 // Rule 4.
@@ -242,7 +267,8 @@ public enum ChangeDetector {
             IdentityEvent(
                 id: makeID(), type: d.type, slot: key, sequence: base + index + 1, occurredAt: now,
                 severity: d.severity, module: record.module, identity: d.identity, previous: d.previous,
-                usbSerialChanged: d.usbSerialChanged, otherSlots: d.otherSlots, problems: report.problems)
+                usbSerialChanged: d.usbSerialChanged, otherSlots: d.otherSlots, previousRevision: d.previousRevision,
+                problems: report.problems)
         }
         record.sequence = base + events.count
         if let previous {

@@ -222,6 +222,9 @@ public enum IdentityEventType: String, Sendable, Codable, CaseIterable {
     case identityInvalid = "identity_invalid"
     /// The slot's IMEI is also another slot's current IMEI.
     case duplicateIMEI = "duplicate_imei"
+    /// The same module (same IMEI) reports another firmware revision than the one recorded: a firmware update (or
+    /// a downgrade). The recorded revision is in `previousRevision`.
+    case firmwareChanged = "firmware_changed"
 }
 
 /// How urgently a human must look at an event.
@@ -257,6 +260,8 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
     public var usbSerialChanged: Bool?
     /// `duplicate_imei` only: the other slots reporting the same IMEI, sorted.
     public var otherSlots: [String]?
+    /// `firmware_changed` only: the module's revision before the change (the new one is `module.revision`).
+    public var previousRevision: String?
     /// All problems of the read that produced the event.
     public var problems: [Problem]
     /// Set on a slot's first event after the daemon found its state lost or damaged (the store sets it, not the
@@ -266,8 +271,8 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
     public init(
         id: UUID, type: IdentityEventType, slot: String, sequence: Int, occurredAt: Date, severity: EventSeverity,
         module: ModuleInfo, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil,
-        usbSerialChanged: Bool? = nil, otherSlots: [String]? = nil, problems: [Problem] = [],
-        stateLost: StateLoss? = nil
+        usbSerialChanged: Bool? = nil, otherSlots: [String]? = nil, previousRevision: String? = nil,
+        problems: [Problem] = [], stateLost: StateLoss? = nil
     ) {
         self.id = id
         self.type = type
@@ -280,6 +285,7 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         self.previous = previous
         self.usbSerialChanged = usbSerialChanged
         self.otherSlots = otherSlots
+        self.previousRevision = previousRevision
         self.problems = problems
         self.stateLost = stateLost
     }
@@ -289,6 +295,7 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         case occurredAt = "occurred_at"
         case usbSerialChanged = "usb_serial_changed"
         case otherSlots = "other_slots"
+        case previousRevision = "previous_revision"
         case stateLost = "state_lost"
     }
 
@@ -306,6 +313,7 @@ public struct IdentityEvent: Sendable, Codable, Equatable {
         try c.encode(previous, forKey: .previous)  // null when there is none
         try c.encodeIfPresent(usbSerialChanged, forKey: .usbSerialChanged)
         try c.encodeIfPresent(otherSlots, forKey: .otherSlots)
+        try c.encodeIfPresent(previousRevision, forKey: .previousRevision)
         try c.encode(problems, forKey: .problems)
         try c.encodeIfPresent(stateLost, forKey: .stateLost)
     }
