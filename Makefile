@@ -50,7 +50,8 @@ test-registry:
 	CELLPROV_TEST_NO_SKIP=1 Tests/registry/run.sh
 
 # The unit and rules checks, the OpenAPI check, the umockdev hotplug tests, the real-ModemManager D-Bus tests and
-# the journald test (with a real systemd-journald; they use the debug build).
+# the journald test (with a real systemd-journald; they use the debug build), the short fuzz run, and the demo's
+# whole job run by the programs built with ThreadSanitizer (scripts/tsan-demo.sh: a report fails it).
 test-scripts:
 	scripts/check-systemd-unit.sh
 	scripts/check-registry-unit.sh
@@ -64,6 +65,7 @@ test-scripts:
 	CELLPROV_TEST_NO_SKIP=1 Tests/modemmanager/run.sh
 	/usr/bin/python3 Tests/journald/test_journald.py .build/debug
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} scripts/fuzz.sh $${FUZZ_CI_TARGETS:-at parsers identity ports}
+	scripts/tsan-demo.sh
 
 demo: build
 	scripts/demo.sh
