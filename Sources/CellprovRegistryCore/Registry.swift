@@ -552,7 +552,12 @@ public protocol RegistryStore: Sendable {
     /// `offset` units skipped, at most `limit`: their summaries as today (current identities and modules). A filter
     /// without a module criterion finds nothing.
     func affectedUnits(_ filter: ModuleFilter, limit: Int, offset: Int) async throws -> [UnitSummary]
-    func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag]
+    /// The flags the query's filters select, newest first (id descending), from its cursor on (``PageCursor``:
+    /// `.after` answers the rows nearest the cursor, in that same order), at most `limit`.
+    func flags(_ query: FlagQuery, limit: Int) async throws -> [RegistryFlag]
+    /// A page of the unit's timeline (field and factory events), newest first (``TimelineKey`` descending), from
+    /// the cursor on as ``flags(_:limit:)`` reads it, at most `limit`. Empty for an unknown unit.
+    func timeline(serial: String, cursor: PageCursor<TimelineKey>?, limit: Int) async throws -> [TimelineRow]
     func flag(id: Int64) async throws -> RegistryFlag?
     /// False when the flag does not exist or is already resolved.
     func resolveFlag(id: Int64, by: String, note: String, at: Date) async throws -> Bool
@@ -594,6 +599,11 @@ extension RegistryStore {
     ) async throws -> IngestOutcome {
         try await ingest(
             request, serial: serial, origin: origin, references: references, receivedAt: receivedAt,
+    /// The newest flags, open ones only or all.
+    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
+        try await flags(FlagQuery(status: openOnly ? .open : .all), limit: limit)
+    }
+
             options: IngestOptions())
     }
 }

@@ -92,16 +92,6 @@ enum QueryParameter {
         return .success(n)
     }
 
-    /// `status` of the flags: absent or `open` (open flags only), `all`.
-    static func flagStatus(_ request: Request) -> Result<Bool, Refusal> {
-        let values = request.uri.queryParameters[values: "status"]
-        guard let value = values.first else { return .success(false) }
-        guard values.count == 1, value == "open" || value == "all" else {
-            return .failure(Refusal(jsonError(.badRequest, "status: must be open or all")))
-        }
-        return .success(value == "all")
-    }
-
     /// `at`: absent (now) or one RFC 3339 time (`2026-11-03T14:22:00Z`, an offset or a fraction allowed: the
     /// forms an event's `occurred_at` may take, ``IngestTime``).
     static func at(_ request: Request) -> Result<Date?, Refusal> {

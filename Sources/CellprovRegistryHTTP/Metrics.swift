@@ -208,8 +208,11 @@ struct TimedStore: RegistryStore {
     func affectedUnits(_ filter: ModuleFilter, limit: Int, offset: Int) async throws -> [UnitSummary] {
         try await timed("affected_units") { try await base.affectedUnits(filter, limit: limit, offset: offset) }
     }
-    func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
-        try await timed("flags") { try await base.flags(openOnly: openOnly, limit: limit) }
+    func flags(_ query: FlagQuery, limit: Int) async throws -> [RegistryFlag] {
+        try await timed("flags") { try await base.flags(query, limit: limit) }
+    }
+    func timeline(serial: String, cursor: PageCursor<TimelineKey>?, limit: Int) async throws -> [TimelineRow] {
+        try await timed("timeline") { try await base.timeline(serial: serial, cursor: cursor, limit: limit) }
     }
     func flag(id: Int64) async throws -> RegistryFlag? { try await timed("flag") { try await base.flag(id: id) } }
     func resolveFlag(id: Int64, by: String, note: String, at: Date) async throws -> Bool {

@@ -20,6 +20,7 @@ struct OperatorAPI {
         router.get("/v1/units") { request, context in await searchUnits(request, context) }
         router.get("/v1/units.csv") { request, context in await exportCSV(request, context) }
         router.get("/v1/units/{serial}") { request, context in await unit(request, context) }
+        router.get("/v1/units/{serial}/timeline") { request, context in await timeline(request, context) }
         router.get("/v1/affected") { request, context in await affected(request, context) }
         router.post("/v1/units/{serial}/lost") { request, context in await markLost(request, context) }
         router.post("/v1/units/{serial}/found") { request, context in await markFound(request, context) }
@@ -124,10 +125,18 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let t): at = t
         }
+        let limit: Int
+        let offset: Int
+        switch ListParameters.search(request) {
+        case .failure(let f): return jsonError(.badRequest, f.message)
+        case .success(let p): (limit, offset) = p
+        }
         let terms = SearchTerms(parsing: Self.formQueryValue(request, "q") ?? "")
-        guard !terms.isEmpty else { return json(.ok, UnitsBody(units: [], at: RFC3339.string(at))) }
+        guard !terms.isEmpty else {
+            return json(.ok, UnitsBody(units: [], at: RFC3339.string(at), limit: limit, offset: offset))
+        }
         do {
-            let found = try await Self.search(state.store, terms, at: at)
+            let (found, next) = try await Self.searchPage(state.store, terms, at: at, limit: limit, offset: offset)
             if reveal {
                 try await Self.auditReveal(
                     state, who: who, serials: found.map(\.unit.serial), what: "search", remote: context.remote)
@@ -135,7 +144,8 @@ struct OperatorAPI {
             return json(
                 .ok,
                 UnitsBody(
-                    units: found.map { UnitSummaryView($0.unit, reveal: reveal, held: $0.held) }, at: RFC3339.string(at)))
+                    units: found.map { UnitSummaryView($0.unit, reveal: reveal, held: $0.held) }, at: RFC3339.string(at),
+                    limit: limit, offset: offset, nextOffset: next))
         } catch {
             return state.storeFailure(error, "search")
         }
@@ -145,10 +155,9 @@ struct OperatorAPI {
     /// ICCID, EID) with their intervals, current holders first (``RegistryStore/searchHolders(_:at:limit:)``);
     /// then the other units found (by serial, TAC, reference), each once. With `at`, only the units that held the
     /// identifier at that moment, and the unit whose serial was typed.
-    static func search(_ store: any RegistryStore, _ terms: SearchTerms, at: Date?) async throws
+    static func search(_ store: any RegistryStore, _ terms: SearchTerms, at: Date?, limit: Int) async throws
         -> [(unit: UnitSummary, held: [Holding]?)]
     {
-        let limit = RegistryHTTP.searchLimit
         let holders = try await store.searchHolders(terms, at: at, limit: limit)
         var out: [(unit: UnitSummary, held: [Holding]?)] = holders.map { ($0.unit, $0.holdings) }
         var seen = Set(holders.map(\.unit.serial))
@@ -158,6 +167,20 @@ struct OperatorAPI {
             if seen.insert(unit.serial).inserted { out.append((unit, nil)) }
         }
         return out
+    }
+
+    /// One page of a search (offset paging: the order, holders current first, has no key): the units from
+    /// `offset`, at most `limit`, none past the ``PageKeys/searchMaxDepth``th, and the offset of the next page when
+    /// there is one. The search runs to `offset + limit + 1` units at most.
+    static func searchPage(
+        _ store: any RegistryStore, _ terms: SearchTerms, at: Date?, limit: Int, offset: Int
+    ) async throws -> (units: [(unit: UnitSummary, held: [Holding]?)], nextOffset: Int?) {
+        let end = min(offset + limit, PageKeys.searchMaxDepth)
+        guard end > offset else { return ([], nil) }
+        let found = try await search(store, terms, at: at, limit: end + 1)
+        let page = Array(found.dropFirst(offset).prefix(end - offset))
+        let next = found.count > end && end < PageKeys.searchMaxDepth ? end : nil
+        return (page, next)
     }
 
     func unit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
@@ -194,18 +217,25 @@ struct OperatorAPI {
         case .failure(let r): return r.response
         case .success(let (w, v)): (who, reveal) = (w, v)
         }
-        let all: Bool
-        switch QueryParameter.flagStatus(request) {
-        case .failure(let r): return r.response
-        case .success(let v): all = v
+        let query: FlagQuery
+        let limit: Int
+        switch ListParameters.flags(request) {
+        case .failure(let f): return jsonError(.badRequest, f.message)
+        case .success(let (q, l)): (query, limit) = (q, l)
         }
         do {
-            let flags = try await state.store.flags(openOnly: !all, limit: RegistryHTTP.flagsLimit)
+            let page = try await FlagPages.page(state.store, query, limit: limit)
+            let flags = page.rows
             if reveal {
                 let serials = Array(Set(flags.map(\.flag.serial))).sorted { ($0 ?? "") < ($1 ?? "") }
                 try await Self.auditReveal(state, who: who, serials: serials, what: "flags", remote: context.remote)
             }
-            return json(.ok, FlagsBody(flags: flags.map { FlagView($0, reveal: reveal) }))
+            return json(
+                .ok,
+                FlagsPageBody(
+                    flags: flags.map { FlagView($0, reveal: reveal) }, limit: limit,
+                    nextBefore: Self.cursorText(page.next) { "\($0)" },
+                    previousAfter: Self.cursorText(page.previous) { "\($0)" }))
         } catch {
             return state.storeFailure(error, "flags")
         }
@@ -336,9 +366,17 @@ struct OperatorAPI {
         var units: [UnitSummaryView]
         /// The moment asked about (`at`), when one was.
         var at: String?
+        var limit: Int
+        var offset: Int
+        /// The offset of the next page, absent on the last.
+        var nextOffset: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case units, at, limit, offset
+            case nextOffset = "next_offset"
+        }
     }
     struct UnitBody: Codable { var unit: UnitDetailView }
-    struct FlagsBody: Codable { var flags: [FlagView] }
     struct AuditBody: Codable { var audit: [AuditView] }
 }
 

@@ -213,12 +213,33 @@ struct Pages {
             return page("search", title: "Search", values, signed: signed, status: .badRequest)
         case .success(let t): at = t
         }
+        let limit: Int
+        let offset: Int
+        switch ListParameters.search(request) {
+        case .failure(let f):
+            values["error"] = f.message
+            return page("search", title: "Search", values, signed: signed, status: .badRequest)
+        case .success(let p): (limit, offset) = p
+        }
         let terms = SearchTerms(parsing: q)
         if !terms.isEmpty {
             do {
-                let found = try await OperatorAPI.search(state.store, terms, at: at)
+                let (found, next) = try await OperatorAPI.searchPage(
+                    state.store, terms, at: at, limit: limit, offset: offset)
                 values["searched"] = true
                 values["count"] = found.count
+                values["from"] = offset + 1
+                values["to"] = offset + found.count
+                values["paged"] = offset > 0 || next != nil
+                // The links keep the search and its moment; the page size only when asked for.
+                var keep: [(String, String)] = [("q", q)]
+                if !atText.isEmpty { keep.append(("at", atText)) }
+                if limit != PageKeys.searchDefaultLimit { keep.append(("limit", "\(limit)")) }
+                if let next { values["nextQuery"] = ListParameters.query(keep + [("offset", "\(next)")]) }
+                if offset > 0 {
+                    let previous = max(0, offset - limit)
+                    values["previousQuery"] = ListParameters.query(keep + (previous > 0 ? [("offset", "\(previous)")] : []))
+                }
                 values["hasUnits"] = !found.isEmpty
                 values["anyHeld"] = found.contains { $0.held != nil }
                 if let at { values["asOf"] = RFC3339.string(at) ?? "" }
@@ -267,18 +288,36 @@ struct Pages {
                 "Bad request", "The moment must be an RFC 3339 time, such as 2026-11-03T14:22:00Z.",
                 back: "/units/\(Self.pathComponent(serial))", signed: signed, status: .badRequest)
         }
+        let paging: TimelinePaging
+        switch ListParameters.timeline(request) {
+        case .failure(let f):
+            return message(
+                "Bad request", f.message, back: "/units/\(Self.pathComponent(serial))", signed: signed,
+                status: .badRequest)
+        case .success(let (c, l)): paging = TimelinePaging(cursor: c, limit: l)
+        }
         return await renderUnit(
-            serial: serial, reveal: reveal, newToken: nil, signed: signed, remote: context.remote, at: at)
+            serial: serial, reveal: reveal, newToken: nil, signed: signed, remote: context.remote, at: at,
+            paging: paging)
+    }
+
+    /// Which page of the unit's timeline the unit page shows.
+    struct TimelinePaging {
+        var cursor: PageCursor<TimelineKey>? = nil
+        var limit = PageKeys.defaultLimit
     }
 
     func renderUnit(
-        serial: String, reveal: Bool, newToken: String?, signed: Signed, remote: String?, at: Date? = nil
+        serial: String, reveal: Bool, newToken: String?, signed: Signed, remote: String?, at: Date? = nil,
+        paging: TimelinePaging = TimelinePaging()
     ) async -> Response {
         do {
             let found = try await state.store.unit(serial: serial, asOf: at)
             guard let detail = found else {
                 return message("Not found", "No unit with that serial.", signed: signed, status: .notFound)
             }
+            let timeline = try await TimelinePages.page(
+                state.store, serial: serial, cursor: paging.cursor, limit: paging.limit, at: at)
             if reveal {
                 try await OperatorAPI.auditReveal(state, who: signed.who, serials: [serial], what: "unit page", remote: remote)
             }
@@ -288,8 +327,20 @@ struct Pages {
                 "firstSeen": v.firstSeen ?? "-", "lastSeen": v.lastSeen ?? "-", "revealed": reveal,
                 "hasPlaybook": !v.playbook.isEmpty, "playbook": v.playbook,
                 "slots": v.slots.map(Self.slotValues), "hasFlags": !v.flags.isEmpty,
-                "flags": v.flags.map(Self.flagValues), "timeline": v.timeline.reversed().map(Self.entryValues),
+                "flags": v.flags.map(Self.flagValues),
+                "timeline": timeline.rows.map { Self.entryValues(TimelineEntryView($0.entry, reveal: reveal)) },
             ]
+            // The neighbours' links keep the moment, the reveal and a page size other than the default.
+            var keep: [(String, String)] = []
+            if let asOf = v.asOf { keep.append(("at", asOf)) }
+            if reveal { keep.append(("reveal", "true")) }
+            if paging.limit != PageKeys.defaultLimit { keep.append(("limit", "\(paging.limit)")) }
+            if let next = timeline.next {
+                values["timelineNext"] = ListParameters.query(keep + ListParameters.cursorItem(next, \.text))
+            }
+            if let previous = timeline.previous {
+                values["timelinePrevious"] = ListParameters.query(keep + ListParameters.cursorItem(previous, \.text))
+            }
             if let lost = v.lostState {
                 var l: [String: Any] = ["markedBy": lost.markedBy, "markedAt": lost.markedAt ?? ""]
                 if let note = lost.note { l["note"] = note }
@@ -398,17 +449,50 @@ struct Pages {
 
     func flagsPage(_ request: Request, _ context: RegistryRequestContext) async -> Response {
         guard let signed = await session(request) else { return redirect("/") }
+        let query: FlagQuery
+        let limit: Int
+        switch ListParameters.flags(request) {
+        case .failure(let f):
+            var values = Self.flagFilterValues(FlagQuery())
+            values["error"] = f.message
+            return page("flags", title: "Flags", values, signed: signed, status: .badRequest)
+        case .success(let (q, l)): (query, limit) = (q, l)
+        }
         do {
-            let flags = try await state.store.flags(openOnly: true, limit: RegistryHTTP.flagsLimit)
-            var values: [String: Any] = [
-                "hasFlags": !flags.isEmpty,
-                "flags": flags.map { Self.flagValues(FlagView($0, reveal: false)) },
-            ]
+            let result = try await FlagPages.page(state.store, query, limit: limit)
+            var values = Self.flagFilterValues(query)
+            values["hasFlags"] = !result.rows.isEmpty
+            values["flags"] = result.rows.map { Self.flagValues(FlagView($0, reveal: false)) }
+            var keep = ListParameters.filterItems(query)
+            if limit != PageKeys.defaultLimit { keep.append(("limit", "\(limit)")) }
+            if let next = result.next {
+                values["nextQuery"] = ListParameters.query(keep + ListParameters.cursorItem(next) { "\($0)" })
+            }
+            if let previous = result.previous {
+                values["previousQuery"] = ListParameters.query(keep + ListParameters.cursorItem(previous) { "\($0)" })
+            }
             if request.uri.queryParameters["resolved"] != nil { values["message"] = "Flag resolved." }
             return page("flags", title: "Flags", values, signed: signed)
         } catch {
             return state.storeFailure(error, "flags page")
         }
+    }
+
+    /// The filter form's choices, the chosen ones selected, and the filter in words.
+    static func flagFilterValues(_ q: FlagQuery) -> [String: Any] {
+        var words: [String] = [q.status == .all ? "All" : q.status == .open ? "Open" : "Resolved"]
+        if let severity = q.severity { words.append(severity.rawValue) }
+        words.append("flags")
+        if let kind = q.kind { words.append("of kind \(kind.rawValue)") }
+        return [
+            "filterText": words.joined(separator: " "),
+            "filtered": q.kind != nil || q.severity != nil || q.status != .open,
+            "kinds": FlagKind.allCases.map { ["value": $0.rawValue, "selected": $0 == q.kind] },
+            "severities": [EventSeverity.info, .notice, .warning, .critical].map {
+                ["value": $0.rawValue, "selected": $0 == q.severity]
+            },
+            "statuses": FlagQuery.Status.allCases.map { ["value": $0.rawValue, "selected": $0 == q.status] },
+        ]
     }
 
     func resolvePage(_ request: Request, _ context: RegistryRequestContext) async -> Response {

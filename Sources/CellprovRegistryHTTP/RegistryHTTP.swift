@@ -21,9 +21,6 @@ public enum RegistryHTTP {
     static let maxFormBody = 64 * 1024
     /// `Retry-After` of a 503 when the database does not answer.
     static let retryAfterSeconds = "5"
-    /// Search and list limits.
-    static let searchLimit = 100
-    static let flagsLimit = 1000
 
     /// Builds the router of every route. `store` is wrapped so that its latency is measured.
     public static func makeRouter(

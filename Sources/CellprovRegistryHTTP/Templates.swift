@@ -85,7 +85,8 @@ enum Templates {
         revision or TAC (a vendor's advisory), as a list or CSV.</p>
         {{#error}}<p class="error" id="search-error">{{error}}</p>{{/error}}
         {{#searched}}
-        <p id="result-count">{{count}} unit(s) found{{#asOf}} holding it at <span id="as-of">{{asOf}}</span>{{/asOf}}.</p>
+        <p id="result-count">{{count}} unit(s) found{{#asOf}} holding it at <span id="as-of">{{asOf}}</span>{{/asOf}}{{#paged}}
+        on this page: numbers <span id="result-from">{{from}}</span> to <span id="result-to">{{to}}</span>{{/paged}}.</p>
         {{#hasUnits}}
         <table id="results">
         <tr><th>Serial</th><th>Slots</th>{{#anyHeld}}<th>Held</th>{{/anyHeld}}<th>Last seen</th><th>Open flags</th><th></th></tr>
@@ -104,6 +105,8 @@ enum Templates {
         {{/units}}
         </table>
         {{/hasUnits}}
+        <p class="pager">{{#previousQuery}}<a id="previous-page" rel="prev" href="/{{previousQuery}}">Previous page</a> {{/previousQuery}}
+        {{#nextQuery}}<a id="next-page" rel="next" href="/{{nextQuery}}">Next page</a>{{/nextQuery}}</p>
         {{/searched}}
         """
 
@@ -177,6 +180,7 @@ enum Templates {
         </table>
         {{/hasFlags}}
         <h2>Timeline</h2>
+        <p>Newest first.</p>
         <table id="timeline">
         <tr><th>When</th><th>Origin</th><th>Event</th><th>Slot</th><th>IMEI</th><th class="card">Card (EID)</th>
         <th>SIM slot</th><th class="card">ICCID</th><th>IMSI</th></tr>
@@ -187,31 +191,50 @@ enum Templates {
         <td class="id card">{{identity.iccid}}</td><td class="id">{{identity.imsi}}</td></tr>
         {{/timeline}}
         </table>
+        <p class="pager">{{#timelinePrevious}}<a id="timeline-previous" rel="prev" href="/units/{{serialPath}}{{timelinePrevious}}">Newer events</a> {{/timelinePrevious}}
+        {{#timelineNext}}<a id="timeline-next" rel="next" href="/units/{{serialPath}}{{timelineNext}}">Older events</a>{{/timelineNext}}</p>
         """
 
     static let flags = """
-        <h1>Open flags</h1>
+        <h1>Flags</h1>
+        <form method="get" action="/flags" id="flag-filter">
+        <label for="kind">Kind</label>
+        <select id="kind" name="kind"><option value="">any</option>
+        {{#kinds}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{value}}</option>{{/kinds}}</select>
+        <label for="severity">Severity</label>
+        <select id="severity" name="severity"><option value="">any</option>
+        {{#severities}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{value}}</option>{{/severities}}</select>
+        <label for="status">Status</label>
+        <select id="status" name="status">
+        {{#statuses}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{value}}</option>{{/statuses}}</select>
+        <button type="submit" id="filter">Show</button>
+        {{#filtered}}<a id="clear-filter" href="/flags">Open flags of every kind</a>{{/filtered}}
+        </form>
+        <p id="filter-text">{{filterText}}, newest first.</p>
+        {{#error}}<p class="error" id="flags-error">{{error}}</p>{{/error}}
         {{#message}}<p class="notice" id="message">{{message}}</p>{{/message}}
-        {{^hasFlags}}<p id="no-flags">No open flags.</p>{{/hasFlags}}
+        {{^hasFlags}}<p id="no-flags">No flags match.</p>{{/hasFlags}}
         {{#hasFlags}}
         <table id="flags">
         <tr><th>Kind</th><th>Severity</th><th>Unit</th><th>Summary</th><th>Raised</th>{{#admin}}<th>Resolve</th>{{/admin}}</tr>
         {{#flags}}
-        <tr class="flag" data-kind="{{kind}}" id="flag-{{id}}">
+        <tr class="flag" data-kind="{{kind}}" data-severity="{{severity}}" data-open="{{open}}" id="flag-{{id}}">
         <td><code>{{kind}}</code></td><td class="{{severity}}">{{severity}}</td>
         <td>{{#serial}}<a href="/units/{{serialPath}}">{{serial}}</a>{{/serial}}</td>
         <td>{{summary}}</td><td>{{raisedAt}}</td>
-        {{#admin}}<td>
+        {{#admin}}<td>{{^open}}resolved by {{resolvedBy}}{{/open}}{{#open}}
         <form method="post" action="/flags/{{id}}/resolve">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <input type="text" name="note" required maxlength="2000" placeholder="note" aria-label="resolution note">
         <button type="submit" class="resolve">Resolve</button>
         </form>
-        </td>{{/admin}}
+        {{/open}}</td>{{/admin}}
         </tr>
         {{/flags}}
         </table>
         {{/hasFlags}}
+        <p class="pager">{{#previousQuery}}<a id="previous-page" rel="prev" href="/flags{{previousQuery}}">Newer flags</a> {{/previousQuery}}
+        {{#nextQuery}}<a id="next-page" rel="next" href="/flags{{nextQuery}}">Older flags</a>{{/nextQuery}}</p>
         """
 
     static let reconcile = """

@@ -607,19 +607,6 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         }
     }
 
-    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
-        let logger = logger
-        var b = PostgresBindings()
-        b.append(max(0, limit))
-        return try await read { [b] conn in
-            try await Self.flags(
-                conn, logger,
-                openOnly
-                    ? "SELECT \(Self.flagColumns) FROM flags WHERE resolved_at IS NULL ORDER BY id DESC LIMIT $1"
-                    : "SELECT \(Self.flagColumns) FROM flags ORDER BY id DESC LIMIT $1", b)
-        }
-    }
-
     public func flag(id: Int64) async throws -> RegistryFlag? {
         let logger = logger
         var b = PostgresBindings()

@@ -157,6 +157,9 @@ enum PostgresSchema {
                 "CREATE INDEX slots_model ON slots ((model COLLATE \"C\"), serial) WHERE model IS NOT NULL",
                 "CREATE INDEX slots_revision ON slots ((revision COLLATE \"C\"), serial) WHERE revision IS NOT NULL",
             ]),
+        // Version 8: the flags list filtered by kind, newest first, from a cursor (SQLite's migration 6;
+        // docs/decisions.md, "Pages of a list").
+        Migration(version: 8, statements: ["CREATE INDEX flags_kind ON flags (kind, id)"]),
     ]
 
     /// `cellprov_ingest_device(p_token_hash, ...)`: `cellprov_ingest(...)` of migration 5 (the same 29 arguments

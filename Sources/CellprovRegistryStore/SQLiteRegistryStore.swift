@@ -591,17 +591,6 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             note: row["resolution_note"])
     }
 
-    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
-        try await read { db in
-            try Row.fetchAll(
-                db,
-                sql: openOnly
-                    ? "SELECT * FROM flags WHERE resolved_at IS NULL ORDER BY id DESC LIMIT ?"
-                    : "SELECT * FROM flags ORDER BY id DESC LIMIT ?", arguments: [max(0, limit)]
-            ).map(Self.flag)
-        }
-    }
-
     public func flag(id: Int64) async throws -> RegistryFlag? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM flags WHERE id = ?", arguments: [id]).map(Self.flag)

@@ -144,5 +144,13 @@ enum SQLiteSchema {
             sql: """
                 CREATE INDEX events_factory ON events (serial) WHERE origin = 'factory';
                 """),
+        // Version 6: the flags list filtered by kind (`/flags?kind=`, linked from the overview), newest first, from
+        // a cursor: the index's range instead of every open flag (or every flag) read for a rare kind
+        // (docs/decisions.md, "Pages of a list"). Written once per raised flag; resolving does not touch it.
+        Migration(
+            version: 6,
+            sql: """
+                CREATE INDEX flags_kind ON flags (kind, id);
+                """),
     ]
 }
