@@ -593,17 +593,17 @@ extension RegistryStore {
         return try await unit(serial: serial)
     }
 
+    /// The newest flags, open ones only or all.
+    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
+        try await flags(FlagQuery(status: openOnly ? .open : .all), limit: limit)
+    }
+
     /// Stores one event the caller has authorised, its payload encoded by the store.
     public func ingest(
         _ request: EnrollmentRequest, serial: String, origin: EventOrigin, references: [String], receivedAt: Date
     ) async throws -> IngestOutcome {
         try await ingest(
             request, serial: serial, origin: origin, references: references, receivedAt: receivedAt,
-    /// The newest flags, open ones only or all.
-    public func flags(openOnly: Bool, limit: Int) async throws -> [RegistryFlag] {
-        try await flags(FlagQuery(status: openOnly ? .open : .all), limit: limit)
-    }
-
             options: IngestOptions())
     }
 }
