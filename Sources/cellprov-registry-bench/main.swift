@@ -169,18 +169,27 @@ func onEachBackend(
             ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/registry-bench-\(UUID().uuidString.prefix(8)).db"
-        let sqlite = try SQLiteRegistryStore(path: path, logger: logger)
+        func remove() {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            if options.dir == nil { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        let sqlite: SQLiteRegistryStore
+        do {
+            sqlite = try SQLiteRegistryStore(path: path, logger: logger)
+        } catch {
+            remove()
+            throw error
+        }
         do {
             try await sqlite.migrate()
             try await body(sqlite, "sqlite")
         } catch {
             await sqlite.close()
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            remove()
             throw error
         }
         await sqlite.close()
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        if options.dir == nil { try? FileManager.default.removeItem(atPath: dir) }
+        remove()
     }
     if let url = options.postgres {
         guard case .postgres(let admin) = try RegistryDatabase.parse(url) else {
