@@ -77,6 +77,7 @@ let package = Package(
             name: "CellprovCLI",
             dependencies: [
                 "CellprovCore", "CellprovModem", "CellprovSerial", "CellprovSimulator", "CellprovUdev", "CellprovStore",
+                "CellprovSystemd",
                 // `probe --report`: the factory record (wire type) and its poster (the reporter's transport rules).
                 "CellprovEnrollmentAPI", "CellprovReporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -83,21 +83,9 @@ public struct StderrLogHandler: LogHandler {
         return "\"\(escaped)\""
     }
 
-    /// Writes `line` and a newline to fd 2 in as few `write(2)` calls as possible.
+    /// Writes `line` and a newline to fd 2 in one piece (``StandardStream``).
     static func writeLine(_ line: String) {
-        var bytes = Array(line.utf8)
-        bytes.append(UInt8(ascii: "\n"))
-        bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += written
-            }
-        }
+        StandardStream.error.write(line + "\n")
     }
 }
 

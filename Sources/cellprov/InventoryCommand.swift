@@ -1,6 +1,7 @@
 import ArgumentParser
 import CellprovCore
 import CellprovStore
+import CellprovSystemd
 import FoundationEssentials
 
 /// `cellprov inventory --format mender`: the modems as a device-management inventory. The installed

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellprovCore
+import CellprovSystemd
 import CellprovUdev
 import Dispatch
 import FoundationEssentials

@@ -3,6 +3,7 @@ import CellprovCore
 import CellprovModem
 import CellprovReporter
 import CellprovSerial
+import CellprovSystemd
 import FoundationEssentials
 import Logging
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CellprovSimulator
+import CellprovSystemd
 import Dispatch
 import FoundationEssentials
 import NIOConcurrencyHelpers

@@ -2,6 +2,7 @@ import ArgumentParser
 import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovStore
+import CellprovSystemd
 import FoundationEssentials
 
 struct StateOptions: ParsableArguments {

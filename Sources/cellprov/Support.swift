@@ -1,5 +1,6 @@
 import CellprovCore
 import CellprovStore
+import CellprovSystemd
 import FoundationEssentials
 import Logging
 
