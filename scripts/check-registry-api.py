@@ -4,10 +4,11 @@
 1. The document is valid OpenAPI 3.0 (openapi-spec-validator).
 2. Routes: every `router.get/post("...")` of the operator API and operations routes
    (Sources/CellprovRegistryHTTP/OperatorAPI.swift, RegistryHTTP.swift; the device API is docs/enrollment-api.yaml,
-   the pages are HTML) is a path and method of the document, and every path and method of the document is a
+   the pages are HTML; and the `/v1/` routes of Overview.swift) is a path and method of the document, and every path and method of the document is a
    route of the code.
 3. Shapes: the JSON property names of each answer type (CodingKeys, or stored properties without CodingKeys, of
-   Sources/CellprovRegistryHTTP/Views.swift) are exactly the properties of its schema.
+   Sources/CellprovRegistryHTTP/Views.swift, and the overview's in Overview.swift) are exactly the properties of its
+   schema.
 4. Flag kinds: the schema's enum is FlagKind's raw values (Sources/CellprovRegistryCore/Registry.swift).
 
 Installs nothing; without openapi-spec-validator it prints "skipped" and exits 0. Exit 1 on any finding.
@@ -41,6 +42,14 @@ SHAPES = {
     "UnitDetailView": "UnitDetail",
     "AuditView": "AuditEntry",
     "IdentityView": "Identity",
+}
+# The overview's answer types (Sources/CellprovRegistryHTTP/Overview.swift) and their schemas.
+OVERVIEW_SHAPES = {
+    "Body": "Overview",
+    "Units": "OverviewUnits",
+    "Day": "OverviewDay",
+    "Week": "OverviewWeek",
+    "Firmware": "FirmwareCount",
 }
 
 failures = []
@@ -101,6 +110,10 @@ def main():
             if route == "/v1/enrollments":
                 continue  # the device API: docs/enrollment-api.yaml
             code_routes.add((method, route))
+    # Overview.swift serves the API route and the page (HTML): only the former is in the document.
+    for method, route in re.findall(r'router\.(get|post)\("([^"]+)"\)', read(os.path.join(HTTP, "Overview.swift"))):
+        if route.startswith("/v1/"):
+            code_routes.add((method, route))
     doc_routes = set()
     for route, item in (spec.get("paths") or {}).items():
         for method in item:
@@ -112,11 +125,13 @@ def main():
         failures.append(f"path {method.upper()} {route} is in the document but not served")
 
     views = read(os.path.join(HTTP, "Views.swift"))
+    overview = read(os.path.join(HTTP, "Overview.swift"))
     schemas = spec.get("components", {}).get("schemas", {})
-    for struct, schema in SHAPES.items():
-        body = struct_body(views, struct)
+    shapes = [(views, s, d) for s, d in SHAPES.items()] + [(overview, s, d) for s, d in OVERVIEW_SHAPES.items()]
+    for text, struct, schema in shapes:
+        body = struct_body(text, struct)
         if body is None:
-            failures.append(f"{struct} not found in Views.swift")
+            failures.append(f"{struct} not found")
             continue
         code = json_names(body)
         doc = set((schemas.get(schema) or {}).get("properties", {}).keys())
@@ -135,7 +150,7 @@ def main():
     if failures:
         print(f"{PREFIX}: FAILED ({len(failures)} findings)", file=sys.stderr)
         return 1
-    print(f"{PREFIX}: ok ({len(code_routes)} routes, {len(SHAPES)} shapes, {len(kinds)} flag kinds)")
+    print(f"{PREFIX}: ok ({len(code_routes)} routes, {len(shapes)} shapes, {len(kinds)} flag kinds)")
     return 0
 
 

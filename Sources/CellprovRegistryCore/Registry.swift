@@ -243,12 +243,16 @@ public struct TimelineEntry: Sendable, Equatable {
     /// The event id of the earlier stored event of the same slot with this event's sequence: the device's
     /// numbering went back (``FlagKind/stateRolledBack``).
     public var reusesSequenceOf: String?
+    /// `firmware_changed` only: the module's revision before (`previous_revision`) and after (`module.revision`),
+    /// as the event carried them; nil on other events.
+    public var firmware: FirmwareChange?
 
     public init(
         eventID: String, origin: EventOrigin, type: String, slot: String, sequence: Int, severity: String,
         occurredAt: Date, receivedAt: Date, identity: IdentitySnapshot, previous: IdentitySnapshot? = nil,
-        stateLost: String? = nil, reusesSequenceOf: String? = nil
+        stateLost: String? = nil, reusesSequenceOf: String? = nil, firmware: FirmwareChange? = nil
     ) {
+        self.firmware = firmware
         self.stateLost = stateLost
         self.reusesSequenceOf = reusesSequenceOf
         self.eventID = eventID
@@ -584,6 +588,8 @@ public protocol RegistryStore: Sendable {
     func silentUnits(lastSeenBefore before: Date) async throws -> [String]
     /// Open flags by kind (`/metrics`).
     func openFlagCounts() async throws -> [FlagKind: Int]
+    /// The fleet overview's counts (``OverviewQuery``, ``OverviewCounts``), read in one transaction.
+    func overviewCounts(_ query: OverviewQuery) async throws -> OverviewCounts
 }
 
 extension RegistryStore {

@@ -245,6 +245,9 @@ struct TimedStore: RegistryStore {
     func openFlagCounts() async throws -> [FlagKind: Int] {
         try await timed("open_flag_counts") { try await base.openFlagCounts() }
     }
+    func overviewCounts(_ query: OverviewQuery) async throws -> OverviewCounts {
+        try await timed("overview") { try await base.overviewCounts(query) }
+    }
 }
 
 /// How long the HTTP layer waits for the database.

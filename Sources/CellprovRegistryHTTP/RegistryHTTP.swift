@@ -37,6 +37,7 @@ public enum RegistryHTTP {
         OperatorAPI(state: state).register(on: router)
         OperationsRoutes(state: state).register(on: router)
         Pages(state: state).register(on: router)
+        Overview.Routes(state: state).register(on: router)
         // After the last route: the table is what the groups registered, and the middleware wraps only the router's
         // not-found answer (a wrong method on a known path becomes a 405 with `Allow`).
         router.add(middleware: MethodNotAllowedMiddleware(table: RouteTable(router)))
@@ -59,6 +60,9 @@ public struct RegistryHTTPOptions: Sendable {
     /// Called with every flag this instance raises (ingest, refusals, reconciliation): the webhook alerter's
     /// `enqueue` (CellprovRegistryAlerts), wired by the executable. Must return at once.
     public var onFlagsRaised: @Sendable ([RegistryFlag]) -> Void
+    /// How long without a field event makes a unit silent on the overview (`[alerts] unit_silent_days`, the
+    /// `unit_silent` check's threshold).
+    public var unitSilentThreshold: TimeInterval = 7 * 86_400
 
     public init(
         tls: Bool = false, sessionLifetime: TimeInterval = 8 * 3600, reconcile: ReconcileHook? = nil,

@@ -40,6 +40,7 @@ enum Templates {
         <a class="brand" href="/">cellprov registry</a>
         {{#signedIn}}
         <nav>
+        <a href="/overview" id="nav-overview">Overview</a>
         <a href="/" id="nav-search">Search</a>
         <a href="/flags" id="nav-flags">Flags</a>
         {{#admin}}<a href="/reconcile" id="nav-reconcile">Carrier reconciliation</a>{{/admin}}

@@ -160,6 +160,9 @@ struct TimelineEntryView: Codable {
     var stateLost: String?
     /// The earlier event whose sequence this one repeats (the device's numbering went back).
     var reusesSequenceOf: String?
+    /// `firmware_changed` only: the module's revision before and after.
+    var previousRevision: String?
+    var revision: String?
 
     init(_ e: TimelineEntry, reveal: Bool) {
         eventID = e.eventID
@@ -174,11 +177,14 @@ struct TimelineEntryView: Codable {
         previous = e.previous.map { IdentityView($0, reveal: reveal) }
         stateLost = e.stateLost
         reusesSequenceOf = e.reusesSequenceOf
+        previousRevision = e.firmware?.previous
+        revision = e.firmware?.current
     }
 
     /// What the timeline row says beside the event type, nil for an ordinary event.
     var note: String? {
         var parts: [String] = []
+        if type == "firmware_changed" { parts.append("firmware \(previousRevision ?? "?") -> \(revision ?? "?")") }
         if let stateLost { parts.append("the device's state was lost before this event (\(stateLost))") }
         if let reusesSequenceOf {
             parts.append(
@@ -191,6 +197,8 @@ struct TimelineEntryView: Codable {
         case type, slot, origin, sequence, severity, identity, previous
         case stateLost = "state_lost"
         case reusesSequenceOf = "reuses_sequence_of"
+        case previousRevision = "previous_revision"
+        case revision
         case eventID = "event_id"
         case occurredAt = "occurred_at"
         case receivedAt = "received_at"

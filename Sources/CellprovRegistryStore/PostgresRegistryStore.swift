@@ -526,14 +526,16 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         return b
     }
 
+    /// The last (20th) column is the payload of a `firmware_changed` event only (its revisions), null otherwise.
     static let eventColumns = """
         event_id, origin, type, slot, sequence, severity, occurred_at, received_at, imei, imsi, iccid, prev_imei,
-        prev_imsi, prev_iccid, eid, prev_eid, sim_slot, state_lost, reuses_sequence_of
+        prev_imsi, prev_iccid, eid, prev_eid, sim_slot, state_lost, reuses_sequence_of,
+        CASE WHEN type = 'firmware_changed' THEN payload END
         """
 
     typealias EventRow = (
         String, String, String, String, Int64, String, Int64, Int64, String?, String?, String?, String?, String?,
-        String?, String?, String?, Int32?, String?, String?
+        String?, String?, String?, Int32?, String?, String?, String?
     )
 
     static func timelineEntry(_ r: EventRow) -> TimelineEntry {
@@ -544,7 +546,8 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             eventID: r.0, origin: EventOrigin(rawValue: r.1) ?? .device, type: r.2, slot: r.3, sequence: Int(r.4),
             severity: r.5, occurredAt: StoreSupport.date(r.6), receivedAt: StoreSupport.date(r.7),
             identity: IdentitySnapshot(imei: r.8, imsi: r.9, iccid: r.10, eid: r.14, simSlot: r.16.map(Int.init)),
-            previous: prev, stateLost: r.17, reusesSequenceOf: r.18)
+            previous: prev, stateLost: r.17, reusesSequenceOf: r.18,
+            firmware: StoreSupport.firmware(type: r.2, payload: r.19))
     }
 
     static let flagColumns = """

@@ -580,7 +580,8 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
             receivedAt: StoreSupport.date(row["received_at"] as Int64),
             identity: IdentitySnapshot(
                 imei: row["imei"], imsi: row["imsi"], iccid: row["iccid"], eid: row["eid"], simSlot: row["sim_slot"]),
-            previous: prev, stateLost: row["state_lost"], reusesSequenceOf: row["reuses_sequence_of"])
+            previous: prev, stateLost: row["state_lost"], reusesSequenceOf: row["reuses_sequence_of"],
+            firmware: StoreSupport.firmware(type: row["type"], payload: row["payload"]))
     }
 
     static func flag(_ row: Row) -> RegistryFlag {

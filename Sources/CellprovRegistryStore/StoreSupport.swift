@@ -97,6 +97,16 @@ enum StoreSupport {
         return String(decoding: try r.jsonBytes(), as: UTF8.self)
     }
 
+    /// A `firmware_changed` event's revisions, read from its stored payload (`payload`: the stored text for that
+    /// type, nil for others, as both backends' timeline queries select it). nil when the event is of another type
+    /// or the payload cannot be read.
+    static func firmware(type: String, payload: String?) -> FirmwareChange? {
+        guard type == IdentityEventType.firmwareChanged.rawValue, let payload,
+            let r = try? EnrollmentRequest.decode(Array(payload.utf8))
+        else { return nil }
+        return FirmwareChange(previous: r.previousRevision, current: r.module.revision)
+    }
+
     /// Bound on the timeline a unit page gets (newest kept).
     static let timelineLimit = 1000
 

@@ -248,6 +248,7 @@ struct Serve: AsyncParsableCommand {
         var options = RegistryHTTPOptions(
             tls: tlsCertificate != nil, sessionLifetime: TimeInterval(settings.sessionHours) * 3600)
         options.reconcile = settings.reconcileHook
+        options.unitSilentThreshold = TimeInterval(settings.unitSilentDays * 86_400)
         // Alerts out: critical flags to the webhook (when configured), and the periodic unit_silent check.
         let alerter = settings.webhookURL.map { WebhookAlerter(configuration: .init(url: $0), logger: logger) }
         options.onFlagsRaised = { flags in alerter?.enqueue(flags) }

@@ -359,8 +359,18 @@ class Simulator:
             raise RuntimeError(f"simulator {name} did not start")
 
     def write_identity(self, imei, imsi, iccid):
+        """The identity file; `revision` only once update_firmware set one (else the profile's default)."""
+        revision = getattr(self, "revision", None)
         with open(self.identity_file, "w") as f:
-            json.dump({k: v for k, v in (("imei", imei), ("imsi", imsi), ("iccid", iccid)) if v}, f)
+            json.dump({k: v for k, v in (("imei", imei), ("imsi", imsi), ("iccid", iccid), ("revision", revision))
+                       if v}, f)
+        self.identity = (imei, imsi, iccid)
+
+    def update_firmware(self, revision):
+        """The same module now answers AT+CGMR with `revision` (no URC: the daemon sees it at its next read)."""
+        self.revision = revision
+        self.write_identity(*self.identity)
+        self.proc.send_signal(signal.SIGUSR1)
 
     def swap(self, imei, imsi, iccid):
         """New identity, announced with the profile's SIM URCs (what a SIM swap or module swap looks like)."""

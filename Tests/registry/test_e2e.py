@@ -26,6 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import pages  # noqa: E402
 import blackbox  # noqa: E402  (Tests/pylib, on the path through harness)
 
 KIND = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
@@ -131,6 +132,38 @@ def main():
         T.check(bool(h.wait_until(lambda: h.flags_of(reg, viewer, "module_swapped_since_manufacturing", "GW-C"),
                                   WAIT)), "GW-C: field IMEI differs from the factory record: "
                                           "module_swapped_since_manufacturing")
+
+        # -- GW-C: a firmware update of its module (same IMEI, new revision): firmware_changed, delivered, on the
+        # timeline as "firmware OLD -> NEW", no flag; /v1/affected finds the unit by the new revision only
+        old_rev, new_rev = "EC25EFAR06A06M4G", "EC25EFAR06A08M4G"
+
+        def affected(revision):
+            r = reg.request("GET", f"/v1/affected?revision={revision}", token=viewer)
+            return [u.get("serial") for u in r.json().get("units", [])] if r.status == 200 else None
+
+        T.check("GW-C" in (affected(old_rev) or []), f"GW-C is listed under its first revision {old_rev}")
+        flags_before = [f.get("kind") for f in reg.flags(viewer) if f.get("serial") == "GW-C"]
+        c1.update_firmware(new_rev)
+        daemons["GW-C"].reload()
+        T.check(h.wait_until(lambda: "firmware_changed" in h.timeline_types(reg, viewer, "GW-C"), WAIT),
+                "GW-C: the firmware update lands in the timeline (firmware_changed)")
+        timeline = [e for t in h.values_of_key(reg.unit(viewer, "GW-C").json(), "timeline") for e in t]
+        entries = [e for e in timeline if e.get("type") == "firmware_changed"]
+        T.check(len(entries) == 1 and entries[0].get("previous_revision") == old_rev
+                and entries[0].get("revision") == new_rev and entries[0].get("severity") == "info",
+                f"the timeline entry has the old and the new revision, severity info ({entries})")
+        browser = pages.Browser(reg.port)
+        browser.sign_in(viewer, "/units/GW-C")
+        status, text, _ = browser.get("/units/GW-C")
+        T.check(status == 200 and f"firmware {old_rev} -&gt; {new_rev}" in text,
+                f"the unit page's timeline says firmware OLD -> NEW ({status})")
+        T.check(affected(new_rev) == ["GW-C"], f"/v1/affected?revision={new_rev} lists GW-C ({affected(new_rev)})")
+        T.check("GW-C" not in (affected(old_rev) or ["GW-C"]),
+                f"/v1/affected?revision={old_rev} no longer lists GW-C ({affected(old_rev)})")
+        T.check([f.get("kind") for f in reg.flags(viewer) if f.get("serial") == "GW-C"] == flags_before,
+                "a firmware update raises no flag")
+        T.check("firmware changed: " + old_rev + " -> " + new_rev in daemons["GW-C"].log_text(),
+                "cellprovd's log line names both revisions")
 
         # -- GW-A slot 1: SIM swap, then an IMEI change
         new_imsi, new_iccid = ids["A1new"][1], ids["A1new"][2]
