@@ -72,7 +72,7 @@ let package = Package(
             ], swiftSettings: strict),
         // Test kit shipped with the product: the modem simulator (PTY), used by tests, bench and demo.
         .target(name: "CellprovSimulator", dependencies: ["CellprovCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
-        // The CLI's commands (Sources/cellprov); the `cellprov` executable runs them.
+        // The CLI's commands; the `cellprov` executable runs them.
         .target(
             name: "CellprovCLI",
             dependencies: [
@@ -83,15 +83,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ], path: "Sources/cellprov", swiftSettings: strict),
+            ], swiftSettings: strict),
         // The installed program: one multi-call executable, `cellprov`, and `cellprovd` when run by that name
         // (`make install` adds the cellprovd link): one copy of the runtime and libraries instead of two.
         .executableTarget(
             name: "cellprov",
             dependencies: [
                 "CellprovCLI", "CellprovDaemonCommand", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ], path: "Sources/cellprov-main",
-            swiftSettings: strict, linkerSettings: lean),
+            ], swiftSettings: strict, linkerSettings: lean),
         // Thin C shims: the only places libudev and libsystemd are imported.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -153,7 +152,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
-        // cellprovd's command: argument parsing and wiring (Sources/cellprovd).
+        // cellprovd's command: argument parsing and wiring.
         .target(
             name: "CellprovDaemonCommand",
             dependencies: [
@@ -161,12 +160,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ], path: "Sources/cellprovd", swiftSettings: strict),
+            ], swiftSettings: strict),
         // The daemon alone, for development builds and tests (.build/debug/cellprovd); not installed.
         .executableTarget(
             name: "cellprovd",
             dependencies: ["CellprovDaemonCommand", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/cellprovd-main",
             swiftSettings: strict, linkerSettings: lean),
         // Test kit: `cellprov-receiver`, the loopback enrollment endpoint of the demo.
         .executableTarget(
