@@ -3,7 +3,7 @@ import FoundationEssentials
 
 /// The enrollment API's version as the wire types here implement it (docs/enrollment-api.yaml `info.version`).
 public enum EnrollmentAPI {
-    public static let version = "0.2.0"
+    public static let version = "0.3.0"
     /// The path, appended to a backend's base URL, that events are posted to.
     public static let path = "/v1/enrollments"
 
