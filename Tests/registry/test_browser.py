@@ -17,20 +17,18 @@ Exit status 0 on success, 1 on a failed check, 77 when selenium, chromium or chr
 CELLPROV_TEST_NO_SKIP is not set (then 1).
 """
 
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import blackbox  # noqa: E402
+import browser  # noqa: E402
+import harness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMEI = "490154203237518"
@@ -43,17 +41,7 @@ def skip(reason):
     blackbox.skip("test_browser", reason, status=77)
 
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-except ImportError:
-    skip("selenium not installed: python3 -m pip install selenium")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if not CHROMIUM or not DRIVER:
-    skip("chromium or chromedriver missing: apt-get install -y chromium chromium-driver")
+webdriver, By = browser.require(skip)
 
 
 assert blackbox.luhn_ok(IMEI) and blackbox.luhn_ok(ICCID)
@@ -111,65 +99,31 @@ def history_event(serial, imei, kind, sequence, occurred, moved_sim, previous_mo
     }
 
 
-def post(base, token, body):
-    request = urllib.request.Request(
-        base + "/v1/enrollments", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     to_docs = "--docs" in sys.argv
     build = os.path.abspath(args[0] if args else os.path.join(ROOT, ".build", "debug"))
-    exe = os.path.join(build, "cellprov-registry")
-    if not os.access(exe, os.X_OK):
-        print(f"test_browser: {exe} not built (swift build --product cellprov-registry)", file=sys.stderr)
+    harness.REGISTRY = os.path.join(build, "cellprov-registry")
+    if not os.access(harness.REGISTRY, os.X_OK):
+        print(f"test_browser: {harness.REGISTRY} not built (swift build --product cellprov-registry)",
+              file=sys.stderr)
         return 1
     work = tempfile.mkdtemp(prefix="cellprov-registry-browser-")
     shots = os.path.join(work, "screenshots")
     os.makedirs(shots)
-    database = "sqlite://" + os.path.join(work, "registry.db")
-
-    def make(*argv):
-        out = subprocess.run([exe, *argv, "--database", database], check=True, capture_output=True, text=True)
-        lines = out.stdout.splitlines()
-        check(len(lines) == 1, f"{argv[0]} add printed {len(lines)} lines on stdout")
-        return lines[0]
-
-    device = make("device", "add", SERIAL)
-    history_tokens = {serial: make("device", "add", serial) for serial in ("GW-BROWSER-2", "GW-BROWSER-3")}
-    admin = make("operator", "add", "alice", "--role", "admin")
-    log_path = os.path.join(work, "registry.log")
-    log = open(log_path, "w")
-    server = subprocess.Popen(
-        [exe, "serve", "--listen", "127.0.0.1:0", "--database", database], stdout=log, stderr=subprocess.STDOUT)
+    reg = harness.Registry("sqlite://" + os.path.join(work, "registry.db"), work)
+    device = reg.device_add(SERIAL)
+    history_tokens = {serial: reg.device_add(serial) for serial in ("GW-BROWSER-2", "GW-BROWSER-3")}
+    admin = reg.operator_add("alice", "admin")
     driver = None
     status = 1
     try:
-        port = None
-        for _ in range(200):
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(log_path).read())
-            if match:
-                port = int(match.group(1))
-                break
-            check(server.poll() is None, "the server exited at start")
-            time.sleep(0.05)
-        check(port, "no 'listening on' line within 10 s")
-        base = f"http://127.0.0.1:{port}"
-        check(post(base, device, event("enrolled", 1, "info")) == 201, "the device's enrollment was not stored")
+        reg.start()
+        base = reg.base
+        check(reg.post_event(device, event("enrolled", 1, "info")).status == 201,
+              "the device's enrollment was not stored")
 
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,900"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-        driver.implicitly_wait(5)
+        driver = browser.chromium(webdriver, implicit_wait=5)
 
         def shot(name):
             driver.save_screenshot(os.path.join(shots, name + ".png"))
@@ -203,7 +157,7 @@ def main():
         check("Marked lost by alice" in driver.find_element(By.ID, "lost-banner").text, "no lost banner")
         check(driver.find_elements(By.ID, "mark-found"), "no found button on a lost unit")
         # The lost unit reports again: refused, flagged.
-        check(post(base, device, event("sim_removed", 2, "warning")) == 403, "the lost unit's token is not refused")
+        check(reg.post_event(device, event("sim_removed", 2, "warning")).status == 403, "the lost unit's token is not refused")
         driver.refresh()
         flags = driver.find_elements(By.CSS_SELECTOR, ".flag[data-kind='lost_unit_seen']")
         check(flags, "no lost_unit_seen flag on the unit page")
@@ -215,7 +169,7 @@ def main():
         # Every holder of a SIM, and the holder at a moment (issue 20): the SIM moved between two units.
         for serial, imei, kind, sequence, occurred, moved, previous in HISTORY:
             body = history_event(serial, imei, kind, sequence, occurred, moved, previous)
-            check(post(base, history_tokens[serial], body) == 201, f"{serial}'s {kind} was not stored")
+            check(reg.post_event(history_tokens[serial], body).status == 201, f"{serial}'s {kind} was not stored")
         driver.find_element(By.ID, "nav-search").click()
         driver.find_element(By.ID, "q").send_keys(MOVED_IMSI)
         driver.find_element(By.ID, "search").click()
@@ -286,13 +240,11 @@ def main():
     finally:
         if driver:
             driver.quit()
-        code = blackbox.stop_process(server, 15)
-        code = "killed" if code is None else code
-        log.close()
+        code = reg.stop()
         if code != 0:
             print(f"test_browser: FAILED: the server exited with {code} on SIGTERM", file=sys.stderr)
             status = 1
-        text = open(log_path).read()
+        text = reg.log_text()
         for value in (IMEI, IMSI, ICCID, MOVED_IMSI, MOVED_ICCID, device, admin, *history_tokens.values()):
             if value in text:
                 print("test_browser: FAILED: an identifier or a token is in the server's log", file=sys.stderr)

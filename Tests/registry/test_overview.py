@@ -23,6 +23,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import blackbox  # noqa: E402
+import browser  # noqa: E402
 
 T = blackbox.Checks("registry overview")
 UNITS = 10_000
@@ -32,15 +33,7 @@ def skip(reason):
     blackbox.skip(T.name, reason)
 
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-except ImportError:
-    skip("selenium not installed: python3 -m pip install selenium")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
+webdriver, By = browser.require(skip)
 
 
 def field(serial, etype, seq, imei, imsi, iccid, model, revision, previous=None):
@@ -50,8 +43,6 @@ def field(serial, etype, seq, imei, imsi, iccid, model, revision, previous=None)
 
 
 def main():
-    if not CHROMIUM or not DRIVER:
-        skip("chromium or chromedriver missing: apt-get install -y chromium chromium-driver")
     h.require_registry(skip)
     work = tempfile.mkdtemp(prefix="cellprov-overview-")
     shots = os.path.join(work, "screenshots")
@@ -106,13 +97,7 @@ def main():
         T.check(not h.leaks_in(r.text, secrets), "no identifier in the API's answer")
 
         # The page.
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,1400"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-        driver.implicitly_wait(5)
+        driver = browser.chromium(webdriver, height=1400, implicit_wait=5)
         driver.get(reg.base + "/overview")
         T.check(driver.find_elements(By.ID, "token"), "signed out, /overview leads to the sign-in page")
         driver.find_element(By.ID, "token").send_keys(viewer)

@@ -16,20 +16,16 @@ Exit status 0 on success, 1 on a failed check, 77 when selenium, chromium or chr
 CELLPROV_TEST_NO_SKIP is not set (then 1).
 """
 
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import blackbox  # noqa: E402
+import browser  # noqa: E402
+import harness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAC = "35209900"
@@ -40,18 +36,8 @@ def skip(reason):
     blackbox.skip("test_pagination", reason, status=77)
 
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-except ImportError:
-    skip("selenium not installed: python3 -m pip install selenium")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if not CHROMIUM or not DRIVER:
-    skip("chromium or chromedriver missing: apt-get install -y chromium chromium-driver")
+webdriver, By = browser.require(skip)
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 
 def imei(tac, n):
@@ -84,55 +70,26 @@ def event(serial, kind, sequence, severity, occurred, identity, slot="usb-1", pr
     }
 
 
-def post(base, token, body):
-    request = urllib.request.Request(
-        base + "/v1/enrollments", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     build = os.path.abspath(args[0] if args else os.path.join(ROOT, ".build", "debug"))
-    exe = os.path.join(build, "cellprov-registry")
-    if not os.access(exe, os.X_OK):
-        print(f"test_pagination: {exe} not built (swift build --product cellprov-registry)", file=sys.stderr)
+    harness.REGISTRY = os.path.join(build, "cellprov-registry")
+    if not os.access(harness.REGISTRY, os.X_OK):
+        print(f"test_pagination: {harness.REGISTRY} not built (swift build --product cellprov-registry)",
+              file=sys.stderr)
         return 1
     work = tempfile.mkdtemp(prefix="cellprov-registry-pagination-")
     shots = os.path.join(work, "screenshots")
     os.makedirs(shots)
-    database = "sqlite://" + os.path.join(work, "registry.db")
-
-    def make(*argv):
-        out = subprocess.run([exe, *argv, "--database", database], check=True, capture_output=True, text=True)
-        lines = out.stdout.splitlines()
-        check(len(lines) == 1, f"{argv[0]} add printed {len(lines)} lines on stdout")
-        return lines[0]
-
-    tokens = {serial: make("device", "add", serial) for serial in SERIALS}
-    admin = make("operator", "add", "alice", "--role", "admin")
+    reg = harness.Registry("sqlite://" + os.path.join(work, "registry.db"), work)
+    tokens = {serial: reg.device_add(serial) for serial in SERIALS}
+    admin = reg.operator_add("alice", "admin")
     identifiers = set()
-    log_path = os.path.join(work, "registry.log")
-    log = open(log_path, "w")
-    server = subprocess.Popen(
-        [exe, "serve", "--listen", "127.0.0.1:0", "--database", database], stdout=log, stderr=subprocess.STDOUT)
     driver = None
     status = 1
     try:
-        port = None
-        for _ in range(200):
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(log_path).read())
-            if match:
-                port = int(match.group(1))
-                break
-            check(server.poll() is None, "the server exited at start")
-            time.sleep(0.05)
-        check(port, "no 'listening on' line within 10 s")
-        base = f"http://127.0.0.1:{port}"
+        reg.start()
+        base = reg.base
 
         # The fleet: per unit an enrollment on 1 November and a new IMEI (of the same TAC) on 2 November; units 1
         # and 2 also one IMEI in two slots; unit 1 six SIM changes on 3 November, an hour apart.
@@ -154,15 +111,10 @@ def main():
                     identifiers.update(card.values())
                     sent.append(event(serial, "sim_changed", 3 + k, "warning", f"2026-11-03T1{k}:00:00Z", card))
             for body in sent:
-                check(post(base, tokens[serial], body) == 201, f"{serial}'s {body['type']} was not stored")
+                check(reg.post_event(tokens[serial], body).status == 201,
+                      f"{serial}'s {body['type']} was not stored")
 
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,900"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-        driver.implicitly_wait(2)
+        driver = browser.chromium(webdriver)
 
         def shot(name):
             driver.save_screenshot(os.path.join(shots, name + ".png"))
@@ -269,13 +221,11 @@ def main():
     finally:
         if driver:
             driver.quit()
-        code = blackbox.stop_process(server, 15)
-        code = "killed" if code is None else code
-        log.close()
+        code = reg.stop()
         if code != 0:
             print(f"test_pagination: FAILED: the server exited with {code} on SIGTERM", file=sys.stderr)
             status = 1
-        text = open(log_path).read()
+        text = reg.log_text()
         for value in (*identifiers, admin, *tokens.values()):
             if value in text:
                 print("test_pagination: FAILED: an identifier or a token is in the server's log", file=sys.stderr)
