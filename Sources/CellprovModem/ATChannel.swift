@@ -42,7 +42,8 @@ public struct ATChannelError: Error, Sendable, Equatable, CustomStringConvertibl
     public var command: String
     public var detail: String
 
-    public var description: String { "\(command): \(detail)" }
+    /// The command scrubbed (``ATChannel/loggable(_:)``): the error's text goes to logs and problem messages.
+    public var description: String { "\(ATChannel.loggable(command)): \(detail)" }
 }
 
 /// What one command's answer may hold. A modem that never ends an answer (information lines forever) must not
@@ -86,6 +87,11 @@ public final class ATChannel: Sendable {
     private let limits: ATAnswerLimits
     private let state: NIOLockedValueBox<State>
     private static let timerQueue = DispatchQueue(label: "cellprov.at.timeouts")
+
+    /// A command as logs and error messages show it: scrubbed like any free text (``Redaction/scrub(_:)``), because
+    /// a command can carry what the modem told us: `AT+CGLA` and `AT+CCHC` write back the session handle `AT+CCHO`
+    /// answered, and a hostile modem can answer an IMSI there (found by the `identity` fuzz target).
+    public static func loggable(_ command: String) -> String { Redaction.scrub(command) }
 
     private struct Pending {
         let id: UInt64
@@ -177,7 +183,7 @@ public final class ATChannel: Sendable {
             return s.nextID
         }
         if Task.isCancelled { throw ATChannelError(code: .cancelled, command: command, detail: "cancelled") }
-        logger.trace("AT command", metadata: ["command": "\(command)"])
+        logger.trace("AT command", metadata: ["command": "\(Self.loggable(command))"])
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ATAnswer, any Error>) in
                 let closedReason: String? = state.withLockedValue { s in

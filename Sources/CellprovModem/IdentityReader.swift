@@ -179,7 +179,9 @@ struct Session {
             guard case .answer(let a)? = await sendIfRunning(cmd), a.result.isSuccess else { continue }
             if let value = ATResponse.text(in: a.lines, tags: tags) {
                 if Self.isPlausibleModuleText(value) { return value }
-                logger.debug("implausible module text", metadata: ["command": "\(cmd)", "length": "\(value.count)"])
+                logger.debug(
+                    "implausible module text",
+                    metadata: ["command": "\(ATChannel.loggable(cmd))", "length": "\(value.count)"])
             }
         }
         return nil
@@ -280,7 +282,7 @@ struct Session {
             if condition == .busy {
                 let now = clock.now
                 if now + backoff < busyUntil && now + backoff < deadline {
-                    logger.debug("SIM busy, retrying", metadata: ["command": "\(command)"])
+                    logger.debug("SIM busy, retrying", metadata: ["command": "\(ATChannel.loggable(command))"])
                     try? await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .seconds(1))
                     continue
@@ -354,7 +356,7 @@ struct Session {
         } catch let error as ATChannelError {
             switch error.code {
             case .timeout:
-                logger.debug("no answer", metadata: ["command": "\(command)"])
+                logger.debug("no answer", metadata: ["command": "\(ATChannel.loggable(command))"])
                 if clock.now >= deadline {
                     stopAtDeadline()
                     return .failed
@@ -365,13 +367,13 @@ struct Session {
                 }
                 await channel.waitForQuiet(options.resyncQuiet, limit: options.resyncLimit)
             case .answerTooLong:
-                logger.debug("answer too long", metadata: ["command": "\(command)"])
+                logger.debug("answer too long", metadata: ["command": "\(ATChannel.loggable(command))"])
                 note(Problem(
                     .answerTooLong, field: .modem, severity: .warning,
                     message: "an answer grew past the size cap without ending; the command failed"))
                 await channel.waitForQuiet(options.resyncQuiet, limit: options.resyncLimit)
             case .unreadable:
-                logger.debug("unreadable answer", metadata: ["command": "\(command)"])
+                logger.debug("unreadable answer", metadata: ["command": "\(ATChannel.loggable(command))"])
                 note(Problem(
                     .garbage, field: .modem, severity: .warning,
                     message: "an answer came mixed with unreadable input and was discarded"))

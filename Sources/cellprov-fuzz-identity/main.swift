@@ -145,7 +145,10 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let texts = [report.description] + logs.lines.withLockedValue { $0 }
     for digits in [report.imei?.unredacted, report.imsi?.unredacted, report.iccid?.unredacted].compactMap({ $0 }) {
         for text in texts {
-            fuzzRequire(!text.contains(digits), "identifier digits in the report or a log line")
+            // The text with the digits masked tells which line leaked them (the input is fuzz data, not a unit's).
+            fuzzRequire(
+                !text.contains(digits),
+                "identifier digits in the report or a log line: \(text.replacingOccurrences(of: digits, with: "<ID>"))")
         }
     }
     for p in report.problems {

@@ -69,6 +69,22 @@ import Testing
         #expect(Double(received) <= 128 * 1024 + 32 * 1024 * seconds, "reads are paced to the rate limit (\(open))")
     }
 
+    /// A command carrying what the modem answered (a session handle written back in `AT+CGLA`/`AT+CCHC`) is logged
+    /// and described scrubbed: a hostile modem can answer an IMSI as its session handle (an `identity` fuzz finding).
+    @Test func aCommandIsLoggedScrubbed() async throws {
+        let sim = try Self.simulator { _ in }
+        defer { sim.stop() }
+        let capture = MetadataLogCapture()
+        let channel = try Self.channel(sim.path, logger: capture.logger)
+        defer { channel.close() }
+        let imsi = try #require(Self.identity.imsi)
+        let answer = try await channel.send("AT+CCHC=\(imsi)", timeout: .seconds(2))
+        #expect(!answer.result.isSuccess, "no such session")
+        #expect(capture.texts.contains { $0.contains("AT+CCHC=") }, "\(capture.texts)")
+        #expect(!capture.texts.contains { $0.contains(imsi) }, "\(capture.texts)")
+        #expect(ATChannel.loggable("AT+CGSN") == "AT+CGSN")
+    }
+
     @Test func endlessAnswerIsCutAtTheCapAndHoldsNoMore() async throws {
         let sim = try Self.simulator { $0.endlessAnswer = true }
         defer { sim.stop() }
