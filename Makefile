@@ -13,7 +13,7 @@ DATADIR   ?= $(PREFIX)/share/cellprov
 # PREFIX=/usr or MENDERINVENTORYDIR=/usr/share/mender/inventory (docs/operations.md, "Mender").
 MENDERINVENTORYDIR ?= $(PREFIX)/share/mender/inventory
 
-.PHONY: all deps build build-tests check test test-scripts test-registry demo bench bench-registry bench-incident release \
+.PHONY: all deps build build-tests check test test-scripts test-registry demo bench bench-registry bench-incident bench-overview release \
 	install clean fuzz sanitize soak
 
 all: build
@@ -94,6 +94,11 @@ bench-registry: release
 bench-incident: release
 	scripts/with-postgres.sh sh -c '.build/release/cellprov-registry-bench incident $(BENCH_INCIDENT_ARGS) \
 		--postgres "$$CELLPROV_TEST_POSTGRES_URL"'
+
+# The fleet overview at 100 000 units (issue 17): the store's read and GET /v1/overview's answers, both backends.
+bench-overview: release
+	scripts/with-postgres.sh sh -c '.build/release/cellprov-registry-bench overview --units 100000 \
+		$(BENCH_OVERVIEW_ARGS) --postgres "$$CELLPROV_TEST_POSTGRES_URL"'
 
 install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR) $(DESTDIR)$(SYSUSERSDIR) \

@@ -181,12 +181,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         // `cellprov-registry-bench`: the registry storage's lookup latency at 1,000,000 units and ingest rate at 1/16/64
-        // concurrent tasks, on SQLite and PostgreSQL (release build; figures printed, not asserted).
+        // concurrent tasks, the incident questions, and the overview (read by the store, answered by the HTTP layer
+        // on loopback), on SQLite and PostgreSQL (release build).
         .executableTarget(
             name: "cellprov-registry-bench",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore", "CellprovRegistryStore",
+                "CellprovRegistryHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ], swiftSettings: strict),
         // The enrollment API's wire types (docs/enrollment-api.yaml): what cellprovd and `cellprov probe --report`
         // send and what cellprov-registry decodes. Pure; shared by both sides, so the two cannot drift apart.
@@ -284,6 +288,8 @@ let package = Package(
                 "CellprovRegistryHTTP", "CellprovRegistryAlerts", "CellprovTestKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The overview chart template rendered alone (its escaping).
+                .product(name: "Mustache", package: "swift-mustache"),
                 // The connection deadlines' handler on an embedded channel (virtual time).
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

@@ -43,13 +43,14 @@ SHAPES = {
     "AuditView": "AuditEntry",
     "IdentityView": "Identity",
 }
-# The overview's answer types (Sources/CellprovRegistryHTTP/Overview.swift) and their schemas.
+# The overview's answer types (Sources/CellprovRegistryCore/Overview.swift: `FleetOverview` is the body, encoded as
+# it stands) and their schemas.
 OVERVIEW_SHAPES = {
-    "Body": "Overview",
+    "FleetOverview": "Overview",
     "Units": "OverviewUnits",
     "Day": "OverviewDay",
     "Week": "OverviewWeek",
-    "Firmware": "FirmwareCount",
+    "FirmwareCount": "FirmwareCount",
 }
 
 failures = []
@@ -72,7 +73,12 @@ def struct_body(text, name):
 
 
 def json_names(body):
-    ck = re.search(r"enum CodingKeys: String, CodingKey \{(.*?)\n\s*\}", body, re.S)
+    ck = None
+    for m in re.finditer(r"enum CodingKeys: String, CodingKey \{(.*?)\n\s*\}", body, re.S):
+        # The struct's own CodingKeys: at its top level, not a nested type's.
+        if body[:m.start()].count("{") == body[:m.start()].count("}"):
+            ck = m
+            break
     if ck:
         names = []
         for line in ck.group(1).splitlines():
@@ -125,7 +131,7 @@ def main():
         failures.append(f"path {method.upper()} {route} is in the document but not served")
 
     views = read(os.path.join(HTTP, "Views.swift"))
-    overview = read(os.path.join(HTTP, "Overview.swift"))
+    overview = read(os.path.join(ROOT, "Sources", "CellprovRegistryCore", "Overview.swift"))
     schemas = spec.get("components", {}).get("schemas", {})
     shapes = [(views, s, d) for s, d in SHAPES.items()] + [(overview, s, d) for s, d in OVERVIEW_SHAPES.items()]
     for text, struct, schema in shapes:

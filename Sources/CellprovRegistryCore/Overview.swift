@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovEnrollmentAPI
 import Foundation
 
 /// The fleet overview (docs/registry.md, "Fleet overview"): units in total, seen in the last 24 hours, silent and
@@ -78,7 +79,7 @@ public struct OpenFlagCount: Sendable, Equatable {
 
 /// One row of the firmware inventory: current field slots with this manufacturer, model and revision (each as the
 /// module reported it; nil when it did not), and how many units carry one.
-public struct FirmwareCount: Sendable, Equatable {
+public struct FirmwareCount: Sendable, Equatable, Encodable {
     public var manufacturer: String?
     public var model: String?
     public var revision: String?
@@ -125,34 +126,60 @@ public struct OverviewCounts: Sendable, Equatable {
     }
 }
 
-/// The overview as the API and the page show it: every day and week present, every flag kind present.
-public struct FleetOverview: Sendable, Equatable {
-    public struct Day: Sendable, Equatable {
-        /// 00:00 UTC of the day.
-        public var start: Date
-        public var events: Int
+/// The overview as the API and the page show it: every day and week present, every flag kind present. It is the
+/// `GET /v1/overview` body itself (docs/registry-api.yaml): encoded as it stands, with the API's names.
+public struct FleetOverview: Sendable, Equatable, Encodable {
+    public struct Units: Sendable, Equatable, Encodable {
+        public var total: Int
+        public var seen24h: Int
+        public var silent: Int
+        public var lost: Int
+
+        enum CodingKeys: String, CodingKey {
+            case total, silent, lost
+            case seen24h = "seen_24h"
+        }
     }
 
-    public struct Week: Sendable, Equatable {
+    public struct Day: Sendable, Equatable, Encodable {
+        /// 00:00 UTC of the day.
+        public var start: Date
+        /// `YYYY-MM-DD`.
+        public var day: String
+        public var events: Int
+
+        enum CodingKeys: String, CodingKey {
+            case day, events
+        }
+    }
+
+    public struct Week: Sendable, Equatable, Encodable {
         /// Monday 00:00 UTC.
         public var start: Date
-        /// ISO 8601 week-numbering year and week (`2026-W50`).
-        public var isoYear: Int
+        /// ISO 8601 week-numbering year and week, `2026-W50`.
+        public var week: String
+        /// The ISO week number alone (the chart's axis label).
         public var isoWeek: Int
+        /// Its Monday, `YYYY-MM-DD`.
+        public var monday: String
         public var simSwaps: Int
         public var profileSwitches: Int
 
-        public var label: String { "\(isoYear)-W" + (isoWeek < 10 ? "0" : "") + "\(isoWeek)" }
+        enum CodingKeys: String, CodingKey {
+            case week
+            case monday = "start"
+            case simSwaps = "sim_swaps"
+            case profileSwitches = "profile_switches"
+        }
     }
 
-    public var total: Int
-    public var seen24h: Int
-    public var silent: Int
-    public var lost: Int
+    /// When the counts were read (the query's `now`): the page and the API say how old the overview is.
+    public var asOf: Date
+    public var units: Units
     /// Every ``FlagKind``, zero when none is open.
     public var openFlags: [FlagKind: Int]
-    /// The non-zero counts by kind and severity, in ``FlagKind`` order then severity (critical first).
-    public var openFlagsBySeverity: [OpenFlagCount]
+    /// The open flags by kind and severity, non-zero counts only.
+    public var openFlagsBySeverity: [FlagKind: [EventSeverity: Int]]
     /// ``OverviewQuery/days`` days, oldest first, today last.
     public var eventsPerDay: [Day]
     /// ``OverviewQuery/weeks`` weeks, oldest first, this week last.
@@ -162,22 +189,44 @@ public struct FleetOverview: Sendable, Equatable {
     /// More firmware rows exist than ``firmware`` lists.
     public var firmwareTruncated: Bool
 
+    enum CodingKeys: String, CodingKey {
+        case units, firmware
+        case asOf = "as_of"
+        case openFlags = "open_flags"
+        case openFlagsBySeverity = "open_flags_by_severity"
+        case eventsPerDay = "events_per_day"
+        case weeks = "sim_swaps_per_week"
+        case firmwareTruncated = "firmware_truncated"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(EnrollmentTimestamp.format(asOf), forKey: .asOf)
+        try c.encode(units, forKey: .units)
+        try c.encode(openFlags, forKey: .openFlags)
+        try c.encode(openFlagsBySeverity, forKey: .openFlagsBySeverity)
+        try c.encode(eventsPerDay, forKey: .eventsPerDay)
+        try c.encode(weeks, forKey: .weeks)
+        try c.encode(firmware, forKey: .firmware)
+        try c.encode(firmwareTruncated, forKey: .firmwareTruncated)
+    }
+
+    /// `YYYY-MM-DD` of a UTC day.
+    static func dayString(_ date: Date) -> String { String(EnrollmentTimestamp.format(date).prefix(10)) }
+
     /// The overview from the store's sparse counts.
     public static func assemble(_ counts: OverviewCounts, _ query: OverviewQuery) -> FleetOverview {
         var byKind = [FlagKind: Int]()
         for kind in FlagKind.allCases { byKind[kind] = 0 }
-        for f in counts.openFlags { byKind[f.kind, default: 0] += f.count }
-        let kindOrder = Dictionary(uniqueKeysWithValues: FlagKind.allCases.enumerated().map { ($1, $0) })
-        let severityOrder: [EventSeverity: Int] = [.critical: 0, .warning: 1, .notice: 2, .info: 3]
-        let bySeverity = counts.openFlags.filter { $0.count > 0 }.sorted {
-            let (a, b) = (kindOrder[$0.kind] ?? 0, kindOrder[$1.kind] ?? 0)
-            return a != b ? a < b : (severityOrder[$0.severity] ?? 9) < (severityOrder[$1.severity] ?? 9)
+        var bySeverity = [FlagKind: [EventSeverity: Int]]()
+        for f in counts.openFlags where f.count > 0 {
+            byKind[f.kind, default: 0] += f.count
+            bySeverity[f.kind, default: [:]][f.severity, default: 0] += f.count
         }
         let days = (0..<Int64(OverviewQuery.days)).map { i -> Day in
             let d = query.firstDay + i
-            return Day(
-                start: Date(timeIntervalSince1970: TimeInterval(d * OverviewQuery.dayMilliseconds) / 1000),
-                events: counts.eventsByDay[d] ?? 0)
+            let start = Date(timeIntervalSince1970: TimeInterval(d * OverviewQuery.dayMilliseconds) / 1000)
+            return Day(start: start, day: dayString(start), events: counts.eventsByDay[d] ?? 0)
         }
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = TimeZone(identifier: "UTC")!
@@ -186,12 +235,15 @@ public struct FleetOverview: Sendable, Equatable {
             let ms = w * OverviewQuery.weekMilliseconds + OverviewQuery.mondayEpochMilliseconds
             let start = Date(timeIntervalSince1970: TimeInterval(ms) / 1000)
             let parts = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: start)
+            let (year, number) = (parts.yearForWeekOfYear ?? 0, parts.weekOfYear ?? 0)
             return Week(
-                start: start, isoYear: parts.yearForWeekOfYear ?? 0, isoWeek: parts.weekOfYear ?? 0,
-                simSwaps: counts.simSwapsByWeek[w] ?? 0, profileSwitches: counts.profileSwitchesByWeek[w] ?? 0)
+                start: start, week: "\(year)-W" + (number < 10 ? "0" : "") + "\(number)", isoWeek: number,
+                monday: dayString(start), simSwaps: counts.simSwapsByWeek[w] ?? 0,
+                profileSwitches: counts.profileSwitchesByWeek[w] ?? 0)
         }
         return FleetOverview(
-            total: counts.total, seen24h: counts.seen24h, silent: counts.silent, lost: counts.lost,
+            asOf: query.now,
+            units: Units(total: counts.total, seen24h: counts.seen24h, silent: counts.silent, lost: counts.lost),
             openFlags: byKind, openFlagsBySeverity: bySeverity, eventsPerDay: days, weeks: weeks,
             firmware: Array(counts.firmware.prefix(OverviewQuery.firmwareLimit)),
             firmwareTruncated: counts.firmware.count > OverviewQuery.firmwareLimit)

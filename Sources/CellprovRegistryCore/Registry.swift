@@ -49,7 +49,7 @@ public enum EventOrigin: String, Sendable, Codable {
 }
 
 /// The kinds of red flag the registry raises. Raw values are the API's `kind` names.
-public enum FlagKind: String, Sendable, Codable, CaseIterable {
+public enum FlagKind: String, Sendable, Codable, CaseIterable, CodingKeyRepresentable {
     /// A device reported `imei_changed` (a module reporting a new IMEI, or a swapped module).
     case imeiChanged = "imei_changed"
     /// A device reported `duplicate_imei` (two of its own slots with one IMEI).

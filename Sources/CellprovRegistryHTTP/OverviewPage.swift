@@ -12,16 +12,20 @@ import NIOCore
 /// flags. No identifier is shown: counts, days, flag kinds and module names only.
 struct OverviewPage {
     let state: RegistryState
+    let snapshot: OverviewSnapshot
     private let pages: Pages
     private let library: MustacheLibrary
 
-    init(state: RegistryState) {
+    init(state: RegistryState, snapshot: OverviewSnapshot) {
         self.state = state
+        self.snapshot = snapshot
         pages = Pages(state: state)
         var library = MustacheLibrary()
         // Literals of this module: a parse error is a programming error, caught by any test that renders the page.
         try! library.register(Templates.layout, named: "layout")
+        try! library.register(Templates.searchForm, named: "searchForm")
         try! library.register(OverviewTemplates.overview, named: "overview")
+        try! library.register(OverviewTemplates.barChart, named: "barChart")
         self.library = library
     }
 
@@ -29,7 +33,7 @@ struct OverviewPage {
         guard let signed = await pages.session(request) else { return pages.redirect("/") }
         let overview: FleetOverview
         do {
-            overview = try await Overview.load(state)
+            overview = try await snapshot.overview()
         } catch {
             return state.storeFailure(error, "overview page")
         }
@@ -44,15 +48,14 @@ struct OverviewPage {
             body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// The template's values (the charts already rendered; their text is numbers and dates only, escaped anyway).
+    /// The template's values: counts, rows and the charts' geometry (``OverviewCharts``); the template escapes
+    /// every text.
     static func values(_ o: FleetOverview) -> [String: Any] {
         let severities: [EventSeverity] = [.critical, .warning, .notice, .info]
-        var bySeverity = [FlagKind: [EventSeverity: Int]]()
-        for f in o.openFlagsBySeverity { bySeverity[f.kind, default: [:]][f.severity, default: 0] += f.count }
         let flagRows: [[String: Any]] = FlagKind.allCases.compactMap { kind in
             let n = o.openFlags[kind] ?? 0
             guard n > 0 else { return nil }
-            let s = bySeverity[kind] ?? [:]
+            let s = o.openFlagsBySeverity[kind] ?? [:]
             return [
                 "kind": kind.rawValue, "count": n, "href": "/flags?kind=\(Pages.pathComponent(kind.rawValue))",
                 "severities": severities.compactMap { sev -> [String: Any]? in
@@ -73,7 +76,8 @@ struct OverviewPage {
         let swapsTotal = o.weeks.reduce(0) { $0 + $1.simSwaps }
         let switchesTotal = o.weeks.reduce(0) { $0 + $1.profileSwitches }
         return [
-            "total": o.total, "seen24h": o.seen24h, "silent": o.silent, "lost": o.lost,
+            "asOf": RFC3339.string(o.asOf) ?? "",
+            "total": o.units.total, "seen24h": o.units.seen24h, "silent": o.units.silent, "lost": o.units.lost,
             "silentHref": "/flags?kind=\(FlagKind.unitSilent.rawValue)",
             "hasFlags": !flagRows.isEmpty, "flags": flagRows,
             "openTotal": o.openFlags.values.reduce(0, +),
@@ -100,29 +104,15 @@ struct OverviewPage {
     }
 }
 
-/// The overview's charts as inline SVG: bars with a `<title>` each (the browser shows it on hover, no script),
-/// axis labels and a text summary for screen readers (`role="img"`, `aria-label`). Pure: values in, markup out.
+/// The overview's charts as the values of ``OverviewTemplates/barChart`` (inline SVG: bars with a `<title>` each,
+/// which the browser shows on hover without script; axis labels; a text summary for screen readers). Pure: counts
+/// in, geometry and texts out; the template escapes them.
 enum OverviewCharts {
     static let width = 720
     static let height = 200
     static let left = 44
     static let bottom = 26
     static let top = 24
-
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
 
     /// A round upper bound for the y axis (1, 2, 5 times a power of ten), at least 1.
     static func niceMax(_ v: Int) -> Int {
@@ -136,55 +126,59 @@ enum OverviewCharts {
 
     static func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    private static func frame(_ id: String, label: String, yMax: Int, content: String, legend: String = "") -> String {
-        let plotH = height - bottom - top
-        var s = """
-            <svg id="\(id)" role="img" aria-label="\(escape(label))" viewBox="0 0 \(width) \(height)" \
-            width="100%" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg" \
-            font-family="system-ui, sans-serif" font-size="11">
-            """
-        s += "<rect x=\"0\" y=\"0\" width=\"\(width)\" height=\"\(height)\" fill=\"#fff\"/>"
-        for (i, v) in [0, yMax / 2, yMax].enumerated() where i == 0 || v > 0 {
-            let y = Double(top + plotH) - Double(plotH) * Double(v) / Double(yMax)
-            s += "<line x1=\"\(left)\" y1=\"\(fmt(y))\" x2=\"\(width - 4)\" y2=\"\(fmt(y))\" stroke=\"#e3e6eb\"/>"
-            s += "<text x=\"\(left - 6)\" y=\"\(fmt(y + 4))\" text-anchor=\"end\" fill=\"#555\">\(v)</text>"
+    static var plotWidth: Double { Double(width - left - 4) }
+    static var plotHeight: Double { Double(height - bottom - top) }
+
+    /// The chart's frame: its size, label and the y axis's grid lines (0, half and the top).
+    private static func chart(id: String, label: String, yMax: Int) -> [String: Any] {
+        let grid: [[String: Any]] = [0, yMax / 2, yMax].enumerated().compactMap { i, v in
+            guard i == 0 || v > 0 else { return nil }
+            let y = Double(top) + plotHeight - plotHeight * Double(v) / Double(yMax)
+            return ["x1": left, "x2": width - 4, "y": fmt(y), "tx": left - 6, "ty": fmt(y + 4), "value": v]
         }
-        s += content + legend + "</svg>"
-        return s
+        return ["id": id, "label": label, "width": width, "height": height, "grid": grid, "labelY": height - 8]
+    }
+
+    private static func bar(
+        _ cls: String, x: Double, width w: Double, count: Int, yMax: Int, color: String, data: (String, String),
+        title: String
+    ) -> [String: Any] {
+        let h = plotHeight * Double(count) / Double(yMax)
+        return [
+            "cls": cls, "x": fmt(x), "y": fmt(Double(top) + plotHeight - h), "w": fmt(w), "h": fmt(h), "fill": color,
+            "dataName": data.0, "dataValue": data.1, "count": count, "title": title,
+        ]
     }
 
     /// Events per day: one bar a day, a date label every fifth day and on the last.
-    static func eventsPerDay(_ days: [FleetOverview.Day]) -> String {
+    static func eventsPerDay(_ days: [FleetOverview.Day]) -> [String: Any] {
         let yMax = niceMax(days.map(\.events).max() ?? 0)
-        let plotW = Double(width - left - 4)
-        let plotH = Double(height - bottom - top)
-        let slot = plotW / Double(max(days.count, 1))
-        var content = ""
+        let slot = plotWidth / Double(max(days.count, 1))
+        var bars = [[String: Any]]()
+        var labels = [[String: Any]]()
         for (i, d) in days.enumerated() {
-            let day = Overview.dayString(d.start)
-            let h = plotH * Double(d.events) / Double(yMax)
             let x = Double(left) + Double(i) * slot + slot * 0.15
-            content += "<rect class=\"bar\" x=\"\(fmt(x))\" y=\"\(fmt(Double(top) + plotH - h))\" "
-            content += "width=\"\(fmt(slot * 0.7))\" height=\"\(fmt(h))\" fill=\"#3b6fb6\" data-day=\"\(day)\" "
-            content += "data-count=\"\(d.events)\"><title>\(day): \(d.events) event(s)</title></rect>"
+            bars.append(
+                bar(
+                    "bar", x: x, width: slot * 0.7, count: d.events, yMax: yMax, color: "#3b6fb6",
+                    data: ("day", d.day), title: "\(d.day): \(d.events) event(s)"))
             if i % 5 == 0 || i == days.count - 1 {
-                content += "<text x=\"\(fmt(x + slot * 0.35))\" y=\"\(height - 8)\" text-anchor=\"middle\" "
-                content += "fill=\"#555\">\(escape(String(day.dropFirst(5))))</text>"
+                labels.append(["x": fmt(x + slot * 0.35), "text": String(d.day.dropFirst(5))])
             }
         }
         let total = days.reduce(0) { $0 + $1.events }
-        return frame(
-            "chart-events", label: "Events per day, last \(days.count) days: \(total) in total", yMax: yMax,
-            content: content)
+        var c = chart(id: "chart-events", label: "Events per day, last \(days.count) days: \(total) in total", yMax: yMax)
+        c["bars"] = bars
+        c["labels"] = labels
+        return c
     }
 
     /// SIM swaps and profile switches per ISO week: two bars a week.
-    static func swapsPerWeek(_ weeks: [FleetOverview.Week]) -> String {
+    static func swapsPerWeek(_ weeks: [FleetOverview.Week]) -> [String: Any] {
         let yMax = niceMax(weeks.map { max($0.simSwaps, $0.profileSwitches) }.max() ?? 0)
-        let plotW = Double(width - left - 4)
-        let plotH = Double(height - bottom - top)
-        let slot = plotW / Double(max(weeks.count, 1))
-        var content = ""
+        let slot = plotWidth / Double(max(weeks.count, 1))
+        var bars = [[String: Any]]()
+        var labels = [[String: Any]]()
         for (i, w) in weeks.enumerated() {
             let x0 = Double(left) + Double(i) * slot + slot * 0.12
             let bw = slot * 0.36
@@ -192,27 +186,26 @@ enum OverviewCharts {
                 (w.simSwaps, "#a1001c", "SIM swap(s)", "bar-swaps"),
                 (w.profileSwitches, "#e0a100", "profile switch(es)", "bar-switches"),
             ].enumerated() {
-                let h = plotH * Double(n) / Double(yMax)
-                let x = x0 + Double(j) * bw
-                content += "<rect class=\"\(cls)\" x=\"\(fmt(x))\" y=\"\(fmt(Double(top) + plotH - h))\" "
-                content += "width=\"\(fmt(bw))\" height=\"\(fmt(h))\" fill=\"\(color)\" data-week=\"\(w.label)\" "
-                content += "data-count=\"\(n)\"><title>\(w.label): \(n) \(what)</title></rect>"
+                bars.append(
+                    bar(
+                        cls, x: x0 + Double(j) * bw, width: bw, count: n, yMax: yMax, color: color,
+                        data: ("week", w.week), title: "\(w.week): \(n) \(what)"))
             }
-            content += "<text x=\"\(fmt(x0 + bw))\" y=\"\(height - 8)\" text-anchor=\"middle\" fill=\"#555\">"
-            content += "W\(w.isoWeek < 10 ? "0" : "")\(w.isoWeek)</text>"
+            labels.append(["x": fmt(x0 + bw), "text": "W" + (w.isoWeek < 10 ? "0" : "") + "\(w.isoWeek)"])
         }
-        let legend = """
-            <rect x="\(width - 250)" y="4" width="10" height="10" fill="#a1001c"/>\
-            <text x="\(width - 236)" y="13" fill="#333">SIM swaps</text>\
-            <rect x="\(width - 150)" y="4" width="10" height="10" fill="#e0a100"/>\
-            <text x="\(width - 136)" y="13" fill="#333">profile switches</text>
-            """
         let swaps = weeks.reduce(0) { $0 + $1.simSwaps }
         let switches = weeks.reduce(0) { $0 + $1.profileSwitches }
-        return frame(
-            "chart-swaps",
+        var c = chart(
+            id: "chart-swaps",
             label: "SIM swaps and profile switches per week, last \(weeks.count) weeks: \(swaps) swaps, "
                 + "\(switches) profile switches",
-            yMax: yMax, content: content, legend: legend)
+            yMax: yMax)
+        c["bars"] = bars
+        c["labels"] = labels
+        c["legend"] = [
+            ["x": width - 250, "tx": width - 236, "fill": "#a1001c", "text": "SIM swaps"],
+            ["x": width - 150, "tx": width - 136, "fill": "#e0a100", "text": "profile switches"],
+        ]
+        return c
     }
 }

@@ -23,7 +23,8 @@ struct Pages {
         // The templates are literals of this file's module: a parse error is a programming error, caught by any
         // test that renders a page.
         for (name, text) in [
-            ("layout", Templates.layout), ("signin", Templates.signIn), ("search", Templates.search),
+            ("layout", Templates.layout), ("signin", Templates.signIn), ("searchForm", Templates.searchForm),
+            ("search", Templates.search),
             ("unit", Templates.unit), ("flags", Templates.flags), ("reconcile", Templates.reconcile),
             ("message", Templates.message), ("affected", Templates.affected),
         ] {
@@ -177,7 +178,8 @@ struct Pages {
         } catch {
             return state.storeFailure(error, "start session")
         }
-        var response = redirect("/")
+        // The fleet overview, with the search box at its top.
+        var response = redirect("/overview")
         response.setCookie(cookie(Self.sessionCookie, sessionID, maxAge: Int(state.options.sessionLifetime)))
         response.setCookie(cookie(Self.preSessionCookie, "", maxAge: 0))
         state.logger.info("operator signed in", metadata: ["operator": "\(name)", "role": "\(role.rawValue)"])

@@ -63,6 +63,9 @@ public struct RegistryHTTPOptions: Sendable {
     /// How long without a field event makes a unit silent on the overview (`[alerts] unit_silent_days`, the
     /// `unit_silent` check's threshold).
     public var unitSilentThreshold: TimeInterval = 7 * 86_400
+    /// How long the overview's snapshot is answered as read before a request refreshes it in the background
+    /// (``OverviewSnapshot``, 30 s); 0 reads the store on every request.
+    public var overviewFreshFor: TimeInterval = 30
 
     public init(
         tls: Bool = false, sessionLifetime: TimeInterval = 8 * 3600, reconcile: ReconcileHook? = nil,

@@ -71,8 +71,9 @@ enum Templates {
         </form>
         """
 
-    static let search = """
-        <h1>Find a unit</h1>
+    /// The search box: on the search page and at the top of the overview (where sign-in lands), so that the
+    /// two-minute lookup is one step from either.
+    static let searchForm = """
         <form method="get" action="/" role="search">
         <input type="text" id="q" name="q" value="{{q}}" autofocus
           placeholder="IMEI, IMSI, ICCID, EID (32 digits), serial, TAC (8 digits) or a log reference">
@@ -80,6 +81,11 @@ enum Templates {
         <input type="text" id="at" name="at" value="{{at}}" size="26" placeholder="2026-11-03T14:22:00Z (optional)">
         <button type="submit" id="search">Search</button>
         </form>
+        """
+
+    static let search = """
+        <h1>Find a unit</h1>
+        {{> searchForm}}
         <p>Without a moment, every unit that ever reported the IMEI, IMSI, ICCID or EID, current holder first, with
         the intervals it held it. With one (RFC 3339, the device's time), the units that held it at that moment.</p>
         <p><a href="/affected" id="affected-link">Affected units</a>: the units carrying a module model, firmware

@@ -1,4 +1,5 @@
 import CellprovCore
+import CellprovRegistryCore
 @_spi(Bench) import CellprovRegistryStore
 
 /// The synthetic fleet of the incident benchmark: `units` units of ten field events each, every value a pure
@@ -237,4 +238,21 @@ struct BenchFleet: Sendable {
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+extension BenchFleet {
+    /// Loads the fleet into `store`, printing its progress and rate.
+    func loadReporting(_ store: any RegistryStore & BulkLoadable, _ name: String) async throws {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let key = try await store.pseudonymKey()
+        let bytes = try await load(store, registryKey: key) { done in
+            if done % 100_000 == 0 { print("\(name) … \(done) units loaded") }
+        }
+        let seconds = ms(clock.now - started) / 1000
+        let events = units * BenchFleet.eventsPerUnit
+        print(
+            "\(name) loaded \(units) units, \(events) events (payload mean \(bytes / max(1, events)) bytes)"
+                + " in \(fmt(seconds, 1)) s (\(fmt(Double(events) / seconds, 0)) events/s)")
+    }
 }

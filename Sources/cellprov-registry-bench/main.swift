@@ -18,6 +18,10 @@ import Logging
 //             checked against the load (a wrong one exits 1); p99s are compared with the targets (50 ms, 500 ms),
 //             and --require-targets exits 2 when one is missed. Options: --samples N (as-of queries of each
 //             kind, default 1000), --affected-runs N (default 20).
+//   overview  the fleet overview on BenchFleet's units: the store's read of it (--reads N times, default 10, each
+//             answer checked against the load) and GET /v1/overview through the real HTTP layer on loopback
+//             (--requests N, default 1000, after a first one that waits for the read); the answers' p99 is
+//             compared with the target (200 ms), --require-targets exits 2 when it is missed.
 //
 // --postgres names a server (e.g. scripts/pg-test-server.sh's URL): the benchmark creates its own database on it
 // and drops it at the end. The SQLite database is made in --dir (default: a new temporary directory), removed at
@@ -30,12 +34,14 @@ struct Options {
     var events = 3000
     var samples = 1000
     var affectedRuns = 20
+    var reads = 10
+    var requests = 1000
     var requireTargets = false
     var sqlite = true
     var postgres: String?
     var dir: String?
 
-    static let modes = ["lookups", "incident"]
+    static let modes = ["lookups", "incident", "overview"]
 
     init(_ args: [String]) throws {
         var i = 0
@@ -63,6 +69,8 @@ struct Options {
             case "--events": events = try number()
             case "--samples": samples = try number()
             case "--affected-runs": affectedRuns = try number()
+            case "--reads": reads = try number()
+            case "--requests": requests = try number()
             case "--require-targets": requireTargets = true
             case "--no-sqlite": sqlite = false
             case "--postgres": postgres = try value()
@@ -222,6 +230,15 @@ do {
             met =
                 try await IncidentBench.run(
                     store, name, fleet: fleet, samples: options.samples, affectedRuns: options.affectedRuns) && met
+        }
+        if options.requireTargets && !met { exit(2) }
+    case "overview":
+        let fleet = try BenchFleet(units: options.units)
+        var met = true
+        try await onEachBackend(options, logger: logger) { store, name in
+            met =
+                try await OverviewBench.run(
+                    store, name, fleet: fleet, reads: options.reads, requests: options.requests) && met
         }
         if options.requireTargets && !met { exit(2) }
     default:

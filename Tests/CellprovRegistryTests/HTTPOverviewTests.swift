@@ -5,6 +5,7 @@ import CellprovRegistryCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Mustache
 import Testing
 
 // The fleet overview through the operator API (`GET /v1/overview`) and the `/overview` page (issue 17 item 6,
@@ -60,9 +61,11 @@ import Testing
                 #expect(
                     Set(o.keys)
                         == [
-                            "units", "open_flags", "open_flags_by_severity", "events_per_day", "sim_swaps_per_week",
-                            "firmware", "firmware_truncated",
+                            "as_of", "units", "open_flags", "open_flags_by_severity", "events_per_day",
+                            "sim_swaps_per_week", "firmware", "firmware_truncated",
                         ])
+                let asOf = try #require(EnrollmentTimestamp.parse(o["as_of"] as? String ?? ""))
+                #expect(abs(asOf.timeIntervalSinceNow) < 60)
                 let units = try #require(o["units"] as? [String: Int])
                 // The fixture's two devices have tokens and no event: units, neither seen nor silent.
                 #expect(units["total"] == 5)
@@ -119,6 +122,9 @@ import Testing
                 // The same policy as every page: nothing but the page itself, no script.
                 #expect(csp != nil && csp == searchCSP)
                 #expect(!html.lowercased().contains("<script"))
+                // The search box first (sign-in lands here), then how old the counts are.
+                #expect(html.contains("id=\"q\" name=\"q\""))
+                #expect(html.contains("<time id=\"as-of\" datetime=\""))
                 #expect(html.contains("<svg id=\"chart-events\""))
                 #expect(html.contains("<svg id=\"chart-swaps\""))
                 #expect(html.contains("id=\"units-total\">5<"))
@@ -140,13 +146,59 @@ import Testing
         }
     }
 
-    @Test func chartsScaleAndEscape() {
+    /// The overview is read once per `overviewFreshFor` whoever asks: a second answer within it shows the same
+    /// snapshot (same `as_of`, the new event not counted); with 0, every answer reads the store.
+    @Test(arguments: StoreBackend.available)
+    func answersComeFromOneSnapshotUntilItIsStale(_ backend: StoreBackend) async throws {
+        for fresh in [30.0, 0] {
+            var options = RegistryHTTPOptions()
+            options.overviewFreshFor = fresh
+            try await RegistryFixture.with(backend, options: options) { f in
+                try await Self.fleet(f.store)
+                try await f.test { client in
+                    let (_, first) = try await client.call(.get, "/v1/overview", token: f.viewerToken)
+                    let later = Date().addingTimeInterval(-60)
+                    try await f.store.field(
+                        StoreOverviewTests.report("GW-9", n: 29, model: "EC25", revision: nil, at: later), "GW-9",
+                        at: later)
+                    let (_, second) = try await client.call(.get, "/v1/overview", token: f.viewerToken)
+                    let (a, b) = (Self.object(first), Self.object(second))
+                    let totals = [a, b].map { ($0["units"] as? [String: Int])?["total"] }
+                    if fresh > 0 {
+                        #expect(totals == [5, 5])
+                        #expect(a["as_of"] as? String == b["as_of"] as? String)
+                    } else {
+                        #expect(totals == [5, 6])
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func chartsScaleAndTheTemplateEscapes() throws {
         #expect(OverviewCharts.niceMax(0) == 1)
         #expect(OverviewCharts.niceMax(3) == 5)
         #expect(OverviewCharts.niceMax(11) == 20)
         #expect(OverviewCharts.niceMax(500) == 500)
         #expect(OverviewCharts.niceMax(501) == 1000)
-        #expect(OverviewCharts.escape("<a href=\"x\">&'") == "&lt;a href=&quot;x&quot;&gt;&amp;&#39;")
+        // The chart's texts are escaped by the template, not by hand.
+        var library = MustacheLibrary()
+        try library.register(OverviewTemplates.barChart, named: "barChart")
+        let svg =
+            library.render(
+                [
+                    "id": "c", "label": "<a href=\"x\">&", "grid": [Any](), "legend": [Any](),
+                    "bars": [["x": "1", "dataName": "day", "dataValue": "\"><script>", "count": 1, "title": "<b>"]],
+                ] as [String: Any], withTemplate: "barChart") ?? ""
+        #expect(svg.contains("aria-label=\"&lt;a href=&quot;x&quot;&gt;&amp;\""))
+        #expect(svg.contains("<title>&lt;b&gt;</title>"))
+        #expect(!svg.contains("<script") && !svg.contains("<b>"))
+        let chart = OverviewCharts.eventsPerDay(
+            FleetOverview.assemble(OverviewCounts(eventsByDay: [20_000: 3]), OverviewQuery(
+                now: Date(timeIntervalSince1970: 20_000 * 86_400 + 3600), silenceThreshold: 86_400)).eventsPerDay)
+        let drawn = library.render(chart, withTemplate: "barChart") ?? ""
+        #expect(drawn.contains("data-day=\"2024-10-04\" data-count=\"3\"><title>2024-10-04: 3 event(s)</title>"))
+        #expect(drawn.components(separatedBy: "<rect class=\"bar\"").count == 31)
         #expect(
             OverviewPage.affectedLink(FirmwareCount(manufacturer: "Quectel", model: "EC25", revision: " A", units: 1))
                 == nil)

@@ -50,6 +50,8 @@ import Testing
             body: form(["csrf": csrf, "token": token])
         ) { r in
             #expect(r.status == .seeOther)
+            // Sign-in lands on the fleet overview (with the search box at its top).
+            #expect(r.headers[.location] == "/overview")
             return Cookies(r.headers).values["cellprov_session"] ?? ""
         }
         let pageCSRF = try await client.execute(

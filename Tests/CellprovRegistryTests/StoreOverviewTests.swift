@@ -83,7 +83,7 @@ import Testing
     func countsOnBothBackends(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store, _ in
             let empty = FleetOverview.assemble(try await store.overviewCounts(Self.query), Self.query)
-            #expect(empty.total == 0 && empty.firmware.isEmpty && empty.eventsPerDay.allSatisfy { $0.events == 0 })
+            #expect(empty.units.total == 0 && empty.firmware.isEmpty && empty.eventsPerDay.allSatisfy { $0.events == 0 })
             #expect(empty.openFlags.count == FlagKind.allCases.count && empty.openFlags.values.allSatisfy { $0 == 0 })
 
             try await Self.fleet(store)
@@ -108,13 +108,13 @@ import Testing
             #expect(try await store.resolveFlag(id: resolved[0].id, by: "alice", note: "checked", at: Self.now))
 
             let o = FleetOverview.assemble(try await store.overviewCounts(Self.query), Self.query)
-            #expect(o.total == 7)
-            #expect(o.seen24h == 1)
+            #expect(o.units.total == 7)
+            #expect(o.units.seen24h == 1)
             // The unit_silent check's own answer: not lost, seen, last seen before the threshold.
             let silent = try await store.silentUnits(lastSeenBefore: Self.query.silentBefore)
             #expect(silent == ["GW-2", "GW-5", "GW-6", "GW-7"])
-            #expect(o.silent == silent.count)
-            #expect(o.lost == 1)
+            #expect(o.units.silent == silent.count)
+            #expect(o.units.lost == 1)
 
             // Open flags: the same as the flags list, by kind and by severity; the resolved one is not counted.
             let open = try await store.flags(openOnly: true, limit: 1000)
@@ -122,13 +122,8 @@ import Testing
             for f in open { byKind[f.flag.kind, default: 0] += 1 }
             for kind in FlagKind.allCases { #expect(o.openFlags[kind] == byKind[kind] ?? 0, "\(kind)") }
             #expect((o.openFlags[.unitSilent] ?? 0) == 2)
-            #expect(
-                o.openFlagsBySeverity.filter { $0.kind == .unitSilent }
-                    == [
-                        OpenFlagCount(kind: .unitSilent, severity: .critical, count: 1),
-                        OpenFlagCount(kind: .unitSilent, severity: .warning, count: 1),
-                    ])
-            #expect(o.openFlagsBySeverity.reduce(0) { $0 + $1.count } == open.count)
+            #expect(o.openFlagsBySeverity[.unitSilent] == [.critical: 1, .warning: 1])
+            #expect(o.openFlagsBySeverity.values.flatMap(\.values).reduce(0, +) == open.count)
 
             // Events per day: 30 days, 8 November to 7 December, zeros included; the first instant counts, the
             // millisecond before does not; the manufacturing record counts on its day.
@@ -146,10 +141,10 @@ import Testing
                 ])
 
             // Weeks: 12 ISO weeks, W39 to W50.
-            #expect(o.weeks.map(\.label) == (39...50).map { "2026-W\($0)" })
-            let swaps = Dictionary(uniqueKeysWithValues: o.weeks.map { ($0.label, $0.simSwaps) })
+            #expect(o.weeks.map(\.week) == (39...50).map { "2026-W\($0)" })
+            let swaps = Dictionary(uniqueKeysWithValues: o.weeks.map { ($0.week, $0.simSwaps) })
             #expect(swaps.filter { $0.value > 0 } == ["2026-W39": 1, "2026-W45": 1, "2026-W48": 1, "2026-W49": 1])
-            #expect(o.weeks.filter { $0.profileSwitches > 0 }.map(\.label) == ["2026-W50"])
+            #expect(o.weeks.filter { $0.profileSwitches > 0 }.map(\.week) == ["2026-W50"])
             #expect(o.weeks.last?.profileSwitches == 1)
 
             // Firmware: current field slots only (not GW-4's manufacturing record), a unit counted once however
@@ -178,10 +173,10 @@ import Testing
         #expect(o.eventsPerDay.map(\.events) == Array(repeating: 0, count: 29) + [5])
         #expect(o.eventsPerDay.last?.start == Self.time("2027-01-02T00:00:00Z"))
         // 2 January 2027 is in ISO week 53 of 2026.
-        #expect(o.weeks.last?.label == "2026-W53")
+        #expect(o.weeks.last?.week == "2026-W53")
         #expect(o.weeks.last?.start == Self.time("2026-12-28T00:00:00Z"))
         #expect(o.weeks.last?.simSwaps == 2)
-        #expect(o.weeks.first?.label == "2026-W42")
+        #expect(o.weeks.first?.week == "2026-W42")
         #expect(o.firmware.count == OverviewQuery.firmwareLimit && o.firmwareTruncated)
         #expect(OverviewQuery.day(-1) == -1 && OverviewQuery.week(0) == -1)
     }

@@ -228,7 +228,7 @@ public enum IdentityEventType: String, Sendable, Codable, CaseIterable {
 }
 
 /// How urgently a human must look at an event.
-public enum EventSeverity: String, Sendable, Codable {
+public enum EventSeverity: String, Sendable, Codable, CodingKeyRepresentable {
     /// Expected lifecycle (enrollment, a SIM put back, a remote profile switch).
     case info
     /// Expected, but worth a line in the timeline: the active SIM slot changed.
