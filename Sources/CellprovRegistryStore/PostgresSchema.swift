@@ -150,7 +150,8 @@ enum PostgresSchema {
         // exact or by prefix, through an index each (docs/decisions.md, "Affected units": without one, a revision
         // nobody carries reads every slot; an event that leaves the module's names as they were stays a HOT update).
         // Under the "C" collation (byte order), which the queries compare in: a prefix is then a range of the index
-        // whatever the database's collation. SQLite has no such index (there every slot update would rewrite it).
+        // whatever the database's collation. SQLite's migration 7 adds the same two indexes (its slot upsert sets
+        // the names only when they change, so that they are not rewritten by every event).
         Migration(
             version: 7,
             statements: [

@@ -283,9 +283,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                         eid = excluded.eid, sim_slot = excluded.sim_slot,
                         last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid
                             ELSE excluded.last_eid END,
-                        tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
-                        revision = excluded.revision, source = excluded.source,
-                        last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
+                        source = excluded.source, last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
                         updated_at = excluded.updated_at
                     WHERE excluded.occurred_at >= slots.occurred_at
                     """
@@ -296,7 +294,22 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                 id.eid, StoreSupport.lastEID(id, prev), id.simSlot, request.sequence,
             ])
             let isCurrent = db.changesCount == 1
-            if !isCurrent {
+            if isCurrent {
+                // The module's names and the TAC (indexed: slots_tac, slots_model, slots_revision) are set apart, and
+                // only when one differs: SQLite rewrites an index entry whenever its column is in an UPDATE's SET,
+                // changed or not, and they change only with a firmware update or another module.
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE slots SET tac = ?, manufacturer = ?, model = ?, revision = ?
+                        WHERE serial = ? AND origin = ? AND slot = ?
+                            AND NOT (tac IS ? AND manufacturer IS ? AND model IS ? AND revision IS ?)
+                        """
+                ).execute(arguments: [
+                    StoreSupport.tac(id.imei), request.module.manufacturer, request.module.model,
+                    request.module.revision, serial, origin.rawValue, request.module.slot, StoreSupport.tac(id.imei),
+                    request.module.manufacturer, request.module.model, request.module.revision,
+                ])
+            } else {
                 // A late event (older than the slot's current one) still counts for the slot's highest sequence.
                 try db.cachedStatement(
                     sql: """

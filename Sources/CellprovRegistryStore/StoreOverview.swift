@@ -4,8 +4,10 @@ import Foundation
 
 /// The fleet overview's SQL, shared by both backends (``RegistryStore/overviewCounts(_:)``). Every statement takes
 /// its times as integers (milliseconds, day and week numbers), so both backends run the same text with their own
-/// placeholders. Times are `received_at` (the registry's clock, as `units.last_seen`); the day and week windows
-/// are read through the events' `received_at` index (docs/decisions.md, "Fleet overview").
+/// placeholders. Times are `received_at` (the registry's clock, as `units.last_seen`). The day and week windows have
+/// no index of their own: the HTTP layer reads the overview at most twice a minute per instance, in the background
+/// (OverviewSnapshot), and an index on `events (received_at, type)` would cost every event (docs/decisions.md,
+/// "Fleet overview").
 enum StoreOverview {
     /// total, seen since $1, silent before $2 (the `unit_silent` rule: not lost, seen, last seen before), lost.
     static func unitsSQL(_ p: (Int) -> String) -> String {

@@ -152,5 +152,15 @@ enum SQLiteSchema {
             sql: """
                 CREATE INDEX flags_kind ON flags (kind, id);
                 """),
+        // Version 7: the affected-units list by model and revision (exact and prefix: a byte range), as PostgreSQL's
+        // migration 7 has. The slot upsert sets the module's names (and the TAC) only when they change, so that
+        // these indexes are written on a firmware update or a module swap, not on every event
+        // (docs/decisions.md, "Affected units").
+        Migration(
+            version: 7,
+            sql: """
+                CREATE INDEX slots_model ON slots (model, serial) WHERE model IS NOT NULL;
+                CREATE INDEX slots_revision ON slots (revision, serial) WHERE revision IS NOT NULL;
+                """),
     ]
 }

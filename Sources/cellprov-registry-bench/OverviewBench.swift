@@ -68,7 +68,7 @@ enum OverviewBench {
     /// The HTTP layer on loopback with a viewer token: the first answer's latency, then `requests` more.
     static func answer(_ store: any RegistryStore, requests: Int) async throws -> (Double, [Double]) {
         var quiet = Logger(label: "cellprov.registry.bench.http")
-        quiet.logLevel = .error
+        quiet.logLevel = .critical  // Hummingbird logs its own shutdown on cancellation as errors
         let token = Tokens.generate(.operator)
         try await store.putOperatorToken(name: "bench", role: .viewer, tokenHash: Tokens.hash(token), at: Date())
         let router = try await RegistryHTTP.makeRouter(store: store, logger: quiet)

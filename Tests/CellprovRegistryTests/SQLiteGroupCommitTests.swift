@@ -324,4 +324,25 @@ import Testing
             #expect(plan.contains { $0.contains("events_factory") }, "\(plan)")
         }
     }
+
+    @Test func theAffectedListByRevisionReadsItsIndex() async throws {
+        try await Self.withSQLite { store, _ in
+            try await StoreAffectedTests.fleet(store)
+            let filter = ModuleFilter(revision: .exact(StoreAffectedTests.advisory))
+            let (condition, values) = StoreAffected.condition(filter, column: { "s.\($0)" }, placeholder: { _ in "?" })
+            let sql = "EXPLAIN QUERY PLAN " + StoreAffected.serialsSQL(filter, condition, limit: "10", offset: "0")
+            let arguments = StatementArguments(values.map { v -> (any DatabaseValueConvertible)? in
+                switch v {
+                case .text(let s): return s
+                case .integer(let n): return n
+                }
+            })
+            let plan = try await store.pool.read { db in
+                try Row.fetchAll(db, sql: sql, arguments: arguments).map { $0["detail"] as String }
+            }
+            #expect(plan.contains { $0.contains("slots_revision") }, "\(plan)")
+            // The module's names set apart from the upsert still follow an update, and only a current event's.
+            #expect(try await StoreAffectedTests.serials(store, filter) == ["GW-1", "GW-4", "GW-7"])
+        }
+    }
 }
