@@ -48,27 +48,21 @@ INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, man
     last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot, max_sequence)
 VALUES (?, 'device', 'usb-1', ?, ?, ?, ?, ?, ?, ?, ?, 'at', ?, ?, ?, NULL, NULL, NULL, ?)
 """
-UPSERT_A = INSERT + """
+# The upsert's SET: B's is A's without the module's names and the TAC.
+MODULE_SET = """tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
+    revision = excluded.revision, """
+UPSERT = INSERT + """
 ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
     max_sequence = max(coalesce(slots.max_sequence, 0), excluded.max_sequence),
     iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
     eid = excluded.eid, sim_slot = excluded.sim_slot,
     last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid ELSE excluded.last_eid END,
-    tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
-    revision = excluded.revision, source = excluded.source,
+    {module}source = excluded.source,
     last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at, updated_at = excluded.updated_at
 WHERE excluded.occurred_at >= slots.occurred_at
 """
-UPSERT_B = INSERT + """
-ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
-    max_sequence = max(coalesce(slots.max_sequence, 0), excluded.max_sequence),
-    iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
-    eid = excluded.eid, sim_slot = excluded.sim_slot,
-    last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid ELSE excluded.last_eid END,
-    source = excluded.source,
-    last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at, updated_at = excluded.updated_at
-WHERE excluded.occurred_at >= slots.occurred_at
-"""
+UPSERT_A = UPSERT.format(module=MODULE_SET)
+UPSERT_B = UPSERT.format(module="")
 MODULE_B = """
 UPDATE slots SET tac = ?, manufacturer = ?, model = ?, revision = ?
 WHERE serial = ? AND origin = 'device' AND slot = 'usb-1'

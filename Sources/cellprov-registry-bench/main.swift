@@ -223,22 +223,17 @@ let logger = Logger(label: "cellprov.registry.bench")
 do {
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
     switch options.mode {
-    case "incident":
+    case "incident", "overview":
         let fleet = try BenchFleet(units: options.units)
         var met = true
         try await onEachBackend(options, logger: logger) { store, name in
-            met =
-                try await IncidentBench.run(
-                    store, name, fleet: fleet, samples: options.samples, affectedRuns: options.affectedRuns) && met
-        }
-        if options.requireTargets && !met { exit(2) }
-    case "overview":
-        let fleet = try BenchFleet(units: options.units)
-        var met = true
-        try await onEachBackend(options, logger: logger) { store, name in
-            met =
-                try await OverviewBench.run(
-                    store, name, fleet: fleet, reads: options.reads, requests: options.requests) && met
+            let ok =
+                options.mode == "incident"
+                ? try await IncidentBench.run(
+                    store, name, fleet: fleet, samples: options.samples, affectedRuns: options.affectedRuns)
+                : try await OverviewBench.run(
+                    store, name, fleet: fleet, reads: options.reads, requests: options.requests)
+            met = ok && met
         }
         if options.requireTargets && !met { exit(2) }
     default:
