@@ -2,9 +2,9 @@ import CellprovRegistryCore
 import Foundation
 
 /// The fleet overview as last read, shared by `GET /v1/overview` and the `/overview` page of one registry instance
-/// (docs/registry.md, "Fleet overview"; docs/decisions.md, "Fleet overview: a snapshot"). Reading the overview is
-/// five fleet-wide statements (about 1.5 s of database time at 100 000 units): each request answers from the
-/// snapshot instead, and at most one read runs at a time, whoever asks and however often.
+/// (docs/registry.md, "Fleet overview"; docs/decisions.md, "Fleet overview"). Reading the overview is five
+/// fleet-wide statements (about a second of database time at 100 000 units, docs/performance.md): each request
+/// answers from the snapshot instead, and at most one read runs at a time, whoever asks and however often.
 ///
 /// - Younger than ``freshFor``: answered as it is.
 /// - Older, but younger than ``staleFor``: answered as it is, and one read starts in the background

@@ -283,8 +283,8 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                         eid = excluded.eid, sim_slot = excluded.sim_slot,
                         last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid
                             ELSE excluded.last_eid END,
-                        source = excluded.source, last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
-                        updated_at = excluded.updated_at
+                        source = excluded.source, last_event_type = excluded.last_event_type,
+                        occurred_at = excluded.occurred_at, updated_at = excluded.updated_at
                     WHERE excluded.occurred_at >= slots.occurred_at
                     """
             ).execute(arguments: [
