@@ -64,9 +64,9 @@ WHERE excluded.occurred_at >= slots.occurred_at
 UPSERT_A = UPSERT.format(module=MODULE_SET)
 UPSERT_B = UPSERT.format(module="")
 MODULE_B = """
-UPDATE slots SET tac = ?, manufacturer = ?, model = ?, revision = ?
-WHERE serial = ? AND origin = 'device' AND slot = 'usb-1'
-    AND NOT (tac IS ? AND manufacturer IS ? AND model IS ? AND revision IS ?)
+UPDATE slots SET tac = ?1, manufacturer = ?2, model = ?3, revision = ?4
+WHERE serial = ?5 AND origin = 'device' AND slot = 'usb-1'
+    AND NOT (tac IS ?1 AND manufacturer IS ?2 AND model IS ?3 AND revision IS ?4)
 """
 MODELS = ["EC25", "EG25", "EM7455", "RM500Q"]
 
@@ -101,7 +101,7 @@ def run(db, variant, picks, t0):
         else:
             db.execute(UPSERT_B, v)
             module = (v[5], v[6], v[7], v[8])
-            db.execute(MODULE_B, module + (v[0],) + module)
+            db.execute(MODULE_B, module + (v[0],))
         db.execute("COMMIT")
     return (time.perf_counter() - started) / len(picks) * 1e6
 

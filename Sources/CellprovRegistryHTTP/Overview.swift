@@ -22,9 +22,8 @@ enum Overview {
 
         init(state: RegistryState) {
             self.state = state
-            let fresh = state.options.overviewFreshFor
             snapshot = OverviewSnapshot(
-                freshFor: fresh, staleFor: fresh > 0 ? OverviewSnapshot.defaultStaleFor : 0,
+                freshFor: state.options.overviewFreshFor,
                 load: { now in try await Overview.load(state, now: now) })
             page = OverviewPage(state: state, snapshot: snapshot)
         }

@@ -83,8 +83,8 @@ struct OverviewPage {
             "openTotal": o.openFlags.values.reduce(0, +),
             "days": OverviewQuery.days, "weeks": OverviewQuery.weeks,
             "eventsTotal": eventsTotal, "swapsTotal": swapsTotal, "switchesTotal": switchesTotal,
-            "eventsChart": OverviewCharts.eventsPerDay(o.eventsPerDay),
-            "swapsChart": OverviewCharts.swapsPerWeek(o.weeks),
+            "eventsChart": OverviewCharts.eventsPerDay(o.eventsPerDay, total: eventsTotal),
+            "swapsChart": OverviewCharts.swapsPerWeek(o.weeks, swaps: swapsTotal, switches: switchesTotal),
             "hasFirmware": !firmwareRows.isEmpty, "firmware": firmwareRows,
             "firmwareTruncated": o.firmwareTruncated, "firmwareLimit": OverviewQuery.firmwareLimit,
         ]
@@ -150,8 +150,9 @@ enum OverviewCharts {
         ]
     }
 
-    /// Events per day: one bar a day, a date label every fifth day and on the last.
-    static func eventsPerDay(_ days: [FleetOverview.Day]) -> [String: Any] {
+    /// Events per day: one bar a day, a date label every fifth day and on the last. `total` is the days' sum, which
+    /// the page also prints: its caller adds it once.
+    static func eventsPerDay(_ days: [FleetOverview.Day], total: Int) -> [String: Any] {
         let yMax = niceMax(days.map(\.events).max() ?? 0)
         let slot = plotWidth / Double(max(days.count, 1))
         var bars = [[String: Any]]()
@@ -166,15 +167,14 @@ enum OverviewCharts {
                 labels.append(["x": fmt(x + slot * 0.35), "text": String(d.day.dropFirst(5))])
             }
         }
-        let total = days.reduce(0) { $0 + $1.events }
         var c = chart(id: "chart-events", label: "Events per day, last \(days.count) days: \(total) in total", yMax: yMax)
         c["bars"] = bars
         c["labels"] = labels
         return c
     }
 
-    /// SIM swaps and profile switches per ISO week: two bars a week.
-    static func swapsPerWeek(_ weeks: [FleetOverview.Week]) -> [String: Any] {
+    /// SIM swaps and profile switches per ISO week: two bars a week. `swaps` and `switches` are the weeks' sums.
+    static func swapsPerWeek(_ weeks: [FleetOverview.Week], swaps: Int, switches: Int) -> [String: Any] {
         let yMax = niceMax(weeks.map { max($0.simSwaps, $0.profileSwitches) }.max() ?? 0)
         let slot = plotWidth / Double(max(weeks.count, 1))
         var bars = [[String: Any]]()
@@ -193,8 +193,6 @@ enum OverviewCharts {
             }
             labels.append(["x": fmt(x0 + bw), "text": "W" + (w.isoWeek < 10 ? "0" : "") + "\(w.isoWeek)"])
         }
-        let swaps = weeks.reduce(0) { $0 + $1.simSwaps }
-        let switches = weeks.reduce(0) { $0 + $1.profileSwitches }
         var c = chart(
             id: "chart-swaps",
             label: "SIM swaps and profile switches per week, last \(weeks.count) weeks: \(swaps) swaps, "

@@ -27,15 +27,17 @@ actor OverviewSnapshot {
     private let load: Load
     private var current: FleetOverview?
     private var reading: Task<FleetOverview, any Error>?
-    /// How many reads started (the tests' and the benchmark's count).
+    /// How many reads started (the tests count them).
     private(set) var reads = 0
 
+    /// `freshFor` 0 reads the store on every request and never answers a stale overview (whatever `staleFor`
+    /// says); otherwise a stale overview is shown for at least as long as a fresh one.
     init(
         freshFor: TimeInterval, staleFor: TimeInterval = defaultStaleFor,
         clock: @escaping @Sendable () -> Date = { Date() }, load: @escaping Load
     ) {
         self.freshFor = freshFor
-        self.staleFor = max(staleFor, freshFor)
+        self.staleFor = freshFor > 0 ? max(staleFor, freshFor) : 0
         self.clock = clock
         self.load = load
     }

@@ -300,14 +300,13 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
                 // changed or not, and they change only with a firmware update or another module.
                 try db.cachedStatement(
                     sql: """
-                        UPDATE slots SET tac = ?, manufacturer = ?, model = ?, revision = ?
-                        WHERE serial = ? AND origin = ? AND slot = ?
-                            AND NOT (tac IS ? AND manufacturer IS ? AND model IS ? AND revision IS ?)
+                        UPDATE slots SET tac = ?1, manufacturer = ?2, model = ?3, revision = ?4
+                        WHERE serial = ?5 AND origin = ?6 AND slot = ?7
+                            AND NOT (tac IS ?1 AND manufacturer IS ?2 AND model IS ?3 AND revision IS ?4)
                         """
                 ).execute(arguments: [
                     StoreSupport.tac(id.imei), request.module.manufacturer, request.module.model,
-                    request.module.revision, serial, origin.rawValue, request.module.slot, StoreSupport.tac(id.imei),
-                    request.module.manufacturer, request.module.model, request.module.revision,
+                    request.module.revision, serial, origin.rawValue, request.module.slot,
                 ])
             } else {
                 // A late event (older than the slot's current one) still counts for the slot's highest sequence.

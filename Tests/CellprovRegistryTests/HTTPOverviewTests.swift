@@ -195,7 +195,7 @@ import Testing
         #expect(!svg.contains("<script") && !svg.contains("<b>"))
         let chart = OverviewCharts.eventsPerDay(
             FleetOverview.assemble(OverviewCounts(eventsByDay: [20_000: 3]), OverviewQuery(
-                now: Date(timeIntervalSince1970: 20_000 * 86_400 + 3600), silenceThreshold: 86_400)).eventsPerDay)
+                now: Date(timeIntervalSince1970: 20_000 * 86_400 + 3600), silenceThreshold: 86_400)).eventsPerDay, total: 3)
         let drawn = library.render(chart, withTemplate: "barChart") ?? ""
         #expect(drawn.contains("data-day=\"2024-10-04\" data-count=\"3\"><title>2024-10-04: 3 event(s)</title>"))
         #expect(drawn.components(separatedBy: "<rect class=\"bar\"").count == 31)
