@@ -8,6 +8,8 @@
 #
 # PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` system user (the package makes
 # it) and DIR is handed to it. Authentication is `trust` for the socket and loopback only: a test cluster.
+# PG_PORT also listens on 127.0.0.1:PORT; PG_MAX_CONNECTIONS (default 200); PG_OPTIONS: more server options
+# (`-c name=value ...`, e.g. bench/pg_ingest_plans.py's pg_stat_statements).
 set -euo pipefail
 
 cmd=${1:?usage: pg-test-server.sh start|stop DIR}
@@ -32,7 +34,8 @@ start)
     [ -z "${PG_PORT:-}" ] || listen="127.0.0.1"
     "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start \
         -o "-c listen_addresses=$listen ${PG_PORT:+-p $PG_PORT} -c unix_socket_directories=$dir/socket \
-            -c max_connections=${PG_MAX_CONNECTIONS:-200} -c fsync=on -c synchronous_commit=on" >/dev/null \
+            -c max_connections=${PG_MAX_CONNECTIONS:-200} -c fsync=on -c synchronous_commit=on ${PG_OPTIONS:-}" \
+            >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
     port=${PG_PORT:-5432}
     "${as_owner[@]}" "$bindir/../bin/createdb" -h "$dir/socket" -p "$port" -U cellprov cellprov 2>/dev/null || true

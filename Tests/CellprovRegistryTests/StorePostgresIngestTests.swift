@@ -3,11 +3,38 @@ import CellprovEnrollmentAPI
 import CellprovRegistryCore
 import CellprovRegistryStore
 import Foundation
+import PostgresNIO
 import Testing
 
 /// PostgreSQL only: migration 2 (ingest as one server-side function) on a database that already holds data.
 @Suite struct StorePostgresIngestTests {
     static var backends: [StoreBackend] { StoreBackend.available.filter { $0 == .postgres } }
+
+    /// Every overload of the ingest functions plans its statements generically (migration 9): a custom plan per
+    /// call is what made migration 4's function a third slower than migration 2's. A new overload created without
+    /// `SET plan_cache_mode = force_generic_plan` fails here.
+    @Test(arguments: backends)
+    func everyIngestFunctionPlansItsStatementsOnce(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { _, url in
+            guard case .postgres(let location) = try RegistryDatabase.parse(url) else { return }
+            let functions = try await PostgresTestDatabases.withClient(location) { client in
+                var out = [String: String]()
+                for try await (name, config) in try await client.query(
+                    """
+                    SELECT oid::regprocedure::text, coalesce(array_to_string(proconfig, ','), '') FROM pg_proc
+                    WHERE proname IN ('cellprov_ingest', 'cellprov_ingest_device')
+                    """, logger: TestStore.logger
+                ).decode((String, String).self) {
+                    out[name] = config
+                }
+                return out
+            }
+            #expect(functions.count == 4)
+            for (name, config) in functions {
+                #expect(config == "plan_cache_mode=force_generic_plan", "\(name)")
+            }
+        }
+    }
 
     /// A database written at schema version 1, with units, events, a manufacturing record and references in it,
     /// is upgraded in place by the next start; afterwards the function sees what was stored before it existed:
