@@ -339,19 +339,9 @@ enum PostgresSchema {
         $$
         """
 
-    /// `cellprov_ingest(...)` of migration 5: the steps of migration 4's, and the sequence check (issue 19 row
-    /// 14). `p_state_lost` (the event's `state_lost.reason`, NULL without) is stored with the event. For a field
-    /// event of a slot already stored, whose sequence is not above the slot's `max_sequence` (NULL: an instance of
-    /// an earlier version wrote the slot, so check), the earlier event of that slot with the same sequence is
-    /// looked up (`reused_of`, also stored as the event's `reuses_sequence_of`); one found sends the event to the
-    /// Swift rules (CPRUL), which raise `state_rolled_back`. Every event raises the slot's `max_sequence`, a late
-    /// one too. A new overload (29 arguments): instances of the previous versions keep calling theirs.
-    /// `cellprov_ingest(...)` of migration 9: migration 5's steps and arguments (the same overload, replaced), the
-    /// rule context read in fewer scans, every statement planned once per connection. The outputs are as before:
-    /// the ICCID's holders split by their card's EID (`iccid_same_eid`, `iccid_other_eid`: a NULL card or a NULL
-    /// `p_eid` is in neither), the factory records' IMEIs and EIDs, the field slot's for a factory record.
-    static let ingestFunctionContext = """
-        CREATE OR REPLACE FUNCTION cellprov_ingest(
+    /// The 29 arguments and 13 results of `cellprov_ingest` since migration 5 (migrations 5 and 9 create it). Part
+    /// of applied migrations: never edit (a change is a new migration).
+    static let ingestSignature29 = """
             p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,
             p_severity TEXT, p_occurred BIGINT, p_received BIGINT, p_imei TEXT, p_imsi TEXT, p_iccid TEXT,
             p_prev_imei TEXT, p_prev_imsi TEXT, p_prev_iccid TEXT, p_payload TEXT, p_locks BIGINT[], p_refs TEXT[],
@@ -361,7 +351,12 @@ enum PostgresSchema {
             OUT iccid_holders TEXT[], OUT made TEXT[], OUT field TEXT[], OUT eid_holders TEXT[],
             OUT iccid_same_eid TEXT[], OUT iccid_other_eid TEXT[], OUT made_eids TEXT[], OUT field_eids TEXT[],
             OUT reused_of TEXT)
-        LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+        """
+
+    /// `cellprov_ingest`'s writes since migration 5, up to the rule context: the event, the advisory locks, the unit,
+    /// the sequence check, the slot and the references (migration 5's steps; migrations 5 and 9 use them). Part of
+    /// applied migrations: never edit.
+    static let ingestWrites29 = """
         DECLARE
             n BIGINT;
             prior_max BIGINT;
@@ -423,6 +418,17 @@ enum PostgresSchema {
             IF cardinality(p_refs) > 0 THEN
                 INSERT INTO refs (ref, serial) SELECT r, p_serial FROM unnest(p_refs) AS r ON CONFLICT DO NOTHING;
             END IF;
+        """
+
+    /// `cellprov_ingest(...)` of migration 9: migration 5's steps and arguments (the same overload, replaced), the
+    /// rule context read in fewer scans, every statement planned once per connection. The outputs are as before:
+    /// the ICCID's holders split by their card's EID (`iccid_same_eid`, `iccid_other_eid`: a NULL card or a NULL
+    /// `p_eid` is in neither), the factory records' IMEIs and EIDs, the field slot's for a factory record.
+    static let ingestFunctionContext = """
+        CREATE OR REPLACE FUNCTION cellprov_ingest(
+        \(ingestSignature29)
+        LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+        \(ingestWrites29)
             -- The other units holding the IMEI; those holding the ICCID (as current or last SIM), each with the
             -- card it is on there.
             SELECT
@@ -466,79 +472,18 @@ enum PostgresSchema {
         $$
         """
 
+    /// `cellprov_ingest(...)` of migration 5: the steps of migration 4's, and the sequence check (issue 19 row
+    /// 14). `p_state_lost` (the event's `state_lost.reason`, NULL without) is stored with the event. For a field
+    /// event of a slot already stored, whose sequence is not above the slot's `max_sequence` (NULL: an instance of
+    /// an earlier version wrote the slot, so check), the earlier event of that slot with the same sequence is
+    /// looked up (`reused_of`, also stored as the event's `reuses_sequence_of`); one found sends the event to the
+    /// Swift rules (CPRUL), which raise `state_rolled_back`. Every event raises the slot's `max_sequence`, a late
+    /// one too. A new overload (29 arguments): instances of the previous versions keep calling theirs.
     static let ingestFunctionSequence = """
         CREATE FUNCTION cellprov_ingest(
-            p_event_id TEXT, p_serial TEXT, p_origin TEXT, p_type TEXT, p_slot TEXT, p_sequence BIGINT,
-            p_severity TEXT, p_occurred BIGINT, p_received BIGINT, p_imei TEXT, p_imsi TEXT, p_iccid TEXT,
-            p_prev_imei TEXT, p_prev_imsi TEXT, p_prev_iccid TEXT, p_payload TEXT, p_locks BIGINT[], p_refs TEXT[],
-            p_tac TEXT, p_manufacturer TEXT, p_model TEXT, p_revision TEXT, p_source TEXT, p_fast BOOLEAN,
-            p_eid TEXT, p_prev_eid TEXT, p_last_eid TEXT, p_sim_slot INTEGER, p_state_lost TEXT,
-            OUT stored BOOLEAN, OUT is_current BOOLEAN, OUT lost BOOLEAN, OUT imei_holders TEXT[],
-            OUT iccid_holders TEXT[], OUT made TEXT[], OUT field TEXT[], OUT eid_holders TEXT[],
-            OUT iccid_same_eid TEXT[], OUT iccid_other_eid TEXT[], OUT made_eids TEXT[], OUT field_eids TEXT[],
-            OUT reused_of TEXT)
+        \(ingestSignature29)
         LANGUAGE plpgsql AS $$
-        DECLARE
-            n BIGINT;
-            prior_max BIGINT;
-        BEGIN
-            INSERT INTO events (event_id, serial, origin, type, slot, sequence, severity, occurred_at, received_at,
-                imei, imsi, iccid, prev_imei, prev_imsi, prev_iccid, payload, eid, prev_eid, sim_slot, state_lost)
-            VALUES (p_event_id, p_serial, p_origin, p_type, p_slot, p_sequence, p_severity, p_occurred, p_received,
-                p_imei, p_imsi, p_iccid, p_prev_imei, p_prev_imsi, p_prev_iccid, p_payload, p_eid, p_prev_eid,
-                p_sim_slot, p_state_lost)
-            ON CONFLICT (event_id) DO NOTHING;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            IF n = 0 THEN
-                stored := false;
-                RETURN;
-            END IF;
-            stored := true;
-            PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(p_locks) AS k ORDER BY 1) AS keys;
-            INSERT INTO units (serial, created_at, first_seen, last_seen)
-            VALUES (p_serial, p_received, p_received, CASE WHEN p_origin = 'device' THEN p_received END)
-            ON CONFLICT (serial) DO UPDATE SET
-                first_seen = least(coalesce(units.first_seen, excluded.first_seen), excluded.first_seen),
-                last_seen = greatest(units.last_seen, excluded.last_seen)
-            RETURNING lost_at IS NOT NULL INTO lost;
-            IF p_origin = 'device' THEN
-                SELECT max_sequence INTO prior_max FROM slots
-                WHERE serial = p_serial AND origin = 'device' AND slot = p_slot;
-                IF FOUND AND (prior_max IS NULL OR p_sequence <= prior_max) THEN
-                    SELECT event_id INTO reused_of FROM events
-                    WHERE serial = p_serial AND origin = 'device' AND slot = p_slot AND sequence = p_sequence
-                        AND event_id <> p_event_id
-                    ORDER BY id LIMIT 1;
-                    IF reused_of IS NOT NULL THEN
-                        UPDATE events SET reuses_sequence_of = reused_of WHERE event_id = p_event_id;
-                    END IF;
-                END IF;
-            END IF;
-            INSERT INTO slots (serial, origin, slot, imei, imsi, iccid, last_iccid, tac, manufacturer, model,
-                revision, source, last_event_type, occurred_at, updated_at, eid, last_eid, sim_slot, max_sequence)
-            VALUES (p_serial, p_origin, p_slot, p_imei, p_imsi, p_iccid, coalesce(p_iccid, p_prev_iccid), p_tac,
-                p_manufacturer, p_model, p_revision, p_source, p_type, p_occurred, p_received, p_eid, p_last_eid,
-                p_sim_slot, p_sequence)
-            ON CONFLICT (serial, origin, slot) DO UPDATE SET imei = excluded.imei, imsi = excluded.imsi,
-                max_sequence = greatest(slots.max_sequence, excluded.max_sequence),
-                iccid = excluded.iccid, last_iccid = coalesce(excluded.last_iccid, slots.last_iccid),
-                eid = excluded.eid, sim_slot = excluded.sim_slot,
-                last_eid = CASE WHEN excluded.last_iccid IS NULL THEN slots.last_eid ELSE excluded.last_eid END,
-                tac = excluded.tac, manufacturer = excluded.manufacturer, model = excluded.model,
-                revision = excluded.revision, source = excluded.source,
-                last_event_type = excluded.last_event_type, occurred_at = excluded.occurred_at,
-                updated_at = excluded.updated_at
-            WHERE excluded.occurred_at >= slots.occurred_at;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            is_current := n = 1;
-            IF NOT is_current THEN
-                -- A late event (older than the slot's current one) still counts for the slot's highest sequence.
-                UPDATE slots SET max_sequence = greatest(max_sequence, p_sequence)
-                WHERE serial = p_serial AND origin = p_origin AND slot = p_slot;
-            END IF;
-            IF cardinality(p_refs) > 0 THEN
-                INSERT INTO refs (ref, serial) SELECT r, p_serial FROM unnest(p_refs) AS r ON CONFLICT DO NOTHING;
-            END IF;
+        \(ingestWrites29)
             SELECT
                 ARRAY(SELECT DISTINCT serial FROM slots
                     WHERE imei = p_imei AND origin = 'device' AND serial <> p_serial),
