@@ -3,13 +3,13 @@
 
 1. The document is valid OpenAPI 3.0 (openapi-spec-validator).
 2. Routes: every `router.get/post("...")` of the operator API and operations routes
-   (Sources/CellprovRegistryHTTP/OperatorAPI.swift, RegistryHTTP.swift; the device API is docs/enrollment-api.yaml,
+   (Sources/CellprovRegistryHTTP/OperatorAPI.swift, OperationsRoutes.swift; the device API is docs/enrollment-api.yaml,
    the pages are HTML; and the `/v1/` routes of Overview.swift) is a path and method of the document, and every path and method of the document is a
    route of the code.
 3. Shapes: the JSON property names of each answer type (CodingKeys, or stored properties without CodingKeys, of
    Sources/CellprovRegistryHTTP/Views.swift, and the overview's in Overview.swift) are exactly the properties of its
    schema.
-4. Flag kinds: the schema's enum is FlagKind's raw values (Sources/CellprovRegistryCore/Registry.swift).
+4. Flag kinds: the schema's enum is FlagKind's raw values (Sources/CellprovRegistryCore/RegistryFlags.swift).
 
 Installs nothing; without openapi-spec-validator it prints "skipped" and exits 0. Exit 1 on any finding.
 """
@@ -21,7 +21,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "registry-api.yaml")
 HTTP = os.path.join(ROOT, "Sources", "CellprovRegistryHTTP")
-CORE = os.path.join(ROOT, "Sources", "CellprovRegistryCore", "Registry.swift")
+CORE = os.path.join(ROOT, "Sources", "CellprovRegistryCore", "RegistryFlags.swift")
 PREFIX = "check-registry-api"
 
 try:
@@ -110,7 +110,7 @@ def main():
         failures.append(f"not valid OpenAPI 3.0: {error}")
 
     code_routes = set()
-    for name in ("OperatorAPI.swift", "RegistryHTTP.swift"):
+    for name in ("OperatorAPI.swift", "OperationsRoutes.swift"):
         text = read(os.path.join(HTTP, name))
         for method, route in re.findall(r'router\.(get|post|put|delete|patch)\("([^"]+)"\)', text):
             if route == "/v1/enrollments":
