@@ -37,3 +37,35 @@ def chromium(webdriver, width=1280, height=900, implicit_wait=2):
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.implicitly_wait(implicit_wait)
     return driver
+
+
+def follow(driver, element, timeout=15):
+    """Clicks `element` (a link or a form's button: every click of these pages loads a page, they have no script)
+    and waits until the browser has left the current document and the next one is loaded. Without the wait, the
+    next `find_element` can still answer from the page being left (a stale element, or the previous page's rows).
+    While the page changes, the driver may answer a question about the old document with another error than
+    "stale" (its execution context is being torn down): that counts as not yet, until `timeout`."""
+    import time
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    current = driver.find_element("tag name", "html")
+    element.click()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            current.is_enabled()
+        except StaleElementReferenceException:
+            break
+        except WebDriverException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page did not change within {timeout} s of the click")
+        time.sleep(0.05)
+    while True:
+        try:
+            if driver.execute_script("return document.readyState") == "complete":
+                return
+        except WebDriverException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the next page did not load within {timeout} s of the click")
+        time.sleep(0.05)

@@ -101,7 +101,7 @@ def main():
         driver.get(reg.base + "/overview")
         T.check(driver.find_elements(By.ID, "token"), "signed out, /overview leads to the sign-in page")
         driver.find_element(By.ID, "token").send_keys(viewer)
-        driver.find_element(By.ID, "signin").click()
+        browser.follow(driver, driver.find_element(By.ID, "signin"))
         driver.get(reg.base + "/overview")
         T.check(driver.find_element(By.ID, "units-total").text == str(UNITS + 3), "the page's unit total")
         T.check(driver.find_element(By.ID, "units-seen").text == "3", "seen in the last 24 h")
@@ -121,7 +121,7 @@ def main():
                 "the open flag count links to its list")
         links = driver.find_elements(By.CSS_SELECTOR, "a.firmware-units")
         T.check(len(links) == 2, "each firmware row links to its units")
-        links[0].click()
+        browser.follow(driver, links[0])
         query = urllib.parse.parse_qs(urllib.parse.urlparse(driver.current_url).query)
         T.check(query == {"manufacturer": ["Quectel"], "model": ["EC25"], "revision": [a06]},
                 f"the EC25 row opens the affected units, all three exact ({query})")

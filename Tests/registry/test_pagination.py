@@ -132,7 +132,7 @@ def main():
 
         driver.get(base + "/")
         driver.find_element(By.ID, "token").send_keys(admin)
-        driver.find_element(By.ID, "signin").click()
+        browser.follow(driver, driver.find_element(By.ID, "signin"))
         check(present("q"), "no search box after sign-in")
 
         # Search results, two a page: three pages forward, then back.
@@ -145,13 +145,13 @@ def main():
                 shot("pagination-search")
             if number < 2:
                 check(present("next-page"), f"no next page link on search page {number + 1}")
-                driver.find_element(By.ID, "next-page").click()
+                browser.follow(driver, driver.find_element(By.ID, "next-page"))
         check(pages == [SERIALS[0:2], SERIALS[2:4], SERIALS[4:5]], f"search pages: {pages}")
         check(not present("next-page"), "a next page link on the last search page")
         check(driver.find_element(By.ID, "result-from").text == "5", "the last page does not start at number 5")
-        driver.find_element(By.ID, "previous-page").click()
+        browser.follow(driver, driver.find_element(By.ID, "previous-page"))
         check(ids("a.unit-link") == SERIALS[2:4], "the previous page of the last is not the second")
-        driver.find_element(By.ID, "previous-page").click()
+        browser.follow(driver, driver.find_element(By.ID, "previous-page"))
         check(ids("a.unit-link") == SERIALS[0:2], "back to the first page")
         check(not present("previous-page"), "a previous page link on the first search page")
 
@@ -164,13 +164,13 @@ def main():
             if number == 1:
                 shot("pagination-timeline")
             if number < 2:
-                driver.find_element(By.ID, "timeline-next").click()
+                browser.follow(driver, driver.find_element(By.ID, "timeline-next"))
         check(timeline == [["sim_changed"] * 4, ["sim_changed"] * 2 + ["duplicate_imei", "imei_changed"],
                            ["enrolled"]], f"timeline pages: {timeline}")
         check(not present("timeline-next"), "an older-events link on the oldest page")
-        driver.find_element(By.ID, "timeline-previous").click()
+        browser.follow(driver, driver.find_element(By.ID, "timeline-previous"))
         check(ids(".timeline-entry", "data-type") == timeline[1], "newer events from the last page: not the second")
-        driver.find_element(By.ID, "timeline-previous").click()
+        browser.follow(driver, driver.find_element(By.ID, "timeline-previous"))
         check(ids(".timeline-entry", "data-type") == timeline[0], "back to the newest events")
         check(not present("timeline-previous"), "a newer-events link on the newest page")
 
@@ -184,15 +184,15 @@ def main():
         check("Open flags of kind imei_changed" in driver.find_element(By.ID, "filter-text").text, "the filter is not said")
         shot("pagination-flags-kind")
         rows[0].find_element(By.NAME, "note").send_keys("module replaced under warranty")
-        rows[0].find_element(By.CSS_SELECTOR, "button.resolve").click()
+        browser.follow(driver, rows[0].find_element(By.CSS_SELECTOR, "button.resolve"))
         check("Flag resolved." in driver.find_element(By.ID, "message").text, "no resolved message")
         Select(driver.find_element(By.ID, "kind")).select_by_visible_text("any")
         Select(driver.find_element(By.ID, "severity")).select_by_visible_text("warning")
-        driver.find_element(By.ID, "filter").click()
+        browser.follow(driver, driver.find_element(By.ID, "filter"))
         check(ids("tr.flag", "data-kind") == ["duplicate_imei", "duplicate_imei"], "open warnings: not the two duplicates")
         Select(driver.find_element(By.ID, "severity")).select_by_visible_text("critical")
         Select(driver.find_element(By.ID, "status")).select_by_visible_text("resolved")
-        driver.find_element(By.ID, "filter").click()
+        browser.follow(driver, driver.find_element(By.ID, "filter"))
         rows = driver.find_elements(By.CSS_SELECTOR, "tr.flag")
         check(len(rows) == 1 and rows[0].get_attribute("data-open") == "false" and "resolved by alice" in rows[0].text,
               "resolved critical flags: not the one resolved")
@@ -203,7 +203,7 @@ def main():
         for number in range(3):
             seen += ids("tr.flag", "data-kind")
             if number < 2:
-                driver.find_element(By.ID, "next-page").click()
+                browser.follow(driver, driver.find_element(By.ID, "next-page"))
         check(seen == ["imei_changed"] * 5 and not present("next-page"), f"critical flags by pages: {seen}")
         check("/flags?severity=critical&status=all&limit=2&before=" in driver.current_url,
               "the filters are not kept in the page links")
