@@ -25,11 +25,11 @@ struct SourceBox: @unchecked Sendable {
 /// ports (subsystem "wwan", devtype "wwan_port"; the wwanN device's own events are dropped).
 ///
 /// Driven by a DispatchSource on the monitor's socket: no polling. `events` has one consumer; it finishes
-/// after `stop()`. An "add" event of a USB tty whose USB parents are not readable yet (umockdev, and a kernel
-/// racing udevd, can announce a child first) is re-read for up to `parentSettle` before it is delivered, on the
-/// monitor's own queue so the order of events is kept. A tty counts as USB when its syspath runs through a USB
-/// bus ("/usb"), which is how it can be recognised before its parents exist; a WWAN port under a PCI bus
-/// ("/pci") waits likewise for its PCI device.
+/// after `stop()`. An "add" event of a USB tty whose USB device is not readable yet, or not yet with its IDs
+/// (umockdev, and a kernel racing udevd, can announce a child first) is re-read for up to `parentSettle` before
+/// it is delivered, on the monitor's own queue so the order of events is kept. A tty counts as USB when its
+/// syspath runs through a USB bus ("/usb"), which is how it can be recognised before its parents exist; a WWAN
+/// port under a PCI bus ("/pci") waits likewise for its PCI device and its IDs.
 public final class UdevMonitor: Sendable {
     public let events: AsyncStream<UdevDevice>
 
@@ -109,8 +109,8 @@ public final class UdevMonitor: Sendable {
     /// readable, re-read until they are.
     private static func settled(_ device: UdevDevice, udev: Udev) -> UdevDevice {
         guard device.action == "add" else { return device }
-        let usbPending = device.usbDevice == nil && device.syspath.contains("/usb")
-        let pciPending = device.subsystem == "wwan" && !usbPending && device.pciDevice == nil
+        let usbPending = !hasUSBParent(device) && device.syspath.contains("/usb")
+        let pciPending = device.subsystem == "wwan" && !usbPending && !hasPCIParent(device)
             && device.syspath.contains("/pci")
         guard usbPending || pciPending else { return device }
         let step: Duration = .milliseconds(50)
@@ -119,7 +119,7 @@ public final class UdevMonitor: Sendable {
             usleep(50_000)
             waited += step
             if var fresh = udev.device(syspath: device.syspath),
-                usbPending ? fresh.usbDevice != nil : fresh.pciDevice != nil
+                usbPending ? hasUSBParent(fresh) : hasPCIParent(fresh)
             {
                 fresh.action = device.action
                 // Keep the event's own properties where the fresh read has none (a device not in the db yet).
@@ -128,5 +128,19 @@ public final class UdevMonitor: Sendable {
             }
         }
         return device
+    }
+
+    /// The USB device is there with the IDs the ports table keys on. A parent directory appears (with its subsystem
+    /// link) before its attributes are written, so a parent without them is still being added.
+    static func hasUSBParent(_ device: UdevDevice) -> Bool {
+        guard let usb = device.usbDevice else { return false }
+        return usb.attributes["idVendor"] != nil && usb.attributes["idProduct"] != nil
+    }
+
+    /// The PCI device is there with its four IDs (every PCI function has them; the table keys on the subsystem
+    /// pair), for the same reason.
+    static func hasPCIParent(_ device: UdevDevice) -> Bool {
+        guard let pci = device.pciDevice else { return false }
+        return ["vendor", "device", "subsystem_vendor", "subsystem_device"].allSatisfy { pci.attributes[$0] != nil }
     }
 }

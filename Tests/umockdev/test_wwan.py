@@ -88,19 +88,27 @@ def bridge():
     return f"P: {BRIDGE}\nE: DRIVER=pcieport\nE: SUBSYSTEM=pci\nA: vendor=0x8086\\n\nA: device=0xa110\\n\n"
 
 
-def pci_module(address, ids, wwan, ports, child_first=False):
+def pci_ids(ids):
+    """The PCI device's ID attributes, as sysfs spells them."""
+    v, d, sv, sd = ids
+    return [("vendor", f"0x{v}\n"), ("device", f"0x{d}\n"), ("subsystem_vendor", f"0x{sv}\n"),
+            ("subsystem_device", f"0x{sd}\n")]
+
+
+def pci_module(address, ids, wwan, ports, child_first=False, ids_later=False):
     """umockdev text for a PCIe module: the PCI device, mhi0, wwan/wwanN and its ports, parent first (with
-    child_first, in umockdev-record's order: each port's add uevent comes before its PCI device exists).
+    child_first, in umockdev-record's order: each port's add uevent comes before its PCI device exists). With
+    ids_later the PCI device has no ID attributes: the caller writes them (pci_ids) once it has added the text.
 
     ids: (vendor, device, subsystem_vendor, subsystem_device); ports: [(name suffix, type, minor)].
-    Returns (text, {devnode: syspath}, [every syspath, deepest first])."""
+    Returns (text, {devnode: syspath}, [every syspath, deepest first, the PCI device last])."""
     pci = f"{BRIDGE}/{address}"
     v, d, sv, sd = ids
+    id_lines = "" if ids_later else "".join(f"A: {name}={value[:-1]}\\n\n" for name, value in pci_ids(ids))
     records = [
         f"P: {pci}\nE: DRIVER=mhi-pci-generic\nE: SUBSYSTEM=pci\nE: PCI_ID={v.upper()}:{d.upper()}\n"
         f"E: PCI_SUBSYS_ID={sv.upper()}:{sd.upper()}\nE: PCI_SLOT_NAME={address}\n"
-        f"A: vendor=0x{v}\\n\nA: device=0x{d}\\n\nA: subsystem_vendor=0x{sv}\\n\nA: subsystem_device=0x{sd}\\n\n"
-        "A: class=0x0d4000\\n\n",
+        f"{id_lines}A: class=0x0d4000\\n\n",
         f"P: {pci}/mhi{wwan}\nE: SUBSYSTEM=mhi\n",
         f"P: {pci}/mhi{wwan}/wwan/wwan{wwan}\nE: SUBSYSTEM=wwan\nE: DEVTYPE=wwan_dev\n",
     ]
@@ -125,9 +133,13 @@ def rm520n(wwan, minor):
                       [("at0", "AT", minor), ("mbim0", "MBIM", minor + 1), ("qcdm0", "QCDM", minor + 2)])
 
 
-def fn990(wwan, minor, child_first=False):
-    return pci_module("0000:56:00.0", ("17cb", "0308", "1c5d", "2010"), wwan,
-                      [("at0", "AT", minor), ("at1", "AT", minor + 1), ("mbim0", "MBIM", minor + 2)], child_first)
+FN990_IDS = ("17cb", "0308", "1c5d", "2010")
+
+
+def fn990(wwan, minor, child_first=False, ids_later=False):
+    return pci_module("0000:56:00.0", FN990_IDS, wwan,
+                      [("at0", "AT", minor), ("at1", "AT", minor + 1), ("mbim0", "MBIM", minor + 2)], child_first,
+                      ids_later)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,7 +334,9 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths, t_nodes, t_
         if hit:
             print(f"     (WWAN re-plug: add -> identities read: {(hit[0] - start) * 1000:.0f} ms)")
         # Unplug the FN990 and re-plug it child first: its ports' add uevents come before the PCI device (and its
-        # subsystem IDs, the table's key) can be read; the udev monitor waits for it, or at0 would be taken.
+        # subsystem IDs, the table's key) can be read; the udev monitor waits for it, or at0 would be taken. The
+        # PCI device's IDs are written 0.3 s after it appears (umockdev, like a device being added, creates the
+        # device before its attributes): the monitor waits for the IDs too, not only for the device.
         mark = d.mark()
         for devnode in sorted(t_nodes, reverse=True):
             testbed.uevent(t_nodes[devnode], "remove")
@@ -331,12 +345,15 @@ def test_daemon(testbed, workdir, watch, nodes, r_nodes, r_syspaths, t_nodes, t_
         nodes["/dev/wwan1at1"].stop()
         for syspath in t_syspaths:
             testbed.remove_device(syspath)
-        text, _, _ = fn990(3, MINOR_BASE + 20, child_first=True)
+        text, _, t3_syspaths = fn990(3, MINOR_BASE + 20, child_first=True, ids_later=True)
         node = WWANNode(testbed, "/dev/wwan3at1", ID_T, SIM_T)
         nodes["/dev/wwan3at1"] = node
         mark = d.mark()
         testbed.add_from_string(text)
         node.activate()
+        time.sleep(0.3)
+        for name, value in pci_ids(FN990_IDS):
+            testbed.set_attribute(t3_syspaths[-1], name, value)
         watch.watch("/dev/wwan3at0")
         watch.watch("/dev/wwan3mbim0")
         hit = d.wait_for(tdd.identity_read(SLOT_T, ID_T, "/dev/wwan3at1"), 10, mark)
