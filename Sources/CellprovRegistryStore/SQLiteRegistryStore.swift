@@ -525,21 +525,42 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         }
     }
 
+    /// The three reads behind `summaries`, each of a JSON array of serials (json_each): the units, their slots, their
+    /// open flags counted.
+    static let summarySQL = (
+        units: """
+            SELECT serial, first_seen, last_seen, lost_at FROM units WHERE serial IN (SELECT value FROM json_each(?))
+            """,
+        slots: "SELECT * FROM slots WHERE serial IN (SELECT value FROM json_each(?)) ORDER BY serial, origin, slot",
+        openFlags: """
+            SELECT serial, count(*) AS n FROM flags
+            WHERE serial IN (SELECT value FROM json_each(?)) AND resolved_at IS NULL GROUP BY serial
+            """
+    )
+
+    /// Summaries of `serials` (in that order, unknown ones left out) in three queries whatever their number, as
+    /// PostgreSQL's: the serials go in as one JSON array, so each statement is prepared once per connection.
     static func summaries(_ db: Database, serials: [String]) throws -> [UnitSummary] {
-        try serials.compactMap { serial in
-            guard
-                let unit = try Row.fetchOne(
-                    db, sql: "SELECT first_seen, last_seen, lost_at FROM units WHERE serial = ?", arguments: [serial])
-            else { return nil }
-            let slots = try Row.fetchAll(
-                db, sql: "SELECT * FROM slots WHERE serial = ? ORDER BY origin, slot", arguments: [serial]
-            ).map(slotState)
-            let open = try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM flags WHERE serial = ? AND resolved_at IS NULL", arguments: [serial]) ?? 0
+        guard !serials.isEmpty else { return [] }
+        let list = String(decoding: try JSONEncoder().encode(serials), as: UTF8.self)
+        var units = [String: Row]()
+        for row in try Row.fetchAll(db.cachedStatement(sql: summarySQL.units), arguments: [list]) {
+            units[row["serial"]] = row
+        }
+        var slots = [String: [SlotState]]()
+        for row in try Row.fetchAll(db.cachedStatement(sql: summarySQL.slots), arguments: [list]) {
+            slots[row["serial"], default: []].append(slotState(row))
+        }
+        var open = [String: Int]()
+        for row in try Row.fetchAll(db.cachedStatement(sql: summarySQL.openFlags), arguments: [list]) {
+            open[row["serial"]] = row["n"]
+        }
+        return serials.compactMap { serial in
+            guard let unit = units[serial] else { return nil }
             return UnitSummary(
-                serial: serial, slots: slots, lost: (unit["lost_at"] as Int64?) != nil,
+                serial: serial, slots: slots[serial] ?? [], lost: (unit["lost_at"] as Int64?) != nil,
                 firstSeen: StoreSupport.date(unit["first_seen"] as Int64?),
-                lastSeen: StoreSupport.date(unit["last_seen"] as Int64?), openFlags: open)
+                lastSeen: StoreSupport.date(unit["last_seen"] as Int64?), openFlags: open[serial] ?? 0)
         }
     }
 

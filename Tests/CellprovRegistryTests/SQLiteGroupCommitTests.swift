@@ -345,4 +345,39 @@ import Testing
             #expect(try await StoreAffectedTests.serials(store, filter) == ["GW-1", "GW-4", "GW-7"])
         }
     }
+
+    @Test func theSummariesOfAPageAreThreeIndexedReadsInTheAskedOrder() async throws {
+        try await Self.withSQLite { store, _ in
+            try await StoreAffectedTests.fleet(store)
+            // Two open flags and a resolved one for GW-1: the summary counts the open ones.
+            try await store.pool.write { db in
+                for (key, resolved) in [("a", nil), ("b", nil), ("c", Int64(1))] as [(String, Int64?)] {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO flags (kind, severity, serial, slot, summary, evidence, dedupe_key, raised_at,
+                                resolved_at) VALUES ('imei_changed', 'critical', 'GW-1', 'usb-1', '', '{}', ?, 0, ?)
+                            """, arguments: [key, resolved])
+                }
+            }
+            let asked = ["GW-4", "GW-NONE", "GW-1", "GW-7", "GW-4"]
+            let page = try await store.pool.read { db in try SQLiteRegistryStore.summaries(db, serials: asked) }
+            // The asked order (a repeat kept), the unknown serial left out, each as the unit's own page shows it.
+            #expect(page.map(\.serial) == ["GW-4", "GW-1", "GW-7", "GW-4"])
+            #expect(page.first?.slots.map(\.slot) == ["usb-1", "usb-2"])
+            #expect(page.map(\.openFlags) == [0, 2, 0, 0])
+            for summary in page {
+                #expect(try await store.unit(serial: summary.serial)?.summary == summary)
+            }
+            // Each read probes its table's index by serial: none walks a whole table.
+            for sql in [SQLiteRegistryStore.summarySQL.units, SQLiteRegistryStore.summarySQL.slots,
+                SQLiteRegistryStore.summarySQL.openFlags]
+            {
+                let plan = try await store.pool.read { db in
+                    try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: ["[]"]).map { $0["detail"] as String }
+                }
+                #expect(!plan.contains { $0.hasPrefix("SCAN units") || $0.hasPrefix("SCAN slots") || $0.hasPrefix("SCAN flags") },
+                    "\(plan)")
+            }
+        }
+    }
 }
