@@ -421,13 +421,14 @@ enum PostgresSchema {
         """
 
     /// `cellprov_ingest(...)` of migration 9: migration 5's steps and arguments (the same overload, replaced), the
-    /// rule context read in fewer scans, every statement planned once per connection. The outputs are as before:
+    /// rule context read in fewer scans (every statement planned once per connection: migration 9's `ALTER` list sets
+    /// that for each overload, this one included). The outputs are as before:
     /// the ICCID's holders split by their card's EID (`iccid_same_eid`, `iccid_other_eid`: a NULL card or a NULL
     /// `p_eid` is in neither), the factory records' IMEIs and EIDs, the field slot's for a factory record.
     static let ingestFunctionContext = """
         CREATE OR REPLACE FUNCTION cellprov_ingest(
         \(ingestSignature29)
-        LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+        LANGUAGE plpgsql AS $$
         \(ingestWrites29)
             -- The other units holding the IMEI; those holding the ICCID (as current or last SIM), each with the
             -- card it is on there.
