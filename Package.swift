@@ -136,6 +136,8 @@ let package = Package(
         .target(
             name: "CellprovTestKit",
             dependencies: [
+                "CellprovCore", "CellprovStore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -307,8 +309,22 @@ let package = Package(
             dependencies: [
                 "CellprovDaemon", "CellprovSystemd", "CellprovModemManager", "CellprovUdev", "CellprovCore",
                 "CellprovSimulator", "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
-                // The store tests write a real SQLite file with another library (GRDB) to check the salvage reads it.
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ], swiftSettings: strict),
+        // The state store: commits, outbox, views, salvage, a restored database.
+        .testTarget(
+            name: "CellprovStoreTests",
+            dependencies: [
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovStore", "CellprovTestKit",
+                // A real SQLite file written with another library (GRDB), to check that the salvage reads it.
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ], swiftSettings: strict),
+        // The reporter and the other senders of the outbox: payload, delivery, TLS, refusals, hawkBit, faults.
+        .testTarget(
+            name: "CellprovReporterTests",
+            dependencies: [
+                "CellprovCore", "CellprovReporter", "CellprovStore", "CellprovTestKit",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
     ]

@@ -81,13 +81,7 @@ import Glibc
     }
 
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-        let clock = ContinuousClock()
-        let end = clock.now.advanced(by: timeout)
-        while clock.now < end {
-            if try condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return try condition()
+        try await pollUntil(within: timeout, condition)
     }
 
     @Test func enrollRestartSwapLiveSwapIMEIChangeAndOutageWithSIGKILL() async throws {
@@ -277,9 +271,9 @@ import Glibc
         #expect(before.map(\.event.type) == [.enrolled, .simChanged])
         #expect(before.allSatisfy { $0.state == .pending })
         switch damage {
-        case .truncated: try RTDamage.truncated.apply(to: db, walCopy: nil)
-        case .headerOverwritten: try RTDamage.headerOverwritten.apply(to: db, walCopy: nil)
-        case .directory: try RTDamage.directory.apply(to: db, walCopy: walCopy)
+        case .truncated: try DatabaseDamage.truncated.apply(to: db, walCopy: nil)
+        case .headerOverwritten: try DatabaseDamage.headerOverwritten.apply(to: db, walCopy: nil)
+        case .directory: try DatabaseDamage.directory.apply(to: db, walCopy: walCopy)
         case .zeroLength, .missing:
             for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
             if damage == .zeroLength {

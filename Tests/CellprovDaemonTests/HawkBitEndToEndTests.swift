@@ -21,12 +21,7 @@ import Glibc
     static let serial = "GW-HB-1"
 
     static func waitUntil(_ timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async rethrows -> Bool {
-        let end = ContinuousClock().now + timeout
-        while ContinuousClock().now < end {
-            if try condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return try condition()
+        try await pollUntil(within: timeout, condition)
     }
 
     @Test func attributesFollowTheIdentityThroughFailuresAndRestarts() async throws {

@@ -52,11 +52,7 @@ import Testing
     }
 
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock().now + timeout
-        while !condition() {
-            guard ContinuousClock().now < deadline else { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        _ = await pollUntil(within: timeout, condition)
     }
 
     // MARK: - Configuration
@@ -242,7 +238,7 @@ import Testing
     @Test func failuresAreLoggedOnce() async throws {
         let (store, dir) = try Self.populatedStore()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let records = LogCapture()
+        let records = CapturedLogs()
         let logger = Logger(label: "test") { _ in records }
         let fail = NIOLockedValueBox(true)
         let attempts = NIOLockedValueBox(0)
@@ -337,25 +333,5 @@ import Testing
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "a 2\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["cellprov.prom"])
         #expect(throws: MetricsWriteError.self) { try MetricsTextfile.atomicWrite(dir + "/none/c.prom", "a 1\n") }
-    }
-}
-
-/// Keeps what was logged, for the assertions.
-final class LogCapture: LogHandler, @unchecked Sendable {
-    private let lines = NIOLockedValueBox<[(Logger.Level, String)]>([])
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lines.withLockedValue { $0.append((event.level, "\(event.message)")) }
-    }
-
-    func messages(_ level: Logger.Level) -> [String] {
-        lines.withLockedValue { $0.filter { $0.0 == level }.map(\.1) }
     }
 }

@@ -52,12 +52,7 @@ final class CapturedLogs: Sendable {
 
 /// Polls `condition` until it holds or `timeout` passes.
 func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
+    await pollUntil(within: timeout, condition)
 }
 
 @Suite(.serialized) struct AlertsTests {

@@ -53,7 +53,7 @@ import FoundationNetworking
 
     /// Runs an updater over `source` until the body returns.
     static func withUpdater(
-        _ config: HawkBitConfiguration, source: Source, logs: LogCapture = LogCapture(),
+        _ config: HawkBitConfiguration, source: Source, logs: CapturedLogs = CapturedLogs(),
         _ body: (HawkBitUpdater) async throws -> Void
     ) async throws {
         let updater = try HawkBitUpdater(
@@ -66,12 +66,7 @@ import FoundationNetworking
     }
 
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock().now + timeout
-        while !condition() {
-            guard ContinuousClock().now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return true
+        await pollUntil(within: timeout, condition)
     }
 
     @Test func sendsTheDocumentedRequestAndKeepsTheTargetsOtherAttributes() async throws {
@@ -138,7 +133,7 @@ import FoundationNetworking
         standIn.enqueue([.status(503), .drop, .status(500)])
         let source = Source()
         source.value = Self.attributes(1)
-        let logs = LogCapture()
+        let logs = CapturedLogs()
         try await Self.withUpdater(Self.configuration(standIn), source: source, logs: logs) { _ in
             #expect(await Self.waitUntil { standIn.attributes(of: Self.controllerID) == Self.attributes(1) })
             #expect(await Self.waitUntil { !logs.messages(.notice).isEmpty }, "logged once the answer is judged")
@@ -176,7 +171,7 @@ import FoundationNetworking
         defer { standIn.stop() }
         let source = Source()
         source.value = Self.attributes(1)
-        let logs = LogCapture()
+        let logs = CapturedLogs()
         let config = Self.configuration(standIn, backoff: .seconds(30))
         try await Self.withUpdater(config, source: source, logs: logs) { updater in
             #expect(await Self.waitUntil { standIn.requests.count == 1 })
@@ -197,7 +192,7 @@ import FoundationNetworking
         defer { standIn.stop() }
         let source = Source()
         source.value = Self.attributes(1)
-        let logs = LogCapture()
+        let logs = CapturedLogs()
         try await Self.withUpdater(Self.configuration(standIn), source: source, logs: logs) { _ in
             #expect(await Self.waitUntil { standIn.requests.count >= 2 })
             standIn.setAttributes([:], of: Self.controllerID)  // the update client polls: hawkBit creates it
@@ -214,7 +209,7 @@ import FoundationNetworking
         standIn.enqueue([.status(400)])
         let source = Source()
         source.value = Self.attributes(1)
-        let logs = LogCapture()
+        let logs = CapturedLogs()
         try await Self.withUpdater(Self.configuration(standIn), source: source, logs: logs) { updater in
             #expect(await Self.waitUntil { standIn.requests.count == 1 })
             for _ in 0..<3 { updater.changed() }
@@ -240,7 +235,7 @@ import FoundationNetworking
         ])
         let source = Source()
         source.value = Self.attributes(1)
-        let logs = LogCapture()
+        let logs = CapturedLogs()
         var config = Self.configuration(standIn, backoff: .milliseconds(5))
         config.requestTimeout = .milliseconds(500)
         let clock = ContinuousClock()
