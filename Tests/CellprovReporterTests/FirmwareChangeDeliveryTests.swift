@@ -12,47 +12,14 @@ import Testing
 // registry's ingest validation does for a type it does not know): the event is rejected for good and the events
 // behind it are still delivered.
 
-private enum FWValue {
-    static func luhn(_ payload: String) -> String { payload + String(Luhn.checkDigit(for: payload)!) }
-    static let imei = luhn("35693803564380")
-    static let imsi1 = "310260123456789"
-    static let imsi2 = "262019876543210"
-    static let iccid1 = luhn("894420005367105249")
-    static let iccid2 = luhn("891004234814455936")
-    static let slot = "pci-0000:00:14.0-usb-0:1:1.0"
-}
-
-private func fwObservation(revision: String, imsi: String = FWValue.imsi1, iccid: String = FWValue.iccid1)
-    -> Observation
-{
-    var report = IdentityReport(port: "/dev/ttyUSB2", manufacturer: "Quectel", model: "EC25", revision: revision)
-    report.imei = IMEI.validate(FWValue.imei).value
-    report.imsi = IMSI.validate(imsi).value
-    report.iccid = ICCID.validate(iccid).value
-    return Observation(
-        slot: ModuleSlot(key: FWValue.slot, port: "/dev/ttyUSB2", usbSerial: "SER-1", origin: .udev), report: report,
-        observedAt: Date(), reason: "test")
-}
-
-private func fwEventually(within limit: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows
-    -> Bool
-{
-    let clock = ContinuousClock()
-    let deadline = clock.now + limit
-    while clock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try condition()
-}
-
-private final class FWTempDir {
-    let path: String
-    init() throws {
-        path = NSTemporaryDirectory() + "cellprov-firmware-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+/// A read of the slot with an EC25 of firmware `revision` (the fixture's identities otherwise).
+private func fwObservation(
+    revision: String, imsi: String = FixtureValues.imsi1, iccid: String = FixtureValues.iccid1
+) -> Observation {
+    var observation = fixtureObservation(imsi: imsi, iccid: iccid)
+    observation.report.model = "EC25"
+    observation.report.revision = revision
+    return observation
 }
 
 @Suite("firmware_changed delivery")
@@ -63,7 +30,7 @@ struct FirmwareChangeDeliveryTests {
         ids += try store.commit(fwObservation(revision: "EC25EFAR06A06M4G")).map(\.id)
         ids += try store.commit(fwObservation(revision: "EC25EFAR06A08M4G")).map(\.id)
         ids += try store.commit(
-            fwObservation(revision: "EC25EFAR06A08M4G", imsi: FWValue.imsi2, iccid: FWValue.iccid2)
+            fwObservation(revision: "EC25EFAR06A08M4G", imsi: FixtureValues.imsi2, iccid: FixtureValues.iccid2)
         ).map(\.id)
         return ids
     }
@@ -79,7 +46,7 @@ struct FirmwareChangeDeliveryTests {
 
     @Test("a registry that knows the type gets previous_revision and the new module.revision")
     func delivered() async throws {
-        let dir = try FWTempDir()
+        let dir = try TemporaryDirectory(prefix: "cellprov-firmware")
         let store = try StateStore(directory: dir.path)
         let receiver = try EnrollmentReceiver(behaviour: .status(201))
         defer { receiver.stop() }
@@ -88,7 +55,7 @@ struct FirmwareChangeDeliveryTests {
         #expect(types == [.enrolled, .firmwareChanged, .simChanged])
 
         let (_, task) = try Self.reporter(store, receiver)
-        let done = try await fwEventually { try store.outboxDepth() == 0 }
+        let done = try await pollUntil(within: .seconds(10)) { try store.outboxDepth() == 0 }
         task.cancel()
         await task.value
         #expect(done)
@@ -105,14 +72,14 @@ struct FirmwareChangeDeliveryTests {
 
     @Test("an older registry refuses the unknown type with 422: rejected once, the next event still delivered")
     func olderRegistry() async throws {
-        let dir = try FWTempDir()
+        let dir = try TemporaryDirectory(prefix: "cellprov-firmware")
         let store = try StateStore(directory: dir.path)
         let receiver = try EnrollmentReceiver(behaviour: .refuseTypes(["firmware_changed"], status: 422))
         defer { receiver.stop() }
         let ids = try Self.commitThree(store)
 
         let (_, task) = try Self.reporter(store, receiver)
-        let done = try await fwEventually { try store.outboxDepth() == 0 }
+        let done = try await pollUntil(within: .seconds(10)) { try store.outboxDepth() == 0 }
         // A little longer: a retry of the rejected event would show here.
         try await Task.sleep(for: .milliseconds(300))
         task.cancel()
