@@ -17,8 +17,9 @@ import Testing
     }
 
     /// GW-1 seen an hour ago (EC25, a SIM swap), GW-2 seen five hours ago (EG25, no revision), GW-3 marked lost; one
-    /// open `imei_changed` flag raised by hand, critical.
-    static func fleet(_ store: any RegistryStore) async throws {
+    /// open `imei_changed` flag raised by hand, critical. Returns the moment the hours count from.
+    @discardableResult
+    static func fleet(_ store: any RegistryStore) async throws -> Date {
         let now = Date()
         let hourAgo = now.addingTimeInterval(-3600)
         let fiveHours = now.addingTimeInterval(-5 * 3600)
@@ -39,6 +40,7 @@ import Testing
                     kind: .imeiChanged, severity: .critical, serial: "GW-1", summary: "IMEI changed",
                     evidence: FlagEvidence(), dedupeKey: "overview-http-1")
             ], at: now)
+        return now
     }
 
     @Test(arguments: StoreBackend.available)
@@ -103,7 +105,7 @@ import Testing
     @Test(arguments: StoreBackend.available)
     func thePageDrawsChartsWithoutScriptAndLinksEveryCount(_ backend: StoreBackend) async throws {
         try await RegistryFixture.with(backend) { f in
-            try await Self.fleet(f.store)
+            let now = try await Self.fleet(f.store)
             try await f.test { client in
                 // Not signed in: back to the sign-in page.
                 let status = try await client.execute(uri: "/overview", method: .get) { r in
@@ -137,9 +139,15 @@ import Testing
                         "href=\"/affected?manufacturer=Quectel&amp;model=EC25&amp;revision=EC25EFAR06A06M4G\""))
                 // The EG25 row reported no revision: no exact list to link to.
                 #expect(!html.contains("model=EG25"))
-                // Today's bar holds the four events.
-                let today = String(EnrollmentTimestamp.format(Date()).prefix(10))
-                #expect(html.contains("data-day=\"\(today)\" data-count=\"4\""))
+                // The bars hold the four events on their UTC days: two an hour ago, two five hours ago (one day, or
+                // two between 00:00 and 05:00 UTC).
+                var perDay = [String: Int]()
+                for hours in [1.0, 1, 5, 5] {
+                    perDay[String(EnrollmentTimestamp.format(now.addingTimeInterval(-hours * 3600)).prefix(10)), default: 0] += 1
+                }
+                for (day, count) in perDay {
+                    #expect(html.contains("data-day=\"\(day)\" data-count=\"\(count)\""), "\(day): \(count)")
+                }
                 #expect(identifierDigitRuns(html).isEmpty)
                 for id in [TestID.imei(21), TestID.imsi(21), TestID.iccid(21)] { #expect(!html.contains(id)) }
             }
