@@ -15,8 +15,9 @@ enum BenchUnits {
     static func imsi(_ n: Int) -> String { "26201" + BenchFleet.pad(n, 10) }
     static func iccid(_ n: Int) -> String { "8949226" + BenchFleet.pad(n, 12) }
 
-    /// Inserts units `0..<count`, 50 000 per transaction.
-    static func load(_ store: any BulkLoadable, count: Int, at: Date) async throws {
+    /// Inserts units `0..<count`, 50 000 per transaction, then (unless `settle` is false) lets the store settle
+    /// (`BulkLoadable.bulkSettle`: PostgreSQL's `VACUUM ANALYZE`).
+    static func load(_ store: any BulkLoadable, count: Int, at: Date, settle: Bool = true) async throws {
         let t = Int64((at.timeIntervalSince1970 * 1000).rounded())
         var start = 0
         while start < count {
@@ -41,7 +42,7 @@ enum BenchUnits {
             try await store.bulkInsert([units, slots])
             start = end
         }
-        try await store.bulkSettle()
+        if settle { try await store.bulkSettle() }
     }
 }
 
