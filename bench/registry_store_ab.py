@@ -17,7 +17,7 @@ event trigger in template1, removed afterwards): the same binary without one ind
 
 Usage (under scripts/with-postgres.sh):
   registry_store_ab.py --a BIN_A --b BIN_B [--units 1000000] [--events 30000] [--runs 2] [--without-index NAME]
-                       [--checkpoint-after-load]
+                       [--checkpoint-after-load] [--b-arg ARG]
 """
 import argparse
 import os
@@ -83,8 +83,9 @@ def knows_no_sqlite(binary):
     return subprocess.run([binary, "--no-sqlite", "--units", "1", "--events", "1"], capture_output=True).returncode == 0
 
 
-def run(binary, url, pm, units, events, checkpoint=False):
+def run(binary, url, pm, units, events, checkpoint=False, extra=()):
     skip = ["--no-sqlite"] if knows_no_sqlite(binary) else []
+    skip += list(extra)
     # stdbuf: the benchmark writes through C stdio, block-buffered into a pipe; each line is wanted when printed.
     proc = subprocess.Popen(["stdbuf", "-oL", binary, *skip, "--postgres", url, "--units", str(units), "--events", str(events)],
                             stdout=subprocess.PIPE, text=True)
@@ -125,6 +126,7 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--without-index", action="append", default=[])
     ap.add_argument("--checkpoint-after-load", action="store_true")
+    ap.add_argument("--b-arg", action="append", default=[], help="one more argument for B's runs (e.g. --no-settle)")
     args = ap.parse_args()
     url = os.environ.get("CELLPROV_TEST_POSTGRES_URL")
     if not url:
@@ -139,7 +141,7 @@ def main():
                     drop_indexes_in_new_databases(url, args.without_index)
                 try:
                     res = run(args.a if side == "A" else args.b, url, pm, args.units, args.events,
-                              args.checkpoint_after_load)
+                              args.checkpoint_after_load, args.b_arg if side == "B" else ())
                 finally:
                     remove_trigger(url)
                 results[side].append(res)
@@ -150,7 +152,8 @@ def main():
                 print(f"run {r + 1} {side}: load {res.get('load_s', 0):.1f} s{cp}; {ph}", flush=True)
     finally:
         remove_trigger(url)
-    label = {"A": args.a, "B": args.b + (f" without {', '.join(args.without_index)}" if args.without_index else "")}
+    label = {"A": args.a, "B": args.b + (f" without {', '.join(args.without_index)}" if args.without_index else "")
+             + (f" {' '.join(args.b_arg)}" if args.b_arg else "")}
     print(f"\n{args.units} units, {args.events} events a phase, {args.runs} runs a side (A B B A ...):")
     for side in ("A", "B"):
         print(f"  {side} = {label[side]}")
