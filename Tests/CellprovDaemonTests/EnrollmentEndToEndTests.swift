@@ -104,6 +104,9 @@ import Glibc
         #expect((body["identity"] as? [String: Any])?["iccid"] as? String == Self.original.iccid)
         #expect(body["previous"] is NSNull)
         #expect(body["sequence"] as? Int == 1)
+        // Stopped only once the daemon has recorded the answer: a SIGTERM while the request is in flight leaves the
+        // event pending, and the next run sends it again under the same idempotency key (at least once, by design).
+        #expect(try await Self.waitUntil { try setup.events().allSatisfy { $0.state == .delivered } })
         #expect(await setup.stop() == 0)
 
         // 2. Restart with the same identity: nothing new.
