@@ -136,8 +136,7 @@ let package = Package(
         .target(
             name: "CellprovTestKit",
             dependencies: [
-                "CellprovCore", "CellprovStore",
-                .product(name: "Logging", package: "swift-log"),
+                "CellprovCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -279,6 +278,14 @@ let package = Package(
         .executableTarget(
             name: "cellprov-fuzz-scrub", dependencies: ["CellprovCore", "CellprovReporter", "CellprovFuzzSupport"],
             swiftSettings: strict),
+        // What only the test suites share (not the demo's receiver): damaging a state database, capturing logs.
+        .target(
+            name: "CellprovTestSupport",
+            dependencies: [
+                "CellprovStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ], path: "Tests/CellprovTestSupport", swiftSettings: strict),
         .testTarget(name: "CellprovCoreTests", dependencies: ["CellprovCore"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "CellprovModemTests", dependencies: ["CellprovModem", "CellprovSimulator", "CellprovSerial", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
@@ -287,7 +294,7 @@ let package = Package(
             name: "CellprovRegistryTests",
             dependencies: [
                 "CellprovCore", "CellprovEnrollmentAPI", "CellprovRegistryCore", "CellprovRegistryStore",
-                "CellprovRegistryHTTP", "CellprovRegistryAlerts", "CellprovTestKit",
+                "CellprovRegistryHTTP", "CellprovRegistryAlerts", "CellprovTestKit", "CellprovTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 // The overview chart template rendered alone (its escaping).
@@ -309,13 +316,14 @@ let package = Package(
             dependencies: [
                 "CellprovDaemon", "CellprovSystemd", "CellprovModemManager", "CellprovUdev", "CellprovCore",
                 "CellprovSimulator", "CellprovStore", "CellprovReporter", "CellprovTestKit", "CellprovEnrollmentAPI",
+                "CellprovTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),
         // The state store: commits, outbox, views, salvage, a restored database.
         .testTarget(
             name: "CellprovStoreTests",
             dependencies: [
-                "CellprovCore", "CellprovEnrollmentAPI", "CellprovStore", "CellprovTestKit",
+                "CellprovCore", "CellprovEnrollmentAPI", "CellprovStore", "CellprovTestKit", "CellprovTestSupport",
                 // A real SQLite file written with another library (GRDB), to check that the salvage reads it.
                 .product(name: "GRDB", package: "GRDB.swift"),
             ], swiftSettings: strict),
@@ -323,7 +331,7 @@ let package = Package(
         .testTarget(
             name: "CellprovReporterTests",
             dependencies: [
-                "CellprovCore", "CellprovReporter", "CellprovStore", "CellprovTestKit",
+                "CellprovCore", "CellprovReporter", "CellprovStore", "CellprovTestKit", "CellprovTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ], swiftSettings: strict),

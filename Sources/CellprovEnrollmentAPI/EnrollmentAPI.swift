@@ -214,15 +214,6 @@ public struct EnrollmentRequest: Sendable, Codable, Equatable, CustomStringConve
             case eventsLost = "events_lost"
             case lastSequence = "last_sequence"
         }
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(reason, forKey: .reason)
-            try c.encode(detectedAt, forKey: .detectedAt)
-            try c.encode(eventsSalvaged, forKey: .eventsSalvaged)
-            try c.encode(eventsLost, forKey: .eventsLost)
-            try c.encodeIfPresent(lastSequence, forKey: .lastSequence)  // absent: unknown
-        }
     }
 
     /// Lowercase UUID; the `Idempotency-Key` header carries the same value.

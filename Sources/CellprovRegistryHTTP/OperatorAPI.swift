@@ -95,6 +95,14 @@ struct OperatorAPI {
         }
     }
 
+    /// ``authenticateReading(_:)``, then the `at` of a question asked as of a past time (nil: now).
+    func authenticateReadingAsOf(_ request: Request) async -> Result<(OperatorIdentity, Bool, Date?), Refusal> {
+        switch await authenticateReading(request) {
+        case .failure(let r): return .failure(r)
+        case .success(let (who, reveal)): return QueryParameter.at(request).map { (who, reveal, $0) }
+        }
+    }
+
     /// Appends a `reveal` audit entry per unit whose identifiers were shown in full, and logs it.
     static func auditReveal(
         _ state: RegistryState, who: OperatorIdentity, serials: [String?], what: String, remote: String?
@@ -114,16 +122,10 @@ struct OperatorAPI {
     // MARK: Routes
 
     func searchUnits(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        let who: OperatorIdentity
-        let reveal: Bool
-        switch await authenticateReading(request) {
+        let (who, reveal, at): (OperatorIdentity, Bool, Date?)
+        switch await authenticateReadingAsOf(request) {
         case .failure(let r): return r.response
-        case .success(let (w, v)): (who, reveal) = (w, v)
-        }
-        let at: Date?
-        switch QueryParameter.at(request) {
-        case .failure(let r): return r.response
-        case .success(let t): at = t
+        case .success(let v): (who, reveal, at) = v
         }
         let limit: Int
         let offset: Int
@@ -184,16 +186,10 @@ struct OperatorAPI {
     }
 
     func unit(_ request: Request, _ context: RegistryRequestContext) async -> Response {
-        let who: OperatorIdentity
-        let reveal: Bool
-        switch await authenticateReading(request) {
+        let (who, reveal, at): (OperatorIdentity, Bool, Date?)
+        switch await authenticateReadingAsOf(request) {
         case .failure(let r): return r.response
-        case .success(let (w, v)): (who, reveal) = (w, v)
-        }
-        let at: Date?
-        switch QueryParameter.at(request) {
-        case .failure(let r): return r.response
-        case .success(let t): at = t
+        case .success(let v): (who, reveal, at) = v
         }
         guard let serial = context.parameters.get("serial")?.removingPercentEncoding else { return jsonError(.badRequest, "no serial") }
         do {

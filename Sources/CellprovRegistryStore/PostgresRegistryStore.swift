@@ -24,7 +24,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
     let logger: Logger
     let location: PostgresLocation
     private let runTask: Task<Void, Never>
-    private let keys = NIOLockedValueBox<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+    private let keys = StoredKeys()
     /// Set once the pool's run task has started (a lease before `run()` logs a warning and waits).
     private let running: RunFlag
 
@@ -176,7 +176,7 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
         guard missing.isEmpty else { throw RegistryStoreError("database migrations not applied: \(missing.sorted())") }
     }
 
-    func setting(_ name: String) async throws -> [UInt8] {
+    func setting(_ name: String) async throws -> [UInt8]? {
         let logger = logger
         let value = try await read { conn -> [UInt8]? in
             for try await b in try await conn.query("SELECT value FROM settings WHERE name = \(name)", logger: logger)
@@ -186,22 +186,15 @@ public final class PostgresRegistryStore: RegistryStore, Sendable {
             }
             return nil
         }
-        guard let value, !value.isEmpty else { throw RegistryStoreError("the database has no \(name) (not migrated)") }
         return value
     }
 
     public func pseudonymKey() async throws -> [UInt8] {
-        if let k = keys.withLockedValue({ $0.pseudonym }) { return k }
-        let k = try await setting(StoreSupport.pseudonymKeyName)
-        keys.withLockedValue { $0.pseudonym = k }
-        return k
+        try await keys.key(StoreSupport.pseudonymKeyName, read: setting)
     }
 
     public func sessionKey() async throws -> [UInt8] {
-        if let k = keys.withLockedValue({ $0.session }) { return k }
-        let k = try await setting(StoreSupport.sessionKeyName)
-        keys.withLockedValue { $0.session = k }
-        return k
+        try await keys.key(StoreSupport.sessionKeyName, read: setting)
     }
 
     // MARK: Credentials

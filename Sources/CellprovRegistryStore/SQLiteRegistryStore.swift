@@ -19,7 +19,7 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
     let logger: Logger
     /// The ingest path's group commit (SQLiteIngestQueue.swift).
     let ingestQueue: SQLiteIngestQueue
-    private let keys = NIOLockedValueBox<(pseudonym: [UInt8]?, session: [UInt8]?)>((nil, nil))
+    private let keys = StoredKeys()
 
     /// Opens (creating it and its directory's file if needed) the database at `path`. Call ``migrate()`` next
     /// (``RegistryDatabase/open(url:logger:)`` does).
@@ -138,26 +138,19 @@ public final class SQLiteRegistryStore: RegistryStore, Sendable {
         guard missing.isEmpty else { throw RegistryStoreError("database migrations not applied: \(missing.sorted())") }
     }
 
-    func setting(_ name: String) async throws -> [UInt8] {
+    func setting(_ name: String) async throws -> [UInt8]? {
         let data = try await read { db in
             try Data.fetchOne(db, sql: "SELECT value FROM settings WHERE name = ?", arguments: [name])
         }
-        guard let data, !data.isEmpty else { throw RegistryStoreError("the database has no \(name) (not migrated)") }
-        return [UInt8](data)
+        return data.map { [UInt8]($0) }
     }
 
     public func pseudonymKey() async throws -> [UInt8] {
-        if let k = keys.withLockedValue({ $0.pseudonym }) { return k }
-        let k = try await setting(StoreSupport.pseudonymKeyName)
-        keys.withLockedValue { $0.pseudonym = k }
-        return k
+        try await keys.key(StoreSupport.pseudonymKeyName, read: setting)
     }
 
     public func sessionKey() async throws -> [UInt8] {
-        if let k = keys.withLockedValue({ $0.session }) { return k }
-        let k = try await setting(StoreSupport.sessionKeyName)
-        keys.withLockedValue { $0.session = k }
-        return k
+        try await keys.key(StoreSupport.sessionKeyName, read: setting)
     }
 
     public func close() async {

@@ -3,6 +3,7 @@ import CellprovEnrollmentAPI
 import CellprovRegistryCore
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 
 /// What both backends share: time encoding, the values an event writes to its slot, the references it indexes,
 /// and the schema's version list. Kept here so that the two backends cannot drift apart in meaning.
@@ -114,3 +115,18 @@ enum StoreSupport {
     static let sessionKeyName = "session_key"
 }
 
+/// The settings' keys (``StoreSupport/pseudonymKeyName``, ``StoreSupport/sessionKeyName``): made by the first
+/// migration, never changed after it, so each is read from the database once and then kept.
+final class StoredKeys: Sendable {
+    private let cache = NIOLockedValueBox<[String: [UInt8]]>([:])
+
+    /// The key `name`, read with `read` (the backend's `SELECT value FROM settings`) the first time.
+    func key(_ name: String, read: (String) async throws -> [UInt8]?) async throws -> [UInt8] {
+        if let k = cache.withLockedValue({ $0[name] }) { return k }
+        guard let k = try await read(name), !k.isEmpty else {
+            throw RegistryStoreError("the database has no \(name) (not migrated)")
+        }
+        cache.withLockedValue { $0[name] = k }
+        return k
+    }
+}

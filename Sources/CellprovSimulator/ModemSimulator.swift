@@ -574,13 +574,18 @@ private struct State: @unchecked Sendable {
                 out.removeFirst(outStart)
                 outStart = 0
             }
-            switch writeState {
-            case .inactive: writeSource?.activate()
-            case .suspended: writeSource?.resume()
-            case .running: break
-            }
-            writeState = .running
+            startWriting()
         }
+    }
+
+    /// Lets the write source run (activated the first time, resumed after a suspension).
+    mutating func startWriting() {
+        switch writeState {
+        case .inactive: writeSource?.activate()
+        case .suspended: writeSource?.resume()
+        case .running: break
+        }
+        writeState = .running
     }
 
     mutating func unplug() {
@@ -588,12 +593,7 @@ private struct State: @unchecked Sendable {
         unplugged = true
         out = []
         outStart = 0
-        switch writeState {
-        case .inactive: writeSource?.activate()
-        case .suspended: writeSource?.resume()
-        case .running: break
-        }
-        writeState = .running
+        startWriting()
         trickleTimer?.cancel()
         trickleTimer = nil
         stream = nil

@@ -66,17 +66,6 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    func mergedMetadata(_ eventMetadata: Logger.Metadata?) -> Logger.Metadata {
-        var merged = metadata
-        if let provided = metadataProvider?.get() {
-            merged.merge(provided) { _, new in new }
-        }
-        if let eventMetadata {
-            merged.merge(eventMetadata) { _, new in new }
-        }
-        return merged
-    }
-
     // MARK: - Field construction (pure, internal for tests)
 
     /// A journal field: a valid name and its value (any bytes, newlines included).

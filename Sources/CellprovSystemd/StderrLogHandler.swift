@@ -35,9 +35,7 @@ public struct StderrLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let eventMetadata = event.metadata { merged.merge(eventMetadata) { _, new in new } }
+        let merged = mergedMetadata(event.metadata)
         let line = Self.format(
             level: event.level,
             message: event.message.description,
@@ -97,5 +95,16 @@ extension String {
             if character.isNewline { out += replacement } else { out.append(character) }
         }
         return out
+    }
+}
+
+extension LogHandler {
+    /// The metadata of one record: the handler's own, then its provider's, then the event's (a later one wins on
+    /// the same key), as swift-log's handlers merge them.
+    func mergedMetadata(_ eventMetadata: Logger.Metadata?) -> Logger.Metadata {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let eventMetadata { merged.merge(eventMetadata) { _, new in new } }
+        return merged
     }
 }

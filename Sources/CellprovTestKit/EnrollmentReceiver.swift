@@ -1,7 +1,5 @@
 import Foundation
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import NIOSSL
 import NIOConcurrencyHelpers
 
@@ -91,20 +89,9 @@ public final class EnrollmentReceiver: Sendable {
             $0.behaviour = behaviour
             $0.faults = faults
         }
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorCounter(box: box))
-                    }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(box: box))
-                }
-            }
-        channel = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
+        channel = try LoopbackHTTPServer.listen(
+            port: port, tls: sslContext, tlsFailed: { box.state.withLockedValue { $0.handshakeFailures += 1 } },
+            serve: { Self.serve($0, box: box) })
         self.port = channel.localAddress?.port ?? port
     }
 
@@ -154,76 +141,38 @@ public final class EnrollmentReceiver: Sendable {
 
     deinit { try? channel.close().wait() }
 
-    // MARK: - Pipeline
+    // MARK: - Answers
 
     final class StateBox: Sendable {
         let state = NIOLockedValueBox(State())
     }
 
-    private final class TLSErrorCounter: ChannelInboundHandler, Sendable {
-        typealias InboundIn = NIOAny
-        let box: StateBox
-        init(box: StateBox) { self.box = box }
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            if error is NIOSSLError || error is BoringSSLError {
-                box.state.withLockedValue { $0.handshakeFailures += 1 }
-            }
-            context.close(promise: nil)
-        }
-    }
-
-    private final class Handler: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        let box: StateBox
-        var head: HTTPRequestHead?
-        var body = Data()
-
-        init(box: StateBox) { self.box = box }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let h):
-                head = h
-                body = Data()
-            case .body(var buffer):
-                if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
-            case .end:
-                guard let head else { return }
-                var headers: [String: String] = [:]
-                for (name, value) in head.headers { headers[name.lowercased()] = value }
-                var behaviour = box.state.withLockedValue { s in s.script.isEmpty ? s.behaviour : s.script.removeFirst() }
-                if case .status = behaviour, let faults = box.state.withLockedValue({ $0.faults }) {
-                    let draw = Double.random(in: 0..<1)
-                    if draw < faults.hangFraction {
-                        behaviour = .hang
-                    } else if draw < faults.hangFraction + faults.failFraction {
-                        behaviour = .status(faults.failStatus)
-                    }
-                }
-                var request = Request(method: "\(head.method)", path: head.uri, headers: headers, body: body)
-                var unknownType = false
-                if case .refuseTypes(let types, let status) = behaviour {
-                    unknownType = (request.json?["type"] as? String).map(types.contains) ?? false
-                    behaviour = .status(unknownType ? status : 201)
-                }
-                if case .status(let code) = behaviour {
-                    request.status = code
-                    if (200..<300).contains(code) || code == 409 { request.headers["x-accepted"] = "1" }
-                }
-                box.state.withLockedValue { $0.requests.append(request) }
-                guard case .status(let code) = behaviour else { return }  // .hang: never answer
-                let text = unknownType ? "{\"error\":\"type: unknown event type\"}" : box.state.withLockedValue { $0.responseBody }
-                    ?? (code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}")
-                var responseHeaders = HTTPHeaders()
-                responseHeaders.add(name: "Content-Type", value: "application/json")
-                responseHeaders.add(name: "Content-Length", value: "\(text.utf8.count)")
-                let responseHead = HTTPResponseHead(
-                    version: head.version, status: HTTPResponseStatus(statusCode: code), headers: responseHeaders)
-                context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    /// Records the request and answers it as the behaviour (or the next scripted one, or a drawn fault) says.
+    static func serve(_ received: LoopbackHTTPServer.Received, box: StateBox) -> LoopbackHTTPServer.Answer {
+        var behaviour = box.state.withLockedValue { s in s.script.isEmpty ? s.behaviour : s.script.removeFirst() }
+        if case .status = behaviour, let faults = box.state.withLockedValue({ $0.faults }) {
+            let draw = Double.random(in: 0..<1)
+            if draw < faults.hangFraction {
+                behaviour = .hang
+            } else if draw < faults.hangFraction + faults.failFraction {
+                behaviour = .status(faults.failStatus)
             }
         }
+        var request = Request(
+            method: received.method, path: received.path, headers: received.headers, body: received.body)
+        var unknownType = false
+        if case .refuseTypes(let types, let status) = behaviour {
+            unknownType = (request.json?["type"] as? String).map(types.contains) ?? false
+            behaviour = .status(unknownType ? status : 201)
+        }
+        if case .status(let code) = behaviour {
+            request.status = code
+            if (200..<300).contains(code) || code == 409 { request.headers["x-accepted"] = "1" }
+        }
+        box.state.withLockedValue { $0.requests.append(request) }
+        guard case .status(let code) = behaviour else { return .hang }
+        let text = unknownType ? "{\"error\":\"type: unknown event type\"}" : box.state.withLockedValue { $0.responseBody }
+            ?? (code < 300 ? "{\"status\":\"ok\"}" : "{\"error\":\"status \(code)\"}")
+        return .respond(status: code, body: text)
     }
 }

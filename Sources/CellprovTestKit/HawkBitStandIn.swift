@@ -1,8 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 
 /// Test kit: a loopback stand-in for Eclipse hawkBit's DDI `configData` resource. No hawkBit server runs in
 /// cellprov's tests; this one enforces what hawkBit's documentation and code say of the request, and answers as
@@ -86,16 +84,7 @@ public final class HawkBitStandIn: Sendable {
                 targets: Dictionary(uniqueKeysWithValues: controllerIDs.map { ($0, [:]) }),
                 attributeQuota: attributeQuota))
         let box = self.box
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(box: box))
-                }
-            }
-        channel = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
+        channel = try LoopbackHTTPServer.listen(port: port) { Self.serve($0, box: box) }
         self.port = channel.localAddress?.port ?? port
     }
 
@@ -198,72 +187,38 @@ public final class HawkBitStandIn: Sendable {
         return (200, nil)
     }
 
-    // MARK: - Pipeline
+    // MARK: - Answers
 
-    private final class Handler: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        let box: Box
-        var head: HTTPRequestHead?
-        var body = Data()
-
-        init(box: Box) { self.box = box }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let h):
-                head = h
-                body = Data()
-            case .body(var buffer):
-                if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
-            case .end:
-                guard let head else { return }
-                var headers: [String: String] = [:]
-                for (name, value) in head.headers { headers[name.lowercased()] = value }
-                var request = Request(
-                    method: "\(head.method)", path: head.uri, headers: headers, body: body, status: nil, refusal: nil)
-                let (behaviour, status, refusal) = box.state.withLockedValue { s -> (Behaviour, Int?, String?) in
-                    let behaviour = s.script.isEmpty ? s.behaviour : s.script.removeFirst()
-                    var status: Int?
-                    var refusal: String?
-                    switch behaviour {
-                    case .hawkBit: (status, refusal) = HawkBitStandIn.judge(request, state: &s)
-                    case .status(let code), .oversized(let code, _), .echo(let code): status = code
-                    case .drop, .hang: break
-                    }
-                    request.status = status
-                    request.refusal = refusal
-                    s.requests.append(request)
-                    return (behaviour, status, refusal)
-                }
-                switch behaviour {
-                case .drop:
-                    context.close(promise: nil)
-                    return
-                case .hang:
-                    return
-                case .oversized(_, let bytes):
-                    answer(context, head: head, status: status ?? 500, body: String(repeating: "8", count: bytes))
-                case .echo:
-                    answer(context, head: head, status: status ?? 500, body: String(decoding: body, as: UTF8.self))
-                default:
-                    let text = refusal.map { "{\"message\":\"\($0)\"}" } ?? ""
-                    answer(context, head: head, status: status ?? 500, body: text)
-                }
+    /// Records the request and answers it as the behaviour (or the next scripted one) says.
+    static func serve(_ received: LoopbackHTTPServer.Received, box: Box) -> LoopbackHTTPServer.Answer {
+        var request = Request(
+            method: received.method, path: received.path, headers: received.headers, body: received.body, status: nil,
+            refusal: nil)
+        let (behaviour, status, refusal) = box.state.withLockedValue { s -> (Behaviour, Int?, String?) in
+            let behaviour = s.script.isEmpty ? s.behaviour : s.script.removeFirst()
+            var status: Int?
+            var refusal: String?
+            switch behaviour {
+            case .hawkBit: (status, refusal) = HawkBitStandIn.judge(request, state: &s)
+            case .status(let code), .oversized(let code, _), .echo(let code): status = code
+            case .drop, .hang: break
             }
+            request.status = status
+            request.refusal = refusal
+            s.requests.append(request)
+            return (behaviour, status, refusal)
         }
-
-        private func answer(_ context: ChannelHandlerContext, head: HTTPRequestHead, status: Int, body: String) {
-            var headers = HTTPHeaders()
-            if !body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
-            headers.add(name: "Content-Length", value: "\(body.utf8.count)")
-            let responseHead = HTTPResponseHead(
-                version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
-            context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-            if !body.isEmpty {
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-            }
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        switch behaviour {
+        case .drop:
+            return .close
+        case .hang:
+            return .hang
+        case .oversized(_, let bytes):
+            return .respond(status: status ?? 500, body: String(repeating: "8", count: bytes))
+        case .echo:
+            return .respond(status: status ?? 500, body: String(decoding: received.body, as: UTF8.self))
+        default:
+            return .respond(status: status ?? 500, body: refusal.map { "{\"message\":\"\($0)\"}" } ?? "")
         }
     }
 }

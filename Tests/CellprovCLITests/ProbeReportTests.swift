@@ -220,9 +220,8 @@ import Testing
     @Test func aRecordTheRulesRefuseIsNotSent() async throws {
         let sims = try Self.simulators(2)
         defer { sims.forEach { $0.stop() } }
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-rlo-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dirTemporary = try TemporaryDirectory(prefix: "cellprov-rlo")
+        let dir = URL(fileURLWithPath: dirTemporary.path)
         let spoofed = dir.appendingPathComponent("ttyUSB\u{202E}2").path
         try FileManager.default.createSymbolicLink(atPath: spoofed, withDestinationPath: sims[0].path)
         let receiver = try EnrollmentReceiver()

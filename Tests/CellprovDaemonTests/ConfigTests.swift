@@ -54,9 +54,8 @@ import Glibc
     /// The example says "root:cellprov 0640" for the token file: the check accepts it (the daemon runs as
     /// cellprov), and still refuses a token others can read or the group can write.
     @Test func tokenFileModes() throws {
-        let dir = NSTemporaryDirectory() + "cellprov-config-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprov-config")
+        let dir = temporary.path
         let token = dir + "/token"
         try "secret\n".write(toFile: token, atomically: true, encoding: .utf8)
         let path = dir + "/c.toml"

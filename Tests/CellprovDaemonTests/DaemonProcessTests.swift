@@ -147,9 +147,8 @@ import Glibc
 
     @Test(arguments: badConfigs)
     func configErrorsNameTheKeyAndExitNonZero(bad: BadConfig) async throws {
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprovd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprovd")
+        let dir = URL(fileURLWithPath: temporary.path)
         let path = dir.appendingPathComponent("bad.toml")
         try bad.text.write(to: path, atomically: true, encoding: .utf8)
         for extra in [[], ["--check"]] {
@@ -161,9 +160,8 @@ import Glibc
     }
 
     @Test func tokenFileReadableByOthersIsRefused() async throws {
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprovd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprovd")
+        let dir = URL(fileURLWithPath: temporary.path)
         let token = dir.appendingPathComponent("token")
         try "secret\n".write(to: token, atomically: true, encoding: .utf8)
         chmod(token.path, 0o644)

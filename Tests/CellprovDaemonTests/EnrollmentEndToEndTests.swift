@@ -2,6 +2,7 @@ import CellprovCore
 import CellprovSimulator
 import CellprovStore
 import CellprovTestKit
+import CellprovTestSupport
 import Foundation
 import Testing
 
@@ -342,9 +343,8 @@ import Glibc
         let sim = try ModemSimulator(SimulatorOptions(profile: .quectel, identity: Self.original))
         defer { sim.stop() }
         let receiver = try EnrollmentReceiver(behaviour: .status(401))
-        let tokenDir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cellprov-token-\(UUID())")
-        try FileManager.default.createDirectory(at: tokenDir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tokenDir) }
+        let tokenDirTemporary = try TemporaryDirectory(prefix: "cellprov-token")
+        let tokenDir = URL(fileURLWithPath: tokenDirTemporary.path)
         let token = tokenDir.appendingPathComponent("token").path
         try "old-token\n".write(toFile: token, atomically: true, encoding: .utf8)
         chmod(token, 0o600)

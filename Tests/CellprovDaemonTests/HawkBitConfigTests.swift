@@ -98,9 +98,8 @@ import Glibc
     /// `cellprovd --check` reads the files: the token file under the backend's rule, the controller id from
     /// serial_file.
     @Test func checkReadsTheFiles() async throws {
-        let dir = NSTemporaryDirectory() + "cellprov-hawkbit-config-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprov-hawkbit-config")
+        let dir = temporary.path
         let token = dir + "/hawkbit-token"
         try "bH7XXAprK1ChnLfKSdtlsp7NOlPnZAYY\n".write(toFile: token, atomically: true, encoding: .utf8)
         try "GW-FROM-FILE\n".write(toFile: dir + "/serial", atomically: true, encoding: .utf8)

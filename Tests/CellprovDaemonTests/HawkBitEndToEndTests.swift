@@ -33,9 +33,8 @@ import Glibc
         defer { hawkBit.stop() }
         hawkBit.setAttributes(["rauc_version": "1.11"], of: Self.serial)
 
-        let dir = NSTemporaryDirectory() + "cellprov-hawkbit-e2e-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprov-hawkbit-e2e")
+        let dir = temporary.path
         let tokenFile = dir + "/hawkbit-token"
         try "\(Self.token)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         chmod(tokenFile, 0o600)
@@ -127,9 +126,8 @@ import Glibc
         let hawkBit = try HawkBitStandIn(controllerIDs: [Self.serial], token: Self.token)
         defer { hawkBit.stop() }
         hawkBit.setBehaviour(.hang)
-        let dir = NSTemporaryDirectory() + "cellprov-hawkbit-hang-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprov-hawkbit-hang")
+        let dir = temporary.path
         try "\(Self.token)\n".write(toFile: dir + "/token", atomically: true, encoding: .utf8)
         chmod(dir + "/token", 0o600)
         try """
@@ -166,9 +164,8 @@ import Glibc
         defer { sim.stop() }
         let hawkBit = try HawkBitStandIn(tenant: "fleet-7", controllerIDs: ["gw-7"], token: Self.token)
         defer { hawkBit.stop() }
-        let dir = NSTemporaryDirectory() + "cellprov-hawkbit-full-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = try TemporaryDirectory(prefix: "cellprov-hawkbit-full")
+        let dir = temporary.path
         try "\(Self.token)\n".write(toFile: dir + "/token", atomically: true, encoding: .utf8)
         chmod(dir + "/token", 0o600)
         try """

@@ -24,9 +24,8 @@ import Glibc
     }
 
     @Test func watchWakesOnlyForTheAwaitedEntry() throws {
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("busw-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let temporary = try TemporaryDirectory(prefix: "busw")
+        let dir = URL(fileURLWithPath: temporary.path)
         // The socket's directory does not exist yet: the nearest existing ancestor is watched for it.
         let watch = try #require(BusSocketWatch(address: "unix:path=\(dir.path)/run/bus"))
         #expect(watch.directory == dir.path)

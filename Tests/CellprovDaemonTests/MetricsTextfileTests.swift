@@ -4,6 +4,7 @@ import CellprovReporter
 import CellprovSimulator
 import CellprovStore
 import CellprovTestKit
+import CellprovTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -36,8 +37,9 @@ import Testing
 
     /// A store with slot A read (valid, hot-swap reports unavailable: enrolled, one event waiting) and slot B read
     /// without a SIM (an IMEI alone raises no event on a slot never enrolled).
-    static func populatedStore() throws -> (StateStore, String) {
-        let dir = NSTemporaryDirectory() + "cellprov-metrics-\(UUID().uuidString)"
+    static func populatedStore() throws -> (StateStore, TemporaryDirectory) {
+        let temporary = try TemporaryDirectory(prefix: "cellprov-metrics")
+        let dir = temporary.path
         let store = try StateStore(directory: dir)
         let hotswap = Problem(.simHotSwapUnavailable, field: .sim, severity: .warning, message: "detection off")
         let a = observation(slot: slotA, imsi: imsi, iccid: iccid, problems: [hotswap])
@@ -48,7 +50,7 @@ import Testing
         let b = observation(slot: slotB, imei: imeiB, imsi: nil, iccid: nil, problems: [noSIM])
         _ = try store.commit(b)
         try store.recordRead(slot: slotB, port: slotB, valid: false, problems: [noSIM.code.rawValue], at: Date())
-        return (store, dir)
+        return (store, temporary)
     }
 
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
@@ -76,7 +78,8 @@ import Testing
     // MARK: - The text
 
     @Test func textPassesPromtoolAndCarriesNoIdentifier() async throws {
-        let (store, dir) = try Self.populatedStore()
+        let (store, temporary) = try Self.populatedStore()
+        let dir = temporary.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/cellprov.prom"
         let metrics = MetricsTextfile(path: path, logger: Logger(label: "test"))
@@ -174,7 +177,8 @@ import Testing
     /// A modem flapping (a change every few milliseconds for 2.5 s) costs at most one write a second, and the
     /// last change is always written.
     @Test func writesAreBoundedToOneASecond() async throws {
-        let (store, dir) = try Self.populatedStore()
+        let (store, temporary) = try Self.populatedStore()
+        let dir = temporary.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let times = NIOLockedValueBox<[ContinuousClock.Instant]>([])
         let last = NIOLockedValueBox("")
@@ -196,7 +200,9 @@ import Testing
         metrics.changed()
         try await Task.sleep(for: .milliseconds(1500))
         let written = times.withLockedValue { $0 }
-        #expect(changes > 100)
+        // Each change is a committed SQLite write: under load (a build beside the tests) 2.5 s holds fewer than a
+        // hundred, and 20 changes are already four times what the bound lets through.
+        #expect(changes > 20)
         #expect(written.count >= 2 && written.count <= 5, "\(written.count) writes for \(changes) changes")
         // The bound is on when writes begin (one second apart); the writer is called after the store's views are
         // read, which takes a few milliseconds more or less each time (tens under ThreadSanitizer).
@@ -210,7 +216,8 @@ import Testing
 
     /// A write stuck on a slow disk: changed() returns at once and the store is not held.
     @Test func aSlowDiskHoldsUpNothing() async throws {
-        let (store, dir) = try Self.populatedStore()
+        let (store, temporary) = try Self.populatedStore()
+        let dir = temporary.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let inWrite = NIOLockedValueBox(false)
         let metrics = MetricsTextfile(path: dir + "/c.prom", logger: Logger(label: "test")) {
@@ -236,7 +243,8 @@ import Testing
 
     /// A write that keeps failing is logged once (not once per change), and its recovery once.
     @Test func failuresAreLoggedOnce() async throws {
-        let (store, dir) = try Self.populatedStore()
+        let (store, temporary) = try Self.populatedStore()
+        let dir = temporary.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let records = CapturedLogs()
         let logger = Logger(label: "test") { _ in records }
@@ -273,7 +281,8 @@ import Testing
         defer { sim.stop() }
         let receiver = try EnrollmentReceiver(behaviour: .status(503))
         defer { receiver.stop() }
-        let dir = NSTemporaryDirectory() + "cellprovd-metrics-\(UUID().uuidString)"
+        let dirTemporary = try TemporaryDirectory(prefix: "cellprovd-metrics")
+        let dir = dirTemporary.path
         try FileManager.default.createDirectory(atPath: dir + "/textfiles", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/textfiles/cellprov.prom"
@@ -324,9 +333,8 @@ import Testing
     /// The real writer: the file appears whole, the temporary file is gone, a missing directory is an error that
     /// names the path (no crash).
     @Test func atomicWriteReplacesTheFile() throws {
-        let dir = NSTemporaryDirectory() + "cellprov-metrics-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dirTemporary = try TemporaryDirectory(prefix: "cellprov-metrics")
+        let dir = dirTemporary.path
         let path = dir + "/cellprov.prom"
         try MetricsTextfile.atomicWrite(path, "a 1\n")
         try MetricsTextfile.atomicWrite(path, "a 2\n")

@@ -21,8 +21,10 @@ import Testing
     static let oddModel = "EG25 50%\nrev"
 
     struct Setup {
-        var directory: String
+        /// The state directory, removed when the setup goes away.
+        let temporary: TemporaryDirectory
         var pseudonyms: Pseudonymizer
+        var directory: String { temporary.path }
     }
 
     static func report(imei: String, imsi: String?, iccid: String?, eid: String? = nil, model: String = "EG25-G")
@@ -39,7 +41,8 @@ import Testing
     /// Slot A: an eUICC unit enrolled (hot-swap reports unavailable); slot B: a module without a SIM; slot C: a
     /// static port seen but never read.
     static func makeState(withKey: Bool = true) throws -> Setup {
-        let dir = NSTemporaryDirectory() + "cellprov-status-\(UUID().uuidString)"
+        let temporary = try TemporaryDirectory(prefix: "cellprov-status")
+        let dir = temporary.path
         let pseudonyms = withKey ? try PseudonymKeyFile.loadOrCreate(in: dir) : Pseudonymizer.random()
         let store = try StateStore(directory: dir)
         var a = report(imei: imei, imsi: imsi, iccid: iccid, eid: eid, model: oddModel)
@@ -55,7 +58,7 @@ import Testing
         try store.recordRead(
             slot: Self.slotB, port: "/dev/ttyUSB6", valid: false, problems: ["sim_not_inserted"], at: Date())
         try store.setPresence(slot: slotC, port: slotC, present: true)
-        return Setup(directory: dir, pseudonyms: pseudonyms)
+        return Setup(temporary: temporary, pseudonyms: pseudonyms)
     }
 
     static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (Int32?, String, String)

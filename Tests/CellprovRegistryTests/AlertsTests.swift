@@ -2,6 +2,7 @@ import CellprovCore
 import CellprovRegistryAlerts
 import CellprovRegistryCore
 import CellprovTestKit
+import CellprovTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

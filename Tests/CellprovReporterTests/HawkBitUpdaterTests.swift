@@ -1,6 +1,7 @@
 import CellprovCore
 import CellprovReporter
 import CellprovTestKit
+import CellprovTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

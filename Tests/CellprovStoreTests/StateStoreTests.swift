@@ -1,6 +1,7 @@
 import CellprovCore
 import CellprovStore
 import CellprovTestKit
+import CellprovTestSupport
 import Foundation
 import GRDB
 import Testing

@@ -3,9 +3,10 @@ import FoundationEssentials
 // The change detector's data types. They are the data channel: they hold raw digits (IMEI, IMSI, ICCID) and
 // go only to the store, `cellprov events --json` and the backend payload, never to a log. Their JSON form is fixed
 // here with snake_case keys and the enrollment API's null rule (docs/enrollment-api.yaml, "Absent and null";
-// docs/decisions.md, "Wire rules"): `previous` is always written (null when there is none), every other optional
-// property is left out when it has no value; decoding takes an absent property and a null one alike. Encode and
-// decode them with the default key strategies (`.convertFromSnakeCase` would not match these keys).
+// docs/decisions.md, "Wire rules"): `previous` is always written (null when there is none; IdentityEvent's
+// encoder), every other optional property is left out when it has no value (what Swift's synthesized encoders
+// do with an optional); decoding takes an absent property and a null one alike. Encode and decode them with the
+// default key strategies (`.convertFromSnakeCase` would not match these keys).
 
 /// A slot's identity as digit strings: the IMEI of its module, the IMSI and ICCID of its SIM (the enabled
 /// profile, on an eUICC), the EID of the card when it is an eUICC and it was read, and the module's active SIM
@@ -81,15 +82,6 @@ public struct IdentitySnapshot: Sendable, Codable, Equatable, Hashable, CustomSt
         case imei, imsi, iccid, eid
         case simSlot = "sim_slot"
     }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(imei, forKey: .imei)
-        try c.encodeIfPresent(imsi, forKey: .imsi)
-        try c.encodeIfPresent(iccid, forKey: .iccid)
-        try c.encodeIfPresent(eid, forKey: .eid)
-        try c.encodeIfPresent(simSlot, forKey: .simSlot)
-    }
 }
 
 /// What is known of the module in a slot: its USB serial number (nil on a static UART port or a module without
@@ -125,15 +117,6 @@ public struct ModuleInfo: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case usbSerial = "usb_serial"
         case manufacturer, model, revision, source
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(usbSerial, forKey: .usbSerial)
-        try c.encodeIfPresent(manufacturer, forKey: .manufacturer)
-        try c.encodeIfPresent(model, forKey: .model)
-        try c.encodeIfPresent(revision, forKey: .revision)
-        try c.encodeIfPresent(source, forKey: .source)
     }
 }
 
@@ -180,18 +163,6 @@ public struct SlotRecord: Sendable, Codable, Equatable {
         case simPresent = "sim_present"
         case lastInvalid = "last_invalid"
         case updatedAt = "updated_at"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(slot, forKey: .slot)
-        try c.encode(module, forKey: .module)
-        try c.encode(identity, forKey: .identity)
-        try c.encode(simPresent, forKey: .simPresent)
-        try c.encode(enrolled, forKey: .enrolled)
-        try c.encode(sequence, forKey: .sequence)
-        try c.encodeIfPresent(lastInvalid, forKey: .lastInvalid)
-        try c.encode(updatedAt, forKey: .updatedAt)
     }
 }
 
@@ -362,15 +333,6 @@ public struct StateLoss: Sendable, Codable, Equatable {
         case eventsSalvaged = "events_salvaged"
         case eventsLost = "events_lost"
         case lastSequence = "last_sequence"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(reason, forKey: .reason)
-        try c.encode(detectedAt, forKey: .detectedAt)
-        try c.encode(eventsSalvaged, forKey: .eventsSalvaged)
-        try c.encode(eventsLost, forKey: .eventsLost)
-        try c.encodeIfPresent(lastSequence, forKey: .lastSequence)  // absent: unknown
     }
 }
 

@@ -61,19 +61,24 @@ struct CSVRecordReader {
         while position < bytes.count {
             let byte = bytes[position]
             let breakLength = lineBreak(at: position)
+            // Where a field may end (before its text, in unquoted text, or after its closing quote), a delimiter
+            // ends the field and a line break ends the record too.
+            if (atStart || innerQuote == quoted) && (byte == delimiter || breakLength > 0) {
+                finishField()
+                atStart = true
+                if breakLength > 0 {
+                    position += breakLength
+                    return true
+                }
+                position += 1
+                continue
+            }
             if atStart {
                 if byte == quote {
                     atStart = false
                     quoted = true
                     innerQuote = false
                     position += 1
-                } else if byte == delimiter {
-                    finishField()
-                    position += 1
-                } else if breakLength > 0 {
-                    position += breakLength
-                    finishField()
-                    return true
                 } else if let blankLength = blank(at: position) {
                     position += blankLength
                 } else {
@@ -92,14 +97,6 @@ struct CSVRecordReader {
                 } else if byte == quote {
                     innerQuote = true
                     position += 1
-                } else if byte == delimiter {
-                    atStart = true
-                    finishField()
-                    position += 1
-                } else if breakLength > 0 {
-                    position += breakLength
-                    finishField()
-                    return true
                 } else {
                     field.append(byte)
                     position += 1
@@ -109,14 +106,6 @@ struct CSVRecordReader {
                     field.append(quote)
                     innerQuote = false
                     position += 1
-                } else if byte == delimiter {
-                    atStart = true
-                    finishField()
-                    position += 1
-                } else if breakLength > 0 {
-                    position += breakLength
-                    finishField()
-                    return true
                 } else if let blankLength = blank(at: position) {
                     position += blankLength
                 } else {
