@@ -568,9 +568,7 @@ def newest_pg_bin(name):
 def postmaster_of(pg):
     """The cluster's postmaster pid (its data directory's postmaster.pid), or None when it is not on this host."""
     try:
-        datadir = pg.psql("SHOW data_directory")
-        with open(os.path.join(datadir, "postmaster.pid")) as f:
-            pid = int(f.readline())
+        pid = h.postmaster_pid(pg.url)
         return pid if stat_fields(pid) is not None else None
     except (OSError, ValueError, RuntimeError):
         return None

@@ -28,31 +28,17 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from registry_ingest import cluster_cpu, process_cpu  # noqa: E402
+from registry_ingest import cluster_cpu, process_cpu  # noqa: E402  (it puts Tests/registry on the path)
+from harness import postmaster_pid, psql  # noqa: E402
 
 PHASE = re.compile(r"^postgresql ingest at (\d+) concurrent: ([\d.]+) events/s \((\d+) events\)")
 LOOKUP = re.compile(r"^postgresql lookup by (\w+): p50 ([\d.]+) ms.*p99 ([\d.]+) ms")
 LOADED = re.compile(r"^postgresql loaded (\d+) units in ([\d.]+) s")
 
 
-def psql(url, sql, database=None):
-    target = url if database is None else re.sub(r"/[^/?]*(\?|$)", f"/{database}\\1", url, count=1)
-    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", target, "-c", sql],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr.strip())
-    return out.stdout.strip()
-
-
 def wal_position(url):
     """The server's WAL insert position in bytes (what every database of the cluster has written to the WAL)."""
     return int(psql(url, "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"))
-
-
-def postmaster(url):
-    datadir = psql(url, "SHOW data_directory")
-    with open(os.path.join(datadir, "postmaster.pid")) as f:
-        return int(f.readline())
 
 
 def drop_indexes_in_new_databases(url, names):
@@ -131,7 +117,7 @@ def main():
     url = os.environ.get("CELLPROV_TEST_POSTGRES_URL")
     if not url:
         sys.exit("CELLPROV_TEST_POSTGRES_URL unset: run under scripts/with-postgres.sh")
-    pm = postmaster(url)
+    pm = postmaster_pid(url)
     results = {"A": [], "B": []}
     order = [("A", "B"), ("B", "A")]
     try:

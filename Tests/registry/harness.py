@@ -131,6 +131,26 @@ def wait_until(predicate, timeout, interval=0.1):
         time.sleep(interval)
 
 
+def psql(url, sql, database=None, timeout=60):
+    """One psql call against `url` (or its `database`): the output, trimmed; a RuntimeError with psql's message when
+    it fails. Run as the postgres user when we are root (the test server's socket authenticates by peer)."""
+    if database is not None:
+        url = PostgresServer.with_database(url, database)
+    cmd = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, url]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def postmaster_pid(url):
+    """The pid of the postmaster serving `url`, from its data directory's postmaster.pid (a server on this host)."""
+    with open(os.path.join(psql(url, "SHOW data_directory"), "postmaster.pid")) as f:
+        return int(f.readline())
+
+
 class PostgresServer:
     """CELLPROV_TEST_POSTGRES_URL when make test started one (scripts/with-postgres.sh), else a server of our own.
     Each test gets a fresh database of its own (`CREATE DATABASE t_<random>`)."""
@@ -167,14 +187,7 @@ class PostgresServer:
         return urllib.parse.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
 
     def psql(self, sql, database=None):
-        url = self.url if database is None else self.with_database(self.url, database)
-        cmd = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, url]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"psql failed: {out.stderr.strip()}")
-        return out.stdout.strip()
+        return psql(self.url, sql, database)
 
     def new_database(self):
         name = "t_" + secrets.token_hex(6)
