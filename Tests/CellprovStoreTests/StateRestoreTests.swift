@@ -1,6 +1,7 @@
 import CellprovCore
 import CellprovEnrollmentAPI
 import CellprovStore
+import CellprovTestKit
 import Foundation
 import Testing
 
@@ -28,23 +29,7 @@ private enum SRValue {
 
 /// A read of `slot` with the module's IMEI and SIM number `sim` (validated as the identity reader does).
 private func srObservation(slot: String = SRValue.slotA, imei: String = SRValue.imei, sim: Int) -> Observation {
-    var report = IdentityReport(port: "/dev/ttyUSB2", manufacturer: "Quectel", model: "EG25", revision: "EG25GR07")
-    report.imei = IMEI.validate(imei).value
-    report.imsi = IMSI.validate(SRValue.imsis[sim]).value
-    report.iccid = ICCID.validate(SRValue.iccids[sim]).value
-    return Observation(
-        slot: ModuleSlot(key: slot, port: "/dev/ttyUSB2", usbSerial: "SER-1", origin: .udev), report: report,
-        observedAt: Date(), reason: "test")
-}
-
-private final class SRTempDir {
-    let path: String
-    init() throws {
-        path = NSTemporaryDirectory() + "cellprov-restore-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    fixtureObservation(slot: slot, imei: imei, imsi: SRValue.imsis[sim], iccid: SRValue.iccids[sim])
 }
 
 /// Copies the closed database's files (state.db and its WAL, when there is one) from `from` to `to`, replacing
@@ -59,7 +44,7 @@ private func copyDatabase(from: String, to: String) throws {
     }
 }
 
-private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident]) {
+private func openStore(_ dir: TemporaryDirectory) throws -> (StateStore, [StoreIncident]) {
     var incidents: [StoreIncident] = []
     let store = try StateStore(directory: dir.path, onIncident: { incidents.append($0) })
     return (store, incidents)
@@ -67,8 +52,8 @@ private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident])
 
 @Suite struct StateRestoreTests {
     @Test func restoredDatabaseKeepsNumberingAndTellsTheBackend() throws {
-        let dir = try SRTempDir()
-        let backup = try SRTempDir()
+        let dir = try TemporaryDirectory()
+        let backup = try TemporaryDirectory()
         do {
             let (store, incidents) = try openStore(dir)
             #expect(incidents.isEmpty)
@@ -127,8 +112,8 @@ private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident])
     }
 
     @Test func restartAfterTheRestoreReportsNothingMore() throws {
-        let dir = try SRTempDir()
-        let backup = try SRTempDir()
+        let dir = try TemporaryDirectory()
+        let backup = try TemporaryDirectory()
         do {
             let (store, _) = try openStore(dir)
             try store.commit(srObservation(sim: 0))
@@ -152,7 +137,7 @@ private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident])
     /// leaves the marker ahead in its last position only: not a restore. Those numbers were never stored nor sent,
     /// so the slot's numbering goes on from the database.
     @Test func markerAheadByAFailedTransactionIsNotARestore() throws {
-        let dir = try SRTempDir()
+        let dir = try TemporaryDirectory()
         do {
             let (store, _) = try openStore(dir)
             try store.commit(srObservation(sim: 0))
@@ -177,8 +162,8 @@ private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident])
     /// Another database than the marker's (another `database_id`) whose slots are behind the marker's: a restore
     /// too (e.g. a backup older than a state loss, which started a new database).
     @Test func anotherDatabaseBehindTheMarkerIsARestore() throws {
-        let dir = try SRTempDir()
-        let other = try SRTempDir()
+        let dir = try TemporaryDirectory()
+        let other = try TemporaryDirectory()
         do {
             let (store, _) = try openStore(other)
             try store.commit(srObservation(sim: 0))
@@ -203,8 +188,8 @@ private func openStore(_ dir: SRTempDir) throws -> (StateStore, [StoreIncident])
 
     /// A marker written before `committed_position` existed says nothing about restores: no incident.
     @Test func markerWithoutCommittedPositionIsNotARestore() throws {
-        let dir = try SRTempDir()
-        let backup = try SRTempDir()
+        let dir = try TemporaryDirectory()
+        let backup = try TemporaryDirectory()
         do {
             let (store, _) = try openStore(dir)
             try store.commit(srObservation(sim: 0))
